@@ -1,0 +1,1 @@
+"""Compact PyTorch core of Transformer Playground (placeholder until the core lands)."""
