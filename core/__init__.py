@@ -1,1 +1,11 @@
-"""Compact PyTorch core of Transformer Playground (placeholder until the core lands)."""
+"""Compact PyTorch core of Transformer Playground: models, checkpoint loading, tokenizers, generation, analysis.
+
+The public names mirror `transformers` conventions: `load_model(source)`, `load_tokenizer(source)`,
+`load_image_processor(source)` and `generate(model, input_ids, max_new_tokens, ...)`.
+"""
+
+from .checkpoint import load_model, save_model
+from .generate import Step, generate
+from .hub import CheckpointError
+
+__all__ = ["CheckpointError", "Step", "generate", "load_model", "save_model"]

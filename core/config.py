@@ -1,0 +1,229 @@
+"""Frozen configs for every family, read from a checkpoint's `config.json`.
+
+BERT, DistilBERT, GPT-2, ViT and the two CLIP towers are one architecture with different settings (where the
+LayerNorm sits, which GELU, which mask, which embeddings); `TransformerConfig` names those settings, in the
+spirit of nanoGPT's `GPTConfig`. `config_from_json` is the only place that reads `config.json`, and it reads
+the architecture from the "architectures" field rather than guessing it from tensor shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# "architectures" value -> (family, task). BertForPreTraining opens as a masked LM: its NSP head is ignored.
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "BertModel": ("bert", "base"),
+    "BertForMaskedLM": ("bert", "masked_lm"),
+    "BertForPreTraining": ("bert", "masked_lm"),
+    "BertForSequenceClassification": ("bert", "sequence_classification"),
+    "BertForTokenClassification": ("bert", "token_classification"),
+    "BertForQuestionAnswering": ("bert", "question_answering"),
+    "DistilBertModel": ("distilbert", "base"),
+    "DistilBertForMaskedLM": ("distilbert", "masked_lm"),
+    "DistilBertForSequenceClassification": ("distilbert", "sequence_classification"),
+    "DistilBertForTokenClassification": ("distilbert", "token_classification"),
+    "DistilBertForQuestionAnswering": ("distilbert", "question_answering"),
+    "GPT2Model": ("gpt2", "base"),
+    "GPT2LMHeadModel": ("gpt2", "causal_lm"),
+    "ViTModel": ("vit", "base"),
+    "ViTForImageClassification": ("vit", "image_classification"),
+    "CLIPModel": ("clip", "contrastive"),
+}
+
+# Names that checkpoints use for activations -> the three (plus ReLU) the block implements.
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "quick_gelu": "quick_gelu",
+    "relu": "relu",
+}
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """One transformer stack with its embeddings and head."""
+
+    family: str  # bert | distilbert | gpt2 | vit | clip_text | clip_vision
+    task: str  # base | masked_lm | causal_lm | sequence_classification | ... | image_classification
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    activation: str  # gelu | gelu_tanh | quick_gelu | relu
+    layer_norm_eps: float
+    norm_first: bool  # pre-LN (GPT-2, ViT, CLIP) or post-LN (BERT, DistilBERT)
+    causal: bool
+    max_positions: int = 0
+    vocab_size: int = 0
+    type_vocab_size: int = 0  # BERT segment embeddings; 0 = none
+    embedding_norm: bool = False  # LayerNorm right after the embeddings (BERT, DistilBERT)
+    pre_norm: bool = False  # LayerNorm before the first block (CLIP vision's pre_layrnorm)
+    final_norm: bool = False  # LayerNorm after the last block (GPT-2 ln_f, ViT layernorm, CLIP final LN)
+    final_norm_cls_only: bool = False  # CLIP vision applies it to the pooled [CLS] only
+    pooler: bool = False  # BERT/ViT dense+tanh on [CLS]
+    attn_scale_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx
+    # vision
+    image_size: int = 0
+    patch_size: int = 0
+    num_channels: int = 3
+    patch_bias: bool = True
+    # heads
+    num_labels: int = 0
+    id2label: tuple[str, ...] = ()
+    tie_word_embeddings: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size if self.patch_size else 0
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    text: TransformerConfig
+    vision: TransformerConfig
+    projection_dim: int
+    logit_scale_init: float = 2.6592
+    # transformers' legacy rule: eos_token_id == 2 means "pool at the highest token id" (the original CLIP).
+    eos_token_id: int = 2
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `config.json` says: the architecture name and the parsed config."""
+
+    architecture: str
+    family: str
+    task: str
+    config: TransformerConfig | CLIPConfig
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def _labels(raw: dict) -> tuple[tuple[str, ...], int]:
+    id2label = raw.get("id2label") or {}
+    labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int)) if id2label else ()
+    return labels, len(labels) or int(raw.get("num_labels", 0) or 0)
+
+
+def _activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}")
+    return ACTIVATIONS[name]
+
+
+def _bert(raw: dict, task: str) -> TransformerConfig:
+    labels, num_labels = _labels(raw)
+    return TransformerConfig(
+        family="bert", task=task, hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
+        num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
+        activation=_activation(raw.get("hidden_act", "gelu")), layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+        norm_first=False, causal=False, max_positions=raw["max_position_embeddings"],
+        vocab_size=raw["vocab_size"], type_vocab_size=raw.get("type_vocab_size", 2), embedding_norm=True,
+        pooler=task in ("base", "sequence_classification"), num_labels=num_labels, id2label=labels,
+        tie_word_embeddings=raw.get("tie_word_embeddings", True), pad_token_id=raw.get("pad_token_id", 0),
+    )
+
+
+def _distilbert(raw: dict, task: str) -> TransformerConfig:
+    if raw.get("sinusoidal_pos_embds"):
+        raise ValueError("DistilBERT with sinusoidal position embeddings is not supported")
+    labels, num_labels = _labels(raw)
+    return TransformerConfig(
+        family="distilbert", task=task, hidden_size=raw["dim"], num_layers=raw["n_layers"],
+        num_heads=raw["n_heads"], intermediate_size=raw["hidden_dim"],
+        activation=_activation(raw.get("activation", "gelu")), layer_norm_eps=1e-12, norm_first=False,
+        causal=False, max_positions=raw["max_position_embeddings"], vocab_size=raw["vocab_size"],
+        embedding_norm=True, num_labels=num_labels, id2label=labels,
+        tie_word_embeddings=raw.get("tie_word_embeddings", True), pad_token_id=raw.get("pad_token_id", 0),
+    )
+
+
+def _gpt2(raw: dict, task: str) -> TransformerConfig:
+    if raw.get("reorder_and_upcast_attn") or not raw.get("scale_attn_weights", True):
+        raise ValueError("GPT-2 variants with reordered or unscaled attention are not supported")
+    hidden = raw["n_embd"]
+    return TransformerConfig(
+        family="gpt2", task=task, hidden_size=hidden, num_layers=raw["n_layer"], num_heads=raw["n_head"],
+        intermediate_size=raw.get("n_inner") or 4 * hidden,
+        activation=_activation(raw.get("activation_function", "gelu_new")),
+        layer_norm_eps=raw.get("layer_norm_epsilon", 1e-5), norm_first=True, causal=True,
+        max_positions=raw["n_positions"], vocab_size=raw["vocab_size"], final_norm=True,
+        attn_scale_by_layer=bool(raw.get("scale_attn_by_inverse_layer_idx", False)),
+        tie_word_embeddings=raw.get("tie_word_embeddings", True), bos_token_id=raw.get("bos_token_id"),
+        eos_token_id=raw.get("eos_token_id"), pad_token_id=raw.get("pad_token_id"),
+    )
+
+
+def _vit(raw: dict, task: str) -> TransformerConfig:
+    labels, num_labels = _labels(raw)
+    return TransformerConfig(
+        family="vit", task=task, hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
+        num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
+        activation=_activation(raw.get("hidden_act", "gelu")), layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+        norm_first=True, causal=False, final_norm=True, pooler=task == "base" and raw.get("add_pooling_layer", True),
+        image_size=raw["image_size"], patch_size=raw["patch_size"], num_channels=raw.get("num_channels", 3),
+        num_labels=num_labels, id2label=labels,
+    )
+
+
+def _clip(raw: dict) -> CLIPConfig:
+    # transformers fills omitted sub-config fields with CLIP ViT-B/32 defaults; so do we.
+    text = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+            "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+            "layer_norm_eps": 1e-5, "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 1}
+    text.update(raw.get("text_config") or {})
+    vision = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+              "image_size": 224, "patch_size": 32, "num_channels": 3, "hidden_act": "quick_gelu",
+              "layer_norm_eps": 1e-5}
+    vision.update(raw.get("vision_config") or {})
+    common = dict(norm_first=True, final_norm=True)
+    text_cfg = TransformerConfig(
+        family="clip_text", task="base", hidden_size=text["hidden_size"], num_layers=text["num_hidden_layers"],
+        num_heads=text["num_attention_heads"], intermediate_size=text["intermediate_size"],
+        activation=_activation(text["hidden_act"]), layer_norm_eps=text["layer_norm_eps"], causal=True,
+        max_positions=text["max_position_embeddings"], vocab_size=text["vocab_size"],
+        eos_token_id=text["eos_token_id"], bos_token_id=text.get("bos_token_id"),
+        pad_token_id=text.get("pad_token_id"), **common,
+    )
+    vision_cfg = TransformerConfig(
+        family="clip_vision", task="base", hidden_size=vision["hidden_size"],
+        num_layers=vision["num_hidden_layers"], num_heads=vision["num_attention_heads"],
+        intermediate_size=vision["intermediate_size"], activation=_activation(vision["hidden_act"]),
+        layer_norm_eps=vision["layer_norm_eps"], causal=False, pre_norm=True, final_norm_cls_only=True,
+        image_size=vision["image_size"], patch_size=vision["patch_size"], num_channels=vision["num_channels"],
+        patch_bias=False, **common,
+    )
+    return CLIPConfig(text=text_cfg, vision=vision_cfg, projection_dim=raw.get("projection_dim", 512),
+                      logit_scale_init=raw.get("logit_scale_init_value", 2.6592),
+                      eos_token_id=text["eos_token_id"])
+
+
+def config_from_json(raw: dict) -> ModelSpec:
+    """Parse a `config.json` dict; unsupported architectures raise ValueError naming what is supported."""
+    names = raw.get("architectures") or []
+    known = [name for name in names if name in ARCHITECTURES]
+    if not known:
+        supported = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"unsupported architecture {names or raw.get('model_type')!r}; supported: {supported}")
+    architecture = known[0]
+    family, task = ARCHITECTURES[architecture]
+    builders = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "vit": _vit}
+    config = _clip(raw) if family == "clip" else builders[family](raw, task)
+    return ModelSpec(architecture=architecture, family=family, task=task, config=config, raw=raw)
+
+
+def read_config(folder: Path) -> ModelSpec:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no config.json in {folder}")
+    return config_from_json(json.loads(path.read_text()))

@@ -1,0 +1,117 @@
+"""Token-by-token generation as a Python generator, with a preallocated KV cache.
+
+Each step yields the chosen token with its probability and the candidates it was chosen from: the shape a
+streaming UI consumes (one bar chart per step). Sampling follows the usual order: temperature, then top-k
+(Fan et al., 2018), then top-p / nucleus (Holtzman et al., 2020). `temperature=0` is greedy decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .model import KVCache
+
+
+@dataclass(frozen=True)
+class Step:
+    """One generated token.
+
+    `candidates` are the most probable next tokens under the distribution actually sampled from (after
+    temperature, top-k and top-p); `model_candidates` under the model's own softmax at temperature 1.
+    """
+
+    index: int  # 0 for the first new token
+    token_id: int
+    probability: float  # of token_id under the sampling distribution
+    model_probability: float  # of token_id under the model's softmax
+    candidates: tuple[tuple[int, float], ...]
+    model_candidates: tuple[tuple[int, float], ...]
+    finished: str | None = None  # "eos" or "max_length" on the last step
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 or None: no limit), got {top_k}")
+    if top_p is not None and not 0 <= top_p <= 1:
+        raise ValueError(f"top_p must be between 0 and 1, got {top_p}")
+
+
+def sampling_distribution(logits: torch.Tensor, temperature: float, top_k: int | None,
+                          top_p: float | None) -> torch.Tensor:
+    """Probabilities (V,) to sample the next token from, given the last position's logits (V,)."""
+    logits = logits.float()
+    if temperature == 0:
+        probs = torch.zeros_like(logits)
+        probs[logits.argmax()] = 1.0
+        return probs
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    if top_p is not None and top_p < 1:
+        sorted_probs, order = probs.sort(descending=True)
+        # Keep the smallest prefix whose mass reaches top_p; the most probable token always stays.
+        mass_before = sorted_probs.cumsum(0) - sorted_probs
+        drop = mass_before >= top_p
+        drop[0] = False
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+        probs = probs / probs.sum()
+    return probs
+
+
+def _top(probs: torch.Tensor, k: int) -> tuple[tuple[int, float], ...]:
+    values, ids = torch.topk(probs, min(k, probs.numel()))
+    return tuple((int(i), float(v)) for i, v in zip(ids, values) if v > 0)
+
+
+@torch.inference_mode()
+def generate(model, input_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int | None = None, eos_token_id: int | None = -1,
+             num_candidates: int = 10):
+    """Yield `Step`s, one per new token, for a causal LM and a 1-D or (1, T) prompt of token ids.
+
+    Stops after `max_new_tokens`, at the end-of-text token (the config's, unless `eos_token_id` is given;
+    None disables it) or at the model's maximum length. The prompt runs once; every later step feeds only the
+    new token and reads the rest from the cache.
+    """
+    check_sampling(temperature, top_k, top_p)
+    config = model.config
+    if config.task != "causal_lm":
+        raise ValueError(f"generation needs a causal language model, not {model.spec.architecture}")
+    ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(1, -1)
+    prompt_length = ids.shape[1]
+    if prompt_length == 0:
+        raise ValueError("the prompt is empty")
+    if prompt_length >= config.max_positions:
+        raise ValueError(f"the prompt has {prompt_length} tokens; the model's maximum is {config.max_positions}")
+    eos = config.eos_token_id if eos_token_id == -1 else eos_token_id
+    total = min(config.max_positions, prompt_length + max(0, int(max_new_tokens)))
+    parameter = next(model.parameters())
+    cache = KVCache(config, 1, total, device=parameter.device, dtype=parameter.dtype)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    logits = model(ids.to(parameter.device), cache=cache).logits[0, -1]
+    for index in range(total - prompt_length):
+        model_probs = logits.float().softmax(dim=-1)
+        probs = sampling_distribution(logits, temperature, top_k, top_p)
+        if temperature == 0:
+            token = int(probs.argmax())
+        else:
+            token = int(torch.multinomial(probs.cpu(), 1, generator=generator))
+        finished = None
+        if eos is not None and token == eos:
+            finished = "eos"
+        elif cache.length + 1 >= total:
+            finished = "max_length" if total == config.max_positions else "max_new_tokens"
+        yield Step(index=index, token_id=token, probability=float(probs[token]),
+                   model_probability=float(model_probs[token]), candidates=_top(probs, num_candidates),
+                   model_candidates=_top(model_probs, num_candidates), finished=finished)
+        if finished:
+            return
+        logits = model(torch.tensor([[token]], device=parameter.device), cache=cache).logits[0, -1]

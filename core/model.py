@@ -1,0 +1,336 @@
+"""One transformer for every family: BERT, DistilBERT, GPT-2, ViT and both CLIP towers.
+
+"Attention Is All You Need" (Vaswani et al., 2017) gives the block; the families differ only by the settings
+in `TransformerConfig` (LayerNorm before or after each sublayer, which GELU, causal or bidirectional mask,
+text or patch embeddings), as in openai/CLIP's single `Transformer` class and timm's `Block`. Attention
+probabilities are computed explicitly only when asked for (`output_attentions=True`); otherwise the fused
+`scaled_dot_product_attention` kernel runs. Parameter names here are the core's own: `core.checkpoint` maps
+each checkpoint's names onto them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CLIPConfig, TransformerConfig
+
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    # CLIP's sigmoid approximation of GELU; the released weights were trained with it.
+    return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATION_FUNCTIONS = {
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "quick_gelu": quick_gelu,
+    "relu": F.relu,
+}
+
+
+@dataclass
+class ModelOutput:
+    """Mirrors the fields of `transformers` outputs that the playground reads."""
+
+    last_hidden_state: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class CLIPOutput:
+    logits_per_image: torch.Tensor | None = None
+    logits_per_text: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    vision_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class KVCache:
+    """Keys and values of every layer, preallocated once for the whole generation and filled in place."""
+
+    def __init__(self, config: TransformerConfig, batch: int, max_length: int, device=None, dtype=None):
+        shape = (config.num_layers, batch, config.num_heads, max_length, config.head_size)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0  # positions already stored; advanced by the model after each forward
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        self.keys[layer, :, :, self.length:end] = k
+        self.values[layer, :, :, self.length:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: TransformerConfig, layer_index: int):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.scale = 1.0 / math.sqrt(config.head_size)
+        if config.attn_scale_by_layer:
+            self.scale /= layer_index + 1
+        self.layer_index = layer_index
+
+    def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None):
+        B, T, C = x.shape
+        # (B, T, 3C) -> 3 x (B, nh, T, hs)
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = cache.update(self.layer_index, k, v)
+        probs = None
+        if output_attentions:
+            scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, Tk)
+            if mask is not None:
+                scores = scores + mask
+            probs = scores.softmax(dim=-1)
+            y = probs @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+        return self.out(y), probs
+
+
+class MLP(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.activation = ACTIVATION_FUNCTIONS[config.activation]
+
+    def forward(self, x):
+        return self.fc2(self.activation(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Attention and MLP sublayers with residuals; LayerNorm before (pre-LN) or after (post-LN) each."""
+
+    def __init__(self, config: TransformerConfig, layer_index: int):
+        super().__init__()
+        self.norm_first = config.norm_first
+        self.attn = SelfAttention(config, layer_index)
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x, mask=None, is_causal=False, output_attentions=False, cache=None):
+        if self.norm_first:
+            attended, probs = self.attn(self.norm1(x), mask, is_causal, output_attentions, cache)
+            x = x + attended
+            return x + self.mlp(self.norm2(x)), probs
+        attended, probs = self.attn(x, mask, is_causal, output_attentions, cache)
+        x = self.norm1(x + attended)
+        return self.norm2(x + self.mlp(x)), probs
+
+
+class TextEmbeddings(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.positions = nn.Embedding(config.max_positions, config.hidden_size)
+        self.token_types = nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.embedding_norm else None
+
+    def forward(self, input_ids, token_type_ids=None, past_length: int = 0):
+        T = input_ids.shape[1]
+        if past_length + T > self.positions.num_embeddings:
+            raise ValueError(f"sequence of {past_length + T} tokens exceeds the model's maximum of "
+                             f"{self.positions.num_embeddings}")
+        positions = torch.arange(past_length, past_length + T, device=input_ids.device)
+        x = self.tokens(input_ids) + self.positions(positions)
+        if self.token_types is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            x = x + self.token_types(token_type_ids)
+        return self.norm(x) if self.norm is not None else x
+
+
+class PatchEmbeddings(nn.Module):
+    """ViT: the image cut into patches, each linearly projected to a token; [CLS] prepended; learned positions."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.patch = nn.Conv2d(config.num_channels, config.hidden_size, config.patch_size, config.patch_size,
+                               bias=config.patch_bias)
+        self.cls = nn.Parameter(torch.zeros(config.hidden_size))
+        self.positions = nn.Parameter(torch.zeros(config.grid_size**2 + 1, config.hidden_size))
+        self.image_size = config.image_size
+
+    def forward(self, pixel_values):
+        if pixel_values.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"expected {self.image_size}x{self.image_size} pixels, got {tuple(pixel_values.shape[-2:])}")
+        patches = self.patch(pixel_values.to(self.patch.weight.dtype))  # (B, C, gh, gw)
+        patches = patches.flatten(2).transpose(1, 2)  # (B, N, C), patches in row-major order
+        cls = self.cls.expand(patches.shape[0], 1, -1)
+        return torch.cat([cls, patches], dim=1) + self.positions
+
+
+def attention_bias(attention_mask, causal: bool, query_length: int, past_length: int, dtype):
+    """Additive mask (B or 1, 1, Tq, Tk): 0 where a query may look, the dtype's minimum where it may not.
+
+    The minimum rather than -inf keeps a fully masked row (a padding query) finite, as `transformers` does.
+    """
+    key_length = past_length + query_length
+    allowed = None
+    if causal:
+        query_positions = torch.arange(past_length, key_length).unsqueeze(1)
+        allowed = (torch.arange(key_length).unsqueeze(0) <= query_positions)[None, None]  # (1, 1, Tq, Tk)
+    if attention_mask is not None:
+        padding = attention_mask[:, None, None, :key_length].bool()  # (B, 1, 1, Tk)
+        allowed = padding if allowed is None else allowed.to(padding.device) & padding
+    if allowed is None:
+        return None
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class Transformer(nn.Module):
+    """Embeddings, the stack of blocks, and the task head that the config names."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        C, eps = config.hidden_size, config.layer_norm_eps
+        self.embed = PatchEmbeddings(config) if config.patch_size else TextEmbeddings(config)
+        self.pre_norm = nn.LayerNorm(C, eps=eps) if config.pre_norm else None
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
+        self.final_norm = nn.LayerNorm(C, eps=eps) if config.final_norm else None
+        self.pooler = nn.Linear(C, C) if config.pooler else None
+        task, family = config.task, config.family
+        if task == "masked_lm":
+            self.mlm_dense = nn.Linear(C, C)
+            self.mlm_norm = nn.LayerNorm(C, eps=eps)
+            self.lm_head = nn.Linear(C, config.vocab_size)
+        elif task == "causal_lm":
+            self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
+        elif task == "sequence_classification" and family == "distilbert":
+            self.pre_classifier = nn.Linear(C, C)
+        if task in ("sequence_classification", "token_classification", "image_classification"):
+            self.classifier = nn.Linear(C, config.num_labels)
+        elif task == "question_answering":
+            self.qa = nn.Linear(C, 2)
+        if config.tie_word_embeddings and task in ("masked_lm", "causal_lm"):
+            self.lm_head.weight = self.embed.tokens.weight
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.id2label
+
+    def encode(self, inputs, attention_mask=None, token_type_ids=None, output_attentions=False,
+               output_hidden_states=False, cache: KVCache | None = None):
+        """Run embeddings and blocks; returns (last hidden state, hidden states, attentions)."""
+        config = self.config
+        past = cache.length if cache is not None else 0
+        if config.patch_size:
+            x = self.embed(inputs)
+        else:
+            x = self.embed(inputs, token_type_ids, past)
+        if self.pre_norm is not None:
+            x = self.pre_norm(x)
+        T = x.shape[1]
+        # The fused kernel's own causal flag is exact and fastest when there is nothing else to mask.
+        simple_causal = config.causal and attention_mask is None and past == 0 and not output_attentions
+        decode_step = config.causal and attention_mask is None and T == 1  # one new query sees every key
+        mask = None
+        if not (simple_causal or decode_step):
+            mask = attention_bias(attention_mask, config.causal, T, past, x.dtype)
+            mask = mask.to(x.device) if mask is not None else None
+        hidden_states, attentions = [x], []
+        for block in self.layers:
+            x, probs = block(x, mask, simple_causal, output_attentions, cache)
+            hidden_states.append(x)
+            attentions.append(probs)
+        if cache is not None:
+            cache.length += T
+        if self.final_norm is not None and not config.final_norm_cls_only:
+            x = self.final_norm(x)
+            if config.family == "gpt2":
+                hidden_states[-1] = x  # GPT-2 reports its last hidden state after ln_f; the others before
+        return (x, tuple(hidden_states) if output_hidden_states else None,
+                tuple(attentions) if output_attentions else None)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_attentions=False,
+                output_hidden_states=False, pixel_values=None, cache: KVCache | None = None) -> ModelOutput:
+        inputs = pixel_values if self.config.patch_size else input_ids
+        x, hidden_states, attentions = self.encode(inputs, attention_mask, token_type_ids, output_attentions,
+                                                   output_hidden_states, cache)
+        out = ModelOutput(last_hidden_state=x, hidden_states=hidden_states, attentions=attentions)
+        task = self.config.task
+        if self.pooler is not None:
+            out.pooler_output = torch.tanh(self.pooler(x[:, 0]))
+        if task == "masked_lm":
+            h = self.mlm_norm(ACTIVATION_FUNCTIONS[self.config.activation](self.mlm_dense(x)))
+            out.logits = self.lm_head(h)
+        elif task == "causal_lm":
+            out.logits = self.lm_head(x)
+        elif task == "sequence_classification":
+            if self.config.family == "distilbert":
+                summary = F.relu(self.pre_classifier(x[:, 0]))
+            else:
+                summary = out.pooler_output
+            out.logits = self.classifier(summary)
+        elif task == "token_classification":
+            out.logits = self.classifier(x)
+        elif task == "image_classification":
+            out.logits = self.classifier(x[:, 0])
+        elif task == "question_answering":
+            out.start_logits, out.end_logits = self.qa(x).unbind(dim=-1)
+        return out
+
+
+class CLIP(nn.Module):
+    """Two towers and a shared embedding space (Radford et al., 2021, "Learning Transferable Visual Models")."""
+
+    def __init__(self, config: CLIPConfig):
+        super().__init__()
+        self.config = config
+        self.text = Transformer(config.text)
+        self.vision = Transformer(config.vision)
+        self.text_projection = nn.Linear(config.text.hidden_size, config.projection_dim, bias=False)
+        self.visual_projection = nn.Linear(config.vision.hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init))
+
+    def pooled_text(self, input_ids, hidden):
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        if self.config.eos_token_id == 2:
+            # Legacy checkpoints (openai/clip-*): the end-of-text token has the highest id in the vocabulary.
+            positions = input_ids.argmax(dim=-1)
+        else:
+            positions = (input_ids == self.config.eos_token_id).int().argmax(dim=-1)
+        return hidden[rows, positions]
+
+    def encode_text(self, input_ids, attention_mask=None, output_attentions=False, normalize=True):
+        x, _, attentions = self.text.encode(input_ids, attention_mask, output_attentions=output_attentions)
+        embeds = self.text_projection(self.pooled_text(input_ids, x))
+        embeds = F.normalize(embeds, dim=-1) if normalize else embeds
+        return (embeds, attentions) if output_attentions else embeds
+
+    def encode_image(self, pixel_values, output_attentions=False, normalize=True):
+        x, _, attentions = self.vision.encode(pixel_values, output_attentions=output_attentions)
+        embeds = self.visual_projection(self.vision.final_norm(x[:, 0]))
+        embeds = F.normalize(embeds, dim=-1) if normalize else embeds
+        return (embeds, attentions) if output_attentions else embeds
+
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, output_attentions=False) -> CLIPOutput:
+        out = CLIPOutput()
+        if input_ids is not None:
+            result = self.encode_text(input_ids, attention_mask, output_attentions)
+            out.text_embeds, out.text_attentions = result if output_attentions else (result, None)
+        if pixel_values is not None:
+            result = self.encode_image(pixel_values, output_attentions)
+            out.image_embeds, out.vision_attentions = result if output_attentions else (result, None)
+        if out.text_embeds is not None and out.image_embeds is not None:
+            out.logits_per_text = self.logit_scale.exp() * out.text_embeds @ out.image_embeds.T
+            out.logits_per_image = out.logits_per_text.T
+        return out

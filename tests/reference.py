@@ -1,0 +1,65 @@
+"""Helpers that build small, randomly initialised `transformers` checkpoints for the equivalence tests.
+
+Shapes are deliberately non-default (3 heads of 16, odd vocabularies), the initializer range is large so that
+attention is peaked rather than uniform, and LayerNorm weights are perturbed away from 1 and 0, so that a
+wrong transpose, a swapped norm or a missing bias shows up as a difference.
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers
+
+TEXT_COMMON = dict(attn_implementation="eager")
+
+
+def perturb_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.add_(0.3 * torch.randn(module.weight.shape, generator=generator))
+                module.bias.add_(0.2 * torch.randn(module.bias.shape, generator=generator))
+            # Zero-initialised biases would hide a missing bias; give every bias a value.
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.add_(0.05 * torch.randn(module.bias.shape, generator=generator))
+
+
+def bert_config(**overrides) -> transformers.BertConfig:
+    values = dict(vocab_size=317, hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=80,
+                  max_position_embeddings=64, type_vocab_size=2, initializer_range=0.2, num_labels=5,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **TEXT_COMMON)
+    values.update(overrides)
+    return transformers.BertConfig(**values)
+
+
+def distilbert_config(**overrides) -> transformers.DistilBertConfig:
+    values = dict(vocab_size=317, dim=48, n_layers=3, n_heads=3, hidden_dim=80, max_position_embeddings=64,
+                  initializer_range=0.2, num_labels=4, dropout=0.0, attention_dropout=0.0, **TEXT_COMMON)
+    values.update(overrides)
+    return transformers.DistilBertConfig(**values)
+
+
+def gpt2_config(**overrides) -> transformers.GPT2Config:
+    values = dict(vocab_size=331, n_embd=48, n_layer=3, n_head=3, n_positions=96, initializer_range=0.2,
+                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=330, eos_token_id=330,
+                  **TEXT_COMMON)
+    values.update(overrides)
+    return transformers.GPT2Config(**values)
+
+
+def build(model_class, config, seed: int = 0):
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    perturb_norms(model, seed)
+    return model
+
+
+def save(model, folder) -> str:
+    model.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
+def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a.float() - b.float()).abs().max())
