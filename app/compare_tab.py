@@ -2,7 +2,7 @@
 
 import gradio as gr
 
-TITLE = "COMPARE"
+TITLE = "Compare"
 
 
 def build() -> None:

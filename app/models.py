@@ -8,6 +8,7 @@ preset while offline falls back to the embedded model of its family with a note 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from core.tokenizer import load_tokenizer
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-EMBEDDED_DIR = ASSETS / "models"
+# An override lets tests and development point the embedded presets at other folders of the same layout.
+EMBEDDED_DIR = Path(os.environ.get("PLAYGROUND_EMBEDDED_DIR", ASSETS / "models"))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import gradio as gr
 
-TITLE = "VIT"
+TITLE = "ViT"
 
 
 def build() -> None:
