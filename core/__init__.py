@@ -7,6 +7,7 @@ The public names mirror `transformers` conventions: `load_model(source)`, `load_
 from .checkpoint import load_model, save_model
 from .generate import Step, generate
 from .hub import CheckpointError
+from .images import load_image_processor
 from .tokenizer import load_tokenizer
 
-__all__ = ["CheckpointError", "Step", "generate", "load_model", "load_tokenizer", "save_model"]
+__all__ = ["CheckpointError", "Step", "generate", "load_image_processor", "load_model", "load_tokenizer", "save_model"]
