@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import CheckpointError, load_model
-from core.hub import cached_folder, hub_reachable, is_repo_id
+from core.hub import cached_folder, hub_folder, hub_reachable, is_repo_id
 from core.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class ModelCache:
         so the model used before, is unchanged then.
         """
         custom_repo = (custom_repo or "").strip()
-        note = ""
+        note, embedded = "", False
         if custom_repo:
             if not is_repo_id(custom_repo):
                 raise CheckpointError(f"{custom_repo!r} is not a valid Hub repo id (owner/name)")
@@ -137,19 +137,23 @@ class ModelCache:
             if choice not in presets:
                 raise CheckpointError(f"unknown model choice {choice!r}; choose one of: {', '.join(presets)}")
             preset = presets[choice]
-            name = preset.name
-            source = str(EMBEDDED_DIR / preset.source) if preset.embedded else preset.source
-            if not preset.embedded and availability(preset) == "unavailable offline":
+            name, source = preset.name, preset.source
+            if preset.embedded:
+                source, embedded = str(EMBEDDED_DIR / preset.source), True
+            elif availability(preset) == "unavailable offline":
                 fallback = PRESETS[family][0]
                 note = (f"{preset.name} is not downloaded and the Hub cannot be reached: "
                         f"showing the embedded {fallback.name} instead.")
-                name, source = fallback.name, str(EMBEDDED_DIR / fallback.source)
+                name, source, embedded = fallback.name, str(EMBEDDED_DIR / fallback.source), True
         key = (family, source)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key], note
-        loaded = _open(source, name, family)  # outside the lock: a download must not block other tabs
+        # Outside the lock: a download must not block other tabs. Hub ids resolve to their snapshot folder
+        # first, so that a user-typed id is never read as a local path.
+        folder = Path(source) if embedded else hub_folder(source)
+        loaded = _open(folder, name, family)
         with self._lock:
             self._entries[key] = loaded
             self._entries.move_to_end(key)

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -47,11 +48,28 @@ def hub_is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
 
 
+_reachability: dict[str, tuple[float, bool]] = {}
+REACHABILITY_TTL_S = 30.0
+
+
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """A fast TCP check of the Hub endpoint, so that an offline lecture hall fails in seconds, not 30."""
+    """A fast TCP check of the Hub endpoint, so that an offline lecture hall fails in seconds, not 30.
+
+    The answer is remembered for 30 s: the app asks on every request for an uncached preset.
+    """
     if hub_is_offline():
         return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    endpoint_url = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    remembered = _reachability.get(endpoint_url)
+    if remembered and time.monotonic() - remembered[0] < REACHABILITY_TTL_S:
+        return remembered[1]
+    reachable = _connect(endpoint_url, timeout)
+    _reachability[endpoint_url] = (time.monotonic(), reachable)
+    return reachable
+
+
+def _connect(endpoint_url: str, timeout: float) -> bool:
+    endpoint = urlparse(endpoint_url)
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         with socket.create_connection((endpoint.hostname, port), timeout=timeout):
@@ -72,35 +90,39 @@ def cached_folder(repo_id: str, patterns: list[str] | None = None) -> Path | Non
 
 
 def local_folder(source: str | os.PathLike, patterns: list[str] | None = None) -> Path:
-    """Return a local folder holding the checkpoint named by `source`.
-
-    `source` is an existing directory, or a Hub repo id, taken from the cache when present and downloaded
-    (safetensors and JSON/text files only) otherwise. A string that is neither is rejected: a repo id is
-    never read as a local path.
-    """
+    """Return a local folder holding the checkpoint named by `source`: an existing directory, or a Hub repo."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    source = str(source)
-    if not is_repo_id(source):
-        raise CheckpointError(f"{source!r} is neither a local folder nor a valid Hub repo id (owner/name).")
-    folder = cached_folder(source, patterns)
+    return hub_folder(str(source), patterns)
+
+
+def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
+    """The snapshot folder of Hub repo `repo_id`, from the cache when present, else downloaded.
+
+    Only safetensors and JSON/text files are fetched. `repo_id` is never read as a local path, even when a
+    folder of that name exists: the app passes user-typed ids here, and a local path is something only the
+    person starting the app may name.
+    """
+    if not is_repo_id(repo_id):
+        raise CheckpointError(f"{repo_id!r} is neither a local folder nor a valid Hub repo id (owner/name).")
+    folder = cached_folder(repo_id, patterns)
     if folder is not None:
         return folder
     if not hub_reachable():
         raise CheckpointError(
-            f"{source!r} is not in the local Hugging Face cache and the Hub cannot be reached (offline). "
+            f"{repo_id!r} is not in the local Hugging Face cache and the Hub cannot be reached (offline). "
             "Run `python app.py --download` while online, or use an embedded model."
         )
     from huggingface_hub import HfApi, snapshot_download
 
     try:
-        files = HfApi().list_repo_files(source)
+        files = HfApi().list_repo_files(repo_id)
     except Exception as error:
-        raise CheckpointError(f"Cannot open Hub repository {source!r}: {type(error).__name__}: {error}") from None
+        raise CheckpointError(f"Cannot open Hub repository {repo_id!r}: {type(error).__name__}: {error}") from None
     if not any(name.endswith(".safetensors") for name in files):
         raise CheckpointError(
-            f"Hub repository {source!r} has no safetensors weights; pickle files are never loaded for safety."
+            f"Hub repository {repo_id!r} has no safetensors weights; pickle files are never loaded for safety."
         )
-    log.info("downloading %s", source)
-    return Path(snapshot_download(source, allow_patterns=patterns or CHECKPOINT_FILES))
+    log.info("downloading %s", repo_id)
+    return Path(snapshot_download(repo_id, allow_patterns=patterns or CHECKPOINT_FILES))
