@@ -1,0 +1,1 @@
+"""Operational scripts: load test and soak test against the app on localhost."""

@@ -1,0 +1,94 @@
+"""Load test: N concurrent gradio_client users for a fixed time, mixing every tab's default actions.
+
+    python -m tools.load_test [--users 30] [--seconds 120] [--url URL]
+
+Without --url it starts the app itself (offline, embedded models) on a free localhost port. Every request is
+bounded in time and the run stops by itself. Reports p50/p95 latency, errors by kind, and the number of
+requests refused because the queue was full (the "busy, try again" answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import threading
+import time
+from collections import Counter
+
+from bench.app_bench import endpoint_names, free_port, start_app
+
+# Streaming and multi-step endpoints are exercised too; each user picks endpoints at random.
+QUEUE_FULL_HINTS = ("queue is full", "busy", "Queue is full")
+
+
+def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies: list, outcomes: Counter,
+              lock: threading.Lock) -> None:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    rng = random.Random(seed)
+    while time.monotonic() < deadline:
+        name = rng.choice(names)
+        start = time.perf_counter()
+        try:
+            job = client.submit(api_name=f"/{name}")
+            job.result(timeout=60)
+            kind = "ok"
+        except Exception as error:  # classify; the load test must finish and report
+            text = str(error)
+            kind = "queue_full" if any(h in text for h in QUEUE_FULL_HINTS) else f"error:{type(error).__name__}"
+        elapsed = time.perf_counter() - start
+        with lock:
+            outcomes[kind] += 1
+            if kind == "ok":
+                latencies.append((name, elapsed))
+
+
+def run(url: str, users: int, seconds: float) -> dict:
+    from gradio_client import Client
+
+    names = endpoint_names(Client(url, verbose=False))
+    latencies: list = []
+    outcomes: Counter = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    threads = [threading.Thread(target=user_loop, args=(url, names, deadline, i, latencies, outcomes, lock),
+                                daemon=True) for i in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 90)
+    values = sorted(t for _, t in latencies)
+    quantile = lambda q: values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")  # noqa: E731
+    return {"users": users, "seconds": seconds, "requests": sum(outcomes.values()), "outcomes": dict(outcomes),
+            "p50_s": quantile(0.50), "p95_s": quantile(0.95),
+            "mean_s": statistics.mean(values) if values else float("nan")}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--url", default=None, help="an app already running on localhost")
+    args = parser.parse_args(argv)
+    process = None
+    url = args.url
+    if url is None:
+        port = free_port()
+        process, _ = start_app(port)
+        url = f"http://127.0.0.1:{port}/"
+    try:
+        report = run(url, args.users, args.seconds)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+    for key, value in report.items():
+        print(f"{key:>10}: {value}")
+    unhandled = {k: v for k, v in report["outcomes"].items() if k.startswith("error")}
+    return 1 if unhandled else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

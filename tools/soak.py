@@ -1,0 +1,107 @@
+"""Soak test: many sequential mixed requests with varied text lengths and image sizes, watching memory.
+
+    python -m tools.soak [--requests 500]
+
+Starts the app (offline, embedded models) with its own upload folder, sends requests one after another to
+every named endpoint in turn with randomised text and images, and samples the server's resident memory and
+the upload folder's size. Reports the RSS slope over the last 200 requests (MB per 100 requests): a plateau
+is a slope near zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench.app_bench import free_port, start_app
+from core.embedded.grammar import corpus
+
+# Words from the embedded models' language, so that long texts are still meaningful input.
+SENTENCES = corpus(400, seed=7)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def random_text(rng: random.Random) -> str:
+    count = rng.choice([1, 1, 2, 5, 20, 60])
+    return " ".join(rng.choice(SENTENCES) for _ in range(count))[:1900]
+
+
+def random_image(rng: random.Random, folder: Path) -> str:
+    width, height = rng.choice([(64, 64), (224, 224), (640, 480), (37, 900), (1500, 1000)])
+    pixels = np.random.default_rng(rng.randrange(1 << 30)).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    path = folder / f"soak-{rng.randrange(1 << 30)}.png"
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def slope_per_100(values: list[float]) -> float:
+    x = np.arange(len(values))
+    return float(np.polyfit(x, values, 1)[0] * 100) if len(values) > 1 else 0.0
+
+
+def main(argv=None) -> int:
+    from gradio_client import Client, handle_file
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args(argv)
+    rng = random.Random(0)
+    uploads = Path(tempfile.mkdtemp(prefix="soak-gradio-"))
+    scratch = Path(tempfile.mkdtemp(prefix="soak-images-"))
+    port = free_port()
+    process, _ = start_app(port, GRADIO_TEMP_DIR=str(uploads))
+    errors = 0
+    rss, cache = [], []
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        names = sorted(named)
+        start = time.perf_counter()
+        for i in range(args.requests):
+            name = names[i % len(names)]
+            kwargs = {}
+            for parameter in named[name]["parameters"]:
+                if parameter["component"] == "Textbox" and rng.random() < 0.5:
+                    kwargs[parameter["parameter_name"]] = random_text(rng)
+                elif parameter["component"] == "Image":
+                    kwargs[parameter["parameter_name"]] = handle_file(random_image(rng, scratch))
+            try:
+                client.predict(api_name=name, **kwargs)
+            except Exception:  # counted: a clear message for unusual text is an expected outcome
+                errors += 1
+            for leftover in scratch.glob("*.png"):
+                leftover.unlink()
+            rss.append(rss_mb(process.pid))
+            cache.append(folder_mb(uploads))
+        elapsed = time.perf_counter() - start
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    tail = rss[-200:]
+    print(f"requests: {len(rss)} in {elapsed:.0f} s, answered with a message: {errors}")
+    print(f"RSS MB: first {rss[0]:.0f}, after 100 {rss[min(99, len(rss) - 1)]:.0f}, last {rss[-1]:.0f}, "
+          f"max {max(rss):.0f}")
+    print(f"RSS slope over the last {len(tail)} requests: {slope_per_100(tail):+.2f} MB per 100 requests")
+    print(f"upload folder MB: after 100 {cache[min(99, len(cache) - 1)]:.1f}, last {cache[-1]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
