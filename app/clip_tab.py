@@ -278,7 +278,7 @@ def clip_search(query, model_choice, custom_repo=""):
     cosine = (image_embeds @ text_embed[0]).numpy()
     probs = torch.from_numpy(cosine * learned_scale(loaded)).softmax(0).numpy()
     order = np.argsort(-cosine, kind="stable")
-    ranked = [(items[i][0], f"#{r + 1} · cos {cosine[i]:.3f} · p {probs[i]:.2f} — {items[i][1]}")
+    ranked = [(items[i][0], f"#{r + 1} · {cosine[i]:.3f} · p {probs[i]:.2f} · {items[i][1]}")
               for r, i in enumerate(order)]
     note = notes_markdown(model_note(loaded, fallback), _truncation_notes(truncated))
     data = {"model": loaded.name, "query": query,
@@ -357,7 +357,7 @@ def build() -> None:
         with gr.Row():
             query = gr.Textbox("a large red circle", label="Describe a picture", max_lines=1, scale=3)
             search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="clip-search-btn")
-        results = gr.Gallery(label="Ranked pictures (cosine similarity, probability at the learned scale)",
+        results = gr.Gallery(label="Ranked pictures: rank · cosine similarity · probability at the learned scale · name",
                              columns=6, height=460, elem_id="clip-search-gallery")
         search_file = gr.File(label="Download the numbers (JSON)")
 

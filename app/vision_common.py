@@ -66,10 +66,15 @@ def fingerprint(picture: Image.Image) -> str:
 
 
 def sketch(picture: Image.Image) -> Image.Image:
-    """An edge drawing of the picture: dark lines on white (grayscale, FIND_EDGES, stretched, inverted)."""
-    gray = ImageOps.grayscale(picture)
-    edges = gray.filter(ImageFilter.SMOOTH).filter(ImageFilter.FIND_EDGES)
-    edges = ImageOps.autocontrast(edges, cutoff=1)
+    """An edge drawing of the picture: dark lines on white (grayscale, FIND_EDGES, thickened, inverted).
+
+    The picture is padded by repeating its border first, so the frame of the image is not drawn as an edge;
+    lines are thickened (a 3x3 maximum) so they survive the model's downscaling to its input size.
+    """
+    gray = np.asarray(ImageOps.grayscale(picture))
+    padded = Image.fromarray(np.pad(gray, 2, mode="edge"))
+    edges = padded.filter(ImageFilter.SMOOTH).filter(ImageFilter.FIND_EDGES).filter(ImageFilter.MaxFilter(3))
+    edges = ImageOps.autocontrast(edges.crop((2, 2, 2 + picture.width, 2 + picture.height)), cutoff=1)
     return ImageOps.invert(edges).convert("RGB")
 
 

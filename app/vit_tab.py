@@ -130,11 +130,11 @@ def vit_attention(image, model_choice, custom_repo="", layer=0, head=0, patch=0)
     patch_map = row[1:].reshape(gh, gw).numpy()
     cls_share = float(weights[0, 0])
     cls_fig = overlay_figure(run.visible, cls_maps[head],
-                             f"[CLS] attention, layer {layer}, head {head} ({cls_share:.0%} stays on [CLS])")
+                             f"[CLS] attention, layer {layer}, head {head} ({cls_share:.1%} stays on [CLS])")
     heads_fig = head_maps_figure(cls_maps, f"[CLS] attention of every head in layer {layer}")
     patch_fig = overlay_figure(run.visible, patch_map,
                                f"Where patch {patch} looks, layer {layer}, head {head} "
-                               f"({float(row[0]):.0%} on [CLS])", marked_patch=patch)
+                               f"({float(row[0]):.1%} on [CLS])", marked_patch=patch)
     data = {"model": loaded.name, "layer": layer, "head": head, "patch": patch, "grid": [gh, gw],
             "cls_attention_all_heads": cls_maps, "cls_to_cls": cls_share, "patch_attention": patch_map,
             "patch_to_cls": float(row[0])}
