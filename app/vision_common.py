@@ -1,0 +1,122 @@
+"""What the ViT and CLIP tabs share: opening image inputs safely, bundled examples, bounded caches.
+
+Image inputs arrive as file paths (the tabs use `gr.Image(type="filepath")`, so Gradio hands over the upload
+without decoding it) or, from Python callers and tests, as PIL images. Both go through `core.images.open_image`,
+which refuses decompression bombs from the header, before any pixel is decoded, and turns every mode into RGB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from app.models import ASSETS
+from core.images import ImageError, open_image
+
+IMAGES = ASSETS / "images"
+# A classroom photo is a few megapixels; 24 MP keeps one decode well under 100 MB on a 2-core machine.
+MAX_IMAGE_PIXELS = 24_000_000
+
+
+def example_paths() -> list[str]:
+    """The bundled example pictures, drawn shapes first (what the embedded models know), then photos."""
+    files = sorted(IMAGES.glob("shape-*.png")) + sorted(IMAGES.glob("photo-*.jpg"))
+    return [str(path) for path in files]
+
+
+def default_image(name: str) -> str:
+    return str(IMAGES / name)
+
+
+def load_picture(value, name: str = "image") -> tuple[Image.Image, list[str]]:
+    """An RGB PIL image from a path, PIL image or array, and notes about inputs the model will distort.
+
+    No image, an unreadable file or one over `MAX_IMAGE_PIXELS` raises `gr.Error` with the reason.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise gr.Error(f"No {name}: upload, paste or pick an example image first.")
+    if isinstance(value, dict) and "path" in value:  # a FileData payload from a direct call
+        value = value["path"]
+    if isinstance(value, np.ndarray):
+        value = Image.fromarray(value)
+    try:
+        picture = open_image(value, max_pixels=MAX_IMAGE_PIXELS)
+    except ImageError as error:
+        raise gr.Error(str(error)) from None
+    notes = []
+    width, height = picture.size
+    if min(width, height) < 16:
+        notes.append(f"The {name} is only {width}x{height} pixels: the model sees it blown up to its input size.")
+    if max(width, height) > 8 * min(width, height):
+        notes.append(f"The {name} is {width}x{height}, a thin strip: resizing or cropping to a square distorts "
+                     "or cuts most of it.")
+    return picture, notes
+
+
+def fingerprint(picture: Image.Image) -> str:
+    """A short digest of the pixels, to key caches by what the model saw rather than by file name."""
+    digest = hashlib.blake2b(picture.tobytes(), digest_size=12)
+    digest.update(f"{picture.size}{picture.mode}".encode())
+    return digest.hexdigest()
+
+
+def sketch(picture: Image.Image) -> Image.Image:
+    """An edge drawing of the picture: dark lines on white (grayscale, FIND_EDGES, thickened, inverted).
+
+    The picture is padded by repeating its border first, so the frame of the image is not drawn as an edge;
+    lines are thickened (a 3x3 maximum) so they survive the model's downscaling to its input size.
+    """
+    gray = np.asarray(ImageOps.grayscale(picture))
+    padded = Image.fromarray(np.pad(gray, 2, mode="edge"))
+    edges = padded.filter(ImageFilter.SMOOTH).filter(ImageFilter.FIND_EDGES).filter(ImageFilter.MaxFilter(3))
+    edges = ImageOps.autocontrast(edges.crop((2, 2, 2 + picture.width, 2 + picture.height)), cutoff=1)
+    return ImageOps.invert(edges).convert("RGB")
+
+
+class BoundedCache:
+    """A thread-safe least-recently-used dict with at most `capacity` entries; counts hits and misses."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key]
+            self.misses += 1
+            return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+
+def notes_markdown(model_line: str, notes: list[str]) -> str:
+    """The model note followed by any input notes, one per line."""
+    return "  \n".join([model_line, *(f"ℹ️ {note}" for note in notes)])
+
+
+__all__ = ["BoundedCache", "IMAGES", "MAX_IMAGE_PIXELS", "default_image", "example_paths", "fingerprint",
+           "load_picture", "notes_markdown", "sketch"]

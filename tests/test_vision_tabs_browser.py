@@ -1,0 +1,68 @@
+"""The ViT and CLIP tabs in a real browser: every main button with its defaults renders, offline, without errors."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import SCREENSHOTS
+
+TIMEOUT = 60_000
+
+
+def _open_tab(page, app_url, title):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name=title, exact=True).click()
+
+
+def _run(page, view, button, ready, screenshot, timings):
+    """Open the sub-tab `view`, click `button`, wait until every selector in `ready` is visible."""
+    if view:
+        page.get_by_role("tab", name=view, exact=True).click()
+    start = time.perf_counter()
+    page.click(button)
+    for selector in ready:
+        page.wait_for_selector(selector, state="visible", timeout=TIMEOUT)
+    page.wait_for_function("!document.querySelector('.progress-text, .eta-bar')", timeout=TIMEOUT)
+    timings[screenshot] = time.perf_counter() - start
+    page.wait_for_timeout(300)  # let plotly finish its first layout pass before the screenshot
+    assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
+    page.screenshot(path=str(SCREENSHOTS / f"{screenshot}.png"), full_page=True)
+
+
+def _report(timings):
+    for name, seconds in timings.items():
+        print(f"{name}: {seconds:.2f} s (click to rendered)")
+
+
+def test_vit_tab_views(page, app_url):
+    _open_tab(page, app_url, "ViT")
+    timings = {}
+    _run(page, None, "#vit-patches-btn", ["#vit-grid img", "#vit-shapes table"], "vit-patches", timings)
+    _run(page, "Attention", "#vit-attention-btn",
+         ["#vit-cls-plot .js-plotly-plot", "#vit-patch-plot .js-plotly-plot"], "vit-attention", timings)
+    _run(page, "Rollout", "#vit-rollout-btn", ["#vit-rollout-plot .js-plotly-plot"], "vit-rollout", timings)
+    _run(page, "Classify", "#vit-classify-btn", ["#vit-classes-plot .js-plotly-plot"], "vit-classify", timings)
+    _run(page, "Positions & distance", "#vit-positions-btn",
+         ["#vit-similarity-plot .js-plotly-plot", "#vit-distance-plot .js-plotly-plot"], "vit-positions", timings)
+    # Clicking a patch of the grid picture selects it and redraws that patch's attention.
+    page.get_by_role("tab", name="Patches", exact=True).click()
+    page.locator("#vit-grid img").click(position={"x": 5, "y": 5})
+    page.get_by_role("tab", name="Attention", exact=True).click()
+    page.wait_for_selector("#vit-patch-plot .js-plotly-plot", timeout=TIMEOUT)
+    _report(timings)
+    assert page.console_errors == []
+    assert page.outside_requests == []
+
+
+def test_clip_tab_views(page, app_url):
+    _open_tab(page, app_url, "CLIP")
+    timings = {}
+    _run(page, None, "#clip-zero-btn", ["#clip-zero-plot .js-plotly-plot"], "clip-zero-shot", timings)
+    _run(page, "Contrastive batch", "#clip-contrastive-btn",
+         ["#clip-similarity-plot .js-plotly-plot", "#clip-losses table"], "clip-contrastive", timings)
+    _run(page, "Search", "#clip-search-btn", ["#clip-search-gallery img"], "clip-search", timings)
+    _run(page, "Robustness", "#clip-robust-btn", ["#clip-robust-plot .js-plotly-plot"], "clip-robustness", timings)
+    _report(timings)
+    assert page.console_errors == []
+    assert page.outside_requests == []
