@@ -27,20 +27,20 @@ def shown(text: str) -> str:
 
 
 def step_bars(candidates: Sequence[tuple[str, float]], sampled: str, sampled_probability: float,
-              title: str) -> go.Figure:
-    """The candidates of one step, most probable on top, with the sampled token in the accent colour.
+              title: str, *, tag: str = "sampled", x_title: str = "probability of the next token") -> go.Figure:
+    """The candidates of one step, most probable on top, with the sampled (or actual) token in the accent colour.
 
-    A sampled token outside the listed candidates (possible when sampling with a high temperature) is added
-    as a last bar, so the chosen token is always on the chart.
+    A token outside the listed candidates (sampled with a high temperature, or an actual word the model did
+    not expect) is added as a last bar marked with `tag`, so it is always on the chart.
     """
     labels = [shown(text) for text, _ in candidates]
     values = [float(p) for _, p in candidates]
     highlight = labels.index(shown(sampled)) if shown(sampled) in labels else None
     if highlight is None:
-        labels.append(f"{shown(sampled)} (sampled)")
+        labels.append(f"{shown(sampled)} ({tag})")
         values.append(float(sampled_probability))
         highlight = len(labels) - 1
-    return figures.bars(labels, values, title, highlight=highlight, x_title="probability of the next token")
+    return figures.bars(labels, values, title, highlight=highlight, x_title=x_title)
 
 
 def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:

@@ -7,8 +7,8 @@
   the logit lens", LessWrong). Layer 0 is the embedding layer, before any block.
 - `can_see`: which positions each position may attend to; causal (Radford et al., 2018/2019, GPT) versus
   bidirectional (Devlin et al., 2019, BERT).
-- `top_predictions`: the k most probable tokens of one position's logits, shared by next-token prediction
-  (GPT) and masked-token prediction (BERT).
+- `next_logits` / `masked_logits` and `top_predictions`: next-token prediction from the left context (GPT)
+  against masked-token prediction from both sides (BERT; Devlin et al., 2019).
 
 Everything here takes a loaded `core.model.Transformer` (or its outputs) and token ids; no gradio, no I/O.
 Every position's logits are kept (not only the last), since surprisal needs them all.
@@ -131,16 +131,15 @@ def top_predictions(logits_row: torch.Tensor, k: int) -> list[tuple[int, float]]
 
 
 @torch.inference_mode()
-def next_token(model, input_ids, k: int = 10) -> list[tuple[int, float]]:
-    """A causal LM's top-k guesses for the token after `input_ids`, from the left context only."""
-    ids = as_batch(input_ids)
-    return top_predictions(model(ids).logits[0, -1], k)
+def next_logits(model, input_ids) -> torch.Tensor:
+    """A causal LM's logits (V,) for the token after `input_ids`: it reads the left context only."""
+    return model(as_batch(input_ids)).logits[0, -1]
 
 
 @torch.inference_mode()
-def masked_token(model, input_ids, position: int, k: int = 10) -> list[tuple[int, float]]:
-    """A masked LM's top-k guesses for the token at `position`, from both sides of it."""
+def masked_logits(model, input_ids, position: int) -> torch.Tensor:
+    """A masked LM's logits (V,) for the token at `position` (usually [MASK]): it reads both sides."""
     ids = as_batch(input_ids)
     if not 0 <= position < ids.shape[1]:
         raise ValueError(f"position {position} is outside the {ids.shape[1]} tokens")
-    return top_predictions(model(ids).logits[0, position], k)
+    return model(ids).logits[0, position]
