@@ -32,7 +32,7 @@ DEFAULT_PROMPT = "the keys to the old cabinet"
 
 MAX_NEW_TOKENS = 200
 MAX_TEMPERATURE = 5.0
-MAX_TOP_K = 500
+MAX_TOP_K = 100
 MAX_SEED = 2**31 - 1
 NUM_CANDIDATES = 10
 MAX_VIEW_TOKENS = 64  # attention / surprisal / logit lens: more would not be readable on a slide
@@ -433,9 +433,10 @@ def build() -> None:
     layers, heads = model_shape(DEFAULT_MODEL)
     with gr.Accordion("Sampling settings (Generate and Step by step)", open=True):
         with gr.Row():
-            temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature",
-                                    info="0 = greedy; the handler accepts up to 5")
-            top_k = gr.Slider(0, 100, value=20, step=1, label="Top-k", info="0 = no limit")
+            # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
+            temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
+                                    info="0 = greedy; low = safe, high = wild")
+            top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit")
             top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit")
         with gr.Row():
             max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens")
