@@ -71,9 +71,9 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
         maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
         matrix = pick_head(maps, layer_n, head_n)
         visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
-        kind = "causal: token i sees 0…i" if causal else "bidirectional: every token sees every token"
-        mask_fig = gfig.can_see(visible, tokens, f"{loaded.name} mask ({kind})")
-        attention_fig = gfig.attention(matrix, tokens, f"{loaded.name}: layer {layer_n}, {head_name(head_n)}",
+        kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"
+        mask_fig = gfig.can_see(visible, tokens, f"{key.upper()} mask ({kind})")
+        attention_fig = gfig.attention(matrix, tokens, f"{key.upper()}: layer {layer_n}, {head_name(head_n)}",
                                        causal)
         results[key] = (mask_fig, attention_fig)
         notes[key] += [cut_note, clamp]
@@ -184,7 +184,7 @@ def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
     rows, shown, data = [], {}, {}
     for key, loaded in (("bert", bert), ("gpt", gpt), ("clip", clip)):
         if loaded is None:
-            shown[key] = []
+            shown[key] = [(f"{PRESETS[key][0].name} is not available here: skipped", None)]
             continue
         tokens = loaded.tokenizer.tokenize(text)
         words = sum(1 for t in tokens if not t.special)
@@ -199,7 +199,7 @@ def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
         note += "  \n" + model_note(clip, clip_note)
     else:
         note += "  \n⚠️ " + clip_note
-    table = dict(headers=["model", "tokenizer", "vocabulary", "tokens", "without specials", "pieces"], data=rows)
+    table = dict(headers=["model", "tokenizer", "vocab", "tokens", "text tokens", "pieces"], data=rows)
     return shown["bert"], shown["gpt"], shown["clip"], table, note, export.json_file(data, "compare-tokenizers")
 
 
@@ -255,7 +255,9 @@ def build() -> None:
             bert_pieces = gr.HighlightedText(label="WordPiece (BERT)", **options)
             gpt_pieces = gr.HighlightedText(label="Byte-level BPE (GPT-2)", **options)
             clip_pieces = gr.HighlightedText(label="BPE with end-of-word marks (CLIP)", **options)
-            counts = gr.Dataframe(label="Counts and raw vocabulary pieces", interactive=False, wrap=True)
+            counts = gr.Dataframe(label="Counts and raw vocabulary pieces (text tokens: without [CLS], [SEP] …)",
+                                  interactive=False, wrap=True,
+                                  column_widths=["17%", "10%", "8%", "8%", "9%", "48%"])
             tokenize_note = gr.Markdown(elem_classes="note-box")
             tokenize_file = gr.File(label="Tokens (JSON)")
         with gr.Tab("Encoder, decoder, both", id="compare-overview"):

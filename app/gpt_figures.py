@@ -16,6 +16,11 @@ from plotly.subplots import make_subplots
 
 from app import figures
 
+def square_height(n: int) -> int:
+    """Enough height that every token label of an n x n map is printed (plotly skips labels when crowded)."""
+    return max(420, 22 * n + 170)
+
+
 BINARY = [[0.0, "#f2f2f2"], [0.5, "#f2f2f2"], [0.5, figures.BASE], [1.0, figures.BASE]]
 
 
@@ -49,7 +54,7 @@ def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str) -> g
     labels = figures.unique_labels([shown(t) for t in tokens])
     future = ~np.tril(np.ones((n, n), dtype=bool))
     return figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
-                           y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future)
+                           y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
 
 
 def attention(matrix: np.ndarray, tokens: Sequence[str], title: str, causal: bool) -> go.Figure:
@@ -58,7 +63,7 @@ def attention(matrix: np.ndarray, tokens: Sequence[str], title: str, causal: boo
         return causal_attention(matrix, tokens, title)
     labels = figures.unique_labels([shown(t) for t in tokens])
     return figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
-                           y_title="query (attending)", zmin=0.0, zmax=1.0)
+                           y_title="query (attending)", zmin=0.0, zmax=1.0, height=square_height(len(tokens)))
 
 
 def can_see(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
@@ -66,7 +71,7 @@ def can_see(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
     labels = figures.unique_labels([shown(t) for t in tokens])
     matrix = np.asarray(matrix, dtype=np.float32)
     fig = figures.heatmap(matrix, labels, labels, title, x_title="can see this token",
-                          y_title="token", zmin=0.0, zmax=1.0, colorscale=BINARY)
+                          y_title="token", zmin=0.0, zmax=1.0, colorscale=BINARY, height=square_height(len(tokens)))
     heat = fig.data[0]
     heat.showscale = False
     heat.hovertemplate = "%{y} can see %{x}: %{customdata}<extra></extra>"
@@ -112,7 +117,6 @@ def logit_lens(probabilities: np.ndarray, predicted: Sequence[Sequence[str]], ac
         heat.customdata = actual_text
         heat.hovertemplate = ("%{y}, %{x}<br>top guess: %{text} (p=%{z:.3f})"
                               "<br>p(actual next token): %{customdata}<extra></extra>")
-    fig.update_yaxes(autorange=True)  # the rows are already in top-to-bottom order
     return fig
 
 
@@ -129,8 +133,8 @@ def mask_shapes(n: int = 6, m: int = 4) -> go.Figure:
         fig.add_trace(go.Heatmap(z=matrix, colorscale=BINARY, zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
                                  hovertemplate=f"{y_title} %{{y}} → {x_title} %{{x}}: %{{z}}<extra></extra>"),
                       1, col)
-        fig.update_xaxes(title_text=x_title, showticklabels=False, row=1, col=col)
-        fig.update_yaxes(title_text=y_title, showticklabels=False, autorange="reversed", scaleanchor="x" if col == 1 else f"x{col}",
+        fig.update_xaxes(title_text=x_title, showticklabels=False, showgrid=False, zeroline=False, row=1, col=col)
+        fig.update_yaxes(title_text=y_title, showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x" if col == 1 else f"x{col}",
                          row=1, col=col)
     fig.update_layout(title=dict(text="Who can attend to whom (filled = allowed)", x=0.01), font=figures.FONT,
                       template="plotly_white", height=320, margin=dict(l=10, r=10, t=80, b=10))

@@ -346,9 +346,8 @@ def gpt_attention(choice, custom, prompt, layer, head):
     maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
     matrix = pick_head(maps, layer_n, head_n)
     visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
-    attention = gfig.causal_attention(matrix, tokens, f"Layer {layer_n}, {head_name(head_n)}: who each token "
-                                      "attends to (the future is masked)")
-    table = gfig.can_see(visible, tokens, "Can see: token i sees tokens 0…i, never a later one")
+    attention = gfig.causal_attention(matrix, tokens, f"Layer {layer_n}, {head_name(head_n)} (× = future, masked)")
+    table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
     data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=head_n or "average",
                 attention=matrix, can_see=visible.astype(int))
     return attention, table, with_note(loaded, note, cut, clamp), export.json_file(data, "gpt-attention")

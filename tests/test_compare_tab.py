@@ -72,10 +72,10 @@ def test_tokenizers_side_by_side_with_counts():
     assert "".join(text for text, _ in gpt) == TEXT  # byte-level BPE keeps every character
     labels = [label for _, label in gpt]
     assert all(a != b for a, b in zip(labels, labels[1:]))  # neighbouring pieces stay distinguishable
-    if clip:
-        assert "clip-bpe" in rows
+    if "clip-bpe" in rows:
+        assert rows["clip-bpe"][3] == len(clip)
     else:
-        assert "CLIP skipped" in note
+        assert "CLIP skipped" in note and "skipped" in clip[0][0]
 
 
 def test_empty_text_is_an_error():

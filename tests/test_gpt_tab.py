@@ -246,6 +246,7 @@ def test_logit_lens_handler_rows_are_layers_and_cells_name_the_guess():
     fig, note, path = gpt_tab.gpt_logit_lens(MODEL, "", PROMPT)
     heat = fig.data[0]
     assert heat.y[-1] == "embeddings" and heat.y[0].startswith("layer ")
+    assert fig.layout.yaxis.autorange == "reversed"  # so the last layer, the real prediction, is on top
     assert np.array(heat.text).shape == np.array(heat.z).shape
     assert "Computed by" in note
 
