@@ -19,8 +19,12 @@ TEXT = "the keys to the old cabinet are on the table ."
 def test_generate_streams_and_predict_returns_the_final_result(client):
     started = time.perf_counter()
     job = client.submit(GPT, "", PROMPT, 6, 0.8, 20, 0.95, 0, False, api_name="/gpt_generate")
+    first = None
+    for _ in job:  # each streamed update as it arrives
+        first = first or time.perf_counter() - started
     final = job.result(timeout=120)
     elapsed = time.perf_counter() - started
+    print(f"\nTIMING gpt_generate 6 tokens: first token {first:.2f}s, all {elapsed:.2f}s")
     updates = job.outputs()
     assert 1 <= len(updates) <= 6
     text, _, status, note, path = final
@@ -96,3 +100,24 @@ def test_compare_endpoints(client):
     with pytest.raises(AppError):
         client.predict(BERT, "", GPT, "", TEXT, "piano", api_name="/compare_predictions")
     assert client.predict(BERT, "", GPT, "", TEXT, api_name="/compare_tokenizers")[3]["data"]
+
+
+def test_default_actions_timed(client):
+    """Request to result for every default action (printed with -s); each well under the UI's patience."""
+    calls = {
+        "gpt_generate (30 tokens)": ((GPT, "", PROMPT, 30, 0.8, 20, 0.95, 0, False), "/gpt_generate"),
+        "gpt_step": ((GPT, "", PROMPT, 0.8, 20, 0.95, 0, False), "/gpt_step"),
+        "gpt_attention": ((GPT, "", PROMPT, 1, 0), "/gpt_attention"),
+        "gpt_surprisal": ((GPT, "", PROMPT), "/gpt_surprisal"),
+        "gpt_logit_lens": ((GPT, "", PROMPT), "/gpt_logit_lens"),
+        "compare_attention": ((BERT, "", GPT, "", TEXT, 1, 0), "/compare_attention"),
+        "compare_predictions": ((BERT, "", GPT, "", TEXT, "cabinet"), "/compare_predictions"),
+        "compare_tokenizers": ((BERT, "", GPT, "", TEXT), "/compare_tokenizers"),
+    }
+    timings = {}
+    for name, (args, api_name) in calls.items():
+        started = time.perf_counter()
+        client.predict(*args, api_name=api_name)
+        timings[name] = time.perf_counter() - started
+    print("\nTIMING " + ", ".join(f"{k}: {v:.2f}s" for k, v in timings.items()))
+    assert max(timings.values()) < 30

@@ -42,8 +42,10 @@ def test_gpt_tab_buttons_with_defaults(page, app_url):
     open_tab(page, app_url, "GPT")
     started = time.perf_counter()
     page.click("#gpt-generate-btn")
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.get_by_text("of at most 30").first.wait_for(timeout=60_000)  # the status of the first streamed step
     TIMINGS["gpt first streamed token (browser)"] = time.perf_counter() - started
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    TIMINGS["gpt first plot drawn (browser)"] = time.perf_counter() - started
     page.get_by_text("Stopped:").first.wait_for(timeout=120_000)
     TIMINGS["gpt generate 30 tokens (browser)"] = time.perf_counter() - started
     page.wait_for_timeout(300)
