@@ -1,9 +1,275 @@
-"""The COMPARE tab (placeholder until it lands)."""
+"""The Compare tab: one sentence through an encoder (BERT) and a decoder (GPT), side by side.
+
+What differs is who may look at whom: BERT's tokens see the whole sentence (bidirectional), GPT's only the
+tokens before them (causal). The tab shows both masks and the real attention, a masked-word fill-in (both
+sides) against a next-word guess (left side only), the three tokenizers on the same text, and a static
+overview of encoder-only, decoder-only and encoder-decoder models.
+"""
+
+from __future__ import annotations
+
+import re
 
 import gradio as gr
+import numpy as np
+
+from app import export, inputs
+from app import gpt_figures as gfig
+from app.components import get_model, handler, model_note, model_picker
+from app.gpt_tab import head_name, join_notes, layer_head, pick_head, token_text
+from app.models import PRESETS
+from core import gpt_analysis
 
 TITLE = "Compare"
+DEFAULT_TEXT = "the keys to the old cabinet are on the table ."
+DEFAULT_WORD = "cabinet"
+MAX_TOKENS = 64
+TOP_K = 10
+PIECE_COLOURS = {"a": "#a6cee3", "b": "#fdbf6f"}  # alternating, so that adjacent pieces stay apart
+
+
+def load(family: str, choice, custom):
+    return get_model(family, choice, custom or "")
+
+
+def notes_line(bert, bert_notes, gpt, gpt_notes) -> str:
+    """Both model notes in one block under the results, each with the notes that concern it."""
+    return model_note(bert, join_notes(*bert_notes)) + "  \n" + model_note(gpt, join_notes(*gpt_notes))
+
+
+def cut(ids: list[int], texts: list[str]) -> tuple[list[int], list[str], str]:
+    if len(ids) <= MAX_TOKENS:
+        return ids, texts, ""
+    return ids[:MAX_TOKENS], texts[:MAX_TOKENS], f"Only the first {MAX_TOKENS} tokens are shown."
+
+
+def model_tokens(loaded, text: str) -> tuple[list[int], list[str], str]:
+    """Ids and readable pieces, special tokens included ([CLS] ... [SEP] for BERT, none for GPT-2)."""
+    tokens = loaded.tokenizer.tokenize(text)
+    limit = loaded.model.config.max_positions
+    ids, texts, note = cut([t.id for t in tokens], [t.text for t in tokens])
+    if len(ids) > limit:
+        raise gr.Error(f"The text has {len(ids)} tokens for {loaded.name}; its maximum is {limit}.")
+    return ids, texts, note
+
+
+# ----- attention ----------------------------------------------------------------------------------------------
+
+
+@handler
+def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, layer, head):
+    """Masks (full vs triangular) and real attention of both models on the same text."""
+    text = inputs.text(text, "text")
+    bert, bert_note = load("bert", bert_choice, bert_custom)
+    gpt, gpt_note = load("gpt", gpt_choice, gpt_custom)
+    results, data = {}, {}
+    notes = {"bert": [bert_note], "gpt": [gpt_note]}
+    for key, loaded in (("bert", bert), ("gpt", gpt)):
+        ids, tokens, cut_note = model_tokens(loaded, text)
+        causal = loaded.model.config.causal
+        layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
+        maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
+        matrix = pick_head(maps, layer_n, head_n)
+        visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
+        kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"
+        mask_fig = gfig.can_see(visible, tokens, f"{key.upper()} mask ({kind})")
+        attention_fig = gfig.attention(matrix, tokens, f"{key.upper()}: layer {layer_n}, {head_name(head_n)}",
+                                       causal)
+        results[key] = (mask_fig, attention_fig)
+        notes[key] += [cut_note, clamp]
+        data[key] = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=head_n or "average",
+                         can_see=visible.astype(int), attention=matrix)
+    note = notes_line(bert, notes["bert"], gpt, notes["gpt"])
+    (bert_mask, bert_attention), (gpt_mask, gpt_attention) = results["bert"], results["gpt"]
+    return bert_mask, gpt_mask, bert_attention, gpt_attention, note, export.json_file(data, "compare-attention")
+
+
+# ----- masked word vs next word -------------------------------------------------------------------------------
+
+
+def find_word(text: str, word: str) -> tuple[int, int]:
+    """Character span of the first whole-word occurrence of `word` in `text` (case-insensitive)."""
+    match = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE)
+    if match is None:
+        raise gr.Error(f"The word {word!r} is not in the text; choose a word that appears in it.")
+    return match.span()
+
+
+def candidate_texts(tokenizer, pairs) -> list[tuple[str, float]]:
+    return [(token_text(tokenizer, i), p) for i, p in pairs]
+
+
+@handler
+def compare_predictions(bert_choice, bert_custom, gpt_choice, gpt_custom, text, word):
+    """BERT fills in `word` masked, reading both sides; GPT guesses it from the words before it only."""
+    text = inputs.text(text, "text")
+    word = inputs.text(word, "word to predict", max_chars=100)
+    start, end = find_word(text, word)
+    bert, bert_note = load("bert", bert_choice, bert_custom)
+    gpt, gpt_note = load("gpt", gpt_choice, gpt_custom)
+    actual = text[start:end]
+
+    # BERT: the word becomes one [MASK]; a word of several pieces is judged by its first piece.
+    btok = bert.tokenizer
+    if btok.mask_token is None:
+        raise gr.Error(f"{bert.name} has no [MASK] token, so it cannot fill in a word.")
+    masked_text = text[:start] + btok.mask_token + text[end:]
+    bert_ids, _, _ = model_tokens(bert, masked_text)
+    if btok.mask_token_id not in bert_ids:
+        raise gr.Error("The masked word falls outside the tokens shown; choose a word nearer the start.")
+    position = bert_ids.index(btok.mask_token_id)
+    bert_logits = gpt_analysis.masked_logits(bert.model, bert_ids, position)
+    bert_target = [t for t in btok.tokenize(actual) if not t.special][0]
+    bert_top = candidate_texts(btok, gpt_analysis.top_predictions(bert_logits, TOP_K))
+    bert_p = float(bert_logits.float().softmax(-1)[bert_target.id])
+
+    # GPT: only the text before the word; at the very start, <|endoftext|> stands for "a new text begins".
+    gtok = gpt.tokenizer
+    left = text[:start].rstrip()
+    context = gtok.encode(left) if left else []
+    start_note = ""
+    if not context:
+        if gtok.eos_token_id is None:
+            raise gr.Error("The word is the first one and this GPT has no start token to predict it from.")
+        context = [gtok.eos_token_id]
+        start_note = "The word is the first one: GPT predicts it from <|endoftext|> alone."
+    if len(context) >= gpt.model.config.max_positions:
+        raise gr.Error(f"The text before the word is longer than {gpt.name} can read.")
+    gpt_target = gtok.tokenize(text[len(left):end])[0]  # the next token, with its leading space
+    gpt_logits = gpt_analysis.next_logits(gpt.model, context)
+    gpt_top = candidate_texts(gtok, gpt_analysis.top_predictions(gpt_logits, TOP_K))
+    gpt_p = float(gpt_logits.float().softmax(-1)[gpt_target.id])
+
+    bert_fig = gfig.step_bars(bert_top, bert_target.text, bert_p, f"BERT fills in the blank (actual: "
+                              f"{gfig.shown(bert_target.text)}, p={bert_p:.3f})", tag="actual",
+                              x_title="probability at [MASK]")
+    gpt_fig = gfig.step_bars(gpt_top, gpt_target.text, gpt_p, f"GPT guesses the next token (actual: "
+                             f"{gfig.shown(gpt_target.text)}, p={gpt_p:.3f})", tag="actual",
+                             x_title="probability of the next token")
+    explanation = (f"**BERT reads:** `{masked_text}` — both sides of the blank.  \n"
+                   f"**GPT reads:** `{left or '<|endoftext|>'}` ▸ ? — only what comes before.  \n"
+                   f"Actual word: **{actual}**. BERT gives its first piece p = {bert_p:.3f}; GPT gives its first "
+                   f"token p = {gpt_p:.3f}. Words after the blank (here: “{text[end:].strip()[:60] or '—'}”) "
+                   "help only BERT.")
+    several = len([t for t in btok.tokenize(actual) if not t.special]) > 1
+    pieces_note = ("The word is several WordPiece pieces; one [MASK] stands for it and its first piece is "
+                   "scored." if several else "")
+    note = notes_line(bert, [bert_note, pieces_note], gpt, [gpt_note, start_note])
+    data = dict(text=text, word=actual,
+                bert=dict(model=bert.name, input=masked_text, position=position, actual=bert_target.text,
+                          p_actual=bert_p, top=bert_top),
+                gpt=dict(model=gpt.name, context=left, actual=gpt_target.text, p_actual=gpt_p, top=gpt_top))
+    return bert_fig, gpt_fig, explanation, note, export.json_file(data, "compare-predictions")
+
+
+# ----- tokenizers ---------------------------------------------------------------------------------------------
+
+
+def highlighted(tokens) -> list[tuple[str, str]]:
+    return [(t.text, "ab"[i % 2]) for i, t in enumerate(tokens)]
+
+
+@handler
+def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
+    """The same text cut by WordPiece (BERT), GPT-2 byte-level BPE and CLIP BPE: pieces and counts."""
+    text = inputs.text(text, "text")
+    bert, bert_note = load("bert", bert_choice, bert_custom)
+    gpt, gpt_note = load("gpt", gpt_choice, gpt_custom)
+    clip, clip_note = None, ""
+    clip_preset = PRESETS["clip"][0].name
+    try:
+        clip, clip_note = load("clip", clip_preset, "")
+    except gr.Error as error:
+        clip_note = f"CLIP skipped: {clip_preset} is not available here ({str(error)[:160]})."
+    rows, shown, data = [], {}, {}
+    for key, loaded in (("bert", bert), ("gpt", gpt), ("clip", clip)):
+        if loaded is None:
+            shown[key] = [(f"{PRESETS[key][0].name} is not available here: skipped", None)]
+            continue
+        tokens = loaded.tokenizer.tokenize(text)
+        words = sum(1 for t in tokens if not t.special)
+        rows.append([loaded.name, loaded.tokenizer.kind, loaded.tokenizer.vocab_size, len(tokens), words,
+                     " · ".join(t.piece for t in tokens)[:1000]])
+        shown[key] = highlighted(tokens)
+        data[key] = dict(model=loaded.name, kind=loaded.tokenizer.kind, vocab_size=loaded.tokenizer.vocab_size,
+                         ids=[t.id for t in tokens], pieces=[t.piece for t in tokens],
+                         offsets=[(t.start, t.end) for t in tokens], special=[t.special for t in tokens])
+    note = notes_line(bert, [bert_note], gpt, [gpt_note])
+    if clip is not None:
+        note += "  \n" + model_note(clip, clip_note)
+    else:
+        note += "  \n⚠️ " + clip_note
+    table = dict(headers=["model", "tokenizer", "vocab", "tokens", "text tokens", "pieces"], data=rows)
+    return shown["bert"], shown["gpt"], shown["clip"], table, note, export.json_file(data, "compare-tokenizers")
+
+
+# ----- layout and wiring --------------------------------------------------------------------------------------
+
+OVERVIEW = """
+| Architecture | Attention mask | Trained to | Kind | Example | Where to see it |
+|---|---|---|---|---|---|
+| **Encoder-only** | bidirectional: every token sees every token | fill in masked words | discriminative (understanding: classify, tag, answer) | BERT, DistilBERT, ViT | **BERT** and **ViT** tabs; *Attention* and *Masked word vs next word* here |
+| **Decoder-only** | causal: token *i* sees tokens 0…*i* | predict the next token | generative (writes text) | GPT-2 | **GPT** tab; *Attention* and *Masked word vs next word* here |
+| **Encoder-decoder** | encoder bidirectional, decoder causal, plus cross attention from every output token to every input token | map an input text to an output text | generative, conditioned on an input (translation, summaries) | original Transformer (Vaswani et al., 2017), T5, BART | the diagram below (no live model in this playground) |
+| **Two encoders, one space** | text tower (causal in CLIP) and image tower (bidirectional) | match images with their captions | contrastive (similarity, not generation) | CLIP | **CLIP** tab; its tokenizer in *Tokenizers* here |
+"""
 
 
 def build() -> None:
-    gr.Markdown("This tab is being built.")
+    gr.Markdown("The same sentence through an **encoder** (BERT, sees both sides) and a **decoder** (GPT, sees "
+                "only the left).")
+    with gr.Row():
+        with gr.Column():
+            bert_choice, bert_custom = model_picker("bert")
+        with gr.Column():
+            gpt_choice, gpt_custom = model_picker("gpt")
+    text = gr.Textbox(DEFAULT_TEXT, label="Sentence", lines=2, max_lines=6, elem_id="compare-text")
+    models = [bert_choice, bert_custom, gpt_choice, gpt_custom, text]
+    with gr.Tabs():
+        with gr.Tab("Attention", id="compare-attention"):
+            with gr.Row():
+                layer = gr.Slider(1, 12, value=1, step=1, label="Layer", info="clamped to each model's depth")
+                head = gr.Slider(0, 12, value=0, step=1, label="Head", info="0 = average over heads")
+                attention_button = gr.Button("Compare attention", variant="primary", elem_id="compare-attention-btn")
+            with gr.Row():
+                bert_mask = gr.Plot(label="BERT mask")
+                gpt_mask = gr.Plot(label="GPT mask")
+            with gr.Row():
+                bert_attention = gr.Plot(label="BERT attention")
+                gpt_attention = gr.Plot(label="GPT attention")
+            attention_note = gr.Markdown(elem_classes="note-box")
+            attention_file = gr.File(label="Attention numbers (JSON)")
+        with gr.Tab("Masked word vs next word", id="compare-predictions"):
+            with gr.Row():
+                word = gr.Textbox(DEFAULT_WORD, label="Word to predict (must appear in the sentence)", max_lines=1)
+                predict_button = gr.Button("Predict the word", variant="primary", elem_id="compare-predict-btn")
+            explanation = gr.Markdown()
+            with gr.Row():
+                bert_bars = gr.Plot(label="BERT: masked-word fill-in")
+                gpt_bars = gr.Plot(label="GPT: next-token prediction")
+            predict_note = gr.Markdown(elem_classes="note-box")
+            predict_file = gr.File(label="Predictions (JSON)")
+        with gr.Tab("Tokenizers", id="compare-tokenizers"):
+            tokenize_button = gr.Button("Tokenize with all three", variant="primary", elem_id="compare-tokenize-btn")
+            options = dict(color_map=PIECE_COLOURS, show_legend=False, show_inline_category=False)
+            bert_pieces = gr.HighlightedText(label="WordPiece (BERT)", **options)
+            gpt_pieces = gr.HighlightedText(label="Byte-level BPE (GPT-2)", **options)
+            clip_pieces = gr.HighlightedText(label="BPE with end-of-word marks (CLIP)", **options)
+            counts = gr.Dataframe(label="Counts and raw vocabulary pieces (text tokens: without [CLS], [SEP] …)",
+                                  interactive=False, wrap=True,
+                                  column_widths=["17%", "10%", "8%", "8%", "9%", "48%"])
+            tokenize_note = gr.Markdown(elem_classes="note-box")
+            tokenize_file = gr.File(label="Tokens (JSON)")
+        with gr.Tab("Encoder, decoder, both", id="compare-overview"):
+            gr.Markdown(OVERVIEW)
+            gr.Plot(gfig.mask_shapes(), label="Mask shapes")
+
+    attention_button.click(compare_attention, [*models, layer, head],
+                           [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],
+                           api_name="compare_attention")
+    predict_button.click(compare_predictions, [*models, word],
+                         [bert_bars, gpt_bars, explanation, predict_note, predict_file],
+                         api_name="compare_predictions")
+    tokenize_button.click(compare_tokenizers, models,
+                          [bert_pieces, gpt_pieces, clip_pieces, counts, tokenize_note, tokenize_file],
+                          api_name="compare_tokenizers")

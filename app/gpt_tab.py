@@ -1,9 +1,513 @@
-"""The GPT tab (placeholder until it lands)."""
+"""The GPT tab: a decoder-only language model writing, one token at a time, and what it computes on the way.
+
+Views: streamed generation with each step's candidates; a step mode for lectures (one token per click, the
+history browsable); causal attention with the "can see" table; per-token surprisal; the logit lens
+(nostalgebraist, 2020). Numbers come from `core.generate` and `core.gpt_analysis`; figures from
+`app.gpt_figures`. Every handler clamps or rejects its inputs itself, since the API bypasses the sliders.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
 
 import gradio as gr
+import numpy as np
+
+from app import export, inputs
+from app import figures
+from app import gpt_figures as gfig
+from app.components import get_model, handler, model_note, model_picker
+from app.models import MODELS, PRESETS
+from core import CheckpointError, generate
+from core import gpt_analysis
+
+log = logging.getLogger(__name__)
 
 TITLE = "GPT"
+FAMILY = "gpt"
+DEFAULT_MODEL = PRESETS[FAMILY][0].name
+DEFAULT_PROMPT = "the keys to the old cabinet"
+
+MAX_NEW_TOKENS = 200
+MAX_TEMPERATURE = 5.0
+MAX_TOP_K = 100
+MAX_SEED = 2**31 - 1
+NUM_CANDIDATES = 10
+MAX_VIEW_TOKENS = 64  # attention / surprisal / logit lens: more would not be readable on a slide
+MAX_STEPS = 200  # step-mode history kept per session
+
+
+# ----- inputs -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling settings a handler actually uses, after clamping; `notes` say what was changed."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    max_new_tokens: int
+    seed: int
+    greedy: bool
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.greedy:
+            return "greedy (always the most probable token)"
+        parts = [f"temperature {self.temperature:g}", f"top-k {self.top_k or 'off'}",
+                 f"top-p {self.top_p:g}" if self.top_p < 1 else "top-p off", f"seed {self.seed}"]
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict:
+        return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                    max_new_tokens=self.max_new_tokens, seed=self.seed, greedy=self.greedy)
+
+
+def sampling(temperature, top_k, top_p, max_new_tokens, seed, greedy) -> Sampling:
+    """Clamp every sampling input to what the model and a 2-core server can do; say what changed.
+
+    Temperature 0 means greedy decoding (as in `core.generate`); top-k 0 or below means no top-k limit;
+    top-p 1 means no nucleus limit and top-p 0 keeps only the most probable token.
+    """
+    raw = dict(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    values = dict(
+        temperature=inputs.number(temperature, "Temperature", 0.0, MAX_TEMPERATURE, 1.0),
+        top_k=inputs.integer(top_k, "Top-k", 0, MAX_TOP_K, 0),
+        top_p=inputs.number(top_p, "Top-p", 0.0, 1.0, 1.0),
+        max_new_tokens=inputs.integer(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, 30),
+        seed=inputs.integer(0 if seed is None else seed, "Seed", 0, MAX_SEED, 0),  # a cleared field: 0
+    )
+    notes = []
+    for name, value in values.items():
+        try:
+            changed = float(raw[name]) != float(value)
+        except (TypeError, ValueError):
+            changed = True
+        if changed and name != "seed":
+            notes.append(f"{name.replace('_', ' ')} {raw[name]!r} was clamped to {value:g}")
+    greedy = bool(greedy) or values["temperature"] == 0
+    return Sampling(greedy=greedy, notes=tuple(notes), **values)
+
+
+def prompt_ids(tokenizer, model, prompt) -> tuple[str, list[int]]:
+    """The cleaned prompt and its ids; an empty prompt or one that fills the model's context is refused."""
+    prompt = inputs.text(prompt, "prompt")
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise gr.Error("The prompt has no tokens: type a sentence first.")
+    limit = model.config.max_positions
+    if len(ids) >= limit:
+        raise gr.Error(f"The prompt has {len(ids)} tokens; this model reads at most {limit - 1} before it "
+                       "must write. Please shorten it.")
+    return prompt, ids
+
+
+def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
+    """Ids and readable texts of a prompt for the analysis views, cut to MAX_VIEW_TOKENS with a note."""
+    _, ids = prompt_ids(loaded.tokenizer, loaded.model, prompt)
+    note = ""
+    if len(ids) > MAX_VIEW_TOKENS:
+        note = f"Showing the first {MAX_VIEW_TOKENS} of {len(ids)} tokens."
+        ids = ids[:MAX_VIEW_TOKENS]
+    return ids, [token_text(loaded.tokenizer, i) for i in ids], note
+
+
+def token_text(tokenizer, token_id: int) -> str:
+    """Readable text of one token id (" the", "<|endoftext|>")."""
+    if tokenizer.id_to_token(token_id) is None:
+        return f"[{token_id}]"
+    return tokenizer.decode([token_id])
+
+
+def load(choice, custom) -> tuple[object, str]:
+    loaded, note = get_model(FAMILY, choice, custom or "")
+    if loaded.model.config.task != "causal_lm":
+        raise gr.Error(f"{loaded.name} is not a causal language model.")
+    return loaded, note
+
+
+def join_notes(*notes) -> str:
+    return " ".join(n for n in notes if n)
+
+
+def with_note(loaded, *notes) -> str:
+    return model_note(loaded, join_notes(*notes))
+
+
+def stream_handler(function):
+    """`components.handler` for generator handlers: failures while streaming become a gr.Error too.
+
+    Gradio recognises a streaming handler by `inspect.isgeneratorfunction`, so the wrapper must itself be a
+    generator. When the client leaves, Gradio closes it, which closes the core generator: no work goes on.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            yield from function(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, CheckpointError) as error:
+            raise gr.Error(str(error)[:500]) from None
+        except Exception as error:
+            log.exception("handler %s failed", function.__name__)
+            raise gr.Error(f"Something went wrong in {function.__name__}: {type(error).__name__}") from None
+
+    return wrapper
+
+
+# ----- generation ---------------------------------------------------------------------------------------------
+
+
+def step_summary(tokenizer, step) -> dict:
+    """What a view needs to redraw a step later: the token, its probabilities, the candidates as texts."""
+    return dict(
+        index=step.index,
+        token_id=step.token_id,
+        token=token_text(tokenizer, step.token_id),
+        probability=step.probability,
+        model_probability=step.model_probability,
+        candidates=[(token_text(tokenizer, i), p) for i, p in step.candidates],
+        model_candidates=[(token_text(tokenizer, i), p) for i, p in step.model_candidates],
+        finished=step.finished,
+    )
+
+
+def step_figure(summary: dict, number: int, total: int | None = None):
+    of = f" of {total}" if total else ""
+    title = (f"Step {number}{of}: sampled {gfig.shown(summary['token'])!s} "
+             f"(p={summary['probability']:.3f}; model's own p={summary['model_probability']:.3f})")
+    return gfig.step_bars(summary["candidates"], summary["token"], summary["probability"], title)
+
+
+FINISH_WORDS = {"eos": "the model wrote <|endoftext|>, the end of a text",
+                "max_new_tokens": "reached the maximum number of new tokens",
+                "max_length": "reached the model's maximum length"}
+
+
+@stream_handler
+def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top_p, seed, greedy):
+    """Stream (text so far, this step's candidates, status, model note, download) after every new token."""
+    settings = sampling(temperature, top_k, top_p, max_new_tokens, seed, greedy)
+    loaded, note = load(choice, custom)
+    tokenizer, model = loaded.tokenizer, loaded.model
+    prompt, ids = prompt_ids(tokenizer, model, prompt)
+    notes = join_notes(note, "; ".join(settings.notes))
+    temperature = 0.0 if settings.greedy else settings.temperature
+    steps, new_ids = [], []
+    stream = generate(model, ids, settings.max_new_tokens, temperature=temperature, top_k=settings.top_k or None,
+                      top_p=settings.top_p, seed=settings.seed, num_candidates=NUM_CANDIDATES)
+    try:
+        for step in stream:
+            summary = step_summary(tokenizer, step)
+            steps.append(summary)
+            if step.finished != "eos":
+                new_ids.append(step.token_id)
+            text = prompt + tokenizer.decode(new_ids)
+            status = f"Token {len(steps)} of at most {settings.max_new_tokens} · {settings.describe()}."
+            if step.finished:
+                status += f" Stopped: {FINISH_WORDS.get(step.finished, step.finished)}."
+            figure = step_figure(summary, len(steps))
+            if step.finished:
+                break
+            yield text, figure, status, with_note(loaded, notes), None
+    finally:
+        stream.close()  # also when the client left: the core generator ends here, no further forward passes
+    if not steps:
+        raise gr.Error("The model could not write anything more: the prompt already fills its context.")
+    data = dict(model=loaded.name, prompt=prompt, prompt_ids=ids, settings=settings.as_dict(),
+                generated_ids=new_ids, text=text, steps=steps)
+    yield text, figure, status, with_note(loaded, notes), export.json_file(data, "gpt-generate")
+
+
+# ----- step mode ----------------------------------------------------------------------------------------------
+
+
+def empty_history() -> dict:
+    return dict(model="", prompt="", prompt_ids=[], ids=[], steps=[], finished=None)
+
+
+def step_slider(history: dict):
+    n = len(history["steps"])
+    # A slider needs minimum < maximum; with one step or none it is shown but cannot be moved.
+    return gr.Slider(minimum=1, maximum=max(n, 2), value=max(n, 1), step=1, interactive=n > 1,
+                     label=f"Browse steps (1–{n})" if n else "Browse steps")
+
+
+@handler
+def gpt_step(choice, custom, prompt, temperature, top_k, top_p, seed, greedy, history):
+    """Add one token to this session's text; a new prompt or model starts a new history."""
+    settings = sampling(temperature, top_k, top_p, 1, seed, greedy)
+    loaded, note = load(choice, custom)
+    tokenizer, model = loaded.tokenizer, loaded.model
+    prompt, ids = prompt_ids(tokenizer, model, prompt)
+    history = dict(history) if isinstance(history, dict) and history.get("steps") is not None else empty_history()
+    restarted = ""
+    if history["model"] != loaded.name or history["prompt"] != prompt:
+        if history["steps"]:
+            restarted = "New prompt or model: the step history starts again."
+        history = dict(empty_history(), model=loaded.name, prompt=prompt, prompt_ids=ids, ids=list(ids))
+    notes = join_notes(note, "; ".join(settings.notes), restarted)
+    text = prompt + tokenizer.decode(history["ids"][len(history["prompt_ids"]):])
+    if history["finished"] or len(history["steps"]) >= MAX_STEPS or len(history["ids"]) >= model.config.max_positions:
+        reason = FINISH_WORDS.get(history["finished"] or "", "the history is full")
+        if not history["finished"] and len(history["ids"]) >= model.config.max_positions:
+            reason = FINISH_WORDS["max_length"]
+        status = f"No more steps: {reason}. Press Reset to start again."
+        last = history["steps"][-1]
+        return (text, step_figure(last, len(history["steps"])), history, step_slider(history), status,
+                with_note(loaded, notes))
+    # A fresh seed per step keeps a replay of the same clicks identical, without one long-lived generator.
+    seed_here = settings.seed + len(history["steps"])
+    temperature = 0.0 if settings.greedy else settings.temperature
+    step = next(generate(model, history["ids"], 1, temperature=temperature, top_k=settings.top_k or None,
+                         top_p=settings.top_p, seed=seed_here, num_candidates=NUM_CANDIDATES))
+    summary = step_summary(tokenizer, step)
+    history["steps"] = [*history["steps"], summary]
+    if step.token_id == model.config.eos_token_id:
+        history["finished"] = "eos"
+    else:
+        history["ids"] = [*history["ids"], step.token_id]
+    n = len(history["steps"])
+    text = prompt + tokenizer.decode(history["ids"][len(history["prompt_ids"]):])
+    status = f"Step {n}: added {gfig.shown(summary['token'])} · {settings.describe()}."
+    if history["finished"]:
+        status += f" The model ended the text ({FINISH_WORDS['eos']})."
+    return text, step_figure(summary, n), history, step_slider(history), status, with_note(loaded, notes)
+
+
+@handler
+def gpt_step_view(number, history):
+    """Redraw an earlier step's candidates from the history (no model run)."""
+    steps = (history or {}).get("steps") or []
+    if not steps:
+        raise gr.Error("There are no steps yet: press “Next token” first.")
+    n = inputs.integer(number, "Step", 1, len(steps), len(steps))
+    summary = steps[n - 1]
+    status = (f"Step {n} of {len(steps)}: {gfig.shown(summary['token'])} was chosen with p="
+              f"{summary['probability']:.3f}.")
+    return step_figure(summary, n, len(steps)), status
+
+
+@handler
+def gpt_step_reset(prompt):
+    """Forget this session's steps; the text goes back to the prompt."""
+    history = empty_history()
+    text = inputs.text(prompt, "prompt", allow_empty=True)
+    blank = figures.message_figure("Press “Next token” to add one token at a time.")
+    return text, blank, history, step_slider(history), "History cleared.", ""
+
+
+@handler
+def gpt_step_export(history):
+    steps = (history or {}).get("steps") or []
+    if not steps:
+        raise gr.Error("There are no steps to download yet.")
+    return export.json_file(history, "gpt-steps")
+
+
+# ----- attention ----------------------------------------------------------------------------------------------
+
+
+def layer_head(model, layer, head) -> tuple[int, int, str]:
+    """1-based layer and head (0 = the average over heads), clamped to this model's shape."""
+    config = model.config
+    layer_n = inputs.integer(layer, "Layer", 1, config.num_layers, 1)
+    head_n = inputs.integer(head, "Head", 0, config.num_heads, 0)
+    note = ""
+    try:
+        if (float(layer), float(head)) != (layer_n, head_n):
+            note = (f"This model has {config.num_layers} layers and {config.num_heads} heads: showing layer "
+                    f"{layer_n}, {'the head average' if head_n == 0 else f'head {head_n}'}.")
+    except (TypeError, ValueError):
+        pass
+    return layer_n, head_n, note
+
+
+def pick_head(maps: np.ndarray, layer: int, head: int) -> np.ndarray:
+    """One layer's attention (T, T): one head (1-based), or the mean over heads for head 0."""
+    per_layer = maps[layer - 1]  # (nh, T, T)
+    return per_layer.mean(axis=0) if head == 0 else per_layer[head - 1]
+
+
+def head_name(head: int) -> str:
+    return "average of all heads" if head == 0 else f"head {head}"
+
+
+@handler
+def gpt_attention(choice, custom, prompt, layer, head):
+    """The chosen layer/head's attention with the future masked, and the causal 'can see' table."""
+    loaded, note = load(choice, custom)
+    ids, tokens, cut = view_tokens(loaded, prompt)
+    layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
+    maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
+    matrix = pick_head(maps, layer_n, head_n)
+    visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
+    attention = gfig.causal_attention(matrix, tokens, f"Layer {layer_n}, {head_name(head_n)} (× = future, masked)")
+    table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
+    data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=head_n or "average",
+                attention=matrix, can_see=visible.astype(int))
+    return attention, table, with_note(loaded, note, cut, clamp), export.json_file(data, "gpt-attention")
+
+
+# ----- surprisal ----------------------------------------------------------------------------------------------
+
+
+@handler
+def gpt_surprisal(choice, custom, prompt):
+    """Surprisal in bits of every prompt token after the first, as coloured text and bars."""
+    loaded, note = load(choice, custom)
+    ids, tokens, cut = view_tokens(loaded, prompt)
+    bits, probs = gpt_analysis.prompt_surprisal(loaded.model, ids)
+    bits, probs = bits.tolist(), probs.tolist()
+    scale = max(bits, default=1.0) or 1.0
+    # HighlightedText colours by a number in [-1, 1]; the first token gets none, as it has no prediction.
+    highlighted = [(tokens[0], None)] + [(t, b / scale) for t, b in zip(tokens[1:], bits)]
+    if len(ids) == 1:
+        chart = figures.message_figure("One token only: the first token has no prediction, so no surprisal.")
+        summary = "The prompt is a single token. The first token has no prefix, so the model made no prediction for it."
+    else:
+        chart = gfig.surprisal_bars(tokens[1:], bits, "Surprisal of each token given the tokens before it")
+        worst = int(np.argmax(bits))
+        summary = (f"The first token ({gfig.shown(tokens[0])}) has no prediction: nothing comes before it. "
+                   f"Mean surprisal of the other {len(bits)} tokens: **{np.mean(bits):.2f} bits** "
+                   f"(perplexity {2 ** np.mean(bits):.1f}). Most surprising: **{gfig.shown(tokens[worst + 1])}** "
+                   f"at {bits[worst]:.2f} bits (p={probs[worst]:.4f}). Colour intensity is relative to the "
+                   f"largest value, {scale:.2f} bits.")
+    data = dict(model=loaded.name, tokens=tokens, ids=ids, first_token="no prediction",
+                surprisal_bits=[None] + bits, probability=[None] + probs)
+    return highlighted, chart, summary, with_note(loaded, note, cut), export.json_file(data, "gpt-surprisal")
+
+
+# ----- logit lens ---------------------------------------------------------------------------------------------
+
+
+@handler
+def gpt_logit_lens(choice, custom, prompt):
+    """Every layer's top guess for the next token at every position (final LayerNorm + lm_head on each)."""
+    loaded, note = load(choice, custom)
+    ids, tokens, cut = view_tokens(loaded, prompt)
+    lens = gpt_analysis.logit_lens(loaded.model, ids)
+    names = ["embeddings"] + [f"layer {i}" for i in range(1, lens.token_ids.shape[0])]
+    predicted = [[token_text(loaded.tokenizer, int(i)) for i in row] for row in lens.token_ids]
+    fig = gfig.logit_lens(lens.probabilities.numpy(), predicted, lens.actual.numpy(), tokens, names,
+                          "Logit lens: each layer's top guess for the next token, and its probability")
+    data = dict(model=loaded.name, tokens=tokens, ids=ids, layers=names, top_token=predicted,
+                top_token_ids=lens.token_ids, top_probability=lens.probabilities,
+                probability_of_actual_next=[[None if np.isnan(v) else v for v in row] for row in lens.actual.tolist()])
+    return fig, with_note(loaded, note, cut), export.json_file(data, "gpt-logit-lens")
+
+
+# ----- layout and wiring --------------------------------------------------------------------------------------
+
+
+def model_shape(choice, custom="") -> tuple[int, int]:
+    """(layers, heads) of a choice, for the slider ranges; (12, 12) when it cannot be loaded now."""
+    try:
+        loaded, _ = MODELS.get(FAMILY, choice, custom or "")
+        return loaded.model.config.num_layers, loaded.model.config.num_heads
+    except Exception:  # the handlers report load errors; the sliders only need a sensible range
+        return 12, 12
+
+
+def shape_sliders(choice, custom):
+    layers, heads = model_shape(choice, custom)
+    return gr.Slider(maximum=layers), gr.Slider(maximum=heads)
+
+
+EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019) reads the text left to right and
+predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
+settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
+whose probability reaches p). The embedded **tiny-gpt** was trained on a toy English grammar, so try
+sentences like *the keys to the old cabinet*."""
 
 
 def build() -> None:
-    gr.Markdown("This tab is being built.")
+    gr.Markdown(EXPLAIN)
+    choice, custom = model_picker(FAMILY)
+    prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
+    layers, heads = model_shape(DEFAULT_MODEL)
+    with gr.Accordion("Sampling settings (Generate and Step by step)", open=True):
+        with gr.Row():
+            # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
+            temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
+                                    info="0 = greedy; low = safe, high = wild")
+            top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit")
+            top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit")
+        with gr.Row():
+            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens")
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
+            greedy = gr.Checkbox(False, label="Greedy (always the most probable token)")
+    with gr.Tabs():
+        with gr.Tab("Generate", id="gpt-generate"):
+            with gr.Row():
+                go_button = gr.Button("Generate", variant="primary", elem_id="gpt-generate-btn")
+                stop_button = gr.Button("Stop", variant="stop")
+            out_text = gr.Textbox(label="Text so far", lines=3, interactive=False)
+            out_bars = gr.Plot(label="This step's next-token probabilities")
+            out_status = gr.Markdown()
+            out_note = gr.Markdown(elem_classes="note-box")
+            out_file = gr.File(label="Download the steps (JSON)")
+        with gr.Tab("Step by step", id="gpt-step"):
+            gr.Markdown("One token per click, for lectures: the history is kept, and any earlier step can be "
+                        "shown again. Changing the prompt or model starts a new history.")
+            history = gr.State(empty_history())
+            with gr.Row():
+                step_button = gr.Button("Next token", variant="primary", elem_id="gpt-step-btn")
+                reset_button = gr.Button("Reset")
+                step_export = gr.Button("Download history")
+            step_text = gr.Textbox(label="Text so far", lines=3, interactive=False)
+            browse = step_slider(empty_history())
+            step_bars = gr.Plot(label="Next-token probabilities at this step")
+            step_status = gr.Markdown()
+            step_note = gr.Markdown(elem_classes="note-box")
+            step_file = gr.File(label="Step history (JSON)")
+        with gr.Tab("Attention", id="gpt-attention"):
+            with gr.Row():
+                layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
+                head = gr.Slider(0, heads, value=0, step=1, label="Head", info="0 = average over heads")
+                attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
+            with gr.Row():
+                attention_plot = gr.Plot(label="Causal attention")
+                can_see_plot = gr.Plot(label="Can see")
+            attention_note = gr.Markdown(elem_classes="note-box")
+            attention_file = gr.File(label="Attention numbers (JSON)")
+        with gr.Tab("Surprisal", id="gpt-surprisal"):
+            surprisal_button = gr.Button("Measure surprisal", variant="primary", elem_id="gpt-surprisal-btn")
+            surprisal_text = gr.HighlightedText(label="Surprisal per token (darker = more surprising)",
+                                                show_legend=False, show_inline_category=False)
+            surprisal_plot = gr.Plot(label="Surprisal, bits")
+            surprisal_summary = gr.Markdown()
+            surprisal_note = gr.Markdown(elem_classes="note-box")
+            surprisal_file = gr.File(label="Surprisal numbers (JSON)")
+        with gr.Tab("Logit lens", id="gpt-logit-lens"):
+            gr.Markdown("What would the model predict if it stopped after each layer? The final LayerNorm and "
+                        "the unembedding (`lm_head`) are applied to every layer's hidden state "
+                        "(nostalgebraist, 2020). The top row is the model's real prediction.")
+            lens_button = gr.Button("Show logit lens", variant="primary", elem_id="gpt-lens-btn")
+            lens_plot = gr.Plot(label="Logit lens")
+            lens_note = gr.Markdown(elem_classes="note-box")
+            lens_file = gr.File(label="Logit lens numbers (JSON)")
+
+    model_inputs = [choice, custom, prompt]
+    sampling_inputs = [temperature, top_k, top_p, seed, greedy]
+    run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy],
+                          [out_text, out_bars, out_status, out_note, out_file], api_name="gpt_generate")
+    stop_button.click(None, None, None, cancels=[run], api_visibility="private")
+    step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
+                      [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step")
+    browse.release(gpt_step_view, [browse, history], [step_bars, step_status], api_name="gpt_step_view")
+    reset_button.click(gpt_step_reset, [prompt], [step_text, step_bars, history, browse, step_status, step_note],
+                       api_name="gpt_step_reset")
+    step_export.click(gpt_step_export, [history], [step_file], api_name="gpt_step_export")
+    attention_button.click(gpt_attention, [*model_inputs, layer, head],
+                           [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention")
+    surprisal_button.click(gpt_surprisal, model_inputs,
+                           [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
+                           api_name="gpt_surprisal")
+    lens_button.click(gpt_logit_lens, model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens")
+    choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
+    custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")

@@ -1,0 +1,141 @@
+"""Figures of the GPT and Compare tabs: pure functions from numbers and token strings to plotly figures.
+
+They build on the shared builders in `app.figures` (unique labels, masked cells, colour-blind safe scales) and
+add what these views need: a step's candidate bars with the sampled token marked, the causal mask as a binary
+map, per-token surprisal, a logit-lens grid with the predicted token written in each cell, and a diagram of
+the three attention shapes (bidirectional, causal, cross).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app import figures
+
+def square_height(n: int) -> int:
+    """Enough height that every token label of an n x n map is printed (plotly skips labels when crowded)."""
+    return max(420, 22 * n + 170)
+
+
+BINARY = [[0.0, "#f2f2f2"], [0.5, "#f2f2f2"], [0.5, figures.BASE], [1.0, figures.BASE]]
+
+
+def shown(text: str) -> str:
+    """A token's text as it can be read in a label: spaces as '␣', newlines as '⏎', empty as '∅'."""
+    if text == "":
+        return "∅"
+    return text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+
+
+def step_bars(candidates: Sequence[tuple[str, float]], sampled: str, sampled_probability: float,
+              title: str, *, tag: str = "sampled", x_title: str = "probability of the next token") -> go.Figure:
+    """The candidates of one step, most probable on top, with the sampled (or actual) token in the accent colour.
+
+    A token outside the listed candidates (sampled with a high temperature, or an actual word the model did
+    not expect) is added as a last bar marked with `tag`, so it is always on the chart.
+    """
+    labels = [shown(text) for text, _ in candidates]
+    values = [float(p) for _, p in candidates]
+    highlight = labels.index(shown(sampled)) if shown(sampled) in labels else None
+    if highlight is None:
+        labels.append(f"{shown(sampled)} ({tag})")
+        values.append(float(sampled_probability))
+        highlight = len(labels) - 1
+    return figures.bars(labels, values, title, highlight=highlight, x_title=x_title)
+
+
+def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
+    """Attention (query rows x key columns) with the future (upper triangle) drawn as masked."""
+    n = len(tokens)
+    labels = figures.unique_labels([shown(t) for t in tokens])
+    future = ~np.tril(np.ones((n, n), dtype=bool))
+    return figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
+                           y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
+
+
+def attention(matrix: np.ndarray, tokens: Sequence[str], title: str, causal: bool) -> go.Figure:
+    """Attention of a causal or a bidirectional model; only a causal model has masked cells."""
+    if causal:
+        return causal_attention(matrix, tokens, title)
+    labels = figures.unique_labels([shown(t) for t in tokens])
+    return figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
+                           y_title="query (attending)", zmin=0.0, zmax=1.0, height=square_height(len(tokens)))
+
+
+def can_see(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
+    """The binary 'row can see column' table as a two-colour map, with a tick in every visible cell."""
+    labels = figures.unique_labels([shown(t) for t in tokens])
+    matrix = np.asarray(matrix, dtype=np.float32)
+    fig = figures.heatmap(matrix, labels, labels, title, x_title="can see this token",
+                          y_title="token", zmin=0.0, zmax=1.0, colorscale=BINARY, height=square_height(len(tokens)))
+    heat = fig.data[0]
+    heat.showscale = False
+    heat.hovertemplate = "%{y} can see %{x}: %{customdata}<extra></extra>"
+    if np.shape(heat.z) == matrix.shape:
+        heat.customdata = np.where(matrix > 0.5, "yes", "no")
+        if matrix.shape[0] <= 40:
+            heat.text = np.where(matrix > 0.5, "✓", "")
+            heat.texttemplate = "%{text}"
+            heat.textfont = dict(color="white")
+    return fig
+
+
+def surprisal_bars(tokens: Sequence[str], bits: Sequence[float], title: str) -> go.Figure:
+    """Surprisal of each predicted token (bits), top to bottom in reading order, the highest marked."""
+    bits = [float(b) for b in bits]
+    labels = figures.unique_labels([shown(t) for t in tokens])
+    highlight = int(np.argmax(bits)) if bits else None
+    fig = figures.bars(labels, bits, title, highlight=highlight, x_title="surprisal, bits (−log₂ p)")
+    fig.data[0].text = [f"{b:.2f}" for b in bits]
+    fig.data[0].hovertemplate = "%{y}: %{x:.2f} bits<extra></extra>"
+    return fig
+
+
+def logit_lens(probabilities: np.ndarray, predicted: Sequence[Sequence[str]], actual: np.ndarray,
+               tokens: Sequence[str], layer_names: Sequence[str], title: str) -> go.Figure:
+    """Rows: layers (embeddings at the bottom, last layer on top); columns: input positions.
+
+    Each cell is coloured by the probability of that layer's top guess for the next token and shows the
+    guess itself; the hover adds the probability of the token that really follows.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    order = list(range(len(layer_names)))[::-1]  # last layer on top, like the residual stream in diagrams
+    columns = figures.unique_labels([shown(t) for t in tokens])
+    fig = figures.heatmap(probabilities[order], [layer_names[i] for i in order], columns, title,
+                          x_title="input position (predicting the token after it)", y_title="read out after",
+                          zmin=0.0, zmax=1.0)
+    heat = fig.data[0]
+    if np.shape(heat.z) == probabilities.shape:
+        words = np.array([[shown(w) for w in predicted[i]] for i in order], dtype=object)
+        actual_text = np.where(np.isnan(actual[order]), "—", np.char.mod("%.3f", np.nan_to_num(actual[order])))
+        heat.text = words
+        heat.texttemplate = "%{text}" if probabilities.shape[1] <= 40 else None
+        heat.customdata = actual_text
+        heat.hovertemplate = ("%{y}, %{x}<br>top guess: %{text} (p=%{z:.3f})"
+                              "<br>p(actual next token): %{customdata}<extra></extra>")
+    return fig
+
+
+def mask_shapes(n: int = 6, m: int = 4) -> go.Figure:
+    """Three small binary maps: bidirectional self-attention (encoder), causal self-attention (decoder),
+    and cross-attention from m decoder positions to n encoder positions (encoder-decoder)."""
+    shapes = [
+        ("Encoder (BERT): bidirectional", np.ones((n, n)), "token", "can see"),
+        ("Decoder (GPT): causal", np.tril(np.ones((n, n))), "token", "can see"),
+        ("Encoder-decoder: cross attention", np.ones((m, n)), "output token", "input token"),
+    ]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[s[0] for s in shapes], horizontal_spacing=0.08)
+    for col, (_, matrix, y_title, x_title) in enumerate(shapes, start=1):
+        fig.add_trace(go.Heatmap(z=matrix, colorscale=BINARY, zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
+                                 hovertemplate=f"{y_title} %{{y}} → {x_title} %{{x}}: %{{z}}<extra></extra>"),
+                      1, col)
+        fig.update_xaxes(title_text=x_title, showticklabels=False, showgrid=False, zeroline=False, row=1, col=col)
+        fig.update_yaxes(title_text=y_title, showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x" if col == 1 else f"x{col}",
+                         row=1, col=col)
+    fig.update_layout(title=dict(text="Who can attend to whom (filled = allowed)", x=0.01), font=figures.FONT,
+                      template="plotly_white", height=320, margin=dict(l=10, r=10, t=80, b=10))
+    return fig

@@ -1,0 +1,273 @@
+"""GPT tab: core.gpt_analysis against independent computations, the handlers (streaming, step mode,
+clamping, errors) and the figure builders."""
+
+import math
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from app import gpt_figures, gpt_tab
+from core import gpt_analysis, load_model
+
+MODEL = gpt_tab.DEFAULT_MODEL
+PROMPT = gpt_tab.DEFAULT_PROMPT
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random 2-layer GPT-2 saved by transformers and opened by the core: (core model, transformers model)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(1)
+    reference = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    reference.save_pretrained(folder)
+    return load_model(folder).eval(), reference
+
+
+IDS = [3, 17, 4, 42, 8, 8, 21]
+
+
+# ----- core.gpt_analysis --------------------------------------------------------------------------------------
+
+
+def test_surprisal_is_minus_log2_of_the_softmax_at_the_next_token(tiny):
+    core, reference = tiny
+    bits, probs = gpt_analysis.prompt_surprisal(core, IDS)
+    with torch.no_grad():
+        logits = reference(torch.tensor([IDS])).logits[0].double()
+    expected = []
+    for t in range(1, len(IDS)):  # position t-1 predicts token t
+        row = logits[t - 1]
+        p = math.exp(row[IDS[t]].item()) / sum(math.exp(v) for v in row.tolist())
+        expected.append(-math.log2(p))
+    assert bits.shape == (len(IDS) - 1,)
+    assert np.allclose(bits.numpy(), expected, atol=1e-4)
+    assert np.allclose(probs.numpy(), [2.0 ** -b for b in expected], atol=1e-6)
+
+
+def test_surprisal_rejects_mismatched_lengths():
+    with pytest.raises(ValueError):
+        gpt_analysis.surprisal(torch.zeros(3, 10), [1, 2])
+
+
+def test_logit_lens_last_layer_is_the_models_own_prediction(tiny):
+    core, reference = tiny
+    lens = gpt_analysis.logit_lens(core, IDS)
+    assert lens.token_ids.shape == (3, len(IDS))  # embeddings + 2 layers
+    with torch.no_grad():
+        probs = reference(torch.tensor([IDS])).logits[0].softmax(-1)
+    assert torch.equal(lens.token_ids[-1], probs.argmax(-1))
+    assert torch.allclose(lens.probabilities[-1], probs.max(-1).values, atol=1e-5)
+    # probability of the actual next token, and none after the last position
+    assert torch.allclose(lens.actual[-1, :-1], probs[torch.arange(len(IDS) - 1), IDS[1:]], atol=1e-5)
+    assert torch.isnan(lens.actual[:, -1]).all()
+
+
+def test_logit_lens_early_layers_use_final_norm_then_unembedding(tiny):
+    core, reference = tiny
+    lens = gpt_analysis.logit_lens(core, IDS)
+    with torch.no_grad():
+        out = reference(torch.tensor([IDS]), output_hidden_states=True)
+        for layer in (0, 1):  # transformers' hidden states before ln_f
+            logits = reference.lm_head(reference.transformer.ln_f(out.hidden_states[layer][0]))
+            probs = logits.softmax(-1)
+            assert torch.equal(lens.token_ids[layer], probs.argmax(-1))
+            assert torch.allclose(lens.probabilities[layer], probs.max(-1).values, atol=1e-5)
+
+
+def test_can_see_is_lower_triangular_for_causal_and_full_for_bidirectional():
+    causal = gpt_analysis.can_see(5)
+    assert causal.dtype == torch.bool
+    assert torch.equal(causal, torch.tril(torch.ones(5, 5, dtype=torch.bool)))
+    assert not causal.triu(1).any() and causal.diagonal().all()
+    assert gpt_analysis.can_see(4, causal=False).all()
+    assert gpt_analysis.can_see(0).shape == (0, 0)
+
+
+def test_attention_maps_never_look_ahead(tiny):
+    core, _ = tiny
+    maps = gpt_analysis.attention_maps(core, IDS)
+    assert maps.shape == (2, 2, len(IDS), len(IDS))
+    assert maps.triu(1).abs().max() == 0
+    assert torch.allclose(maps.sum(-1), torch.ones(2, 2, len(IDS)), atol=1e-5)
+
+
+def test_next_and_masked_logits_read_the_right_position(tiny):
+    core, reference = tiny
+    with torch.no_grad():
+        logits = reference(torch.tensor([IDS])).logits[0]
+    assert torch.allclose(gpt_analysis.next_logits(core, IDS), logits[-1], atol=1e-4)
+    assert torch.allclose(gpt_analysis.masked_logits(core, IDS, 2), logits[2], atol=1e-4)
+    top = gpt_analysis.top_predictions(logits[-1], 3)
+    assert [i for i, _ in top] == logits[-1].topk(3).indices.tolist()
+    with pytest.raises(ValueError):
+        gpt_analysis.masked_logits(core, IDS, len(IDS))
+
+
+# ----- input checks -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature, expected", [(1e9, gpt_tab.MAX_TEMPERATURE), (0, 0.0), (-3, 0.0)])
+def test_temperature_is_clamped(temperature, expected):
+    settings = gpt_tab.sampling(temperature, 20, 0.9, 10, 0, False)
+    assert settings.temperature == expected
+    assert settings.greedy == (expected == 0)
+
+
+def test_top_k_top_p_and_max_new_tokens_are_clamped():
+    settings = gpt_tab.sampling(1.0, -5, 0, 1e6, 1e12, False)
+    assert (settings.top_k, settings.top_p, settings.max_new_tokens, settings.seed) == (
+        0, 0.0, gpt_tab.MAX_NEW_TOKENS, gpt_tab.MAX_SEED)
+    assert any("max new tokens" in note for note in settings.notes)
+    assert gpt_tab.sampling(1.0, 0, 1, 5, None, False).top_p == 1.0
+    assert gpt_tab.sampling(1.0, 10**9, 2.0, 0, 0, False).top_k == gpt_tab.MAX_TOP_K
+
+
+def test_non_numbers_are_errors():
+    with pytest.raises(gr.Error):
+        gpt_tab.sampling("hot", 20, 0.9, 10, 0, False)
+
+
+# ----- handlers -----------------------------------------------------------------------------------------------
+
+
+def test_generate_streams_one_update_per_token():
+    updates = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 5, 0.8, 20, 0.95, 0, False))
+    assert 1 <= len(updates) <= 5
+    texts = [u[0] for u in updates]
+    assert all(t.startswith(PROMPT) for t in texts)
+    assert all(isinstance(u[1], go.Figure) for u in updates)
+    assert all(u[4] is None for u in updates[:-1]) and updates[-1][4].endswith(".json")
+    assert "Stopped" in updates[-1][2]
+    if len(updates) == 5:  # no end-of-text: exactly the requested number of tokens
+        assert "maximum number of new tokens" in updates[-1][2]
+
+
+def test_generate_greedy_is_reproducible_and_ignores_seed():
+    a = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 4, 0.8, 20, 0.95, 1, True))[-1][0]
+    b = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 4, 1.5, 0, 1.0, 99, True))[-1][0]
+    assert a == b
+
+
+def test_generate_clamps_extreme_values_and_still_runs():
+    stream = gpt_tab.gpt_generate(MODEL, "", PROMPT, 1e6, 1e9, -5, 0, 0, False)
+    text, fig, status, note, _ = next(stream)
+    stream.close()
+    assert f"at most {gpt_tab.MAX_NEW_TOKENS}" in status and "temperature 5" in status
+    assert "clamped" in note and text.startswith(PROMPT)
+
+
+def test_generate_stops_when_closed_early():
+    stream = gpt_tab.gpt_generate(MODEL, "", PROMPT, 50, 1.0, 0, 1.0, 0, False)
+    next(stream)
+    stream.close()  # what Gradio does when the client leaves
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", None])
+def test_empty_prompt_is_an_error(prompt):
+    with pytest.raises(gr.Error):
+        list(gpt_tab.gpt_generate(MODEL, "", prompt, 5, 1.0, 0, 1.0, 0, False))
+    for view in (gpt_tab.gpt_surprisal, gpt_tab.gpt_logit_lens):
+        with pytest.raises(gr.Error):
+            view(MODEL, "", prompt)
+
+
+def test_unknown_model_is_an_error():
+    with pytest.raises(gr.Error):
+        list(gpt_tab.gpt_generate("no-such-model", "", PROMPT, 5, 1.0, 0, 1.0, 0, False))
+
+
+def test_step_mode_keeps_and_browses_history():
+    history = gpt_tab.empty_history()
+    texts = []
+    for _ in range(3):
+        text, fig, history, slider, status, note = gpt_tab.gpt_step(MODEL, "", PROMPT, 0.0, 0, 1.0, 0, True, history)
+        texts.append(text)
+        if history["finished"]:
+            break
+    n = len(history["steps"])
+    assert n >= 1 and history["prompt"] == PROMPT
+    assert all(t.startswith(PROMPT) for t in texts)
+    # greedy steps are the same tokens as greedy generation
+    generated = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, n, 0.0, 0, 1.0, 0, True))
+    assert [s["token_id"] for s in history["steps"]] == [s["token_id"] for s in generated_steps(generated)]
+    fig, status = gpt_tab.gpt_step_view(1, history)
+    assert isinstance(fig, go.Figure) and status.startswith(f"Step 1 of {n}")
+    assert gpt_tab.gpt_step_view(999, history)[1].startswith(f"Step {n} of {n}")  # clamped
+    # a new prompt starts a new history
+    _, _, fresh, _, _, note = gpt_tab.gpt_step(MODEL, "", "the dog", 0.0, 0, 1.0, 0, True, history)
+    assert len(fresh["steps"]) == 1 and fresh["prompt"] == "the dog"
+    assert "starts again" in note
+    text, _, cleared, _, status, _ = gpt_tab.gpt_step_reset(PROMPT)
+    assert cleared["steps"] == [] and text == PROMPT
+
+
+def generated_steps(updates):
+    import json
+    from pathlib import Path
+
+    return json.loads(Path(updates[-1][4]).read_text())["steps"]
+
+
+def test_step_view_without_steps_is_an_error():
+    with pytest.raises(gr.Error):
+        gpt_tab.gpt_step_view(1, gpt_tab.empty_history())
+    with pytest.raises(gr.Error):
+        gpt_tab.gpt_step_export(None)
+
+
+def test_attention_handler_masks_the_future_and_clamps_layer_and_head():
+    attention, table, note, path = gpt_tab.gpt_attention(MODEL, "", PROMPT, 99, -3)
+    heat = attention.data[0]
+    z = np.array(heat.z, dtype=float)
+    assert np.isnan(z[np.triu_indices_from(z, 1)]).all()  # masked cells are not drawn as values
+    assert np.allclose(np.nansum(z, axis=1), 1.0, atol=1e-4)
+    assert "masked" in [trace.name for trace in attention.data]
+    seen = np.array(table.data[0].z, dtype=float)
+    assert np.array_equal(seen, np.tril(np.ones_like(seen)))
+    assert "showing layer" in note and path.endswith(".json")
+
+
+def test_surprisal_handler_says_the_first_token_has_no_prediction():
+    highlighted, chart, summary, note, path = gpt_tab.gpt_surprisal(MODEL, "", PROMPT)
+    assert highlighted[0][1] is None
+    assert all(0.0 <= value <= 1.0 for _, value in highlighted[1:])
+    assert "no prediction" in summary
+    assert len(chart.data[0].x) == len(highlighted) - 1
+
+
+def test_logit_lens_handler_rows_are_layers_and_cells_name_the_guess():
+    fig, note, path = gpt_tab.gpt_logit_lens(MODEL, "", PROMPT)
+    heat = fig.data[0]
+    assert heat.y[-1] == "embeddings" and heat.y[0].startswith("layer ")
+    assert fig.layout.yaxis.autorange == "reversed"  # so the last layer, the real prediction, is on top
+    assert np.array(heat.text).shape == np.array(heat.z).shape
+    assert "Computed by" in note
+
+
+# ----- figures ------------------------------------------------------------------------------------------------
+
+
+def test_step_bars_highlight_the_sampled_token_even_outside_the_candidates():
+    fig = gpt_figures.step_bars([(" the", 0.5), (" a", 0.3)], " a", 0.3, "t")
+    assert list(fig.data[0].marker.color) == [gpt_figures.figures.BASE, gpt_figures.figures.HIGHLIGHT]
+    fig = gpt_figures.step_bars([(" the", 0.5), (" a", 0.3)], " dog", 0.01, "t")
+    assert len(fig.data[0].y) == 3 and fig.data[0].y[-1] == "␣dog (sampled)"
+    assert fig.data[0].marker.color[-1] == gpt_figures.figures.HIGHLIGHT
+
+
+def test_shown_makes_whitespace_visible():
+    assert gpt_figures.shown(" the\n") == "␣the⏎"
+    assert gpt_figures.shown("") == "∅"
+
+
+def test_mask_shapes_draws_three_masks():
+    fig = gpt_figures.mask_shapes(5, 3)
+    shapes = [np.array(trace.z) for trace in fig.data]
+    assert shapes[0].all() and np.array_equal(shapes[1], np.tril(np.ones((5, 5)))) and shapes[2].shape == (3, 5)
