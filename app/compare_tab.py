@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 import gradio as gr
-import numpy as np
 
 from app import export, inputs
 from app import gpt_figures as gfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import gradio as gr
@@ -38,19 +39,38 @@ def model_note(loaded: Loaded, note: str) -> str:
     return f"{line}  \n⚠️ {note}" if note else line
 
 
+def _as_message(function, error: Exception) -> gr.Error:
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, (ValueError, CheckpointError)):
+        return gr.Error(str(error)[:500])
+    log.exception("handler %s failed", function.__name__)
+    return gr.Error(f"Something went wrong in {function.__name__}: {type(error).__name__}")
+
+
 def handler(function):
-    """Run a handler; unexpected exceptions become a short gr.Error so the page shows a message, not a crash."""
+    """Run a handler; failures become a short gr.Error, so the page shows a message and the server lives on.
+
+    Streaming handlers stay generators (Gradio recognises them by `inspect.isgeneratorfunction`), and an error
+    raised mid-stream is turned into a message too. When a client leaves, Gradio closes the generator, which
+    closes whatever it iterates (a core `generate`): no work goes on for nobody.
+    """
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def stream(*args, **kwargs):
+            try:
+                yield from function(*args, **kwargs)
+            except Exception as error:
+                raise _as_message(function, error) from None
+
+        return stream
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, CheckpointError) as error:
-            raise gr.Error(str(error)[:500]) from None
-        except Exception as error:  # keep the server alive and say what went wrong
-            log.exception("handler %s failed", function.__name__)
-            raise gr.Error(f"Something went wrong in {function.__name__}: {type(error).__name__}") from None
+        except Exception as error:
+            raise _as_message(function, error) from None
 
     return wrapper

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 MAGNITUDE = "Viridis"
 ALTERNATE = "Cividis"
@@ -20,6 +21,10 @@ HIGHLIGHT = "#e66101"
 BASE = "#5e81ac"
 MAX_CELLS = 160
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
+# The process-wide default template, set once: passing a template in each figure's layout makes plotly
+# validate the whole template again (~100 ms a figure), which a chart redrawn after every streamed token pays
+# again and again; a default is applied when the figure is created, in ~7 ms.
+pio.templates.default = "plotly_white"
 
 
 def unique_labels(tokens: Sequence[str]) -> list[str]:
@@ -29,7 +34,7 @@ def unique_labels(tokens: Sequence[str]) -> list[str]:
 
 def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.01), font=FONT, margin=dict(l=10, r=10, t=48, b=10),
-                      template="plotly_white", height=height)
+                      height=height)
     return fig
 
 

@@ -137,5 +137,5 @@ def mask_shapes(n: int = 6, m: int = 4) -> go.Figure:
         fig.update_yaxes(title_text=y_title, showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x" if col == 1 else f"x{col}",
                          row=1, col=col)
     fig.update_layout(title=dict(text="Who can attend to whom (filled = allowed)", x=0.01), font=figures.FONT,
-                      template="plotly_white", height=320, margin=dict(l=10, r=10, t=80, b=10))
+                      height=320, margin=dict(l=10, r=10, t=80, b=10))
     return fig

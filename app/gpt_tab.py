@@ -8,7 +8,6 @@ history browsable); causal attention with the "can see" table; per-token surpris
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from app import figures
 from app import gpt_figures as gfig
 from app.components import get_model, handler, model_note, model_picker
 from app.models import MODELS, PRESETS
-from core import CheckpointError, generate
+from core import generate
 from core import gpt_analysis
 
 log = logging.getLogger(__name__)
@@ -117,9 +116,7 @@ def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
 
 def token_text(tokenizer, token_id: int) -> str:
     """Readable text of one token id (" the", "<|endoftext|>")."""
-    if tokenizer.id_to_token(token_id) is None:
-        return f"[{token_id}]"
-    return tokenizer.decode([token_id])
+    return tokenizer.token_text(token_id)
 
 
 def load(choice, custom) -> tuple[object, str]:
@@ -135,28 +132,6 @@ def join_notes(*notes) -> str:
 
 def with_note(loaded, *notes) -> str:
     return model_note(loaded, join_notes(*notes))
-
-
-def stream_handler(function):
-    """`components.handler` for generator handlers: failures while streaming become a gr.Error too.
-
-    Gradio recognises a streaming handler by `inspect.isgeneratorfunction`, so the wrapper must itself be a
-    generator. When the client leaves, Gradio closes it, which closes the core generator: no work goes on.
-    """
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            yield from function(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, CheckpointError) as error:
-            raise gr.Error(str(error)[:500]) from None
-        except Exception as error:
-            log.exception("handler %s failed", function.__name__)
-            raise gr.Error(f"Something went wrong in {function.__name__}: {type(error).__name__}") from None
-
-    return wrapper
 
 
 # ----- generation ---------------------------------------------------------------------------------------------
@@ -188,7 +163,7 @@ FINISH_WORDS = {"eos": "the model wrote <|endoftext|>, the end of a text",
                 "max_length": "reached the model's maximum length"}
 
 
-@stream_handler
+@handler
 def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top_p, seed, greedy):
     """Stream (text so far, this step's candidates, status, model note, download) after every new token."""
     settings = sampling(temperature, top_k, top_p, max_new_tokens, seed, greedy)

@@ -17,7 +17,9 @@ CSS = """
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --body-text-color: #000; }
 body.presenter .prose, body.presenter label, body.presenter button { font-size: 20px !important; }
-body.presenter .js-plotly-plot text { font-size: 17px !important; fill: #000 !important; }
+body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .legendtext) text,
+body.presenter .js-plotly-plot .legendtext { font-size: 17px !important; fill: #000 !important; }
+body.presenter .js-plotly-plot .gtitle { font-size: 21px !important; fill: #000 !important; }
 body.presenter .gradio-container { filter: contrast(1.15); }
 .note-box { border-left: 4px solid #e66101; padding: 4px 10px; }
 footer { display: none !important; }

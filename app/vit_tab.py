@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gradio as gr
-import numpy as np
 import torch
 
 from app import inputs

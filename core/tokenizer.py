@@ -293,6 +293,14 @@ class Tokenizer:
             tokens.append(Token(index, piece, self._readable(piece, special), start, end, special))
         return tokens
 
+    def token_text(self, index: int) -> str:
+        """Readable text of one token id, for labels: " the" for "Ġthe", "ing" for "##ing", bytes that are only
+        part of a character as escapes ("\\xf0\\x9f") rather than a replacement character."""
+        piece = self.id_to_token(int(index))
+        if piece is None:
+            return f"[{index}]"
+        return self._readable(piece, int(index) in self._special_ids)
+
     def _readable(self, piece: str, special: bool) -> str:
         if special:
             return piece

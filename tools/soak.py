@@ -11,7 +11,6 @@ is a slope near zero.
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import tempfile
 import time
