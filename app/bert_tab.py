@@ -332,7 +332,7 @@ def compute_pretraining(loaded, text, seed=0) -> View:
              "probability 80%, a random token 10%, or stayed itself 10%; the model must predict the original at "
              f"all of them. **Accuracy: {accuracy:.0%}.**"]
     data = {"text": text, "seed": seed, "positions": list(corruption.positions), "rules": list(corruption.rules),
-            "original_ids": list(corruption.original), "corrupted_ids": corruption.input_ids,
+            "original_ids": list(corruption.original), "corrupted_ids": corruption.input_ids.tolist(),
             "p_original": p_original, "correct": correct, "accuracy": accuracy,
             "columns": PRETRAINING_COLUMNS, "rows": rows}
     return View({"highlighted": highlighted, "table": rows, "figure": figure}, data, notes)
