@@ -39,7 +39,8 @@ DEFAULT_HEAD_TEXT = "the teacher that watches the birds sings quietly ."
 DEFAULT_QUESTION = "where are the keys ?"
 DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
 
-MAX_LAYERS, MAX_HEADS = 24, 16  # slider ranges; handlers clamp to the loaded model's own sizes
+MAX_LAYERS, MAX_HEADS = 24, 16  # what handlers accept; they clamp to the loaded model's own sizes
+PRESET_SIZE = 12  # layers and heads of the largest preset (bert-base)
 MAX_TOP_K = 20
 MAX_SHOWN_MASKS = 6
 MAX_ANSWER_TOKENS = 30
@@ -603,11 +604,13 @@ def build() -> None:
             tok_table = gr.Dataframe(headers=TOKEN_COLUMNS, label="Pieces, ids and positions", interactive=False,
                                      max_height=360, wrap=True)
             tok_file, tok_note = _outputs_row()
-        with gr.Tab("Attention", id="bert-attention"):
+        with gr.Tab("Attention", id="bert-attention") as attention_tab:
             with gr.Row():
                 att_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
                 att_b = gr.Textbox("", label="Second sentence (optional)", lines=2, scale=1)
-            layers, heads = _initial_sizes(model.value)
+            # Gradio checks API values against the bounds set here, so they start wide enough for every preset
+            # (12 x 12); opening this view or picking a model refits them, and the handler clamps the rest.
+            layers, heads = (max(PRESET_SIZE, n) for n in _initial_sizes(model.value))
             with gr.Row():
                 att_layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
                 att_head = gr.Slider(1, heads, value=1, step=1, label="Head")
@@ -626,7 +629,7 @@ def build() -> None:
                                       lines=2, scale=3)
                 mlm_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Top-k", scale=1)
             mlm_position = gr.Dropdown(_initial_positions(model.value), value=NO_POSITION,
-                                       label="…or pick a token to mask", allow_custom_value=False)
+                                       label="…or pick a token to mask", allow_custom_value=True)
             mlm_button = gr.Button("Predict the masked tokens", variant="primary", elem_id="bert-fill-mask")
             mlm_plot = gr.Plot(label="Predictions")
             mlm_file, mlm_note = _outputs_row()
@@ -688,5 +691,5 @@ def build() -> None:
     for trigger in (mlm_text.change, model.change, custom.submit):
         trigger(refresh_positions, picked + [mlm_text], mlm_position, api_visibility="private",
                 show_progress="hidden", trigger_mode="always_last")
-    for trigger in (model.change, custom.submit):
+    for trigger in (model.change, custom.submit, attention_tab.select):
         trigger(refresh_sliders, picked, [att_layer, att_head], api_visibility="private", show_progress="hidden")
