@@ -18,10 +18,21 @@ RIGHT, WRONG = "#0072b2", "#e69f00"  # Okabe-Ito blue / orange
 SEGMENT_COLOURS = {"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"}
 
 
-def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01), font=FONT, margin=dict(l=10, r=10, t=56, b=10),
-                      template="plotly_white", height=height)
+def clear_of_label(fig: go.Figure) -> go.Figure:
+    """Move the title down to just above the plot area, out from under the label gradio draws over the figure's
+    top-left corner (in presenter mode that label is 20 px type and covers a title placed higher up)."""
+    fig.update_layout(title=dict(y=1, yref="paper", yanchor="bottom", pad=dict(b=30)))
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else 48
+    fig.update_layout(margin=dict(t=max(top, 100)))
+    if fig.layout.height:
+        fig.update_layout(height=fig.layout.height + max(0, 100 - top))
     return fig
+
+
+def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.01), font=FONT, margin=dict(l=10, r=10, t=100, b=10),
+                      template="plotly_white", height=height)
+    return clear_of_label(fig)
 
 
 def token_strip(pieces: Sequence[str], ids: Sequence[int], segments: Sequence[str], title: str) -> go.Figure:
@@ -45,13 +56,13 @@ def token_strip(pieces: Sequence[str], ids: Sequence[int], segments: Sequence[st
             customdata=[[i, ids[i]] for i in index],
             hovertemplate="position %{customdata[0]}<br>%{text}<br>id %{customdata[1]}<extra></extra>"))
     # Position numbers above the boxes: one text trace (hundreds of annotations would be slow to build).
-    fig.add_trace(go.Scatter(x=[i % per_row for i in range(n)], y=[i // per_row - 0.42 for i in range(n)],
+    fig.add_trace(go.Scatter(x=[i % per_row for i in range(n)], y=[i // per_row - 0.5 for i in range(n)],
                              mode="text", text=[str(i) for i in range(n)], textfont=dict(size=12, color="#444"),
                              hoverinfo="skip", showlegend=False))
     fig.update_xaxes(visible=False, range=[-0.6, per_row - 0.4])
-    fig.update_yaxes(visible=False, range=[rows - 0.4, -0.7])
+    fig.update_yaxes(visible=False, range=[rows - 0.4, -0.75])
     fig.update_layout(legend=dict(orientation="h", y=-0.05, yanchor="top", x=0))
-    return _finish(fig, title, 110 + 70 * rows)
+    return _finish(fig, title, 150 + 80 * rows)
 
 
 def bar_groups(groups: Sequence[tuple[str, Sequence[str], Sequence[float]]], title: str,
@@ -84,7 +95,8 @@ def pretraining_bars(labels: Sequence[str], probabilities: Sequence[float], corr
                              textposition="auto", hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=names, autorange="reversed")
     fig.update_xaxes(title="probability of the original token", range=[0, 1])
-    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"), barmode="overlay")
+    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"), barmode="overlay",
+                      showlegend=True)
     return _finish(fig, title, max(260, 40 * len(labels) + 130))
 
 

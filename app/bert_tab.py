@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
+import plotly.graph_objects as go
 import torch
 
 from app import bert_figures, inputs
@@ -170,6 +171,9 @@ class View:
 
 
 def _package(view: View, loaded, fallback: str, stem: str, order: list[str]) -> tuple:
+    for value in view.outputs.values():
+        if isinstance(value, go.Figure):
+            bert_figures.clear_of_label(value)  # also the figures built by the shared app.figures
     data = {"model": loaded.name, "architecture": loaded.architecture, **view.data}
     return (*[view.outputs[key] for key in order], json_file(data, stem), view.note_text(loaded, fallback))
 
@@ -565,10 +569,10 @@ def refresh_sliders(choice, custom):
 # ----- layout and wiring ------------------------------------------------------------------------------------------------
 
 
-def _outputs_row():
+def _outputs_row(key: str):
     with gr.Row():
         download = gr.File(label="Numbers (JSON)", scale=1, min_width=200)
-        note = gr.Markdown(elem_classes=["note-box"])
+        note = gr.Markdown(elem_classes=["note-box"], elem_id=f"bert-note-{key}")
     return download, note
 
 
@@ -593,7 +597,7 @@ def build() -> None:
     model, custom = model_picker(FAMILY)
     picked = [model, custom]
     with gr.Tabs():
-        with gr.Tab("Tokens", id="bert-tokens"):
+        with gr.Tab("Tokens", id="bert-tokens", elem_id="bert-view-tokens"):
             with gr.Row():
                 tok_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
                 tok_b = gr.Textbox("", label="Second sentence (optional, segment B)", lines=2, scale=1)
@@ -603,8 +607,8 @@ def build() -> None:
             tok_plot = gr.Plot(label="Tokens by position")
             tok_table = gr.Dataframe(headers=TOKEN_COLUMNS, label="Pieces, ids and positions", interactive=False,
                                      max_height=360, wrap=True)
-            tok_file, tok_note = _outputs_row()
-        with gr.Tab("Attention", id="bert-attention") as attention_tab:
+            tok_file, tok_note = _outputs_row("tokens")
+        with gr.Tab("Attention", id="bert-attention", elem_id="bert-view-attention") as attention_tab:
             with gr.Row():
                 att_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
                 att_b = gr.Textbox("", label="Second sentence (optional)", lines=2, scale=1)
@@ -622,8 +626,8 @@ def build() -> None:
                 att_head_plot = gr.Plot(label="One head")
                 att_average_plot = gr.Plot(label="Average over heads")
             att_grid_plot = gr.Plot(label="Every layer and head")
-            att_file, att_note = _outputs_row()
-        with gr.Tab("Masked LM", id="bert-mlm"):
+            att_file, att_note = _outputs_row("attention")
+        with gr.Tab("Masked LM", id="bert-mlm", elem_id="bert-view-mlm"):
             with gr.Row():
                 mlm_text = gr.Textbox(DEFAULT_MASK_TEXT, label="Text (write [MASK] where a word is hidden)",
                                       lines=2, scale=3)
@@ -632,7 +636,7 @@ def build() -> None:
                                        label="…or pick a token to mask", allow_custom_value=True)
             mlm_button = gr.Button("Predict the masked tokens", variant="primary", elem_id="bert-fill-mask")
             mlm_plot = gr.Plot(label="Predictions")
-            mlm_file, mlm_note = _outputs_row()
+            mlm_file, mlm_note = _outputs_row("mlm")
             gr.Markdown("### Pretraining: 15% of tokens, the 80/10/10 rule")
             with gr.Row():
                 pre_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=3)
@@ -645,23 +649,23 @@ def build() -> None:
             pre_plot = gr.Plot(label="Probability of the original token")
             pre_table = gr.Dataframe(headers=PRETRAINING_COLUMNS, label="Chosen positions", interactive=False,
                                      wrap=True)
-            pre_file, pre_note = _outputs_row()
-        with gr.Tab("Contextual embeddings", id="bert-contextual"):
+            pre_file, pre_note = _outputs_row("pretraining")
+        with gr.Tab("Contextual embeddings", id="bert-contextual", elem_id="bert-view-contextual"):
             with gr.Row():
                 ctx_a = gr.Textbox(DEFAULT_CONTEXT_A, label="Sentence A", lines=1)
                 ctx_b = gr.Textbox(DEFAULT_CONTEXT_B, label="Sentence B", lines=1)
                 ctx_word = gr.Textbox(DEFAULT_WORD, label="Word in both", lines=1, max_lines=1)
             ctx_button = gr.Button("Compare the word's vectors", variant="primary", elem_id="bert-contextual")
             ctx_plot = gr.Plot(label="Cosine similarity per layer")
-            ctx_file, ctx_note = _outputs_row()
-        with gr.Tab("[CLS] as summary", id="bert-cls"):
+            ctx_file, ctx_note = _outputs_row("contextual")
+        with gr.Tab("[CLS] as summary", id="bert-cls", elem_id="bert-view-cls"):
             with gr.Row():
                 cls_a = gr.Textbox(DEFAULT_CLS_A, label="Sentence A", lines=1)
                 cls_b = gr.Textbox(DEFAULT_CLS_B, label="Sentence B", lines=1)
             cls_button = gr.Button("Compare the sentences", variant="primary", elem_id="bert-cls-similarity")
             cls_plot = gr.Plot(label="[CLS] vs mean pooling")
-            cls_file, cls_note = _outputs_row()
-        with gr.Tab("Downstream heads", id="bert-heads"):
+            cls_file, cls_note = _outputs_row("cls")
+        with gr.Tab("Downstream heads", id="bert-heads", elem_id="bert-view-heads"):
             gr.Markdown("Sentiment and named entities read **Text**; question answering reads the question and "
                         "the passage as a pair. Which head runs depends on the model picked above.")
             head_text = gr.Textbox(DEFAULT_HEAD_TEXT, label="Text (sentiment, entities)", lines=1)
@@ -671,7 +675,7 @@ def build() -> None:
             head_button = gr.Button("Run the model's head", variant="primary", elem_id="bert-heads")
             head_highlight = gr.HighlightedText(label="Result", show_legend=True)
             head_plot = gr.Plot(label="Head output")
-            head_file, head_note = _outputs_row()
+            head_file, head_note = _outputs_row("heads")
 
     tok_button.click(tokenize_view, picked + [tok_text, tok_b],
                      [tok_table, tok_highlight, tok_plot, tok_file, tok_note], api_name="bert_tokenize")
