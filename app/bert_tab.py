@@ -1,9 +1,699 @@
-"""The BERT tab (placeholder until it lands)."""
+"""The BERT tab: WordPiece tokens, bidirectional attention, masked-LM predictions and pretraining, contextual
+embeddings, [CLS] as a summary, and the downstream heads (sentiment, NER, QA) when the model has them.
+
+Each view has a `compute_*(loaded, ...)` function that checks its raw inputs (through `app.inputs`, because
+the API bypasses sliders and dropdowns), runs the model and returns a `View`: figures, tables, the numbers
+for download, and notes. The thin `*_view` wrappers load the model through the shared cache, write the
+download and turn a `View` into gradio outputs. Analyses that belong to the core live in
+`core.bert_analysis`; figures not covered by `app.figures` in `app.bert_figures`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
 
 import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from app import bert_figures, inputs
+from app.components import get_model, handler, model_note, model_picker
+from app.export import json_file
+from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
+from app.figures import bars as bar_figure
+from core import bert_analysis as ba
 
 TITLE = "BERT"
+FAMILY = "bert"
+
+# Defaults chosen for the embedded tiny-bert, trained on a toy grammar of lowercase sentences.
+DEFAULT_TEXT = "the keys to the old cabinet are on the table ."
+DEFAULT_MASK_TEXT = "the keys to the old cabinet [MASK] on the table ."
+DEFAULT_CONTEXT_A = "the old man sits on the bench ."
+DEFAULT_CONTEXT_B = "the birds near the old bench sing ."
+DEFAULT_WORD = "bench"
+DEFAULT_CLS_A = "the dog runs in the garden ."
+DEFAULT_CLS_B = "the dogs run in the garden ."
+DEFAULT_HEAD_TEXT = "the teacher that watches the birds sings quietly ."
+DEFAULT_QUESTION = "where are the keys ?"
+DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
+
+MAX_LAYERS, MAX_HEADS = 24, 16  # what handlers accept; they clamp to the loaded model's own sizes
+PRESET_SIZE = 12  # layers and heads of the largest preset (bert-base)
+MAX_TOP_K = 20
+MAX_SHOWN_MASKS = 6
+MAX_ANSWER_TOKENS = 30
+NO_POSITION = "none: use the [MASK] written in the text"
+HEAD_PRESETS = {
+    "sequence_classification": "distilbert-base-uncased-finetuned-sst-2-english",
+    "token_classification": "dslim/bert-base-NER",
+    "question_answering": "distilbert-base-cased-distilled-squad",
+}
+BIDIRECTIONAL = ("BERT's attention is **bidirectional**: every token attends to every token, before and after "
+                 "it; there is no causal mask.")
+
+
+# ----- encoding and the forward pass ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One input as the model sees it, with what the display needs for each token."""
+
+    ids: tuple[int, ...]
+    type_ids: tuple[int, ...]
+    pieces: tuple[str, ...]  # vocabulary strings, "##" kept: students should see the continuation marker
+    spans: tuple[tuple[int, int], ...]  # character offsets into the token's own sentence
+    sequence: tuple[int | None, ...]  # 0 = first sentence, 1 = second, None = added special token
+    special: tuple[bool, ...]
+    truncation: str  # "" or a sentence saying what was cut
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tensor([self.ids]), torch.tensor([self.type_ids])
+
+
+def max_tokens(loaded) -> int:
+    """The longest input this model takes: the tokenizer's limit and the position table, whichever is less."""
+    limit = loaded.tokenizer.model_max_length
+    positions = getattr(loaded.model.config, "max_positions", 0) or limit
+    return max(4, min(limit, positions))
+
+
+@functools.lru_cache(maxsize=64)
+def _encode(tokenizer, text: str, text_b: str, limit: int, only_second: bool) -> Encoded:
+    backend = tokenizer.backend
+    first = backend.encode(text, add_special_tokens=False)
+    second = backend.encode(text_b, add_special_tokens=False) if text_b else None
+    budget = limit - backend.num_special_tokens_to_add(second is not None)
+    n_a, n_b = len(first.ids), len(second.ids) if second is not None else 0
+    keep_a, keep_b = n_a, n_b
+    if n_a + n_b > budget:
+        if second is None:
+            keep_a = budget
+        elif only_second:
+            if n_a >= budget:
+                raise ValueError(f"The question alone has {n_a} tokens; this model takes {limit} in all. "
+                                 "Please shorten the question.")
+            keep_b = budget - n_a
+        else:  # longest first, one token at a time, as transformers' "longest_first" strategy
+            while keep_a + keep_b > budget:
+                if keep_a >= keep_b:
+                    keep_a -= 1
+                else:
+                    keep_b -= 1
+        first.truncate(keep_a)
+        if second is not None:
+            second.truncate(keep_b)
+    encoding = backend.post_process(first, second)
+    truncation = ""
+    if (keep_a, keep_b) != (n_a, n_b):
+        total = n_a + n_b + backend.num_special_tokens_to_add(second is not None)
+        truncation = (f"✂️ The input has {total} tokens; this model takes at most {limit}, so it was truncated "
+                      f"(kept {keep_a} of {n_a} tokens of the first text"
+                      + (f", {keep_b} of {n_b} of the second" if second is not None else "") + ").")
+    specials = tokenizer.special_ids
+    return Encoded(
+        ids=tuple(encoding.ids), type_ids=tuple(encoding.type_ids), pieces=tuple(encoding.tokens),
+        spans=tuple(tuple(o) for o in encoding.offsets), sequence=tuple(encoding.sequence_ids),
+        special=tuple(i in specials for i in encoding.ids), truncation=truncation)
+
+
+def encode(loaded, text: str, text_b: str = "", only_second: bool = False) -> Encoded:
+    return _encode(loaded.tokenizer, text, text_b, max_tokens(loaded), only_second)
+
+
+@functools.lru_cache(maxsize=2)
+def _forward(model, ids: tuple[int, ...], type_ids: tuple[int, ...]):
+    # Moving the layer or head slider re-asks for the same input: one forward serves them all.
+    with torch.inference_mode():
+        return model(torch.tensor([ids]), token_type_ids=torch.tensor([type_ids]), output_attentions=True,
+                     output_hidden_states=True)
+
+
+def forward(loaded, encoded: Encoded):
+    return _forward(loaded.model, encoded.ids, encoded.type_ids)
+
+
+def _task(loaded) -> str:
+    return loaded.model.config.task
+
+
+def _require_mlm(loaded) -> None:
+    if _task(loaded) != "masked_lm" or loaded.tokenizer.mask_token_id is None:
+        raise gr.Error(f"{loaded.name} is a {loaded.architecture}, without a masked-LM head. Pick tiny-bert "
+                       "(embedded) or bert-base-uncased for this view.")
+
+
+def _segment(encoded: Encoded, i: int) -> str:
+    if encoded.special[i] and encoded.sequence[i] is None:
+        return "special"
+    return "B" if encoded.type_ids[i] == 1 else "A"
+
+
+# ----- the result of a view --------------------------------------------------------------------------------------
+
+
+@dataclass
+class View:
+    """What one view computed: named outputs (figures, tables), the numbers to download, and notes."""
+
+    outputs: dict
+    data: dict
+    notes: list[str] = field(default_factory=list)
+
+    def note_text(self, loaded, fallback: str) -> str:
+        return "  \n".join([model_note(loaded, fallback), *[n for n in self.notes if n]])
+
+
+def _package(view: View, loaded, fallback: str, stem: str, order: list[str]) -> tuple:
+    for value in view.outputs.values():
+        if isinstance(value, go.Figure):
+            bert_figures.clear_of_label(value)  # also the figures built by the shared app.figures
+    data = {"model": loaded.name, "architecture": loaded.architecture, **view.data}
+    return (*[view.outputs[key] for key in order], json_file(data, stem), view.note_text(loaded, fallback))
+
+
+# ----- tokenization ------------------------------------------------------------------------------------------------
+
+TOKEN_COLUMNS = ["position", "piece", "id", "segment (token_type)", "start", "end", "special"]
+
+
+def compute_tokens(loaded, text, text_b="") -> View:
+    text = inputs.text(text, "text")
+    text_b = inputs.text(text_b, "second sentence", allow_empty=True)
+    enc = encode(loaded, text, text_b)
+    rows = [[i, enc.pieces[i], enc.ids[i], enc.type_ids[i], *enc.spans[i], "yes" if enc.special[i] else ""]
+            for i in range(len(enc))]
+    segments = [_segment(enc, i) for i in range(len(enc))]
+    highlighted = [(enc.pieces[i] + " ", {"A": "A", "B": "B", "special": "special"}[segments[i]])
+                   for i in range(len(enc))]
+    figure = bert_figures.token_strip(enc.pieces, enc.ids, segments, f"{len(enc)} WordPiece tokens")
+    notes = [enc.truncation,
+             "[CLS] is always at position 0 and [SEP] closes each sentence; `##` marks a piece that continues "
+             "the word before it. With a second sentence, its tokens get segment (token_type) id 1."]
+    data = {"text": text, "text_b": text_b, "columns": TOKEN_COLUMNS, "rows": rows}
+    return View({"table": rows, "highlighted": highlighted, "figure": figure}, data, notes)
+
+
+# ----- attention -----------------------------------------------------------------------------------------------------
+
+
+def compute_attention(loaded, text, text_b="", layer=1, head=1, hide_specials=False, renormalise=True) -> View:
+    text = inputs.text(text, "text")
+    text_b = inputs.text(text_b, "second sentence", allow_empty=True)
+    config = loaded.model.config
+    asked_layer = inputs.integer(layer, "layer", 1, MAX_LAYERS, 1)
+    asked_head = inputs.integer(head, "head", 1, MAX_HEADS, 1)
+    layer, head = min(asked_layer, config.num_layers), min(asked_head, config.num_heads)
+    hide_specials, renormalise = bool(hide_specials), bool(renormalise)
+    enc = encode(loaded, text, text_b)
+    out = forward(loaded, enc)
+    attention = torch.stack([a[0] for a in out.attentions]).float()  # (L, nh, T, T)
+    labels = list(enc.pieces)
+    keep = [True] * len(enc)
+    if hide_specials:
+        keep = [not (s and seq is None) for s, seq in zip(enc.special, enc.sequence)]
+        if not any(keep):
+            raise gr.Error("The text has only special tokens; there is nothing left once [CLS]/[SEP] are hidden.")
+        attention = ba.drop_positions(attention, keep, renormalise)
+    labels = unique_labels(labels)
+    labels = [label for label, k in zip(labels, keep) if k]
+    single = attention[layer - 1, head - 1].numpy()
+    average = attention[layer - 1].mean(dim=0).numpy()
+    zmax = 1.0 if not hide_specials or renormalise else None
+    axes = dict(x_title="key (attended to)", y_title="query (attending)", zmax=zmax)
+    fig_head = heatmap(single, labels, labels, f"Layer {layer}, head {head}", **axes)
+    fig_average = heatmap(average, labels, labels, f"Layer {layer}, average of {config.num_heads} heads", **axes)
+    fig_grid = grid_of_heatmaps(attention.numpy(), [f"L{i + 1}" for i in range(config.num_layers)],
+                                [f"H{j + 1}" for j in range(config.num_heads)],
+                                f"All {config.num_layers} layers × {config.num_heads} heads (rows: layers)",
+                                height_per_row=110)
+    notes = [enc.truncation, BIDIRECTIONAL,
+             "Each row is one query token; its cells show how much it attends to each key token."]
+    if (asked_layer, asked_head) != (layer, head):
+        notes.append(f"This model has {config.num_layers} layers of {config.num_heads} heads: showing layer "
+                     f"{layer}, head {head} (asked for {asked_layer}, {asked_head}).")
+    if hide_specials:
+        notes.append("[CLS] and [SEP] are hidden; rows are **renormalised** to sum to 1 over the remaining tokens."
+                     if renormalise else
+                     "[CLS] and [SEP] are hidden; rows are **not renormalised**, so each sums to less than 1 "
+                     "(the rest went to [CLS]/[SEP]).")
+    data = {"text": text, "text_b": text_b, "tokens": labels, "layer": layer, "head": head,
+            "hide_specials": hide_specials, "renormalised": hide_specials and renormalise,
+            "head_attention": single, "average_over_heads": average}
+    return View({"head": fig_head, "average": fig_average, "grid": fig_grid}, data, notes)
+
+
+# ----- masked-LM -----------------------------------------------------------------------------------------------------
+
+
+def position_options(loaded, text) -> list[str]:
+    """The choices of the "token to mask" list: none, or each ordinary token as "position · piece"."""
+    text = inputs.text(text, "text", allow_empty=True)
+    options = [NO_POSITION]
+    if text:
+        enc = encode(loaded, text)
+        options += [f"{i} · {enc.pieces[i]}" for i in range(len(enc)) if not enc.special[i]]
+    return options
+
+
+def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
+    _require_mlm(loaded)
+    text = inputs.text(text, "text")
+    position = inputs.choice(position or NO_POSITION, "token position", position_options(loaded, text))
+    top_k = inputs.integer(top_k, "top-k", 1, MAX_TOP_K, 5)
+    tokenizer = loaded.tokenizer
+    enc = encode(loaded, text)
+    ids = list(enc.ids)
+    if position != NO_POSITION:
+        ids[int(position.split(" ")[0])] = tokenizer.mask_token_id
+    masked = [i for i, token in enumerate(ids) if token == tokenizer.mask_token_id]
+    if not masked:
+        raise gr.Error("There is nothing to predict: write [MASK] in the text, or pick a token to mask.")
+    shown = masked[:MAX_SHOWN_MASKS]
+    with torch.inference_mode():
+        logits = loaded.model(torch.tensor([ids]), token_type_ids=torch.tensor([enc.type_ids])).logits[0]
+    values, indices = ba.top_predictions(logits, shown, top_k)
+    groups, predictions = [], []
+    for p, position_index in enumerate(shown):
+        words = [tokenizer.id_to_token(int(i)) for i in indices[p]]
+        probs = [float(v) for v in values[p]]
+        groups.append((f"position {position_index}", words, probs))
+        predictions.append({"position": position_index, "tokens": words, "probabilities": probs})
+    figure = bert_figures.bar_groups(groups, f"Top {top_k} predictions for [MASK]")
+    filled = list(enc.pieces)
+    for p, position_index in enumerate(shown):
+        filled[position_index] = f"[{groups[p][1][0]}]"
+    notes = [enc.truncation,
+             "The model sees the whole sentence on both sides of each [MASK] (bidirectional), and predicts every "
+             f"masked position at once. Best guesses: {' '.join(filled)}"]
+    if len(masked) > len(shown):
+        notes.append(f"{len(masked)} positions are masked; the first {len(shown)} are shown.")
+    data = {"text": text, "masked_positions": masked, "top_k": top_k, "predictions": predictions}
+    return View({"figure": figure}, data, notes)
+
+
+def compute_pretraining(loaded, text, seed=0) -> View:
+    _require_mlm(loaded)
+    text = inputs.text(text, "text")
+    seed = inputs.integer(seed, "seed", 0, 2**31 - 1, 0)
+    tokenizer = loaded.tokenizer
+    enc = encode(loaded, text)
+    corruption = ba.corrupt_for_mlm(enc.ids, enc.special, mask_token_id=tokenizer.mask_token_id,
+                                    vocab_size=loaded.model.config.vocab_size, seed=seed,
+                                    exclude_ids=sorted(tokenizer.special_ids))
+    if not corruption.positions:
+        raise gr.Error("The text has no ordinary tokens to mask.")
+    with torch.inference_mode():
+        logits = loaded.model(corruption.input_ids[None], token_type_ids=torch.tensor([enc.type_ids])).logits[0]
+    probs = logits[list(corruption.positions)].float().softmax(dim=-1)  # (P, V)
+    rows, labels, p_original, correct = [], [], [], []
+    rule_names = {ba.MASK: "→ [MASK] (80%)", ba.RANDOM: "→ random token (10%)", ba.KEEP: "unchanged (10%)"}
+    for j, (position, rule, original) in enumerate(zip(corruption.positions, corruption.rules, corruption.original)):
+        became = tokenizer.id_to_token(int(corruption.input_ids[position]))
+        top = int(probs[j].argmax())
+        right = top == original
+        rows.append([position, tokenizer.id_to_token(original), became, rule_names[rule],
+                     tokenizer.id_to_token(top), round(float(probs[j, top]), 4), "✔" if right else "✘"])
+        labels.append(f"{position} {tokenizer.id_to_token(original)} → {became}")
+        p_original.append(float(probs[j, original]))
+        correct.append(right)
+    accuracy = sum(correct) / len(correct)
+    chosen = dict(zip(corruption.positions, corruption.rules))
+    highlighted = [(tokenizer.id_to_token(int(token)) + " ", rule_names[chosen[i]].split(" (")[0] if i in chosen else None)
+                   for i, token in enumerate(corruption.input_ids.tolist())]
+    figure = bert_figures.pretraining_bars(labels, p_original, correct,
+                                           f"Seed {seed}: {sum(correct)} of {len(correct)} right "
+                                           f"(accuracy {accuracy:.0%})")
+    candidates = sum(1 for s in enc.special if not s)
+    notes = [enc.truncation,
+             f"Seed {seed} chose {len(corruption.positions)} of {candidates} ordinary tokens (15%, at least one; "
+             "[CLS], [SEP] and other special tokens are never chosen). Each chosen token became [MASK] with "
+             "probability 80%, a random token 10%, or stayed itself 10%; the model must predict the original at "
+             f"all of them. **Accuracy: {accuracy:.0%}.**"]
+    data = {"text": text, "seed": seed, "positions": list(corruption.positions), "rules": list(corruption.rules),
+            "original_ids": list(corruption.original), "corrupted_ids": corruption.input_ids.tolist(),
+            "p_original": p_original, "correct": correct, "accuracy": accuracy,
+            "columns": PRETRAINING_COLUMNS, "rows": rows}
+    return View({"highlighted": highlighted, "table": rows, "figure": figure}, data, notes)
+
+
+PRETRAINING_COLUMNS = ["position", "original", "input became", "rule", "top prediction", "probability", "right?"]
+
+
+# ----- contextual embeddings and [CLS] ------------------------------------------------------------------------------
+
+
+def _word_indices(loaded, sentence: str, enc: Encoded, word: str, which: str) -> list[int]:
+    found = ba.find_word(sentence, word, enc.spans, enc.special)
+    if found is None:
+        raise gr.Error(f"The word {word!r} is not in sentence {which} (or was cut off by truncation); "
+                       "type a word that appears in both sentences.")
+    return found
+
+
+def compute_contextual(loaded, sentence_a, sentence_b, word) -> View:
+    sentence_a = inputs.text(sentence_a, "sentence A")
+    sentence_b = inputs.text(sentence_b, "sentence B")
+    word = inputs.text(word, "word", max_chars=100)
+    enc_a, enc_b = encode(loaded, sentence_a), encode(loaded, sentence_b)
+    idx_a = _word_indices(loaded, sentence_a, enc_a, word, "A")
+    idx_b = _word_indices(loaded, sentence_b, enc_b, word, "B")
+    vectors_a = ba.word_vectors(forward(loaded, enc_a).hidden_states, idx_a)
+    vectors_b = ba.word_vectors(forward(loaded, enc_b).hidden_states, idx_b)
+    cosines = ba.layer_cosines(vectors_a, vectors_b).tolist()
+    figure = bert_figures.layer_lines({f"“{word}” in A vs in B": cosines},
+                                      f"How similar is “{word}” in the two sentences, layer by layer?",
+                                      "cosine similarity")
+    pieces_a = " ".join(enc_a.pieces[i] for i in idx_a)
+    notes = [enc_a.truncation, enc_b.truncation,
+             f"Layer emb is the static input embedding (hidden_states[0]: token + position + segment), so it "
+             f"differs only by position; each block then mixes in the context. Last layer: {cosines[-1]:.3f}."]
+    if len(idx_a) > 1 or len(idx_b) > 1:
+        notes.append(f"“{word}” is split into several pieces ({pieces_a}); their vectors are averaged.")
+    notes.append("If the word occurs more than once, its first occurrence is used.")
+    data = {"sentence_a": sentence_a, "sentence_b": sentence_b, "word": word, "pieces_a": idx_a,
+            "pieces_b": idx_b, "layers": ["emb"] + list(range(1, len(cosines))), "cosine": cosines}
+    return View({"figure": figure}, data, notes)
+
+
+def compute_cls_similarity(loaded, sentence_a, sentence_b) -> View:
+    sentence_a = inputs.text(sentence_a, "sentence A")
+    sentence_b = inputs.text(sentence_b, "sentence B")
+    per_layer = {"[CLS] vector": [], "mean pooling": []}
+    states, keeps = [], []
+    for sentence in (sentence_a, sentence_b):
+        enc = encode(loaded, sentence)
+        states.append(forward(loaded, enc).hidden_states)
+        keeps.append(torch.tensor([[not s for s in enc.special]]))
+    notes = [encode(loaded, s).truncation for s in (sentence_a, sentence_b)]
+    for layer in range(len(states[0])):
+        a, b = states[0][layer].float(), states[1][layer].float()
+        per_layer["[CLS] vector"].append(float(torch.cosine_similarity(a[0, 0], b[0, 0], dim=0)))
+        pooled_a, pooled_b = ba.mean_pool(a, keeps[0]), ba.mean_pool(b, keeps[1])
+        per_layer["mean pooling"].append(float(torch.cosine_similarity(pooled_a[0], pooled_b[0], dim=0)))
+    last = {name: values[-1] for name, values in per_layer.items()}
+    figure = bert_figures.summary_comparison(last, per_layer, "Sentence similarity: [CLS] vector vs mean pooling")
+    notes.append(f"Last layer: [CLS] {last['[CLS] vector']:.3f}, mean pooling {last['mean pooling']:.3f}. "
+                 "Mean pooling averages the last layer over the real tokens ([CLS], [SEP] and padding excluded). "
+                 "A pretrained BERT's [CLS] is only trained as a summary by a fine-tuned head (or next-sentence "
+                 "prediction), so its raw vector is often a weak sentence embedding (Reimers & Gurevych, 2019).")
+    data = {"sentence_a": sentence_a, "sentence_b": sentence_b, "last_layer": last, "per_layer": per_layer}
+    return View({"figure": figure}, data, notes)
+
+
+# ----- downstream heads ----------------------------------------------------------------------------------------------
+
+
+def _no_head(loaded) -> View:
+    lines = "; ".join(f"{task.replace('_', ' ')} → **{name}**" for task, name in HEAD_PRESETS.items())
+    message = (f"{loaded.name} ({loaded.architecture}) has no downstream head.")
+    return View({"highlighted": [], "figure": message_figure(message + " Pick a fine-tuned preset.")},
+                {"head": None}, [f"{message} Pick a preset that has one: {lines}. (Offline, they work once "
+                                  "downloaded with `python app.py --download`.)"])
+
+
+def _labels(loaded) -> list[str]:
+    config = loaded.model.config
+    return list(config.id2label) or [f"LABEL_{i}" for i in range(config.num_labels)]
+
+
+def compute_heads(loaded, text, question="", context="") -> View:
+    task = _task(loaded)
+    if task not in HEAD_PRESETS:
+        inputs.text(text, "text")  # still refuse bad input, so errors do not depend on the model picked
+        return _no_head(loaded)
+    if task == "question_answering":
+        return _answer(loaded, question, context)
+    text = inputs.text(text, "text")
+    enc = encode(loaded, text)
+    input_ids, type_ids = enc.tensors()
+    with torch.inference_mode():
+        out = loaded.model(input_ids, token_type_ids=type_ids)
+    labels = _labels(loaded)
+    if task == "sequence_classification":
+        probs = out.logits[0].float().softmax(dim=-1).tolist()
+        best = int(np.argmax(probs))
+        figure = bar_figure(labels, probs, f"Sentiment from the [CLS] head: {labels[best]}", highlight=best)
+        notes = [enc.truncation, "The classifier reads only the final [CLS] vector (through the pooler for BERT, "
+                 "a dense layer for DistilBERT) and gives one probability per label."]
+        data = {"text": text, "labels": labels, "probabilities": probs}
+        return View({"highlighted": [(text, labels[best])], "figure": figure}, data, notes)
+    # token classification: one label per word from its first piece
+    probs = out.logits[0].float().softmax(dim=-1)  # (T, K)
+    groups = ba.word_groups(enc.pieces, enc.special)
+    tagged = ba.word_labels(probs, groups, labels)
+    word_spans = [(enc.spans[g[0]][0], enc.spans[g[-1]][1]) for g in groups]
+    words = [text[a:b] for a, b in word_spans]
+    entities = ba.entity_spans(word_spans, [tag for tag, _ in tagged])
+    highlighted, cursor = [], 0
+    for start, end, kind in entities:
+        if start > cursor:
+            highlighted.append((text[cursor:start], None))
+        highlighted.append((text[start:end], kind))
+        cursor = end
+    if cursor < len(text):
+        highlighted.append((text[cursor:], None))
+    matrix = np.stack([probs[g[0]].numpy() for g in groups]) if groups else np.zeros((0, len(labels)))
+    figure = bert_figures.label_matrix(words, labels, matrix, "Label probabilities per word (first piece)")
+    notes = [enc.truncation, "Each word takes the label of its first WordPiece (Devlin et al., 2019, §5.3); "
+             "B- begins an entity and I- continues it."]
+    data = {"text": text, "labels": labels, "words": words,
+            "word_labels": [{"word": w, "label": t, "probability": p} for w, (t, p) in zip(words, tagged)],
+            "entities": [{"start": s, "end": e, "type": k} for s, e, k in entities]}
+    return View({"highlighted": highlighted, "figure": figure}, data, notes)
+
+
+def _answer(loaded, question, context) -> View:
+    question = inputs.text(question, "question", max_chars=500)
+    context = inputs.text(context, "passage")
+    enc = encode(loaded, question, context, only_second=True)
+    input_ids, type_ids = enc.tensors()
+    with torch.inference_mode():
+        out = loaded.model(input_ids, token_type_ids=type_ids)
+    allowed = [seq == 1 and not special for seq, special in zip(enc.sequence, enc.special)]
+    span = ba.best_span(out.start_logits[0], out.end_logits[0], allowed, MAX_ANSWER_TOKENS)
+    start_char, end_char = enc.spans[span.start][0], enc.spans[span.end][1]
+    answer = context[start_char:end_char]
+    highlighted = [(context[:start_char], None), (answer, "answer"), (context[end_char:], None)]
+    figure = bert_figures.span_logits(enc.pieces, out.start_logits[0].tolist(), out.end_logits[0].tolist(),
+                                      (span.start, span.end), allowed, f"Answer: “{answer}”")
+    notes = [enc.truncation,
+             f"Question and passage go in as a pair ([CLS] question [SEP] passage [SEP]). The answer is the span "
+             f"with the highest start + end logit (score {span.score:.2f}, probability {span.probability:.3f}) "
+             f"with start ≤ end, inside the passage, at most {MAX_ANSWER_TOKENS} tokens."]
+    data = {"question": question, "context": context, "tokens": list(enc.pieces), "allowed": allowed,
+            "start_logits": out.start_logits[0], "end_logits": out.end_logits[0], "answer": answer,
+            "start_token": span.start, "end_token": span.end, "score": span.score,
+            "probability": span.probability}
+    return View({"highlighted": [h for h in highlighted if h[0]], "figure": figure}, data, notes)
+
+
+# ----- gradio wrappers -------------------------------------------------------------------------------------------------
+
+
+@handler
+def tokenize_view(choice, custom, text, text_b):
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    view = compute_tokens(loaded, text, text_b)
+    return _package(view, loaded, fallback, "bert-tokens", ["table", "highlighted", "figure"])
+
+
+@handler
+def attention_view(choice, custom, text, text_b, layer, head, hide_specials, renormalise):
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    view = compute_attention(loaded, text, text_b, layer, head, hide_specials, renormalise)
+    return _package(view, loaded, fallback, "bert-attention", ["head", "average", "grid"])
+
+
+@handler
+def fill_mask_view(choice, custom, text, position, top_k):
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    view = compute_fill_mask(loaded, text, position, top_k)
+    return _package(view, loaded, fallback, "bert-fill-mask", ["figure"])
+
+
+@handler
+def pretraining_view(choice, custom, text, seed):
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    view = compute_pretraining(loaded, text, seed)
+    return _package(view, loaded, fallback, "bert-pretraining", ["highlighted", "table", "figure"])
+
+
+@handler
+def contextual_view(choice, custom, sentence_a, sentence_b, word):
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    view = compute_contextual(loaded, sentence_a, sentence_b, word)
+    return _package(view, loaded, fallback, "bert-contextual", ["figure"])
+
+
+@handler
+def cls_view(choice, custom, sentence_a, sentence_b):
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    view = compute_cls_similarity(loaded, sentence_a, sentence_b)
+    return _package(view, loaded, fallback, "bert-cls", ["figure"])
+
+
+@handler
+def heads_view(choice, custom, text, question, context):
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    view = compute_heads(loaded, text, question, context)
+    return _package(view, loaded, fallback, "bert-heads", ["highlighted", "figure"])
+
+
+def refresh_positions(choice, custom, text):
+    """New choices for the token-to-mask list after the text or the model changed; quiet on bad input."""
+    try:
+        loaded, _ = get_model(FAMILY, choice, custom)
+        options = position_options(loaded, text)
+    except (gr.Error, ValueError):
+        options = [NO_POSITION]
+    return gr.update(choices=options, value=NO_POSITION)
+
+
+def refresh_sliders(choice, custom):
+    """Fit the layer and head sliders to the model just picked."""
+    try:
+        loaded, _ = get_model(FAMILY, choice, custom)
+    except gr.Error:
+        return gr.update(), gr.update()
+    config = loaded.model.config
+    return gr.update(maximum=config.num_layers), gr.update(maximum=config.num_heads)
+
+
+# ----- layout and wiring ------------------------------------------------------------------------------------------------
+
+
+def _outputs_row(key: str):
+    with gr.Row():
+        download = gr.File(label="Numbers (JSON)", scale=1, min_width=200)
+        note = gr.Markdown(elem_classes=["note-box"], elem_id=f"bert-note-{key}")
+    return download, note
+
+
+def _initial_sizes(choice: str) -> tuple[int, int]:
+    try:
+        config = get_model(FAMILY, choice, "")[0].model.config
+        return config.num_layers, config.num_heads
+    except Exception:  # no embedded model yet: the handler clamps whatever arrives
+        return 12, 12
+
+
+def _initial_positions(choice: str) -> list[str]:
+    try:
+        return position_options(get_model(FAMILY, choice, "")[0], DEFAULT_MASK_TEXT)
+    except Exception:  # no embedded model yet: the list fills in once a text is typed
+        return [NO_POSITION]
 
 
 def build() -> None:
-    gr.Markdown("This tab is being built.")
+    gr.Markdown("BERT reads the whole sentence at once, in both directions. Pick a model, then try each view; "
+                "every button works with the text already filled in.")
+    model, custom = model_picker(FAMILY)
+    picked = [model, custom]
+    with gr.Tabs():
+        with gr.Tab("Tokens", id="bert-tokens", elem_id="bert-view-tokens"):
+            with gr.Row():
+                tok_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
+                tok_b = gr.Textbox("", label="Second sentence (optional, segment B)", lines=2, scale=1)
+            tok_button = gr.Button("Tokenize", variant="primary", elem_id="bert-tokenize")
+            tok_highlight = gr.HighlightedText(label="WordPiece tokens", show_legend=True, combine_adjacent=False,
+                                               color_map={"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"})
+            tok_plot = gr.Plot(label="Tokens by position")
+            tok_table = gr.Dataframe(headers=TOKEN_COLUMNS, label="Pieces, ids and positions", interactive=False,
+                                     max_height=360, wrap=True)
+            tok_file, tok_note = _outputs_row("tokens")
+        with gr.Tab("Attention", id="bert-attention", elem_id="bert-view-attention") as attention_tab:
+            with gr.Row():
+                att_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
+                att_b = gr.Textbox("", label="Second sentence (optional)", lines=2, scale=1)
+            # Gradio checks API values against the bounds set here, so they start wide enough for every preset
+            # (12 x 12); opening this view or picking a model refits them, and the handler clamps the rest.
+            layers, heads = (max(PRESET_SIZE, n) for n in _initial_sizes(model.value))
+            with gr.Row():
+                att_layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
+                att_head = gr.Slider(1, heads, value=1, step=1, label="Head")
+                att_hide = gr.Checkbox(False, label="Hide [CLS] / [SEP]")
+                att_renorm = gr.Checkbox(True, label="…and renormalise rows to sum to 1")
+            att_button = gr.Button("Show attention", variant="primary", elem_id="bert-attention-button")
+            gr.Markdown(BIDIRECTIONAL)
+            with gr.Row():
+                att_head_plot = gr.Plot(label="One head")
+                att_average_plot = gr.Plot(label="Average over heads")
+            att_grid_plot = gr.Plot(label="Every layer and head")
+            att_file, att_note = _outputs_row("attention")
+        with gr.Tab("Masked LM", id="bert-mlm", elem_id="bert-view-mlm"):
+            with gr.Row():
+                mlm_text = gr.Textbox(DEFAULT_MASK_TEXT, label="Text (write [MASK] where a word is hidden)",
+                                      lines=2, scale=3)
+                mlm_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Top-k", scale=1)
+            mlm_position = gr.Dropdown(_initial_positions(model.value), value=NO_POSITION,
+                                       label="…or pick a token to mask", allow_custom_value=True)
+            mlm_button = gr.Button("Predict the masked tokens", variant="primary", elem_id="bert-fill-mask")
+            mlm_plot = gr.Plot(label="Predictions")
+            mlm_file, mlm_note = _outputs_row("mlm")
+            gr.Markdown("### Pretraining: 15% of tokens, the 80/10/10 rule")
+            with gr.Row():
+                pre_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=3)
+                pre_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1)
+            pre_button = gr.Button("Corrupt and predict", variant="primary", elem_id="bert-pretraining")
+            pre_highlight = gr.HighlightedText(label="What the model was given", show_legend=True,
+                                               combine_adjacent=False,
+                                               color_map={"→ [MASK]": "#56b4e9", "→ random token": "#e69f00",
+                                                          "unchanged": "#009e73"})
+            pre_plot = gr.Plot(label="Probability of the original token")
+            pre_table = gr.Dataframe(headers=PRETRAINING_COLUMNS, label="Chosen positions", interactive=False,
+                                     wrap=True)
+            pre_file, pre_note = _outputs_row("pretraining")
+        with gr.Tab("Contextual embeddings", id="bert-contextual", elem_id="bert-view-contextual"):
+            with gr.Row():
+                ctx_a = gr.Textbox(DEFAULT_CONTEXT_A, label="Sentence A", lines=1)
+                ctx_b = gr.Textbox(DEFAULT_CONTEXT_B, label="Sentence B", lines=1)
+                ctx_word = gr.Textbox(DEFAULT_WORD, label="Word in both", lines=1, max_lines=1)
+            ctx_button = gr.Button("Compare the word's vectors", variant="primary", elem_id="bert-contextual")
+            ctx_plot = gr.Plot(label="Cosine similarity per layer")
+            ctx_file, ctx_note = _outputs_row("contextual")
+        with gr.Tab("[CLS] as summary", id="bert-cls", elem_id="bert-view-cls"):
+            with gr.Row():
+                cls_a = gr.Textbox(DEFAULT_CLS_A, label="Sentence A", lines=1)
+                cls_b = gr.Textbox(DEFAULT_CLS_B, label="Sentence B", lines=1)
+            cls_button = gr.Button("Compare the sentences", variant="primary", elem_id="bert-cls-similarity")
+            cls_plot = gr.Plot(label="[CLS] vs mean pooling")
+            cls_file, cls_note = _outputs_row("cls")
+        with gr.Tab("Downstream heads", id="bert-heads", elem_id="bert-view-heads"):
+            gr.Markdown("Sentiment and named entities read **Text**; question answering reads the question and "
+                        "the passage as a pair. Which head runs depends on the model picked above.")
+            head_text = gr.Textbox(DEFAULT_HEAD_TEXT, label="Text (sentiment, entities)", lines=1)
+            with gr.Row():
+                head_question = gr.Textbox(DEFAULT_QUESTION, label="Question (QA)", lines=1)
+                head_context = gr.Textbox(DEFAULT_CONTEXT, label="Passage (QA)", lines=2)
+            head_button = gr.Button("Run the model's head", variant="primary", elem_id="bert-heads")
+            head_highlight = gr.HighlightedText(label="Result", show_legend=True)
+            head_plot = gr.Plot(label="Head output")
+            head_file, head_note = _outputs_row("heads")
+
+    tok_button.click(tokenize_view, picked + [tok_text, tok_b],
+                     [tok_table, tok_highlight, tok_plot, tok_file, tok_note], api_name="bert_tokenize")
+    att_button.click(attention_view, picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
+                     [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note], api_name="bert_attention")
+    mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
+                     api_name="bert_fill_mask")
+    pre_button.click(pretraining_view, picked + [pre_text, pre_seed],
+                     [pre_highlight, pre_table, pre_plot, pre_file, pre_note], api_name="bert_pretraining")
+    ctx_button.click(contextual_view, picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
+                     api_name="bert_contextual")
+    cls_button.click(cls_view, picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
+                     api_name="bert_cls_similarity")
+    head_button.click(heads_view, picked + [head_text, head_question, head_context],
+                      [head_highlight, head_plot, head_file, head_note], api_name="bert_heads")
+    # Keep the pickers in step with the text and the model; not part of the public API.
+    for trigger in (mlm_text.change, model.change, custom.submit):
+        trigger(refresh_positions, picked + [mlm_text], mlm_position, api_visibility="private",
+                show_progress="hidden", trigger_mode="always_last")
+    for trigger in (model.change, custom.submit, attention_tab.select):
+        trigger(refresh_sliders, picked, [att_layer, att_head], api_visibility="private", show_progress="hidden")
