@@ -12,27 +12,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import BASE, FONT, HIGHLIGHT, lines, unique_labels
+from app import figures
+from app.figures import BASE, HIGHLIGHT, lines, unique_labels
 
 RIGHT, WRONG = "#0072b2", "#e69f00"  # Okabe-Ito blue / orange
 SEGMENT_COLOURS = {"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"}
 
 
-def clear_of_label(fig: go.Figure) -> go.Figure:
-    """Move the title down to just above the plot area, out from under the label gradio draws over the figure's
-    top-left corner (in presenter mode that label is 20 px type and covers a title placed higher up)."""
-    fig.update_layout(title=dict(y=1, yref="paper", yanchor="bottom", pad=dict(b=30)))
-    top = fig.layout.margin.t if fig.layout.margin.t is not None else 48
-    fig.update_layout(margin=dict(t=max(top, 100)))
-    if fig.layout.height:
-        fig.update_layout(height=fig.layout.height + max(0, 100 - top))
-    return fig
-
-
 def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01), font=FONT, margin=dict(l=10, r=10, t=100, b=10),
-                      template="plotly_white", height=height)
-    return clear_of_label(fig)
+    return figures._layout(fig, title, height)
 
 
 def token_strip(pieces: Sequence[str], ids: Sequence[int], segments: Sequence[str], title: str) -> go.Figure:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
 from app import bert_figures, inputs
@@ -171,9 +170,6 @@ class View:
 
 
 def _package(view: View, loaded, fallback: str, stem: str, order: list[str]) -> tuple:
-    for value in view.outputs.values():
-        if isinstance(value, go.Figure):
-            bert_figures.clear_of_label(value)  # also the figures built by the shared app.figures
     data = {"model": loaded.name, "architecture": loaded.architecture, **view.data}
     return (*[view.outputs[key] for key in order], json_file(data, stem), view.note_text(loaded, fallback))
 

@@ -32,9 +32,14 @@ def unique_labels(tokens: Sequence[str]) -> list[str]:
     return [f"{i} {token}" for i, token in enumerate(tokens)]
 
 
+TITLE_ROOM = 100  # px above the plot area: gradio draws the component label over the figure's top-left corner
+
+
 def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01), font=FONT, margin=dict(l=10, r=10, t=48, b=10),
-                      height=height)
+    """Shared look: the title sits just above the plot area, clear of gradio's label (also in presenter mode)."""
+    fig.update_layout(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30)),
+                      font=FONT, margin=dict(l=10, r=10, t=TITLE_ROOM, b=10),
+                      height=height + TITLE_ROOM - 48 if height else None)
     return fig
 
 
