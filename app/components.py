@@ -21,7 +21,7 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     with gr.Row():
         dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model",
                                info=f"Offline status — {info}" if info else None, scale=2)
-        custom = gr.Textbox(label="…or any Hub repo id", placeholder="owner/name", scale=1, max_lines=1)
+        custom = gr.Textbox("", label="…or any Hub repo id", placeholder="owner/name", scale=1, max_lines=1)
     return dropdown, custom
 
 
