@@ -40,11 +40,21 @@ _KIND_BY_TOKENIZER_CLASS = {
     "GPT2Tokenizer": GPT2_BPE,
     "CLIPTokenizer": CLIP_BPE,
 }
-_TOKENIZER_CLASS_BY_KIND = {WORDPIECE: "BertTokenizerFast", GPT2_BPE: "GPT2TokenizerFast", CLIP_BPE: "CLIPTokenizerFast"}
+_TOKENIZER_CLASS_BY_KIND = {
+    WORDPIECE: "BertTokenizerFast",
+    GPT2_BPE: "GPT2TokenizerFast",
+    CLIP_BPE: "CLIPTokenizerFast",
+}
 
 SPECIAL_ROLES = ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token", "bos_token", "eos_token")
 _DEFAULT_SPECIALS = {
-    WORDPIECE: {"unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]"},
+    WORDPIECE: {
+        "unk_token": "[UNK]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "mask_token": "[MASK]",
+    },
     # GPT-2 has a single special token that ends documents; Hugging Face also uses it as bos and unk.
     GPT2_BPE: {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
     CLIP_BPE: {
@@ -139,7 +149,13 @@ class Batch(tuple):
     before truncation and `truncated` which rows lost tokens.
     """
 
-    def __new__(cls, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: Sequence[int], max_length: int | None):
+    def __new__(
+        cls,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        lengths: Sequence[int],
+        max_length: int | None,
+    ):
         batch = super().__new__(cls, (input_ids, attention_mask))
         batch.lengths = tuple(lengths)
         batch.max_length = max_length
@@ -186,14 +202,19 @@ class Tokenizer:
         wanted = {**_DEFAULT_SPECIALS[kind], **(special_tokens or {})}
         # Only roles whose token really is in the vocabulary count; the rest stay None.
         self.special_tokens = {
-            role: token for role, token in wanted.items() if token is not None and backend.token_to_id(token) is not None
+            role: token
+            for role, token in wanted.items()
+            if token is not None and backend.token_to_id(token) is not None
         }
         self.model_max_length = int(model_max_length or _DEFAULT_MAX_LENGTH[kind])
         self._special_ids = {i for i, added in backend.get_added_tokens_decoder().items() if added.special}
         self._special_ids.update(backend.token_to_id(t) for t in self.special_tokens.values())
 
     def __repr__(self) -> str:
-        return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, model_max_length={self.model_max_length})"
+        return (
+            f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, "
+            f"model_max_length={self.model_max_length})"
+        )
 
     # ----- vocabulary and special tokens -------------------------------------------------------------------
 
@@ -210,6 +231,11 @@ class Tokenizer:
     def _special_id(self, role: str) -> int | None:
         token = self.special_tokens.get(role)
         return None if token is None else self.backend.token_to_id(token)
+
+    @property
+    def num_special_tokens(self) -> int:
+        """How many special tokens `encode` adds around one text (2 for BERT and CLIP, 0 for GPT-2)."""
+        return self.backend.num_special_tokens_to_add(False)
 
     @property
     def special_ids(self) -> frozenset[int]:
@@ -298,7 +324,7 @@ class Tokenizer:
         encodings = self.backend.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
         if max_length is not None:
-            added = self.backend.num_special_tokens_to_add(False)
+            added = self.num_special_tokens
             if max_length <= added:
                 raise ValueError(f"max_length={max_length} leaves no room for text next to {added} special tokens")
             for row, text in enumerate(texts):
@@ -338,7 +364,8 @@ class Tokenizer:
             config.update(_wordpiece_options(self.backend))
         if self.kind == GPT2_BPE:
             config["add_prefix_space"] = False
-        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
         return folder
 
 
@@ -371,25 +398,24 @@ def _kind_from_configs(config: dict, tokenizer_config: dict) -> str | None:
 
 
 def _kind_from_backend(backend: Backend) -> str | None:
-    model = json.loads(backend.to_str()).get("model", {})
-    if model.get("type") == "WordPiece":
+    model = backend.model
+    if isinstance(model, models.WordPiece):
         return WORDPIECE
-    if model.get("type") == "BPE":
-        return CLIP_BPE if model.get("end_of_word_suffix") == _CLIP_END_OF_WORD else GPT2_BPE
+    if isinstance(model, models.BPE):
+        return CLIP_BPE if model.end_of_word_suffix == _CLIP_END_OF_WORD else GPT2_BPE
     return None
 
 
 def _wordpiece_options(backend: Backend) -> dict:
     """do_lower_case / strip_accents / tokenize_chinese_chars as set in the backend's BertNormalizer."""
-    normalizer = json.loads(backend.to_str()).get("normalizer") or {}
-    candidates = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
-    for step in candidates:
-        if step.get("type") == "BertNormalizer":
-            return {
-                "do_lower_case": bool(step.get("lowercase")),
-                "strip_accents": step.get("strip_accents"),
-                "tokenize_chinese_chars": bool(step.get("handle_chinese_chars", True)),
-            }
+    normalizer = backend.normalizer
+    if isinstance(normalizer, normalizers.BertNormalizer):
+        return {
+            "do_lower_case": normalizer.lowercase,
+            "strip_accents": normalizer.strip_accents,
+            "tokenize_chinese_chars": normalizer.handle_chinese_chars,
+        }
+    # Some other normaliser (or none): transformers must not add lowercasing of its own.
     return {"do_lower_case": False, "strip_accents": False, "tokenize_chinese_chars": True}
 
 
@@ -518,7 +544,9 @@ def load_tokenizer(source: str | os.PathLike) -> Tokenizer:
             if vocab_txt.is_file():
                 kind = WORDPIECE
             elif has_bpe_files:
-                kind = CLIP_BPE if _CLIP_END_OF_WORD in merges_txt.read_text(encoding="utf-8")[:100_000] else GPT2_BPE
+                with merges_txt.open(encoding="utf-8") as merges:
+                    # CLIP's merges end words with </w> from the first lines on; GPT-2's never do.
+                    kind = CLIP_BPE if _CLIP_END_OF_WORD in merges.read(100_000) else GPT2_BPE
             elif config.get("model_type"):
                 raise CheckpointError(
                     f"{folder} is a {config['model_type']!r} model, whose tokenizer can only be read from a "
@@ -536,7 +564,9 @@ def load_tokenizer(source: str | os.PathLike) -> Tokenizer:
         else:
             if not has_bpe_files:
                 missing = " and ".join(p.name for p in (vocab_json, merges_txt) if not p.is_file())
-                raise CheckpointError(f"{folder} has no tokenizer.json and no {missing} (needed for byte-level BPE).")
+                raise CheckpointError(
+                    f"{folder} has no tokenizer.json and no {missing} (needed for byte-level BPE)."
+                )
             build = _build_clip if kind == CLIP_BPE else _build_gpt2
             backend = build(vocab_json, merges_txt, specials)
 

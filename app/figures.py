@@ -1,0 +1,131 @@
+"""Pure figure builders: arrays in, plotly figures out. No model, no gradio.
+
+Colour scales are colour-blind safe (viridis / cividis for magnitudes, a blue-orange diverging scale for
+signed values). Token labels are made unique ("3 the") because plotly merges repeated category labels.
+Large matrices are averaged down to at most `MAX_CELLS` per side before they are sent to the browser: the
+screen shows a few hundred pixels, not 262k cells of a 512-token map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+MAGNITUDE = "Viridis"
+ALTERNATE = "Cividis"
+DIVERGING = [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#e66101"]]  # blue-white-orange, colour-blind safe
+HIGHLIGHT = "#e66101"
+BASE = "#5e81ac"
+MAX_CELLS = 160
+FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
+
+
+def unique_labels(tokens: Sequence[str]) -> list[str]:
+    """Position-prefixed labels, so that repeated tokens ("the ... the") stay separate rows and columns."""
+    return [f"{i} {token}" for i, token in enumerate(tokens)]
+
+
+def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.01), font=FONT, margin=dict(l=10, r=10, t=48, b=10),
+                      template="plotly_white", height=height)
+    return fig
+
+
+def downsample(matrix: np.ndarray, labels_y: list[str], labels_x: list[str], max_cells: int = MAX_CELLS):
+    """Average blocks of rows/columns so that neither side exceeds max_cells; labels name the block range."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+
+    def blocks(n):
+        step = int(np.ceil(n / max_cells))
+        return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+    rows, cols = matrix.shape
+    if rows <= max_cells and cols <= max_cells:
+        return matrix, labels_y, labels_x
+    row_blocks, col_blocks = blocks(rows), blocks(cols)
+    reduced = np.array([[matrix[a:b, c:d].mean() for c, d in col_blocks] for a, b in row_blocks])
+
+    def names(labels, spans):
+        return [labels[a] if b - a == 1 else f"{a}-{b - 1}" for a, b in spans]
+
+    return reduced, names(labels_y, row_blocks), names(labels_x, col_blocks)
+
+
+def heatmap(matrix, y_labels: Sequence[str], x_labels: Sequence[str], title: str, *, x_title: str = "",
+            y_title: str = "", zmin: float | None = 0.0, zmax: float | None = None, colorscale=MAGNITUDE,
+            masked: np.ndarray | None = None, text_format: str | None = None, height: int | None = None) -> go.Figure:
+    """A labelled heatmap; `masked` cells (True) are drawn as hatched grey 'masked' rather than as values."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    y_labels, x_labels = list(y_labels), list(x_labels)
+    shown = matrix.copy()
+    if masked is not None:
+        shown = np.where(masked, np.nan, shown)
+    shown, y_labels, x_labels = downsample(shown, y_labels, x_labels)
+    fig = go.Figure(go.Heatmap(
+        z=shown, x=x_labels, y=y_labels, colorscale=colorscale, zmin=zmin, zmax=zmax,
+        hovertemplate=f"{y_title or 'row'}: %{{y}}<br>{x_title or 'column'}: %{{x}}<br>value: %{{z:.3f}}<extra></extra>",
+        texttemplate=text_format, hoverongaps=False, colorbar=dict(thickness=12),
+    ))
+    if masked is not None and shown.shape == matrix.shape:
+        ys, xs = np.nonzero(masked)
+        fig.add_trace(go.Scatter(x=[x_labels[i] for i in xs], y=[y_labels[i] for i in ys], mode="markers",
+                                 marker=dict(symbol="x-thin", size=8, line=dict(width=1, color="#9a9a9a")),
+                                 hoverinfo="skip", showlegend=False, name="masked"))
+    fig.update_yaxes(autorange="reversed", title=y_title, type="category")
+    fig.update_xaxes(title=x_title, type="category", tickangle=-45)
+    fig.update_layout(plot_bgcolor="#e5e5e5")
+    return _layout(fig, title, height)
+
+
+def bars(labels: Sequence[str], values: Sequence[float], title: str, *, highlight: int | None = None,
+         x_title: str = "probability", height: int | None = None) -> go.Figure:
+    """Horizontal bars, largest on top; the `highlight` index (e.g. the sampled token) in the accent colour."""
+    labels = [str(label) for label in labels]
+    colours = [HIGHLIGHT if i == highlight else BASE for i in range(len(labels))]
+    fig = go.Figure(go.Bar(x=list(values), y=unique_labels(labels) if len(set(labels)) < len(labels) else labels,
+                           orientation="h", marker_color=colours, text=[f"{v:.3f}" for v in values],
+                           textposition="auto", hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title=x_title)
+    return _layout(fig, title, height or max(260, 34 * len(labels) + 80))
+
+
+def lines(x: Sequence, series: dict[str, Sequence[float]], title: str, *, x_title: str = "",
+          y_title: str = "", height: int | None = None) -> go.Figure:
+    fig = go.Figure()
+    palette = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00"]  # Okabe-Ito
+    for i, (name, values) in enumerate(series.items()):
+        fig.add_trace(go.Scatter(x=list(x), y=list(values), mode="lines+markers", name=name,
+                                 line=dict(color=palette[i % len(palette)], width=3)))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    return _layout(fig, title, height)
+
+
+def grid_of_heatmaps(matrices: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], title: str,
+                     height_per_row: int = 120) -> go.Figure:
+    """Thumbnails: matrices (R, C, n, n) in an R x C grid of small heatmaps sharing one colour scale."""
+    from plotly.subplots import make_subplots
+
+    R, C = matrices.shape[:2]
+    fig = make_subplots(rows=R, cols=C, horizontal_spacing=0.01, vertical_spacing=0.02,
+                        column_titles=list(col_names), row_titles=list(row_names))
+    for r in range(R):
+        for c in range(C):
+            m, _, _ = downsample(matrices[r, c], [""] * matrices.shape[2], [""] * matrices.shape[3], 48)
+            fig.add_trace(go.Heatmap(z=m, colorscale=MAGNITUDE, zmin=0, zmax=1, showscale=False,
+                                     hovertemplate=f"{row_names[r]} {col_names[c]}<extra></extra>"), r + 1, c + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    return _layout(fig, title, height_per_row * R + 80)
+
+
+def message_figure(text: str) -> go.Figure:
+    """A blank figure carrying a short message, for views that have nothing to draw for this input."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, font=dict(size=16), x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, "", 200)

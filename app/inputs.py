@@ -1,0 +1,65 @@
+"""Checks every handler applies to what arrives through the UI or the API, before any model runs.
+
+The API bypasses the sliders, so handlers clamp or reject values themselves: a 200,000-character paste is
+refused by a character cap before tokenizing, out-of-range numbers are clamped, unknown choices rejected.
+Errors are `gr.Error`s, which Gradio shows as a message while the app keeps running.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+
+import gradio as gr
+
+MAX_TEXT_CHARS = 2000
+MAX_LIST_ITEMS = 32
+
+
+def text(value, name: str = "text", max_chars: int = MAX_TEXT_CHARS, allow_empty: bool = False) -> str:
+    """A usable string: control characters (but tabs and newlines) removed, length capped, not empty."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise gr.Error(f"The {name} must be text.")
+    if len(value) > max_chars:
+        raise gr.Error(f"The {name} has {len(value):,} characters; the limit is {max_chars:,}. Please shorten it.")
+    cleaned = "".join(ch for ch in value if ch in "\t\n" or unicodedata.category(ch) not in ("Cc", "Cs"))
+    if not cleaned.strip() and not allow_empty:
+        raise gr.Error(f"The {name} is empty: type a sentence first.")
+    return cleaned.strip()
+
+
+def number(value, name: str, low: float, high: float, default: float) -> float:
+    """A finite float clamped to [low, high]; None or NaN becomes the default."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number.") from None
+    if math.isnan(value):
+        return default
+    return min(max(value, low), high)
+
+
+def integer(value, name: str, low: int, high: int, default: int) -> int:
+    return int(round(number(value, name, low, high, default)))
+
+
+def choice(value, name: str, options) -> str:
+    options = list(options)
+    if value not in options:
+        raise gr.Error(f"Unknown {name} {str(value)[:80]!r}; choose one of: {', '.join(map(str, options))}.")
+    return value
+
+
+def lines(value, name: str, max_items: int = MAX_LIST_ITEMS, max_chars: int = 200) -> list[str]:
+    """Non-empty lines (or comma-separated items) of a text field, each capped, at most `max_items`."""
+    raw = text(value, name, max_chars=max_items * max_chars)
+    separator = "\n" if "\n" in raw else ","
+    items = [item.strip() for item in raw.split(separator) if item.strip()]
+    if len(items) > max_items:
+        raise gr.Error(f"Too many {name}: {len(items)}; the limit is {max_items}.")
+    for item in items:
+        if len(item) > max_chars:
+            raise gr.Error(f"One of the {name} is longer than {max_chars} characters.")
+    return items

@@ -1,0 +1,56 @@
+"""Assembles the page: header, presenter-mode switch, and one tab per model family plus Compare.
+
+Each tab module builds its own part from core calls (`build()`); this module only places them, and holds
+what the whole page shares: theme, CSS for presenter mode, and the queue limits fitted to a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, vit_tab
+
+TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
+
+# Presenter mode: larger type and higher contrast for a projector; plotly's inline font sizes are overridden.
+CSS = """
+body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
+body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --body-text-color: #000; }
+body.presenter .prose, body.presenter label, body.presenter button { font-size: 20px !important; }
+body.presenter .js-plotly-plot text { font-size: 17px !important; fill: #000 !important; }
+body.presenter .gradio-container { filter: contrast(1.15); }
+.note-box { border-left: 4px solid #e66101; padding: 4px 10px; }
+footer { display: none !important; }
+"""
+
+PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', !!on); return on; }"
+URL_PRESENTER_JS = """() => {
+  const on = new URLSearchParams(window.location.search).get('presenter') === '1';
+  document.body.classList.toggle('presenter', on);
+  return on;
+}"""
+
+INTRO = """# Transformer Playground
+Watch real transformer models work, live. Every figure is computed by the model you pick: the embedded
+models always work offline; Hub checkpoints are used when they are downloaded (`python app.py --download`)."""
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="Transformer Playground", delete_cache=(1800, 3600)) as demo:
+        with gr.Row():
+            gr.Markdown(INTRO)
+            presenter = gr.Checkbox(label="Presenter mode (large, high contrast)", value=False, scale=0,
+                                    min_width=260, elem_id="presenter-toggle")
+        presenter.change(None, presenter, presenter, js=PRESENTER_JS)
+        demo.load(None, None, presenter, js=URL_PRESENTER_JS)
+        with gr.Tabs():
+            for key, module in TABS:
+                with gr.Tab(module.TITLE, id=key, elem_id=f"tab-{key}"):
+                    module.build()
+    # Two CPU cores: two events at a time, a bounded queue, and a clear "busy" answer beyond it.
+    demo.queue(max_size=48, default_concurrency_limit=2)
+    return demo
+
+
+def launch_options() -> dict:
+    return dict(theme=gr.themes.Soft(), css=CSS, max_file_size="10mb", ssr_mode=False, show_error=True)
