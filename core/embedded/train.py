@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as Backend
 from torch import nn
 from tqdm import tqdm
@@ -69,8 +69,8 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "tiny-bert": Recipe(steps=3000, batch_size=64, lr=1e-3, extra={"sentences": 200_000}),
-    "tiny-gpt": Recipe(steps=1500, batch_size=32, lr=2e-3, extra={"sentences": 200_000}),
+    "tiny-bert": Recipe(steps=2000, batch_size=64, lr=1e-3, extra={"sentences": 200_000}),
+    "tiny-gpt": Recipe(steps=2500, batch_size=32, lr=2e-3, extra={"sentences": 200_000}),
     "tiny-vit": Recipe(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.05, extra={"images": 20_000, "max_shift": 16}),
     "tiny-clip": Recipe(steps=1500, batch_size=128, lr=1e-3, weight_decay=0.05, extra={"images": 20_000}),
 }
@@ -79,19 +79,76 @@ RECIPES: dict[str, Recipe] = {
 # ----------------------------------------------------------------------------------------------- tokenizers
 
 
-def train_wordpiece(sentences: list[str], vocab_size: int = 1000) -> Tokenizer:
-    """Lowercasing WordPiece with BERT's pre-tokenizer and [CLS] ... [SEP] template."""
-    backend = Backend(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+def learn_merges(word_counts: dict[str, int], prefix: str = "", suffix: str = "") -> tuple[list[str], list[tuple[str, str]]]:
+    """BPE merges over `word_counts`, as `tokenizers`' trainers learn them, but with ties between equally
+    frequent pairs broken by the pair's text. (The library's WordPiece trainer, and its BPE trainer with an
+    end-of-word suffix, break ties in hash-map order, which changes from one run to the next, and with it
+    the vocabulary; measured.) Symbols inside a word after the first carry `prefix` (WordPiece's "##"), the
+    last one carries `suffix` (CLIP's "</w>"). Merges go on until every word is one symbol.
+
+    Returns (the initial symbols, sorted; the merges in order)."""
+    words = []
+    for word, count in sorted(word_counts.items()):
+        symbols = [word[0]] + [prefix + c for c in word[1:]]
+        symbols[-1] += suffix
+        words.append((symbols, count))
+    alphabet = sorted({s for symbols, _ in words for s in symbols})
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts: dict[tuple[str, str], int] = {}
+        for symbols, count in words:
+            for pair in zip(symbols, symbols[1:]):
+                counts[pair] = counts.get(pair, 0) + count
+        if not counts:
+            return alphabet, merges
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merged = best[0] + best[1][len(prefix):] if prefix and best[1].startswith(prefix) else best[0] + best[1]
+        merges.append(best)
+        for symbols, _ in words:
+            i = 0
+            while i < len(symbols) - 1:
+                if (symbols[i], symbols[i + 1]) == best:
+                    symbols[i: i + 2] = [merged]
+                i += 1
+
+
+def _word_counts(backend: Backend, texts: list[str]) -> dict[str, int]:
+    """Words of `texts` after the backend's own normaliser and pre-tokenizer."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        normal = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
+        for word, _ in backend.pre_tokenizer.pre_tokenize_str(normal):
+            counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def _merged_symbols(merges: list[tuple[str, str]], prefix: str = "") -> list[str]:
+    out = []
+    for a, b in merges:
+        out.append(a + b[len(prefix):] if prefix and b.startswith(prefix) else a + b)
+    return list(dict.fromkeys(out))
+
+
+def train_wordpiece(sentences: list[str]) -> Tokenizer:
+    """Lowercasing WordPiece with BERT's normaliser, pre-tokenizer and [CLS] ... [SEP] template.
+
+    The vocabulary is what WordPiece training (BPE merges with "##" continuation pieces) reaches when it runs
+    to the end: the characters, every word of the corpus and the pieces in between; learned by
+    `learn_merges` so that it is the same on every run. Ids: the specials, the characters, then the merged
+    pieces in the order they were learned."""
+    backend = Backend(models.WordPiece(vocab={t: i for i, t in enumerate(BERT_SPECIALS)}, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
                                                     lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    alphabet, merges = learn_merges(_word_counts(backend, sentences), prefix="##")
+    tokens = list(dict.fromkeys([*BERT_SPECIALS, *alphabet, *_merged_symbols(merges, "##")]))
+    vocab = {token: i for i, token in enumerate(tokens)}
+    backend.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
     backend.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=BERT_SPECIALS, show_progress=False)
-    backend.train_from_iterator(sentences, trainer)
-    cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in BERT_SPECIALS])
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     return Tokenizer(backend, WORDPIECE, model_max_length=64)
 
 
@@ -107,24 +164,28 @@ def train_byte_level_bpe(sentences: list[str], vocab_size: int = 1024) -> Tokeni
     return Tokenizer(backend, GPT2_BPE, model_max_length=64)
 
 
-def train_clip_bpe(texts: list[str], max_length: int, vocab_size: int = 512) -> Tokenizer:
-    """CLIP's BPE: lowercase, words split by CLIP's pattern, `</w>` ending every word, <|startoftext|> ...
-    <|endoftext|> around the text. The two specials come first, so <|endoftext|> has id 1: not 2, which
-    `transformers` would read as the legacy "pool at the highest id" rule."""
-    backend = Backend(models.BPE(unk_token=END_OF_TEXT, end_of_word_suffix="</w>"))
+def train_clip_bpe(texts: list[str], max_length: int) -> Tokenizer:
+    """CLIP's BPE: lowercase, words split by CLIP's pattern, then bytes as characters, `</w>` ending every
+    word, <|startoftext|> ... <|endoftext|> around the text. Like CLIP's vocabulary it holds every byte with
+    and without `</w>`, so no text is unknown, then the merges (learned by `learn_merges`, reproducibly).
+    The two specials come first, so <|endoftext|> has id 1: not 2, which `transformers` would read as the
+    legacy "pool at the highest id" rule."""
+    backend = Backend(models.BPE())
     backend.normalizer = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
+    _, merges = learn_merges(_word_counts(backend, texts), suffix="</w>")
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = [START_OF_TEXT, END_OF_TEXT, *alphabet, *(c + "</w>" for c in alphabet), *_merged_symbols(merges)]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    backend.model = models.BPE(vocab=vocab, merges=merges, unk_token=END_OF_TEXT, end_of_word_suffix="</w>")
     backend.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("</w>", " ")])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[START_OF_TEXT, END_OF_TEXT],
-                                  end_of_word_suffix="</w>", show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator(texts, trainer)
-    bos, eos = backend.token_to_id(START_OF_TEXT), backend.token_to_id(END_OF_TEXT)
-    backend.post_processor = processors.RobertaProcessing((END_OF_TEXT, eos), (START_OF_TEXT, bos),
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (START_OF_TEXT, END_OF_TEXT)])
+    backend.post_processor = processors.RobertaProcessing((END_OF_TEXT, vocab[END_OF_TEXT]),
+                                                          (START_OF_TEXT, vocab[START_OF_TEXT]),
                                                           trim_offsets=False, add_prefix_space=False)
     return Tokenizer(backend, CLIP_BPE, model_max_length=max_length)
 
