@@ -1,0 +1,34 @@
+"""`python -m core.embedded train NAME|all [--steps N] [--out DIR]` and `python -m core.embedded evaluate [--small]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .train import DEFAULT_ROOT, MODEL_NAMES
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core.embedded", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train an embedded model from scratch")
+    train.add_argument("name", choices=[*MODEL_NAMES, "all"])
+    train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's; under 100 is a smoke run on a small data set)")
+    train.add_argument("--out", default=str(DEFAULT_ROOT), help="folder that receives NAME/ (default: assets/models)")
+    evaluate = commands.add_parser("evaluate", help="held-out metrics of the shipped models, as one JSON object")
+    evaluate.add_argument("--small", action="store_true", help="a small sample, for CI (< 60 s)")
+    evaluate.add_argument("--models", default=str(DEFAULT_ROOT), help="folder holding the model folders")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        from .train import train as run
+
+        for name in MODEL_NAMES if args.name == "all" else [args.name]:
+            run(name, args.out, args.steps)
+    else:
+        from .evaluate import evaluate as run
+
+        print(json.dumps(run(args.models, small=args.small)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Held-out metrics of the shipped embedded models: `python -m core.embedded evaluate [--small]`.
+
+Everything is read back from the shipped folders the way the app reads them (`core.load_model`,
+`core.tokenizer.load_tokenizer`, the folder's `preprocessor_config.json`), and judged on data the
+trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s held-out split.
+
+    tiny-bert  mask_accuracy: in held-out agreement probes (the subject separated from its verb by a
+               prepositional phrase or a relative clause) the verb is replaced by [MASK], and the model must
+               score the correct form above the other number's form ("runs" vs "run"), the targeted
+               comparison of Linzen et al. (2016) and Goldberg (2019). Every word of the language is one
+               WordPiece token (checked: a probe whose forms are not single tokens raises), so one [MASK]
+               covers the verb. Also: the same on probes with an attractor (a noun of the other number in
+               between), and top1_agreement, how often the single most probable token is a verb of the right
+               number.
+    tiny-gpt   grammatical_rate: sentences sampled at temperature 1, no top-k/top-p, from <|endoftext|> until
+               the next <|endoftext|>, judged by `grammar.is_grammatical` (an unfinished one counts as wrong);
+               perplexity per token on held-out sentences, each followed by <|endoftext|>.
+    tiny-vit   accuracy on held-out pictures; position_grid_score: mean cosine similarity between position
+               embeddings of patches in the same row or column minus that of patches sharing neither (> 0
+               when the learned positions show the 2D grid), and position_grid_rate: the fraction of patches
+               closer on average to their 2-4 adjacent patches than to the patches off their row and column.
+    tiny-clip  zero_shot_accuracy: pictures of the training colour/shape combinations, each ranked against
+               "a {colour} {shape}" for all 48 combinations; unseen_combo_accuracy: the same for pictures of
+               `HELD_OUT_COMBOS`, which training never showed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_model
+from ..generate import generate
+from ..tokenizer import load_tokenizer
+from . import grammar, shapes
+from .pixels import pixel_values, read_processor_config
+from .train import DEFAULT_ROOT, END_OF_TEXT
+
+SIZES = {
+    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200},
+    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240},
+}
+VERB_NUMBER = {
+    form: number
+    for pairs in (grammar.INTRANSITIVE_VERBS, grammar.TRANSITIVE_VERBS, grammar.LOCATIVE_VERBS, (grammar.COPULA,))
+    for sg, pl in pairs
+    for form, number in ((sg, grammar.SG), (pl, grammar.PL))
+}
+
+
+def _single_id(tokenizer, word: str) -> int:
+    ids = tokenizer.backend.encode(word, add_special_tokens=False).ids
+    if len(ids) != 1:
+        raise ValueError(f"{word!r} is {len(ids)} WordPiece tokens; the probe needs one")
+    return ids[0]
+
+
+@torch.inference_mode()
+def evaluate_bert(folder: Path, n: int) -> dict:
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    probes = grammar.agreement_examples(n, grammar.EVAL_SEED, split="held_out")
+    ids, mask = tokenizer.batch([p.masked(tokenizer.mask_token) for p in probes])
+    logits = model(ids, attention_mask=mask).logits
+    at_mask = logits[ids == tokenizer.mask_token_id]  # one [MASK] per row, rows in order
+    assert at_mask.shape[0] == len(probes)
+    correct = torch.tensor([_single_id(tokenizer, p.correct) for p in probes])
+    wrong = torch.tensor([_single_id(tokenizer, p.wrong) for p in probes])
+    rows = torch.arange(len(probes))
+    right = at_mask[rows, correct] > at_mask[rows, wrong]
+    attractor = torch.tensor([p.attractor for p in probes])
+    top = at_mask.argmax(-1).tolist()
+    number = [VERB_NUMBER.get(tokenizer.id_to_token(t)) for t in top]
+    top1 = sum(num == VERB_NUMBER[p.correct] for num, p in zip(number, probes)) / len(probes)
+    return {"mask_accuracy": round(float(right.float().mean()), 4),
+            "attractor_accuracy": round(float(right[attractor].float().mean()), 4),
+            "top1_agreement": round(top1, 4), "probes": len(probes)}
+
+
+@torch.inference_mode()
+def evaluate_gpt(folder: Path, samples: int, sentences: int) -> dict:
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    eos = tokenizer.token_to_id(END_OF_TEXT)
+    good = 0
+    examples = []
+    for seed in range(samples):
+        steps = list(generate(model, [eos], max_new_tokens=model.config.max_positions, temperature=1.0, seed=seed))
+        finished = steps[-1].finished == "eos"
+        text = tokenizer.decode([s.token_id for s in steps if s.token_id != eos])
+        ok = finished and grammar.is_grammatical(text)
+        good += ok
+        if len(examples) < 3:
+            examples.append(text)
+    held_out = grammar.corpus(sentences, grammar.EVAL_SEED, split="held_out")
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(held_out), 100):
+        rows = [[eos, *tokenizer.encode(s), eos] for s in held_out[start:start + 100]]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), eos)
+        labels = torch.full((len(rows), width), -100)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            labels[i, : len(row) - 1] = torch.tensor(row[1:])
+        logits = model(ids).logits
+        total_nll += float(F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100,
+                                           reduction="sum"))
+        total_tokens += int((labels != -100).sum())
+    return {"grammatical_rate": round(good / samples, 4), "perplexity": round(math.exp(total_nll / total_tokens), 4),
+            "samples": samples, "examples": examples}
+
+
+def position_grid(positions: torch.Tensor, grid: int) -> tuple[float, float]:
+    """(score, rate) of the patch position embeddings (grid*grid, C), [CLS] excluded; see the module doc."""
+    unit = F.normalize(positions.float(), dim=-1)
+    cos = unit @ unit.T
+    index = torch.arange(grid * grid)
+    row, col = index // grid, index % grid
+    same_line = (row[:, None] == row[None, :]) | (col[:, None] == col[None, :])
+    self_pair = torch.eye(grid * grid, dtype=torch.bool)
+    line, off = same_line & ~self_pair, ~same_line
+    score = float(cos[line].mean() - cos[off].mean())
+    adjacent = ((row[:, None] - row[None, :]).abs() + (col[:, None] - col[None, :]).abs()) == 1
+    near = (cos * adjacent).sum(1) / adjacent.sum(1)
+    far = (cos * off).sum(1) / off.sum(1)
+    return score, float((near > far).float().mean())
+
+
+@torch.inference_mode()
+def evaluate_vit(folder: Path, n: int) -> dict:
+    model, processor = load_model(folder), read_processor_config(folder)
+    images, specs = shapes.dataset(n, shapes.EVAL_SEED)
+    labels = list(model.labels)
+    target = torch.tensor([labels.index(s.shape) for s in specs])
+    predictions = torch.cat([model(pixel_values=pixel_values(images[i:i + 256], processor)).logits.argmax(-1)
+                             for i in range(0, n, 256)])
+    score, rate = position_grid(model.embed.positions[1:], model.config.grid_size)
+    return {"accuracy": round(float((predictions == target).float().mean()), 4),
+            "position_grid_score": round(score, 4), "position_grid_rate": round(rate, 4), "images": n}
+
+
+def combo_prompts() -> tuple[list[tuple[str, str]], list[str]]:
+    combos = [(colour, shape) for colour in shapes.COLOURS for shape in shapes.SHAPES]
+    return combos, [f"a {colour} {shape}" for colour, shape in combos]
+
+
+@torch.inference_mode()
+def evaluate_clip(folder: Path, n: int) -> dict:
+    model, tokenizer, processor = load_model(folder), load_tokenizer(folder), read_processor_config(folder)
+    combos, prompts = combo_prompts()
+    ids, mask = tokenizer.batch(prompts)
+    text = model.encode_text(ids, mask)
+
+    def accuracy(**which) -> float:
+        images, specs = shapes.dataset(n, shapes.EVAL_SEED, **which)
+        embeds = torch.cat([model.encode_image(pixel_values(images[i:i + 256], processor)) for i in range(0, n, 256)])
+        chosen = (embeds @ text.T).argmax(-1).tolist()
+        return sum(combos[c] == s.combo for c, s in zip(chosen, specs)) / n
+
+    return {"zero_shot_accuracy": round(accuracy(exclude_combos=shapes.HELD_OUT_COMBOS), 4),
+            "unseen_combo_accuracy": round(accuracy(only_combos=shapes.HELD_OUT_COMBOS), 4),
+            "images": n, "prompts": len(prompts)}
+
+
+def evaluate(root: Path | str | None = None, small: bool = False, names=None) -> dict:
+    """Metrics of every shipped model under `root` (default assets/models), as one JSON-ready dict."""
+    root = Path(root or DEFAULT_ROOT)
+    size = SIZES["small" if small else "full"]
+    torch.manual_seed(0)
+    jobs = {
+        "tiny-bert": lambda: evaluate_bert(root / "tiny-bert", size["probes"]),
+        "tiny-gpt": lambda: evaluate_gpt(root / "tiny-gpt", size["samples"], size["sentences"]),
+        "tiny-vit": lambda: evaluate_vit(root / "tiny-vit", size["images"]),
+        "tiny-clip": lambda: evaluate_clip(root / "tiny-clip", size["clip_images"]),
+    }
+    out = {}
+    for name, job in jobs.items():
+        if names is not None and name not in names:
+            continue
+        start = time.perf_counter()
+        out[name] = job()
+        out[name]["seconds"] = round(time.perf_counter() - start, 1)
+    return out

@@ -1,0 +1,575 @@
+"""Train the four embedded models from scratch: `python -m core.embedded train NAME`.
+
+Every model is built from a `config.json` dict with the core's own classes (`build_model(config_from_json(...))`)
+and written with `save_model`, so the shipped folders have the Hub layout and `transformers` opens them too,
+but `transformers` itself is never imported here. Everything is deterministic: data from fixed seeds of
+`grammar` / `shapes`, `torch.manual_seed` before the weights are drawn, and a seeded generator for batches,
+masks and augmentation.
+
+    tiny-bert  BertForMaskedLM, WordPiece trained on the grammar corpus; masked LM, 15% of tokens chosen, of
+               those 80% -> [MASK], 10% -> a random token, 10% unchanged (Devlin et al., 2019).
+    tiny-gpt   GPT2LMHeadModel, byte-level BPE trained on the corpus; next-token prediction over rows of
+               whole sentences, each preceded by <|endoftext|>, which is also where a sentence ends.
+    tiny-vit   ViTForImageClassification of the 8 shapes, 64x64 pictures in 8x8 patches; random shifts of
+               the pictures so that every patch position sees shapes and the position embeddings learn the grid.
+    tiny-clip  CLIPModel: a causal text tower over a CLIP-style BPE of the captions and a ViT tower, trained
+               with the symmetric InfoNCE loss and a learnable temperature, without `HELD_OUT_COMBOS`.
+
+Optimisation is the same for all: AdamW, linear warm-up then cosine decay, gradient clipping at 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer as Backend
+from torch import nn
+from tqdm import tqdm
+
+from ..checkpoint import build_model, save_model
+from ..config import config_from_json
+from ..tokenizer import CLIP_BPE, GPT2_BPE, WORDPIECE, Tokenizer
+from . import grammar, shapes
+from .pixels import clip_processor_config, pixel_values, vit_processor_config
+
+MODEL_NAMES = ("tiny-bert", "tiny-gpt", "tiny-vit", "tiny-clip")
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "assets" / "models"
+# One thread: on a shared 2-core machine two threads stall on each other whenever another process runs
+# (4x slower, measured), and a fixed count keeps the arithmetic, hence the weights, reproducible.
+THREADS = 1
+# Runs shorter than this are smoke runs (tests, `--steps 5`): they also use a small data set.
+SMOKE_STEPS = 100
+
+BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+END_OF_TEXT = "<|endoftext|>"
+START_OF_TEXT = "<|startoftext|>"
+# CLIP's word splitter, as in core.tokenizer (and the original simple tokenizer).
+CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+@dataclass
+class Recipe:
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: float = 0.05  # fraction of the steps
+    weight_decay: float = 0.01
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    "tiny-bert": Recipe(steps=2000, batch_size=64, lr=1e-3, extra={"sentences": 200_000}),
+    "tiny-gpt": Recipe(steps=2500, batch_size=32, lr=2e-3, extra={"sentences": 200_000}),
+    "tiny-vit": Recipe(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.05, extra={"images": 20_000, "max_shift": 16}),
+    "tiny-clip": Recipe(steps=1500, batch_size=128, lr=1e-3, weight_decay=0.05, extra={"images": 20_000}),
+}
+
+
+# ----------------------------------------------------------------------------------------------- tokenizers
+
+
+def learn_merges(word_counts: dict[str, int], prefix: str = "", suffix: str = "") -> tuple[list[str], list[tuple[str, str]]]:
+    """BPE merges over `word_counts`, as `tokenizers`' trainers learn them, but with ties between equally
+    frequent pairs broken by the pair's text. (The library's WordPiece trainer, and its BPE trainer with an
+    end-of-word suffix, break ties in hash-map order, which changes from one run to the next, and with it
+    the vocabulary; measured.) Symbols inside a word after the first carry `prefix` (WordPiece's "##"), the
+    last one carries `suffix` (CLIP's "</w>"). Merges go on until every word is one symbol.
+
+    Returns (the initial symbols, sorted; the merges in order)."""
+    words = []
+    for word, count in sorted(word_counts.items()):
+        symbols = [word[0]] + [prefix + c for c in word[1:]]
+        symbols[-1] += suffix
+        words.append((symbols, count))
+    alphabet = sorted({s for symbols, _ in words for s in symbols})
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts: dict[tuple[str, str], int] = {}
+        for symbols, count in words:
+            for pair in zip(symbols, symbols[1:]):
+                counts[pair] = counts.get(pair, 0) + count
+        if not counts:
+            return alphabet, merges
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merged = best[0] + best[1][len(prefix):] if prefix and best[1].startswith(prefix) else best[0] + best[1]
+        merges.append(best)
+        for symbols, _ in words:
+            i = 0
+            while i < len(symbols) - 1:
+                if (symbols[i], symbols[i + 1]) == best:
+                    symbols[i: i + 2] = [merged]
+                i += 1
+
+
+def _word_counts(backend: Backend, texts: list[str]) -> dict[str, int]:
+    """Words of `texts` after the backend's own normaliser and pre-tokenizer."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        normal = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
+        for word, _ in backend.pre_tokenizer.pre_tokenize_str(normal):
+            counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def _merged_symbols(merges: list[tuple[str, str]], prefix: str = "") -> list[str]:
+    out = []
+    for a, b in merges:
+        out.append(a + b[len(prefix):] if prefix and b.startswith(prefix) else a + b)
+    return list(dict.fromkeys(out))
+
+
+def train_wordpiece(sentences: list[str]) -> Tokenizer:
+    """Lowercasing WordPiece with BERT's normaliser, pre-tokenizer and [CLS] ... [SEP] template.
+
+    The vocabulary is what WordPiece training (BPE merges with "##" continuation pieces) reaches when it runs
+    to the end: the characters, every word of the corpus and the pieces in between; learned by
+    `learn_merges` so that it is the same on every run. Ids: the specials, the characters, then the merged
+    pieces in the order they were learned."""
+    backend = Backend(models.WordPiece(vocab={t: i for i, t in enumerate(BERT_SPECIALS)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                    lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    alphabet, merges = learn_merges(_word_counts(backend, sentences), prefix="##")
+    tokens = list(dict.fromkeys([*BERT_SPECIALS, *alphabet, *_merged_symbols(merges, "##")]))
+    vocab = {token: i for i, token in enumerate(tokens)}
+    backend.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+    backend.decoder = decoders.WordPiece(prefix="##")
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in BERT_SPECIALS])
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    return Tokenizer(backend, WORDPIECE, model_max_length=64)
+
+
+def train_byte_level_bpe(sentences: list[str], vocab_size: int = 1024) -> Tokenizer:
+    """GPT-2's byte-level BPE (spaces belong to the following word: "Ġdog"), <|endoftext|> its only special."""
+    backend = Backend(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(sentences, trainer)
+    return Tokenizer(backend, GPT2_BPE, model_max_length=64)
+
+
+def train_clip_bpe(texts: list[str], max_length: int) -> Tokenizer:
+    """CLIP's BPE: lowercase, words split by CLIP's pattern, then bytes as characters, `</w>` ending every
+    word, <|startoftext|> ... <|endoftext|> around the text. Like CLIP's vocabulary it holds every byte with
+    and without `</w>`, so no text is unknown, then the merges (learned by `learn_merges`, reproducibly).
+    The two specials come first, so <|endoftext|> has id 1: not 2, which `transformers` would read as the
+    legacy "pool at the highest id" rule."""
+    backend = Backend(models.BPE())
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    _, merges = learn_merges(_word_counts(backend, texts), suffix="</w>")
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = [START_OF_TEXT, END_OF_TEXT, *alphabet, *(c + "</w>" for c in alphabet), *_merged_symbols(merges)]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    backend.model = models.BPE(vocab=vocab, merges=merges, unk_token=END_OF_TEXT, end_of_word_suffix="</w>")
+    backend.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("</w>", " ")])
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (START_OF_TEXT, END_OF_TEXT)])
+    backend.post_processor = processors.RobertaProcessing((END_OF_TEXT, vocab[END_OF_TEXT]),
+                                                          (START_OF_TEXT, vocab[START_OF_TEXT]),
+                                                          trim_offsets=False, add_prefix_space=False)
+    return Tokenizer(backend, CLIP_BPE, model_max_length=max_length)
+
+
+# -------------------------------------------------------------------------------------------------- configs
+
+
+def bert_config(vocab_size: int) -> dict:
+    return {
+        "architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": vocab_size,
+        "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute",
+        "tie_word_embeddings": True,
+    }
+
+
+def gpt_config(vocab_size: int, eos_id: int) -> dict:
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": vocab_size, "n_embd": 128,
+        "n_layer": 4, "n_head": 4, "n_inner": None, "n_positions": 64, "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+        "initializer_range": 0.02, "scale_attn_weights": True, "bos_token_id": eos_id, "eos_token_id": eos_id,
+        "tie_word_embeddings": True,
+    }
+
+
+def vit_config() -> dict:
+    labels = {str(i): name for i, name in enumerate(shapes.SHAPES)}
+    return {
+        "architectures": ["ViTForImageClassification"], "model_type": "vit", "hidden_size": 96,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 192, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "image_size": 64, "patch_size": 8, "num_channels": 3, "qkv_bias": True,
+        "encoder_stride": 8, "id2label": labels, "label2id": {name: int(i) for i, name in labels.items()},
+    }
+
+
+def clip_config(vocab_size: int, max_length: int, bos_id: int, eos_id: int) -> dict:
+    return {
+        "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 64,
+        "logit_scale_init_value": math.log(1 / 0.07), "initializer_factor": 1.0,
+        "text_config": {
+            "model_type": "clip_text_model", "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": max_length,
+            "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "attention_dropout": 0.0,
+            "bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": eos_id, "projection_dim": 64,
+        },
+        "vision_config": {
+            "model_type": "clip_vision_model", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "image_size": 64, "patch_size": 8, "num_channels": 3,
+            "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "attention_dropout": 0.0, "projection_dim": 64,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+def init_weights(model: nn.Module, std: float = 0.02) -> None:
+    """GPT-2/BERT-style init: N(0, 0.02) weights, zero biases, unit LayerNorms; residual outputs scaled
+    down by sqrt(2 * layers) (GPT-2) so the residual stream does not grow with depth."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            nn.init.normal_(module.weight, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    for name, parameter in model.named_parameters():
+        if name.endswith(("attn.out.weight", "mlp.fc2.weight")):
+            layers = sum(1 for n, _ in model.named_parameters() if n.endswith("attn.out.weight"))
+            nn.init.normal_(parameter, std=std / math.sqrt(2 * max(layers, 1)))
+        elif name.endswith(("embed.cls", "embed.positions")):
+            nn.init.normal_(parameter, std=std)
+
+
+def new_model(config_json: dict, seed: int):
+    torch.manual_seed(seed)
+    model = build_model(config_from_json(config_json))
+    init_weights(model)
+    if model.spec.family == "clip":
+        with torch.no_grad():
+            model.logit_scale.fill_(model.config.logit_scale_init)
+    return model
+
+
+def optimiser(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, embeddings' positions or the temperature."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        (decay if parameter.ndim >= 2 and "positions" not in name else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def learning_rate(step: int, steps: int, recipe: Recipe) -> float:
+    warmup = max(1, int(recipe.warmup * steps))
+    if step < warmup:
+        return recipe.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return recipe.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def run_loop(model: nn.Module, recipe: Recipe, steps: int, loss_fn, name: str) -> float:
+    """`loss_fn(step)` returns the loss of one fresh batch; returns the mean loss of the last 5% of steps."""
+    model.train()
+    opt = optimiser(model, recipe)
+    tail: list[float] = []
+    bar = tqdm(range(steps), desc=name, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, steps, recipe)
+        loss = loss_fn(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        value = loss.item()
+        if step >= steps - max(1, steps // 20):
+            tail.append(value)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{value:.3f}")
+    bar.close()
+    model.eval()
+    return sum(tail) / len(tail)
+
+
+def pad_rows(rows: list[list[int]], fill: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), fill, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tiny-bert
+
+
+def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer: Tokenizer, generator: torch.Generator,
+                first_regular: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking: 15% of the real tokens are predicted; 80% of those become [MASK], 10% a random token,
+    10% stay. Returns (inputs, labels) with labels -100 where nothing is predicted."""
+    chosen = (torch.rand(ids.shape, generator=generator) < 0.15) & ~special
+    labels = ids.masked_fill(~chosen, -100)
+    inputs = ids.clone()
+    roll = torch.rand(ids.shape, generator=generator)
+    inputs[chosen & (roll < 0.8)] = tokenizer.mask_token_id
+    random_positions = chosen & (roll >= 0.8) & (roll < 0.9)
+    random_ids = torch.randint(first_regular, tokenizer.vocab_size, ids.shape, generator=generator)
+    inputs[random_positions] = random_ids[random_positions]
+    return inputs, labels
+
+
+def train_bert(folder: Path, steps: int | None = None) -> dict:
+    recipe = RECIPES["tiny-bert"]
+    steps = steps or recipe.steps
+    sentences = grammar.corpus(recipe.extra["sentences"] if steps >= SMOKE_STEPS else 5000, grammar.TRAIN_SEED,
+                               split="train")
+    tokenizer = train_wordpiece(sentences)
+    ids = pad_rows([e.ids for e in tokenizer.backend.encode_batch(sentences)], tokenizer.pad_token_id)
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    for i in tokenizer.special_ids:
+        special |= ids == i
+    first_regular = len(BERT_SPECIALS)
+    config = bert_config(tokenizer.vocab_size)
+    model = new_model(config, recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+
+    def loss_fn(step):
+        rows = torch.randint(0, len(ids), (recipe.batch_size,), generator=generator)
+        batch, batch_special = ids[rows], special[rows]
+        width = int((batch != tokenizer.pad_token_id).sum(1).max())
+        batch, batch_special = batch[:, :width], batch_special[:, :width]
+        attention = (batch != tokenizer.pad_token_id).long()
+        inputs, labels = mask_tokens(batch, batch_special, tokenizer, generator, first_regular)
+        logits = model(inputs, attention_mask=attention).logits
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-bert")
+    save_model(model, folder, config)
+    tokenizer.save(folder)
+    return {"final_loss": loss}
+
+
+# ----------------------------------------------------------------------------------------------- tiny-gpt
+
+
+def pack_sentences(encoded: list[list[int]], eos: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of `length` tokens: <|endoftext|> s1 <|endoftext|> s2 <|endoftext|> ..., only whole sentences,
+    so every row starts at position 0 with <|endoftext|> like a generation does; the rest is padding
+    (labels -100). Returns (inputs, labels), labels being the inputs shifted left by one."""
+    rows, current = [], [eos]
+    for sentence in encoded:
+        piece = sentence + [eos]
+        if len(current) + len(piece) > length + 1:
+            rows.append(current)
+            current = [eos]
+        current = current + piece
+    rows.append(current)
+    tokens = torch.full((len(rows), length + 1), eos, dtype=torch.long)
+    valid = torch.zeros((len(rows), length + 1), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+        valid[i, : len(row)] = True
+    labels = tokens[:, 1:].masked_fill(~valid[:, 1:], -100)
+    return tokens[:, :-1].contiguous(), labels.contiguous()
+
+
+def train_gpt(folder: Path, steps: int | None = None) -> dict:
+    recipe = RECIPES["tiny-gpt"]
+    steps = steps or recipe.steps
+    sentences = grammar.corpus(recipe.extra["sentences"] if steps >= SMOKE_STEPS else 5000, grammar.TRAIN_SEED,
+                               split="train")
+    tokenizer = train_byte_level_bpe(sentences)
+    eos = tokenizer.token_to_id(END_OF_TEXT)
+    encoded = [e.ids for e in tokenizer.backend.encode_batch(sentences)]
+    config = gpt_config(tokenizer.vocab_size, eos)
+    inputs, labels = pack_sentences(encoded, eos, config["n_positions"])
+    model = new_model(config, recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+
+    def loss_fn(step):
+        rows = torch.randint(0, len(inputs), (recipe.batch_size,), generator=generator)
+        logits = model(inputs[rows]).logits
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels[rows].view(-1), ignore_index=-100)
+
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-gpt")
+    save_model(model, folder, config)
+    tokenizer.save(folder)
+    return {"final_loss": loss}
+
+
+# ----------------------------------------------------------------------------------------------- pictures
+
+
+def render_set(n: int, seed: int, exclude_combos=None) -> tuple[np.ndarray, list, np.ndarray]:
+    """Like `shapes.dataset` (same specs), plus each shape's bounding box (x0, y0, x1, y1) from its mask."""
+    specs = shapes.sample_specs(n, seed, exclude_combos)
+    rng = random.Random(f"embedded-train-{seed}")
+    images = np.empty((n, 64, 64, 3), dtype=np.uint8)
+    boxes = np.empty((n, 4), dtype=np.int64)
+    for i, spec in enumerate(specs):
+        image, alpha = shapes.render_with_mask(spec, rng.getrandbits(64), 64)
+        images[i] = np.asarray(image)
+        ys, xs = np.nonzero(alpha > 0.02)
+        boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return images, specs, boxes
+
+
+def shift_batch(images: torch.Tensor, boxes: np.ndarray, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Move each picture by a random offset that keeps its shape inside the frame; the edges are
+    extended (replicate padding), which continues the plain or noisy background."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (max_shift,) * 4, mode="replicate")
+    out = torch.empty_like(images)
+    u = torch.rand((n, 2), generator=generator)
+    for i in range(n):
+        x0, y0, x1, y1 = (int(v) for v in boxes[i])
+        # Offset d moves content by +d; allowed: -x0 <= d <= w - x1, within +-max_shift.
+        lo_x, hi_x = max(-max_shift, -x0), min(max_shift, w - x1)
+        lo_y, hi_y = max(-max_shift, -y0), min(max_shift, h - y1)
+        dx = lo_x + int(u[i, 0] * (hi_x - lo_x + 1)) if hi_x >= lo_x else 0
+        dy = lo_y + int(u[i, 1] * (hi_y - lo_y + 1)) if hi_y >= lo_y else 0
+        dx, dy = min(dx, hi_x) if hi_x >= lo_x else 0, min(dy, hi_y) if hi_y >= lo_y else 0
+        out[i] = padded[i, :, max_shift - dy: max_shift - dy + h, max_shift - dx: max_shift - dx + w]
+    return out
+
+
+def train_vit(folder: Path, steps: int | None = None) -> dict:
+    recipe = RECIPES["tiny-vit"]
+    steps = steps or recipe.steps
+    config = vit_config()
+    processor = vit_processor_config(config["image_size"])
+    n = recipe.extra["images"] if steps >= SMOKE_STEPS else 512
+    images, specs, boxes = render_set(n, shapes.TRAIN_SEED)
+    pixels = pixel_values(images, processor)
+    targets = torch.tensor([shapes.SHAPES.index(s.shape) for s in specs])
+    model = new_model(config, recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    max_shift = recipe.extra["max_shift"]
+
+    def loss_fn(step):
+        rows = torch.randint(0, n, (recipe.batch_size,), generator=generator)
+        batch = shift_batch(pixels[rows], boxes[rows.numpy()], max_shift, generator)
+        flip = torch.rand(len(rows), generator=generator) < 0.5  # every shape is mirror-symmetric left-right
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+        return F.cross_entropy(model(pixel_values=batch).logits, targets[rows], label_smoothing=0.05)
+
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-vit")
+    save_model(model, folder, config)
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    return {"final_loss": loss}
+
+
+# ---------------------------------------------------------------------------------------------- tiny-clip
+
+
+def caption_variants(spec: shapes.ShapeSpec) -> list[tuple[str, bool, bool]]:
+    """The caption with and without size and position: (text, mentions size, mentions position).
+
+    Training on all four lets the short zero-shot prompts ("a red star") be in-distribution."""
+    full = shapes.caption(spec)
+    words = full.split()
+    place = " ".join(words[4:])
+    return [
+        (f"a {spec.colour} {spec.shape}", False, False),
+        (f"a {spec.size} {spec.colour} {spec.shape}", True, False),
+        (f"a {spec.colour} {spec.shape} {place}", False, True),
+        (full, True, True),
+    ]
+
+
+def clip_targets(specs: list, variants: torch.Tensor) -> torch.Tensor:
+    """(images x texts) 1 where text j truly describes image i: same colour and shape, and the same size and
+    position where the text mentions them. Repeated captions in a batch are positives, not negatives."""
+    keys = torch.tensor([[list(shapes.COLOURS).index(s.colour), shapes.SHAPES.index(s.shape),
+                          shapes.SIZES.index(s.size), shapes.POSITIONS.index(s.position)] for s in specs])
+    same = keys[:, None, :] == keys[None, :, :]  # (image, text, attribute)
+    says_size = (variants == 1) | (variants == 3)
+    says_place = variants >= 2
+    match = same[..., 0] & same[..., 1] & (same[..., 2] | ~says_size[None, :]) & (same[..., 3] | ~says_place[None, :])
+    return match.float()
+
+
+def train_clip(folder: Path, steps: int | None = None) -> dict:
+    recipe = RECIPES["tiny-clip"]
+    steps = steps or recipe.steps
+    n = recipe.extra["images"] if steps >= SMOKE_STEPS else 512
+    images, specs, _ = render_set(n, shapes.TRAIN_SEED, exclude_combos=shapes.HELD_OUT_COMBOS)
+    all_variants = [caption_variants(s) for s in specs]
+    max_length = 16
+    tokenizer = train_clip_bpe([text for vs in all_variants for text, _, _ in vs], max_length)
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    config = clip_config(tokenizer.vocab_size, max_length, bos, eos)
+    processor = clip_processor_config(config["vision_config"]["image_size"])
+    pixels = pixel_values(images, processor)
+    # (n, 4, L) ids of every variant, padded with <|endoftext|>; first-eos pooling ignores the padding.
+    flat = tokenizer.batch([text for vs in all_variants for text, _, _ in vs])
+    text_ids = flat.input_ids.view(n, 4, -1)
+    text_mask = flat.attention_mask.view(n, 4, -1)
+    model = new_model(config, recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    max_scale = math.log(100)
+
+    def loss_fn(step):
+        rows = torch.randint(0, n, (recipe.batch_size,), generator=generator)
+        variants = torch.randint(0, 4, (recipe.batch_size,), generator=generator)
+        ids, mask = text_ids[rows, variants], text_mask[rows, variants]
+        width = int(mask.sum(1).max())
+        with torch.no_grad():
+            model.logit_scale.clamp_(max=max_scale)
+        out = model(input_ids=ids[:, :width], pixel_values=pixels[rows], attention_mask=mask[:, :width])
+        match = clip_targets([specs[i] for i in rows.tolist()], variants)
+        image_loss = -(F.log_softmax(out.logits_per_image, dim=1) * match / match.sum(1, keepdim=True)).sum(1).mean()
+        text_loss = -(F.log_softmax(out.logits_per_text, dim=1) * match.T / match.T.sum(1, keepdim=True)).sum(1).mean()
+        return (image_loss + text_loss) / 2
+
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-clip")
+    with torch.no_grad():
+        model.logit_scale.clamp_(max=max_scale)
+    save_model(model, folder, config)
+    tokenizer.save(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    return {"final_loss": loss, "logit_scale": float(model.logit_scale.exp())}
+
+
+TRAINERS = {"tiny-bert": train_bert, "tiny-gpt": train_gpt, "tiny-vit": train_vit, "tiny-clip": train_clip}
+
+
+def train(name: str, root: Path | str | None = None, steps: int | None = None) -> Path:
+    """Train `name` (one of MODEL_NAMES) from scratch and write its folder `root/name`; returns the folder."""
+    if name not in TRAINERS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    torch.set_num_threads(THREADS)
+    folder = Path(root or DEFAULT_ROOT) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    start = time.perf_counter()
+    info = TRAINERS[name](folder, steps)
+    info["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"{name}: {json.dumps(info)} -> {folder}", file=sys.stderr)
+    return folder
