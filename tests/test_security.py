@@ -44,3 +44,24 @@ def test_traversal_is_refused(app_url, path):
 def test_server_alive_after_attempts(app_url):
     status, body = raw_get(app_url, "/")
     assert status == 200 and b"<html" in body.lower()
+
+
+def test_markup_typed_into_inputs_is_shown_as_text_not_executed(page, app_url):
+    """Markup in text reaches labels, plots, tables and messages as text; its handlers never run."""
+    payload = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(app_url)
+    page.get_by_role("tab", name="BERT").first.click()
+    box = page.locator("#bert-view-tokens textarea").first
+    box.fill(payload)
+    page.click("#bert-tokenize")
+    page.locator("#bert-view-tokens .js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.__xss") is None
+    assert dialogs == []
+    assert page.locator("#bert-view-tokens img[src='x']").count() == 0
+    # The input keeps the markup as typed, and its pieces were drawn as text in the plot.
+    assert box.input_value() == payload
+    assert page.locator("#bert-view-tokens .js-plotly-plot text").count() > 10
+    assert page.outside_requests == []
