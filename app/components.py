@@ -15,13 +15,26 @@ log = logging.getLogger(__name__)
 
 
 def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
-    """A dropdown of presets (embedded first) and a field for any Hub repo id of a supported architecture."""
+    """A dropdown of presets (embedded first) and a field for any Hub repo id of a supported architecture.
+
+    Picking a model loads it at once, with the download's progress shown under the picker, so that the first
+    click on a view does not wait for a download with no sign of life.
+    """
     presets = PRESETS[family]
     info = "; ".join(f"{p.name}: {availability(p, online=False)}" for p in presets[1:])
     with gr.Row():
         dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model",
                                info=f"Offline status — {info}" if info else None, scale=2)
         custom = gr.Textbox("", label="…or any Hub repo id", placeholder="owner/name", scale=1, max_lines=1)
+    status = gr.Markdown("", elem_classes=["model-status"])
+
+    def preload(choice, custom_repo, progress=gr.Progress(track_tqdm=True)):
+        progress(0, desc="Loading the model")
+        loaded, note = get_model(family, choice, custom_repo)
+        return model_note(loaded, note).replace("Computed by", "Ready:")
+
+    dropdown.change(preload, [dropdown, custom], status, api_visibility="private")
+    custom.submit(preload, [dropdown, custom], status, api_visibility="private")
     return dropdown, custom
 
 

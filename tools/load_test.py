@@ -37,7 +37,12 @@ def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies:
             kind = "ok"
         except Exception as error:  # classify; the load test must finish and report
             text = str(error)
-            kind = "queue_full" if any(h in text for h in QUEUE_FULL_HINTS) else f"error:{type(error).__name__}"
+            if any(h in text for h in QUEUE_FULL_HINTS):
+                kind = "queue_full"
+            elif type(error).__name__ == "AppError" and text.strip() and "Something went wrong" not in text:
+                kind = "clear_message"  # a gr.Error the handler chose, e.g. "no steps to download yet"
+            else:
+                kind = f"error:{type(error).__name__}"
         elapsed = time.perf_counter() - start
         with lock:
             outcomes[kind] += 1
