@@ -69,10 +69,11 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "tiny-bert": Recipe(steps=2000, batch_size=64, lr=1e-3, extra={"sentences": 200_000}),
+    "tiny-bert": Recipe(steps=4000, batch_size=64, lr=1e-3, extra={"sentences": 200_000}),
     "tiny-gpt": Recipe(steps=2500, batch_size=32, lr=2e-3, extra={"sentences": 200_000}),
     "tiny-vit": Recipe(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.05, extra={"images": 20_000, "max_shift": 16}),
-    "tiny-clip": Recipe(steps=1500, batch_size=128, lr=1e-3, weight_decay=0.05, extra={"images": 20_000}),
+    "tiny-clip": Recipe(steps=2500, batch_size=64, lr=1e-3, weight_decay=0.05,
+                        extra={"images": 20_000, "colours_per_batch": 3}),
 }
 
 
@@ -236,7 +237,7 @@ def clip_config(vocab_size: int, max_length: int, bos_id: int, eos_id: int) -> d
             "bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": eos_id, "projection_dim": 64,
         },
         "vision_config": {
-            "model_type": "clip_vision_model", "hidden_size": 64, "intermediate_size": 128,
+            "model_type": "clip_vision_model", "hidden_size": 96, "intermediate_size": 192,
             "num_hidden_layers": 4, "num_attention_heads": 4, "image_size": 64, "patch_size": 8, "num_channels": 3,
             "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "attention_dropout": 0.0, "projection_dim": 64,
         },
@@ -486,31 +487,33 @@ def train_vit(folder: Path, steps: int | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------- tiny-clip
 
 
-def caption_variants(spec: shapes.ShapeSpec) -> list[tuple[str, bool, bool]]:
-    """The caption with and without size and position: (text, mentions size, mentions position).
+def caption_variants(spec: shapes.ShapeSpec) -> list[str]:
+    """The caption with and without size and position (which `CAPTION_MENTIONS` lists, per variant).
 
     Training on all four lets the short zero-shot prompts ("a red star") be in-distribution."""
-    full = shapes.caption(spec)
-    words = full.split()
+    words = shapes.caption(spec).split()
     place = " ".join(words[4:])
     return [
-        (f"a {spec.colour} {spec.shape}", False, False),
-        (f"a {spec.size} {spec.colour} {spec.shape}", True, False),
-        (f"a {spec.colour} {spec.shape} {place}", False, True),
-        (full, True, True),
+        f"a {spec.colour} {spec.shape}",
+        f"a {spec.size} {spec.colour} {spec.shape}",
+        f"a {spec.colour} {spec.shape} {place}",
+        shapes.caption(spec),
     ]
 
 
+# What each caption variant mentions: colour, shape, size, position.
+CAPTION_MENTIONS = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 1, 1]], dtype=torch.bool)
+
+
 def clip_targets(specs: list, variants: torch.Tensor) -> torch.Tensor:
-    """(images x texts) 1 where text j truly describes image i: same colour and shape, and the same size and
-    position where the text mentions them. Repeated captions in a batch are positives, not negatives."""
+    """(images x texts) 1 where text j truly describes image i: every attribute the text mentions is the
+    image's. Repeated captions in a batch (and a short caption of a matching picture) are positives, not
+    negatives."""
     keys = torch.tensor([[list(shapes.COLOURS).index(s.colour), shapes.SHAPES.index(s.shape),
                           shapes.SIZES.index(s.size), shapes.POSITIONS.index(s.position)] for s in specs])
     same = keys[:, None, :] == keys[None, :, :]  # (image, text, attribute)
-    says_size = (variants == 1) | (variants == 3)
-    says_place = variants >= 2
-    match = same[..., 0] & same[..., 1] & (same[..., 2] | ~says_size[None, :]) & (same[..., 3] | ~says_place[None, :])
-    return match.float()
+    mentions = CAPTION_MENTIONS[variants]  # (text, attribute)
+    return (same | ~mentions[None, :, :]).all(-1).float()
 
 
 def train_clip(folder: Path, steps: int | None = None) -> dict:
@@ -520,22 +523,33 @@ def train_clip(folder: Path, steps: int | None = None) -> dict:
     images, specs, _ = render_set(n, shapes.TRAIN_SEED, exclude_combos=shapes.HELD_OUT_COMBOS)
     all_variants = [caption_variants(s) for s in specs]
     max_length = 16
-    tokenizer = train_clip_bpe([text for vs in all_variants for text, _, _ in vs], max_length)
+    tokenizer = train_clip_bpe([text for vs in all_variants for text in vs], max_length)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     config = clip_config(tokenizer.vocab_size, max_length, bos, eos)
     processor = clip_processor_config(config["vision_config"]["image_size"])
     pixels = pixel_values(images, processor)
-    # (n, 4, L) ids of every variant, padded with <|endoftext|>; first-eos pooling ignores the padding.
-    flat = tokenizer.batch([text for vs in all_variants for text, _, _ in vs])
-    text_ids = flat.input_ids.view(n, 4, -1)
-    text_mask = flat.attention_mask.view(n, 4, -1)
+    # (n, variants, L) ids of every variant, padded with <|endoftext|>; first-eos pooling ignores the padding.
+    flat = tokenizer.batch([text for vs in all_variants for text in vs])
+    text_ids = flat.input_ids.view(n, len(CAPTION_MENTIONS), -1)
+    text_mask = flat.attention_mask.view(n, len(CAPTION_MENTIONS), -1)
     model = new_model(config, recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     max_scale = math.log(100)
+    # Hard negatives: each batch draws its pictures from a few colours only. Colour alone is easy to see and
+    # would separate most pairs of a random batch, so shapes were learnt late (measured: 1.0 colour but 0.55
+    # shape accuracy); within one colour only the shape, size and place tell captions apart.
+    colours = list(shapes.COLOURS)
+    by_colour = [torch.tensor([i for i, s in enumerate(specs) if s.colour == c]) for c in colours]
+    per_batch = recipe.extra["colours_per_batch"]
+
+    def sample_rows() -> torch.Tensor:
+        chosen = torch.randperm(len(colours), generator=generator)[:per_batch]
+        pool = torch.cat([by_colour[int(c)] for c in chosen])
+        return pool[torch.randint(0, len(pool), (recipe.batch_size,), generator=generator)]
 
     def loss_fn(step):
-        rows = torch.randint(0, n, (recipe.batch_size,), generator=generator)
-        variants = torch.randint(0, 4, (recipe.batch_size,), generator=generator)
+        rows = sample_rows()
+        variants = torch.randint(0, len(CAPTION_MENTIONS), (recipe.batch_size,), generator=generator)
         ids, mask = text_ids[rows, variants], text_mask[rows, variants]
         width = int(mask.sum(1).max())
         with torch.no_grad():
@@ -552,7 +566,7 @@ def train_clip(folder: Path, steps: int | None = None) -> dict:
     save_model(model, folder, config)
     tokenizer.save(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
-    return {"final_loss": loss, "logit_scale": float(model.logit_scale.exp())}
+    return {"final_loss": loss, "logit_scale": model.logit_scale.exp().item()}
 
 
 TRAINERS = {"tiny-bert": train_bert, "tiny-gpt": train_gpt, "tiny-vit": train_vit, "tiny-clip": train_clip}

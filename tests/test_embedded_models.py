@@ -1,0 +1,158 @@
+"""The shipped embedded models: they open in the core and in `transformers` alike, reach their held-out
+quality, fit the size budget, and their training loops still run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from core import load_model
+from core.embedded import grammar, shapes
+from core.embedded.evaluate import evaluate
+from core.embedded.pixels import pixel_values, read_processor_config
+from core.embedded.train import (MODEL_NAMES, caption_variants, learn_merges, train, train_byte_level_bpe,
+                                 train_clip_bpe, train_wordpiece)
+from core.tokenizer import load_tokenizer
+from tests.reference import max_difference
+
+ROOT = Path(__file__).resolve().parents[1] / "assets" / "models"
+TOLERANCE = 1e-4
+MAX_TOTAL_BYTES = 40 * 1024 * 1024
+
+
+def folder(name: str) -> Path:
+    return ROOT / name
+
+
+def hf_model(cls, name: str):
+    return cls.from_pretrained(folder(name), attn_implementation="eager").eval()
+
+
+def texts_for(name: str) -> list[str]:
+    if name == "tiny-bert":
+        probe = grammar.agreement_examples(1, grammar.EVAL_SEED, split="held_out")[0]
+        return [probe.masked(), "the keys to the old cabinet are on the table .", "Unknown Words, ünïcode & 42!"]
+    if name == "tiny-gpt":
+        return ["<|endoftext|>the dog that the children like runs .", "the dogs sleep .<|endoftext|>", "Ünïcode 42 !?"]
+    return ["a red star", "a small green triangle at the top", "A  BLUE heart, 42!"]
+
+
+def pictures(n: int = 4) -> np.ndarray:
+    return shapes.dataset(n, shapes.EVAL_SEED)[0]
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-gpt", "tiny-clip"])
+def test_tokenizers_agree_with_transformers(name):
+    ours = load_tokenizer(folder(name))
+    theirs = transformers.AutoTokenizer.from_pretrained(folder(name))
+    for text in texts_for(name):
+        assert ours.encode(text) == theirs(text)["input_ids"], text
+    # The trained vocabularies hold every word of the language whole.
+    if name != "tiny-clip":
+        for word in ("runs", "run", "children", "cabinet"):
+            assert len(ours.backend.encode(" " + word, add_special_tokens=False).ids) == 1, word
+
+
+@pytest.mark.parametrize("name", ["tiny-vit", "tiny-clip"])
+def test_image_processors_agree_with_transformers(name):
+    images = pictures()
+    theirs = transformers.AutoImageProcessor.from_pretrained(folder(name))(images=list(images), return_tensors="pt")
+    ours = pixel_values(images, read_processor_config(folder(name)))
+    assert max_difference(ours, theirs["pixel_values"]) < 0.02
+
+
+def test_bert_matches_transformers():
+    tokenizer = load_tokenizer(folder("tiny-bert"))
+    ids, mask = tokenizer.batch(texts_for("tiny-bert"))
+    with torch.no_grad():
+        ref = hf_model(transformers.BertForMaskedLM, "tiny-bert")(input_ids=ids, attention_mask=mask).logits
+        out = load_model(folder("tiny-bert"))(ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert max_difference(ref[real], out[real]) < TOLERANCE
+
+
+def test_gpt_matches_transformers():
+    ids = torch.tensor([load_tokenizer(folder("tiny-gpt")).encode(texts_for("tiny-gpt")[0])])
+    with torch.no_grad():
+        ref = hf_model(transformers.AutoModelForCausalLM, "tiny-gpt")(input_ids=ids).logits
+        out = load_model(folder("tiny-gpt"))(ids).logits
+    assert max_difference(ref, out) < TOLERANCE
+
+
+def test_vit_matches_transformers():
+    model = load_model(folder("tiny-vit"))
+    reference = hf_model(transformers.AutoModelForImageClassification, "tiny-vit")
+    pixels = pixel_values(pictures(), read_processor_config(folder("tiny-vit")))
+    with torch.no_grad():
+        assert max_difference(reference(pixel_values=pixels).logits, model(pixel_values=pixels).logits) < TOLERANCE
+    assert list(model.labels) == [reference.config.id2label[i] for i in range(len(shapes.SHAPES))]
+    assert sorted(model.labels) == sorted(shapes.SHAPES)
+
+
+def test_clip_matches_transformers():
+    model = load_model(folder("tiny-clip"))
+    reference = hf_model(transformers.CLIPModel, "tiny-clip")
+    ids, mask = load_tokenizer(folder("tiny-clip")).batch(texts_for("tiny-clip"))
+    pixels = pixel_values(pictures(), read_processor_config(folder("tiny-clip")))
+    with torch.no_grad():
+        ref = reference(input_ids=ids, pixel_values=pixels, attention_mask=mask)
+        out = model(input_ids=ids, pixel_values=pixels, attention_mask=mask)
+    assert max_difference(ref.logits_per_image, out.logits_per_image) < TOLERANCE
+    # The first-eos pooling rule, not the legacy highest-id one.
+    assert model.config.eos_token_id != 2
+    assert model.config.eos_token_id == load_tokenizer(folder("tiny-clip")).eos_token_id
+
+
+def test_configs_name_standard_architectures():
+    expected = {"tiny-bert": ("BertForMaskedLM", "bert"), "tiny-gpt": ("GPT2LMHeadModel", "gpt2"),
+                "tiny-vit": ("ViTForImageClassification", "vit"), "tiny-clip": ("CLIPModel", "clip")}
+    for name, (architecture, model_type) in expected.items():
+        config = transformers.AutoConfig.from_pretrained(folder(name))
+        assert config.architectures == [architecture] and config.model_type == model_type
+
+
+def test_total_size_within_budget():
+    total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file())
+    assert total <= MAX_TOTAL_BYTES, f"{total / 2**20:.1f} MiB"
+
+
+def test_held_out_quality():
+    metrics = evaluate(ROOT, small=True)
+    print(metrics)
+    assert metrics["tiny-bert"]["mask_accuracy"] >= 0.90
+    assert metrics["tiny-gpt"]["grammatical_rate"] >= 0.90
+    assert metrics["tiny-vit"]["accuracy"] >= 0.95
+    assert metrics["tiny-vit"]["position_grid_score"] > 0
+    assert metrics["tiny-clip"]["unseen_combo_accuracy"] >= 0.80
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_smoke_run(name, tmp_path):
+    out = train(name, tmp_path, steps=2)
+    assert out == tmp_path / name and (out / "model.safetensors").is_file()
+    model = load_model(out)
+    assert not model.training
+    if name in ("tiny-vit", "tiny-clip"):
+        assert (out / "preprocessor_config.json").is_file()
+    else:
+        assert load_tokenizer(out).vocab_size == (model.config.vocab_size)
+
+
+def test_tokenizer_training_is_reproducible():
+    sentences = grammar.corpus(2000, grammar.TRAIN_SEED, split="train")
+    captions = [text for spec in shapes.sample_specs(300, shapes.TRAIN_SEED) for text in caption_variants(spec)]
+    for build in (lambda: train_wordpiece(sentences), lambda: train_byte_level_bpe(sentences),
+                  lambda: train_clip_bpe(captions, 16)):
+        assert build().backend.to_str() == build().backend.to_str()
+
+
+def test_learn_merges_builds_every_word():
+    alphabet, merges = learn_merges({"runs": 3, "run": 2, "sun": 1}, prefix="##")
+    assert alphabet == ["##n", "##s", "##u", "r", "s"]
+    assert merges[0] == ("##u", "##n")  # the most frequent pair (6); ties would go by the pair's text
+    alphabet, merges = learn_merges({"red": 2, "bed": 1}, suffix="</w>")
+    assert ("e", "d</w>") in merges and alphabet == ["b", "d</w>", "e", "r"]
