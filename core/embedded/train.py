@@ -72,7 +72,7 @@ RECIPES: dict[str, Recipe] = {
     "tiny-bert": Recipe(steps=4000, batch_size=64, lr=1e-3, extra={"sentences": 200_000}),
     "tiny-gpt": Recipe(steps=2500, batch_size=32, lr=2e-3, extra={"sentences": 200_000}),
     "tiny-vit": Recipe(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.05, extra={"images": 20_000, "max_shift": 16}),
-    "tiny-clip": Recipe(steps=2500, batch_size=64, lr=1e-3, weight_decay=0.05,
+    "tiny-clip": Recipe(steps=3200, batch_size=64, lr=1e-3, weight_decay=0.05,
                         extra={"images": 20_000, "colours_per_batch": 3}),
 }
 
