@@ -9,18 +9,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from app.models import PRESETS
-from app.vision_common import default_image
-
-VIT = PRESETS["vit"][0].name
-CLIP = PRESETS["clip"][0].name
-STAR = default_image("shape-blue-star.png")
-CIRCLE = default_image("shape-red-circle.png")
-
-
-def _json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+from tests.test_vision_tabs import CIRCLE, CLIP, STAR, VIT, _json
 
 
 def _plot(value) -> dict:
