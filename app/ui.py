@@ -38,7 +38,7 @@ models always work offline; Hub checkpoints are used when they are downloaded (`
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="Transformer Playground", delete_cache=(600, 1200)) as demo:
+    with gr.Blocks(title="Transformer Playground", delete_cache=(120, 600)) as demo:
         with gr.Row():
             gr.Markdown(INTRO)
             presenter = gr.Checkbox(label="Presenter mode (large, high contrast)", value=False, scale=0,

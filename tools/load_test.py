@@ -23,7 +23,7 @@ QUEUE_FULL_HINTS = ("queue is full", "busy", "Queue is full")
 
 
 def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies: list, outcomes: Counter,
-              lock: threading.Lock) -> None:
+              lock: threading.Lock, examples: dict) -> None:
     from gradio_client import Client
 
     client = Client(url, verbose=False)
@@ -43,6 +43,8 @@ def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies:
                 kind = "clear_message"  # a gr.Error the handler chose, e.g. "no steps to download yet"
             else:
                 kind = f"error:{type(error).__name__}"
+            with lock:
+                examples.setdefault(kind, f"/{name}: {text[:200]}")
         elapsed = time.perf_counter() - start
         with lock:
             outcomes[kind] += 1
@@ -56,9 +58,10 @@ def run(url: str, users: int, seconds: float) -> dict:
     names = endpoint_names(Client(url, verbose=False))
     latencies: list = []
     outcomes: Counter = Counter()
+    examples: dict = {}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
-    threads = [threading.Thread(target=user_loop, args=(url, names, deadline, i, latencies, outcomes, lock),
+    threads = [threading.Thread(target=user_loop, args=(url, names, deadline, i, latencies, outcomes, lock, examples),
                                 daemon=True) for i in range(users)]
     for thread in threads:
         thread.start()
@@ -68,7 +71,7 @@ def run(url: str, users: int, seconds: float) -> dict:
     quantile = lambda q: values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")  # noqa: E731
     return {"users": users, "seconds": seconds, "requests": sum(outcomes.values()), "outcomes": dict(outcomes),
             "p50_s": quantile(0.50), "p95_s": quantile(0.95),
-            "mean_s": statistics.mean(values) if values else float("nan")}
+            "mean_s": statistics.mean(values) if values else float("nan"), "examples": examples}
 
 
 def main(argv=None) -> int:

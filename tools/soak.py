@@ -77,7 +77,10 @@ def main(argv=None) -> int:
             name = names[i % len(names)]
             kwargs = {}
             for parameter in named[name]["parameters"]:
-                if parameter["component"] == "Textbox" and rng.random() < 0.5:
+                name_of = parameter["parameter_name"]
+                # Vary the texts a user types; leave model ids and list fields (labels, templates) as they open.
+                if (parameter["component"] == "Textbox" and rng.random() < 0.5
+                        and not any(word in name_of for word in ("custom", "label", "template", "caption"))):
                     kwargs[parameter["parameter_name"]] = random_text(rng)
                 elif parameter["component"] == "Image":
                     kwargs[parameter["parameter_name"]] = handle_file(random_image(rng, scratch))
