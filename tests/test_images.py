@@ -30,7 +30,7 @@ from core.images import (
     to_rgb,
 )
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402  (test-only reference; installed by scripts/setup.sh --test)
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
