@@ -24,7 +24,7 @@ from app import inputs
 from app.components import get_model, handler, model_note, model_picker
 from app.export import json_file
 from app.models import Loaded
-from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture,
+from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, picture_file,
                                notes_markdown, sketch)
 from app.vision_figures import matrix_figure, side_by_side_figure, zero_shot_figure
 from core import analysis
@@ -205,7 +205,7 @@ def gallery_view(seed):
     """Pictures and caption text for the contrastive batch of a seed (private UI helper)."""
     seed = inputs.integer(seed, "seed", 0, 9999, 0)
     items = gallery(seed)
-    return [(picture, f"{i}") for i, (picture, _) in enumerate(items)], "\n".join(c for _, c in items)
+    return [(picture_file(picture), f"{i}") for i, (picture, _) in enumerate(items)], "\n".join(c for _, c in items)
 
 
 @handler
@@ -278,7 +278,7 @@ def clip_search(query, model_choice, custom_repo=""):
     cosine = (image_embeds @ text_embed[0]).numpy()
     probs = torch.from_numpy(cosine * learned_scale(loaded)).softmax(0).numpy()
     order = np.argsort(-cosine, kind="stable")
-    ranked = [(items[i][0], f"#{r + 1} · {cosine[i]:.3f} · p {probs[i]:.2f} · {items[i][1]}")
+    ranked = [(picture_file(items[i][0]), f"#{r + 1} · {cosine[i]:.3f} · p {probs[i]:.2f} · {items[i][1]}")
               for r, i in enumerate(order)]
     note = notes_markdown(model_note(loaded, fallback), _truncation_notes(truncated))
     data = {"model": loaded.name, "query": query,
@@ -303,7 +303,7 @@ def clip_robustness(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, 
     note = notes_markdown(model_note(loaded, fallback), notes + _truncation_notes(truncated))
     data = {"model": loaded.name, "labels": labels, "templates": templates, "logit_scale": scale,
             "photo": photo_probs, "sketch": sketch_probs}
-    return drawing, fig, note, json_file(data, "clip-robustness")
+    return picture_file(drawing), fig, note, json_file(data, "clip-robustness")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from app.components import get_model, handler, model_note, model_picker
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded, embedded_folder
-from app.vision_common import BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown
+from app.vision_common import BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown, picture_file
 from app.vision_figures import (attention_distance_figure, head_maps_figure, overlay_figure, patch_grid_picture,
                                 patch_sequence_strip, position_similarity_figure)
 from core import analysis
@@ -106,7 +106,7 @@ def vit_patches(image, model_choice, custom_repo=""):
 | classifier on [CLS] | {config.num_labels or "—"} | {classes} |"""
     grid = patch_grid_picture(run.visible, P)
     strip = patch_sequence_strip(run.visible, P)
-    return grid, strip, table, note
+    return picture_file(grid), picture_file(strip), table, note
 
 
 def _triple(values) -> str:

@@ -58,6 +58,7 @@ def test_patch_grid_count_and_shapes(vit):
     config = vit.model.config
     patches = (config.image_size // config.patch_size) ** 2
     grid, strip, table, note = vit_tab.vit_patches(STAR, VIT)
+    grid, strip = Image.open(grid), Image.open(strip)  # pictures come back as files (see picture_file)
     assert config.grid_size ** 2 == patches
     assert f"| {patches} × {config.patch_size * config.patch_size * 3} |" in table
     assert f"| {patches + 1} × {config.hidden_size} |" in table
@@ -304,6 +305,7 @@ def test_search_ranks_the_whole_gallery_and_caches_it(clip, monkeypatch):
 
 def test_robustness_photo_and_sketch():
     drawing, fig, note, path = clip_tab.clip_robustness(CIRCLE, CLIP, "", "circle, star, heart", "a {label}")
+    drawing = Image.open(drawing)
     data = _json(path)
     assert drawing.size == load_picture(CIRCLE)[0].size
     for key in ("photo", "sketch"):
@@ -334,3 +336,17 @@ def test_bounded_cache_drops_the_oldest():
     for key in "abc":
         cache.put(key, key.upper())
     assert cache.get("a") is None and cache.get("c") == "C" and len(cache) == 2
+
+
+def test_picture_file_is_written_once_per_content_and_complete():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.vision_common import picture_file
+
+    picture = Image.new("RGB", (40, 30), (200, 10, 10))
+    with ThreadPoolExecutor(8) as pool:
+        paths = set(pool.map(lambda _: picture_file(picture), range(32)))
+    assert len(paths) == 1
+    path = paths.pop()
+    assert Image.open(path).size == (40, 30) and Image.open(path).getpixel((0, 0)) == (200, 10, 10)
+    assert picture_file(Image.new("RGB", (40, 30), (0, 0, 0))) != path
