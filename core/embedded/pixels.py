@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.images import processor_from_config
+
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -63,28 +65,14 @@ def _target_size(config: dict) -> tuple[int, int]:
     return size["shortest_edge"], size["shortest_edge"]
 
 
-def _resize_and_crop(image: np.ndarray, config: dict) -> np.ndarray:
-    height, width = _target_size(config)
-    if image.shape[:2] == (height, width):
-        return image
-    picture = Image.fromarray(image)
-    size = config["size"]
-    if "shortest_edge" in size:
-        scale = size["shortest_edge"] / min(picture.size)
-        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), config["resample"])
-        left, top = (picture.width - width) // 2, (picture.height - height) // 2
-        picture = picture.crop((left, top, left + width, top + height))
-    else:
-        picture = picture.resize((width, height), config["resample"])
-    return np.asarray(picture.convert("RGB"))
-
-
 def pixel_values(images, config: dict) -> torch.Tensor:
     """uint8 pictures (N, H, W, 3), or a list of PIL images, -> float32 (N, 3, H, W) as the config says."""
     if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:3] == _target_size(config):
-        batch = images
+        batch = images  # the shapes data set is drawn at the model's size: only rescale and normalise
     else:
-        batch = np.stack([_resize_and_crop(np.asarray(Image.fromarray(np.asarray(im)).convert("RGB")), config)
+        # Other sizes are resized and cropped by the core's image processor, the one the app uses.
+        processor = processor_from_config(config)
+        batch = np.stack([np.asarray(processor.visible_image(Image.fromarray(np.asarray(im)).convert("RGB")))
                           for im in images])
     x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
     if config.get("do_rescale", True):
