@@ -134,12 +134,23 @@ class Block(nn.Module):
         return self.norm2(x + self.mlp(x)), probs
 
 
+class Embedding(nn.Embedding):
+    """`nn.Embedding` that skips initialising a weight on the meta device (a model about to be loaded).
+
+    torch's `normal_` on meta tensors imports torch._dynamo and sympy on first use: 2.5 s of the app's start.
+    """
+
+    def reset_parameters(self):
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
 class TextEmbeddings(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
-        self.tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.positions = nn.Embedding(config.max_positions, config.hidden_size)
-        self.token_types = nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
+        self.tokens = Embedding(config.vocab_size, config.hidden_size)
+        self.positions = Embedding(config.max_positions, config.hidden_size)
+        self.token_types = Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.embedding_norm else None
 
     def forward(self, input_ids, token_type_ids=None, past_length: int = 0):
