@@ -290,3 +290,36 @@ def test_uncached_repo_offline_fails_fast():
         load_model("../no/such/folder")
     with pytest.raises(CheckpointError, match="no config.json"):
         load_model(str(Path(__file__).parent))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_row_linear_split_across_threads_equals_plain_linear(threads, bias):
+    from core.model import Linear
+
+    layer = Linear(48, 101, bias=bias)  # 101 rows: a remainder after splitting into 2 or 3 blocks
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        for shape in [(48,), (1, 48), (1, 1, 48), (3, 48)]:
+            x = torch.randn(shape)
+            with torch.inference_mode():
+                got = layer(x)
+            expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+            assert got.shape == expected.shape
+            assert max_difference(got, expected) < 1e-5
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_loading_a_model_does_not_import_the_compiler(tmp_path):
+    # Initialising weights on the meta device imported torch._dynamo and sympy: seconds of the app's start.
+    import subprocess
+    import sys
+
+    folder = save(build(transformers.BertForMaskedLM, bert_config()), tmp_path)
+    code = ("import sys; from core import load_model; load_model(sys.argv[1]); "
+            "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == ["False", "False"]
