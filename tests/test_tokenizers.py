@@ -17,7 +17,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported: tests never use the network
 
-import gzip
 import json
 import math
 import shutil
@@ -31,8 +30,8 @@ import transformers
 
 from core.hub import CheckpointError
 from core.tokenizer import Batch, Token, Tokenizer, load_tokenizer
+from tests.vocab import byte_chars, write_json, write_vocabulary
 
-FIXTURES = Path(__file__).parent / "fixtures" / "vocab"
 FAMILIES = ("gpt2", "bert", "clip")
 
 TEXTS = [
@@ -59,54 +58,24 @@ TEXTS = [
 # ----- fixtures ----------------------------------------------------------------------------------------------
 
 
-def _byte_chars() -> list[tuple[int, str]]:
-    """OpenAI's byte -> unicode table, in its own order (visible bytes first, then the shifted ones)."""
-    visible = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    rest = [b for b in range(256) if b not in visible]
-    return [(b, chr(b)) for b in visible] + [(b, chr(256 + i)) for i, b in enumerate(rest)]
-
-
-BYTE_TO_CHAR = dict(_byte_chars())
+BYTE_TO_CHAR = dict(byte_chars())
 _CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
 def folders(tmp_path_factory) -> dict[str, Path]:
     """Model folders with only the classic files (no tokenizer.json), like old checkpoints."""
     root = tmp_path_factory.mktemp("vocab")
-
-    gpt2 = root / "gpt2"
-    gpt2.mkdir()
-    (gpt2 / "vocab.json").write_bytes(gzip.decompress((FIXTURES / "gpt2" / "encoder.json.gz").read_bytes()))
-    (gpt2 / "merges.txt").write_bytes(gzip.decompress((FIXTURES / "gpt2" / "vocab.bpe.gz").read_bytes()))
-    _write_json(gpt2 / "config.json", {"model_type": "gpt2", "n_positions": 1024, "vocab_size": 50257})
-
-    bert = root / "bert"
-    bert.mkdir()
-    (bert / "vocab.txt").write_bytes(gzip.decompress((FIXTURES / "bert-base-uncased" / "vocab.txt.gz").read_bytes()))
-    _write_json(bert / "config.json", {"model_type": "bert", "max_position_embeddings": 512, "vocab_size": 30522})
-    _write_json(
-        bert / "tokenizer_config.json",
-        {"do_lower_case": True, "strip_accents": None, "tokenize_chinese_chars": True, "model_max_length": 512},
-    )
-
-    # CLIP's vocab.json / merges.txt, derived from bpe_simple_vocab_16e6.txt as CLIP's simple tokenizer does.
-    clip = root / "clip"
-    clip.mkdir()
-    lines = gzip.decompress((FIXTURES / "clip" / "bpe_simple_vocab_16e6.head48895.txt.gz").read_bytes())
-    lines = lines.decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
-    chars = [c for _, c in _byte_chars()]
-    vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    _write_json(clip / "vocab.json", {token: i for i, token in enumerate(vocab)})
-    (clip / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    _write_json(clip / "config.json", {"model_type": "clip", "text_config": {"max_position_embeddings": 77}})
-    return {"gpt2": gpt2, "bert": bert, "clip": clip}
+    configs = {
+        "gpt2": {"model_type": "gpt2", "n_positions": 1024, "vocab_size": 50257},
+        "bert": {"model_type": "bert", "max_position_embeddings": 512, "vocab_size": 30522},
+        "clip": {"model_type": "clip", "text_config": {"max_position_embeddings": 77}},
+    }
+    for family, config in configs.items():
+        (root / family).mkdir()
+        write_vocabulary(family, root / family)
+        write_json(root / family / "config.json", config)
+    return {family: root / family for family in configs}
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +100,9 @@ def _python_tokenizer_classes(name: str) -> list[type]:
         found.append(cls)  # transformers 4: the slow tokenizer
     if name == "Bert":
         try:
-            from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+            from transformers.models.bert.tokenization_bert_legacy import (
+                BertTokenizerLegacy,
+            )
         except ImportError:
             pass
         else:
@@ -278,8 +249,8 @@ def test_wordpiece_options_follow_tokenizer_config(folders, tmp_path):
         folder = tmp_path / "-".join(f"{k}{v}" for k, v in options.items())
         folder.mkdir()
         shutil.copy(folders["bert"] / "vocab.txt", folder)
-        _write_json(folder / "config.json", {"model_type": "bert"})
-        _write_json(folder / "tokenizer_config.json", options)
+        write_json(folder / "config.json", {"model_type": "bert"})
+        write_json(folder / "tokenizer_config.json", options)
         reference = transformers.BertTokenizerFast.from_pretrained(folder, **options)
         ours = load_tokenizer(folder)
         for text in TEXTS:
@@ -461,13 +432,13 @@ def test_attributes(ours, fast):
 
 def test_model_max_length_sources(folders, tmp_path):
     shutil.copy(folders["bert"] / "vocab.txt", tmp_path)
-    _write_json(tmp_path / "tokenizer_config.json", {"model_max_length": 1e30})  # transformers' "no limit"
-    _write_json(tmp_path / "config.json", {"model_type": "bert", "max_position_embeddings": 128})
+    write_json(tmp_path / "tokenizer_config.json", {"model_max_length": 1e30})  # transformers' "no limit"
+    write_json(tmp_path / "config.json", {"model_type": "bert", "max_position_embeddings": 128})
     assert load_tokenizer(tmp_path).model_max_length == 128
-    _write_json(tmp_path / "tokenizer_config.json", {"model_max_length": 256})
+    write_json(tmp_path / "tokenizer_config.json", {"model_max_length": 256})
     assert load_tokenizer(tmp_path).model_max_length == 256
     (tmp_path / "tokenizer_config.json").unlink()
-    _write_json(tmp_path / "config.json", {"model_type": "bert"})
+    write_json(tmp_path / "config.json", {"model_type": "bert"})
     assert load_tokenizer(tmp_path).model_max_length == 512
 
 
@@ -500,18 +471,18 @@ def test_missing_files_raise_checkpoint_error(folders, tmp_path):
         load_tokenizer(tmp_path)
     bert = tmp_path / "bert"
     bert.mkdir()
-    _write_json(bert / "config.json", {"model_type": "bert"})
+    write_json(bert / "config.json", {"model_type": "bert"})
     with pytest.raises(CheckpointError, match="vocab.txt"):
         load_tokenizer(bert)
     gpt2 = tmp_path / "gpt2"
     gpt2.mkdir()
-    _write_json(gpt2 / "config.json", {"model_type": "gpt2"})
+    write_json(gpt2 / "config.json", {"model_type": "gpt2"})
     shutil.copy(folders["gpt2"] / "vocab.json", gpt2)
     with pytest.raises(CheckpointError, match="merges.txt"):
         load_tokenizer(gpt2)
     other = tmp_path / "other"
     other.mkdir()
-    _write_json(other / "config.json", {"model_type": "t5"})
+    write_json(other / "config.json", {"model_type": "t5"})
     with pytest.raises(CheckpointError, match="t5"):
         load_tokenizer(other)
 
