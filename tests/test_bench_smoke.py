@@ -1,5 +1,10 @@
-"""The benchmark runs end to end (tiny configs, one repetition) and prints every row of its table."""
+"""The benchmark runs end to end (tiny configs, one repetition) and prints every row of its table.
 
+The app part also serves the benchmark's models as Hub presets from a Hugging Face cache it builds, so this
+is the test that a cached preset (as after `python app.py --download`) loads and answers through the API.
+"""
+
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,11 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_quick_prints_the_table():
-    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--skip-app"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     for row in ("decode fp32 (tokens/s)", "decode bf16 weights", "forward+attentions bert", "forward+attentions vit",
-                "forward+attentions clip", "peak RSS"):
+                "forward+attentions clip", "peak RSS", "app cold start", "first streamed token (s)",
+                "default /bert_attention (s)"):
         assert row in out, out
     assert "greedy tokens identical: True" in out
+    assert "failed:" not in out, out
+    # Each preset served from the built cache answered its view with a time, not an error.
+    for row in ("/bert_attention, bert-base-uncased", "/gpt_step, gpt2", "/clip_zero_shot, openai/clip-vit-base-patch32",
+                "/vit_rollout, google/vit-base-patch16-224", "first streamed token, gpt2"):
+        line = next((line for line in out.splitlines() if row in line), None)
+        assert line is not None, out
+        assert re.search(r"\(s\)\s+\d+\.\d+", line), line
