@@ -13,6 +13,10 @@ import sys
 # Before gradio or huggingface_hub are imported: no analytics, no telemetry.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Before torch loads OpenMP: a thread with no work sleeps instead of spinning. The app runs two requests at
+# once on two cores; spinning threads of one took the cores the other's threads needed, and decoding fell
+# from ~20 to ~2 tokens/s while another request computed (`python -m bench` prints the policy it ran under).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:

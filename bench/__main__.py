@@ -21,6 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The app's OpenMP setting (see app.py), so that both sides are measured as the app would run them; set
+# OMP_WAIT_POLICY=ACTIVE to measure torch's default spinning instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
@@ -212,7 +215,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     threads = configure_threads()
-    print(f"torch {torch.__version__}, {threads} threads, reps {reps}, {'quick' if args.quick else 'real-size'}")
+    print(f"torch {torch.__version__}, {threads} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+          f"reps {reps}, {'quick' if args.quick else 'real-size'}")
     cfgs = configs(args.quick)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
