@@ -67,7 +67,8 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         threads = torch.get_num_threads()
-        if threads < 2 or x.numel() != x.shape[-1] or x.dtype != torch.float32:
+        one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
+        if threads < 2 or not one_cpu_row or not self.weight.is_contiguous():
             return super().forward(x)
         rows = self.out_features - self.out_features % threads  # a remainder (GPT-2's 50257) is done apart
         # (threads, 1, in) @ (threads, in, rows / threads): each block is x @ W_block^T, as nn.Linear computes.
