@@ -323,3 +323,51 @@ def test_loading_a_model_does_not_import_the_compiler(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_safetensors_reader_equals_the_library(tmp_path):
+    from core.checkpoint import read_safetensors_file
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = {
+        "f32": torch.randn(3, 5, generator=generator),
+        "bf16": torch.randn(7, generator=generator).bfloat16(),
+        "f16": torch.randn(2, 2, generator=generator).half(),
+        "i64": torch.arange(6).reshape(2, 3),
+        "bool": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 4),
+    }
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    mine = read_safetensors_file(tmp_path / "model.safetensors")
+    library = load_file(str(tmp_path / "model.safetensors"))
+    assert mine.keys() == library.keys()
+    for name, value in library.items():
+        assert mine[name].dtype == value.dtype and mine[name].shape == value.shape
+        assert torch.equal(mine[name], value), name
+
+
+@pytest.mark.parametrize("damage", ["truncated", "huge shape", "unknown dtype", "header not an object",
+                                    "header length too large", "offsets past the end"])
+def test_damaged_safetensors_are_refused_clearly(damage, tmp_path):
+    from core.checkpoint import read_safetensors_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.ones(4, 4)}, str(path))
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    body = data[8 + length:]
+    if damage == "truncated":
+        body = body[:-10]
+    elif damage == "huge shape":
+        header["w"]["shape"] = [10**9, 10**9]
+    elif damage == "unknown dtype":
+        header["w"]["dtype"] = "Q4"
+    elif damage == "offsets past the end":
+        header["w"]["data_offsets"] = [0, 10**6]
+    encoded = json.dumps(header).encode() if damage != "header not an object" else b"[1, 2, 3]"
+    prefix = len(encoded).to_bytes(8, "little") if damage != "header length too large" else (10**12).to_bytes(8, "little")
+    path.write_bytes(prefix + encoded + body)
+    with pytest.raises(CheckpointError):
+        read_safetensors_file(path)
