@@ -6,6 +6,8 @@ what the whole page shares: theme, CSS for presenter mode, and the queue limits 
 
 from __future__ import annotations
 
+import os
+
 import gradio as gr
 
 from app import bert_tab, clip_tab, compare_tab, gpt_tab, vit_tab
@@ -37,7 +39,24 @@ Watch real transformer models work, live. Every figure is computed by the model 
 models always work offline; Hub checkpoints are used when they are downloaded (`python app.py --download`)."""
 
 
-def build_demo() -> gr.Blocks:
+# Events waiting for a worker, across the whole page. Beyond it Gradio refuses at once with HTTP 503, which the
+# page shows as "This application is currently busy. Please try again." (gradio_client raises QueueError
+# "Queue is full! Please try again."): a clear answer instead of a long wait that ends in a timeout.
+QUEUE_SIZE = 48
+
+
+def queue_size() -> int:
+    """The queue bound: PLAYGROUND_QUEUE_SIZE if set (tests and load tests use a small one), else QUEUE_SIZE."""
+    value = os.environ.get("PLAYGROUND_QUEUE_SIZE", "").strip()
+    if not value:
+        return QUEUE_SIZE
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"PLAYGROUND_QUEUE_SIZE must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
+def build_demo(max_queue: int | None = None) -> gr.Blocks:
+    """The whole page. `max_queue` bounds the waiting events (default: `queue_size()`)."""
     with gr.Blocks(title="Transformer Playground", delete_cache=(120, 600)) as demo:
         with gr.Row():
             gr.Markdown(INTRO)
@@ -50,7 +69,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Tab(module.TITLE, id=key, elem_id=f"tab-{key}"):
                     module.build()
     # Two CPU cores: two events at a time, a bounded queue, and a clear "busy" answer beyond it.
-    demo.queue(max_size=48, default_concurrency_limit=2)
+    demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2)
     return demo
 
 

@@ -1,0 +1,111 @@
+"""Beyond the queue's bound a request is refused at once with a "busy, try again" answer, never left to time out.
+
+An app with a queue of 2 is started in this process, and its generations are slowed down (as in
+test_disconnect.py) so that the queue stays full while the test fires more requests than fit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from app import gpt_tab
+from tests.conftest import _free_port
+
+MAX_QUEUE = 2
+JOBS = 10
+# Without this bound a refused request would wait out the client's timeout; a refusal is one HTTP round trip.
+REFUSED_WITHIN_S = 2.0
+# Browsers turn Gradio's 503 into this toast (the text is in Gradio's own front end, not set by the app).
+BROWSER_MESSAGE = "This application is currently busy. Please try again."
+GENERATE_DATA = ["tiny-gpt (embedded)", "", "the dog", 2, 1.0, 0, 1.0, 0, False]
+
+
+@pytest.fixture
+def small_queue(monkeypatch):
+    """An app whose queue holds 2 waiting events; each generation first waits `delay.seconds` (a busy model)."""
+    from app.ui import build_demo, launch_options
+
+    delay = SimpleNamespace(seconds=1.5)
+    real_generate = gpt_tab.generate
+
+    def slow_generate(*args, **kwargs):
+        time.sleep(delay.seconds)
+        yield from real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(gpt_tab, "generate", slow_generate)
+    demo = build_demo(max_queue=MAX_QUEUE)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", delay=delay)
+    demo.close()
+
+
+def test_queue_overflow_gets_a_busy_answer_at_once_and_the_server_lives_on(small_queue):
+    from gradio_client import Client
+    from gradio_client.utils import QueueError
+
+    url = small_queue.url
+    client = Client(url, verbose=False)
+    done_at: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def record(index):
+        def callback(_):
+            with lock:
+                done_at[index] = time.monotonic()
+        return callback
+
+    start = time.monotonic()
+    jobs = []
+    for i in range(JOBS):
+        job = client.submit(prompt="the dog", max_new_tokens=20, api_name="/gpt_generate")
+        job.add_done_callback(record(i))
+        jobs.append(job)
+
+    finished, refused = [], []
+    for i, job in enumerate(jobs):
+        try:  # any other exception, a timeout included, fails the test
+            finished.append(job.result(timeout=60))
+        except QueueError as error:
+            refused.append((i, str(error)))
+    # At most the running generations and MAX_QUEUE waiting ones are admitted; the rest are refused.
+    assert len(refused) >= JOBS - (2 + MAX_QUEUE), (len(finished), len(refused))
+    assert finished, "no generation was admitted"
+    for i, message in refused:
+        assert "Please try again" in message, message
+        assert done_at[i] - start < REFUSED_WITHIN_S, f"job {i} was refused only after {done_at[i] - start:.1f} s"
+    for outputs in finished:
+        text, _, status, _, download = outputs
+        assert text.startswith("the dog") and download, status  # the whole generation, with its JSON file
+    # The server still answers, generations included.
+    assert client.predict(prompt="the cat", max_new_tokens=3, api_name="/gpt_generate")[0].startswith("the cat")
+
+
+def test_the_page_shows_busy_when_the_queue_is_full(small_queue, browser):
+    small_queue.delay.seconds = 6.0  # once full, the queue stays full for seconds: time enough to click
+    page = browser.new_page()
+    try:
+        page.goto(small_queue.url)
+        page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+        page.get_by_role("tab", name=gpt_tab.TITLE, exact=True).click()
+        button = page.locator("#gpt-generate-btn")
+        button.wait_for(timeout=30_000)
+        # Fill the queue through the plain HTTP route, which says at once whether an event was admitted.
+        with httpx.Client(base_url=small_queue.url, timeout=10) as http:
+            for _ in range(2 + MAX_QUEUE + 1):
+                response = http.post("/gradio_api/call/gpt_generate", json={"data": GENERATE_DATA})
+                if response.status_code != 200:
+                    break
+        assert response.status_code == 503, response.text
+        assert "Queue is full" in response.json()["detail"]
+        button.click()
+        toast = page.locator('[data-testid="toast-body"]').first
+        toast.wait_for(timeout=4_000)
+        assert BROWSER_MESSAGE.rstrip(".") in toast.inner_text()
+    finally:
+        page.close()
