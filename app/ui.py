@@ -10,7 +10,7 @@ import os
 
 import gradio as gr
 
-from app import bert_tab, clip_tab, compare_tab, gpt_tab, vit_tab
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, vit_tab
 
 TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
 
@@ -74,4 +74,6 @@ def build_demo(max_queue: int | None = None) -> gr.Blocks:
 
 
 def launch_options() -> dict:
-    return dict(theme=gr.themes.Soft(), css=CSS, max_file_size="10mb", ssr_mode=False, show_error=True)
+    # The lifespan runs the size sweep of uploads and results (app.housekeeping) while the server is up.
+    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "10mb", "ssr_mode": False, "show_error": True,
+            "app_kwargs": {"lifespan": housekeeping.lifespan}}

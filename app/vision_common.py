@@ -121,11 +121,11 @@ def notes_markdown(model_line: str, notes: list[str]) -> str:
     return "  \n".join([model_line, *(f"ℹ️ {note}" for note in notes)])
 
 
-__all__ = ["BoundedCache", "IMAGES", "MAX_IMAGE_PIXELS", "default_image", "example_paths", "fingerprint",
-           "load_picture", "notes_markdown", "sketch"]
+__all__ = ["IMAGES", "MAX_IMAGE_PIXELS", "PICTURES_DIR", "BoundedCache", "default_image", "example_paths",
+           "fingerprint", "load_picture", "notes_markdown", "picture_file", "sketch"]
 
 
-_OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="playground-pictures-"))
+PICTURES_DIR = Path(tempfile.mkdtemp(prefix="playground-pictures-"))  # bounded by app.housekeeping
 _output_lock = threading.Lock()
 
 
@@ -135,12 +135,16 @@ def picture_file(picture: Image.Image) -> str:
     Gradio rewrites a PIL output into its cache on every request (truncate, then write), so a client fetching
     the same picture for a concurrent request can read an empty file; a path is copied into the cache once,
     atomically. Measured: 3 of 672 load-test requests to /clip_search failed that way before this.
+    A file handed out again is touched, so the size sweep (app.housekeeping), which spares young files, cannot
+    delete it before Gradio has copied it.
     """
     data = picture.tobytes()
     digest = hashlib.sha256(data + repr((picture.mode, picture.size)).encode()).hexdigest()[:24]
-    path = _OUTPUT_DIR / f"{digest}.png"
+    path = PICTURES_DIR / f"{digest}.png"
     with _output_lock:
-        if not path.exists():
+        try:
+            os.utime(path)
+        except FileNotFoundError:
             partial = path.with_suffix(".partial")
             picture.save(partial, format="PNG")
             os.replace(partial, path)
