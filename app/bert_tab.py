@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from app import bert_figures, inputs
-from app.components import get_model, handler, model_note, model_picker
+from app.components import VIEWS, get_model, handler, model_note, model_picker
 from app.export import json_file
 from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
 from app.figures import bars as bar_figure
@@ -674,19 +674,20 @@ def build() -> None:
             head_file, head_note = _outputs_row("heads")
 
     tok_button.click(tokenize_view, picked + [tok_text, tok_b],
-                     [tok_table, tok_highlight, tok_plot, tok_file, tok_note], api_name="bert_tokenize")
+                     [tok_table, tok_highlight, tok_plot, tok_file, tok_note], api_name="bert_tokenize", **VIEWS)
     att_button.click(attention_view, picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
-                     [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note], api_name="bert_attention")
+                     [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note], api_name="bert_attention",
+                     **VIEWS)
     mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
-                     api_name="bert_fill_mask")
+                     api_name="bert_fill_mask", **VIEWS)
     pre_button.click(pretraining_view, picked + [pre_text, pre_seed],
-                     [pre_highlight, pre_table, pre_plot, pre_file, pre_note], api_name="bert_pretraining")
+                     [pre_highlight, pre_table, pre_plot, pre_file, pre_note], api_name="bert_pretraining", **VIEWS)
     ctx_button.click(contextual_view, picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
-                     api_name="bert_contextual")
+                     api_name="bert_contextual", **VIEWS)
     cls_button.click(cls_view, picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
-                     api_name="bert_cls_similarity")
+                     api_name="bert_cls_similarity", **VIEWS)
     head_button.click(heads_view, picked + [head_text, head_question, head_context],
-                      [head_highlight, head_plot, head_file, head_note], api_name="bert_heads")
+                      [head_highlight, head_plot, head_file, head_note], api_name="bert_heads", **VIEWS)
     # Keep the pickers in step with the text and the model; not part of the public API.
     for trigger in (mlm_text.change, model.change, custom.submit):
         trigger(refresh_positions, picked + [mlm_text], mlm_position, api_visibility="private",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from app import inputs
-from app.components import get_model, handler, model_note, model_picker
+from app.components import VIEWS, get_model, handler, model_note, model_picker
 from app.export import json_file
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, picture_file,
@@ -371,12 +371,13 @@ def build() -> None:
         robust_file = gr.File(label="Download the numbers (JSON)")
 
     zero_btn.click(clip_zero_shot, [image, model, custom, labels, templates, scale],
-                   [zero_plot, zero_summary, note, zero_file], api_name="clip_zero_shot")
+                   [zero_plot, zero_summary, note, zero_file], api_name="clip_zero_shot", **VIEWS)
     contrastive_btn.click(clip_contrastive, [model, custom, captions, seed, temperature],
                           [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file],
-                          api_name="clip_contrastive")
+                          api_name="clip_contrastive", **VIEWS)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
-    search_btn.click(clip_search, [query, model, custom], [results, note, search_file], api_name="clip_search")
-    query.submit(clip_search, [query, model, custom], [results, note, search_file], api_visibility="private")
+    search_btn.click(clip_search, [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
+    query.submit(clip_search, [query, model, custom], [results, note, search_file], api_visibility="private",
+                 **VIEWS)
     robust_btn.click(clip_robustness, [image, model, custom, labels, templates],
-                     [drawing, robust_plot, note, robust_file], api_name="clip_robustness")
+                     [drawing, robust_plot, note, robust_file], api_name="clip_robustness", **VIEWS)

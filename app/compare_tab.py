@@ -14,7 +14,7 @@ import gradio as gr
 
 from app import export, inputs
 from app import gpt_figures as gfig
-from app.components import get_model, handler, model_note, model_picker
+from app.components import VIEWS, get_model, handler, model_note, model_picker
 from app.gpt_tab import head_name, join_notes, layer_head, pick_head, token_text
 from app.models import PRESETS
 from core import gpt_analysis
@@ -265,10 +265,10 @@ def build() -> None:
 
     attention_button.click(compare_attention, [*models, layer, head],
                            [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],
-                           api_name="compare_attention")
+                           api_name="compare_attention", **VIEWS)
     predict_button.click(compare_predictions, [*models, word],
                          [bert_bars, gpt_bars, explanation, predict_note, predict_file],
-                         api_name="compare_predictions")
+                         api_name="compare_predictions", **VIEWS)
     tokenize_button.click(compare_tokenizers, models,
                           [bert_pieces, gpt_pieces, clip_pieces, counts, tokenize_note, tokenize_file],
-                          api_name="compare_tokenizers")
+                          api_name="compare_tokenizers", **VIEWS)

@@ -13,6 +13,15 @@ from core import CheckpointError
 
 log = logging.getLogger(__name__)
 
+# Concurrency groups fitted to two CPU cores. Gradio's default limit applies per event, so with a limit of 2 the
+# page's 25 model views could run 50 at a time, all sharing two cores and one GIL: under 30 users a streamed
+# generation then crawled (p50 20 s for 30 tokens) and got starved when limited alone (43 s, a time-out).
+# Every event that runs a model joins one of two groups instead: the views, a few at a time, and the streamed
+# generations, one at a time, so that a stream always has its own slot next to the views. Light helpers
+# (pickers, sliders, resets) keep Gradio's default and never wait behind a model.
+VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
+STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
+
 
 def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     """A dropdown of presets (embedded first) and a field for any Hub repo id of a supported architecture.

@@ -17,7 +17,7 @@ import numpy as np
 from app import export, inputs
 from app import figures
 from app import gpt_figures as gfig
-from app.components import get_model, handler, model_note, model_picker
+from app.components import STREAMS, VIEWS, get_model, handler, model_note, model_picker
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -469,20 +469,23 @@ def build() -> None:
 
     model_inputs = [choice, custom, prompt]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
+    # A streamed generation holds its worker for seconds: it runs in its own group (STREAMS), beside the views.
     run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy],
-                          [out_text, out_bars, out_status, out_note, out_file], api_name="gpt_generate")
+                          [out_text, out_bars, out_status, out_note, out_file], api_name="gpt_generate", **STREAMS)
     stop_button.click(None, None, None, cancels=[run], api_visibility="private")
     step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
-                      [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step")
+                      [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step", **VIEWS)
     browse.release(gpt_step_view, [browse, history], [step_bars, step_status], api_name="gpt_step_view")
     reset_button.click(gpt_step_reset, [prompt], [step_text, step_bars, history, browse, step_status, step_note],
                        api_name="gpt_step_reset")
     step_export.click(gpt_step_export, [history], [step_file], api_name="gpt_step_export")
     attention_button.click(gpt_attention, [*model_inputs, layer, head],
-                           [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention")
+                           [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
+                           **VIEWS)
     surprisal_button.click(gpt_surprisal, model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
-                           api_name="gpt_surprisal")
-    lens_button.click(gpt_logit_lens, model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens")
+                           api_name="gpt_surprisal", **VIEWS)
+    lens_button.click(gpt_logit_lens, model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens",
+                      **VIEWS)
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")

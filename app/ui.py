@@ -68,7 +68,9 @@ def build_demo(max_queue: int | None = None) -> gr.Blocks:
             for key, module in TABS:
                 with gr.Tab(module.TITLE, id=key, elem_id=f"tab-{key}"):
                     module.build()
-    # Two CPU cores: two events at a time, a bounded queue, and a clear "busy" answer beyond it.
+    # Two CPU cores: the model views and the streamed generations run in two small concurrency groups
+    # (app.components.VIEWS, STREAMS), light helpers two at a time each; a bounded queue, and a clear "busy"
+    # answer beyond it.
     demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2)
     return demo
 

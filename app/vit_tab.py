@@ -15,7 +15,7 @@ import gradio as gr
 import torch
 
 from app import inputs
-from app.components import get_model, handler, model_note, model_picker
+from app.components import VIEWS, get_model, handler, model_note, model_picker
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded, embedded_folder
@@ -288,16 +288,16 @@ def build() -> None:
         positions_file = gr.File(label="Download the numbers (JSON)")
 
     common = [image, model, custom]
-    patches_btn.click(vit_patches, common, [grid_picture, strip, shapes, note], api_name="vit_patches")
+    patches_btn.click(vit_patches, common, [grid_picture, strip, shapes, note], api_name="vit_patches", **VIEWS)
     attention_inputs = [*common, layer, head, patch]
     attention_outputs = [cls_plot, heads_plot, patch_plot, note, attention_file]
-    attention_btn.click(vit_attention, attention_inputs, attention_outputs, api_name="vit_attention")
+    attention_btn.click(vit_attention, attention_inputs, attention_outputs, api_name="vit_attention", **VIEWS)
     rollout_btn.click(vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file],
-                      api_name="vit_rollout")
-    classify_btn.click(vit_classify, common, [classes_plot, note, classes_file], api_name="vit_classify")
+                      api_name="vit_rollout", **VIEWS)
+    classify_btn.click(vit_classify, common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)
     positions_btn.click(vit_positions, common, [similarity_plot, distance_plot, note, positions_file],
-                        api_name="vit_positions")
+                        api_name="vit_positions", **VIEWS)
     grid_picture.select(patch_from_click, [grid_picture, model, custom], patch, api_visibility="private").then(
-        vit_attention, attention_inputs, attention_outputs, api_visibility="private")
+        vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")

@@ -30,10 +30,11 @@ def small_queue(monkeypatch):
     """An app whose queue holds 2 waiting events; each generation first waits `delay.seconds` (a busy model)."""
     from app.ui import build_demo, launch_options
 
-    delay = SimpleNamespace(seconds=1.5)
+    delay = SimpleNamespace(seconds=1.5, starts=[])
     real_generate = gpt_tab.generate
 
     def slow_generate(*args, **kwargs):
+        delay.starts.append(time.monotonic())
         time.sleep(delay.seconds)
         yield from real_generate(*args, **kwargs)
 
@@ -84,6 +85,42 @@ def test_queue_overflow_gets_a_busy_answer_at_once_and_the_server_lives_on(small
         assert text.startswith("the dog") and download, status  # the whole generation, with its JSON file
     # The server still answers, generations included.
     assert client.predict(prompt="the cat", max_new_tokens=3, api_name="/gpt_generate")[0].startswith("the cat")
+
+
+def test_every_model_endpoint_runs_in_one_of_the_two_small_groups(client):
+    """On two cores 25 views at 2 each would run 50 at once; a new endpoint must join a group too."""
+    from app.components import STREAMS, VIEWS
+    from app.ui import build_demo
+
+    light = {"gpt_step_view", "gpt_step_reset", "gpt_step_export"}  # no model: they never wait behind one
+    named = {name.lstrip("/") for name in client.view_api(return_format="dict", print_info=False)["named_endpoints"]}
+    groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in build_demo().fns.values()
+              if fn.api_name in named}
+    assert groups["gpt_generate"] == (STREAMS["concurrency_id"], STREAMS["concurrency_limit"]) == ("streams", 1)
+    views = (VIEWS["concurrency_id"], VIEWS["concurrency_limit"])
+    outside = sorted(name for name in named - light - {"gpt_generate"} if groups[name] != views)
+    assert not outside, f"model endpoints outside the views group: {outside}"
+    assert VIEWS["concurrency_limit"] <= 2  # two cores
+
+
+def test_generations_run_one_at_a_time_while_short_views_answer(small_queue):
+    """On two cores a stream may hold one core; the other stays free for the short views."""
+    from gradio_client import Client
+
+    small_queue.delay.seconds = 3.0
+    client = Client(small_queue.url, verbose=False)
+    generations = [client.submit(max_new_tokens=5, api_name="/gpt_generate") for _ in range(2)]
+    while not small_queue.delay.starts:
+        time.sleep(0.05)
+    started = time.monotonic()
+    client.predict(api_name="/gpt_surprisal")
+    client.predict(api_name="/bert_tokenize")
+    views_took = time.monotonic() - started
+    for job in generations:
+        job.result(timeout=60)
+    first, second = small_queue.delay.starts
+    assert second - first >= small_queue.delay.seconds, "two streamed generations ran at once"
+    assert views_took < small_queue.delay.seconds, f"short views waited {views_took:.1f} s behind generations"
 
 
 def test_the_page_shows_busy_when_the_queue_is_full(small_queue, browser):
