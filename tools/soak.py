@@ -2,16 +2,18 @@
 
     python -m tools.soak [--requests 500]
 
-Starts the app (offline, embedded models) with its own upload folder, sends requests one after another to
-every named endpoint in turn with randomised text and images, and samples the server's resident memory and
-the upload folder's size. Reports the RSS slope over the last 200 requests (MB per 100 requests): a plateau
-is a slope near zero.
+Starts the app (offline, embedded models) with its own temporary folder (Gradio's upload cache and the app's
+picture and JSON folders all live in it), sends requests one after another to every named endpoint in turn
+with randomised text and images, and samples the server's resident memory and that folder's size. Reports
+RSS every 100 requests and its slope over the last 200 (MB per 100 requests): a plateau is a slope near zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +36,14 @@ def rss_mb(pid: int) -> float:
 
 
 def folder_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+    total = 0
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            try:  # the app's sweeps delete files and folders while this walks
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total / 1e6
 
 
 def random_text(rng: random.Random) -> str:
@@ -65,7 +74,8 @@ def main(argv=None) -> int:
     uploads = Path(tempfile.mkdtemp(prefix="soak-gradio-"))
     scratch = Path(tempfile.mkdtemp(prefix="soak-images-"))
     port = free_port()
-    process, _ = start_app(port, GRADIO_TEMP_DIR=str(uploads))
+    # TMPDIR puts the app's own picture and JSON folders next to Gradio's cache: one folder holds all it writes.
+    process, _ = start_app(port, GRADIO_TEMP_DIR=str(uploads / "gradio"), TMPDIR=str(uploads))
     errors = 0
     rss, cache = [], []
     try:
@@ -96,12 +106,15 @@ def main(argv=None) -> int:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        shutil.rmtree(uploads, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     tail = rss[-200:]
+    marks = sorted({1, *range(100, len(rss) + 1, 100), len(rss)})
     print(f"requests: {len(rss)} in {elapsed:.0f} s, answered with a message: {errors}")
-    print(f"RSS MB: first {rss[0]:.0f}, after 100 {rss[min(99, len(rss) - 1)]:.0f}, last {rss[-1]:.0f}, "
-          f"max {max(rss):.0f}")
+    print("RSS MB after request " + ", ".join(f"{n}: {rss[n - 1]:.0f}" for n in marks) + f"; max {max(rss):.0f}")
     print(f"RSS slope over the last {len(tail)} requests: {slope_per_100(tail):+.2f} MB per 100 requests")
-    print(f"upload folder MB: after 100 {cache[min(99, len(cache) - 1)]:.1f}, last {cache[-1]:.1f}")
+    print("upload folder MB after request " + ", ".join(f"{n}: {cache[n - 1]:.1f}" for n in marks)
+          + f"; max {max(cache):.1f}")
     return 0
 
 
