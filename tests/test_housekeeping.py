@@ -127,3 +127,29 @@ def test_a_running_app_sweeps_its_cache_and_keeps_the_page_files(tmp_path, monke
     finally:
         demo.close()
 
+
+def test_large_blocks_get_their_own_memory_maps(monkeypatch):
+    """After steady_malloc, a 512 KB block is mapped on its own (and so given back when freed)."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        import pytest
+
+        pytest.skip("mallopt is glibc's")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                          "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    block = bytearray(4 * 1024 * 1024)  # mapped on its own at first; freeing it lifts glibc's threshold to 4 MB
+    del block
+    assert housekeeping.steady_malloc()
+    before = libc.mallinfo2().hblks
+    block = bytearray(512 * 1024)
+    assert libc.mallinfo2().hblks == before + 1
+    del block
+    assert libc.mallinfo2().hblks == before
