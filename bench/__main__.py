@@ -189,8 +189,10 @@ def peak_rss_with_models(folders: list[str]) -> float:
     """Peak resident memory (MB) of a fresh process that loads the given core models."""
     import subprocess
 
-    code = ("import resource,sys;from core import load_model;ms=[load_model(f) for f in sys.argv[1:]];"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)")
+    # VmHWM, not ru_maxrss: on Linux a child's ru_maxrss keeps the peak of the forked copy of this process,
+    # which holds every benchmark model at that moment.
+    code = ("import sys;from core import load_model;ms=[load_model(f) for f in sys.argv[1:]];"
+            "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))/1024)")
     out = subprocess.run([sys.executable, "-c", code, *folders], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return float(out.stdout.strip().splitlines()[-1])
