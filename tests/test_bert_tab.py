@@ -199,7 +199,14 @@ def test_attention_views_shapes_clamping_and_renormalised_rows(tiny):
     n = len(bt.encode(tiny, bt.DEFAULT_TEXT))
     assert np.asarray(view.data["head_attention"]).shape == (n, n)
     assert np.allclose(np.asarray(view.data["average_over_heads"]).sum(-1), 1, atol=1e-5)
-    assert len(view.outputs["grid"].data) == config.num_layers * config.num_heads
+    grid = view.outputs["grid"]
+    assert list(grid.layout.yaxis.ticktext) == [f"L{i + 1}" for i in range(config.num_layers)]
+    assert len(grid.layout.xaxis.ticktext) == config.num_heads
+    # Every head's map is one tile of the canvas: the shown head (last layer, head 1) is the tile there.
+    canvas = np.asarray(grid.data[0].z, dtype=float)
+    top = (config.num_layers - 1) * (n + 1)
+    assert np.allclose(canvas[top:top + n, :n], np.asarray(view.data["head_attention"]), atol=1e-5)
+    assert np.isnan(canvas[top - 1]).all()  # the blank line between layers
     assert any("showing layer" in note for note in view.notes)
     hidden = bt.compute_attention(tiny, bt.DEFAULT_TEXT, "", 1, 1, hide_specials=True, renormalise=True)
     matrix = np.asarray(hidden.data["head_attention"])
