@@ -6,6 +6,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# The apps under test keep their uploads and results in a folder of this session's own, as a deployed app does:
+# their size sweep and Gradio's clean-up at close then never touch another process's files in /tmp/gradio.
+if "GRADIO_TEMP_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="playground-test-gradio-")
+    atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 
 import torch  # noqa: E402
 

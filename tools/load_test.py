@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
+import tempfile
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 from bench.app_bench import endpoint_names, free_port, start_app
 
@@ -93,9 +96,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     process = None
     url = args.url
+    uploads = Path(tempfile.mkdtemp(prefix="load-test-gradio-"))
     if url is None:
         port = free_port()
-        process, _ = start_app(port)
+        # A cache folder of its own: the app's size sweep then never deletes another process's files.
+        process, _ = start_app(port, GRADIO_TEMP_DIR=str(uploads))
         url = f"http://127.0.0.1:{port}/"
     try:
         report = run(url, args.users, args.seconds)
@@ -103,6 +108,7 @@ def main(argv=None) -> int:
         if process is not None:
             process.terminate()
             process.wait(timeout=30)
+        shutil.rmtree(uploads, ignore_errors=True)
     for key, value in report.items():
         print(f"{key:>10}: {value}")
     unhandled = {k: v for k, v in report["outcomes"].items() if k.startswith("error")}
