@@ -14,11 +14,11 @@ from core import CheckpointError
 log = logging.getLogger(__name__)
 
 # Concurrency groups fitted to two CPU cores. Gradio's default limit applies per event, so with a limit of 2 the
-# page's 25 model views could run 50 at a time, all sharing two cores and one GIL: under 30 users a streamed
-# generation then crawled (p50 20 s for 30 tokens) and got starved when limited alone (43 s, a time-out).
-# Every event that runs a model joins one of two groups instead: the views, a few at a time, and the streamed
-# generations, one at a time, so that a stream always has its own slot next to the views. Light helpers
-# (pickers, sliders, resets) keep Gradio's default and never wait behind a model.
+# page's 25 model views could run 50 at a time, all sharing two cores and one GIL. Under 30 load-test users a
+# streamed generation of a few tokens then took 24 s (p50), and limiting the streams alone to one at a time
+# made it 41 s, with time-outs. Every event that runs a model joins one of two groups instead: the views, two
+# at a time (three made streams 3x slower for views 1 s faster), and the streamed generations, one at a time
+# in a slot of their own. Light helpers (pickers, sliders, resets) keep Gradio's default.
 VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
 STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
 
