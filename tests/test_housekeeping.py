@@ -57,6 +57,25 @@ def test_kept_and_young_files_are_never_deleted(tmp_path):
     assert result.total_bytes == 6000  # still above the cap: what is left may not be deleted yet
 
 
+def test_a_file_handed_out_again_after_the_listing_is_spared(tmp_path, monkeypatch):
+    """Gradio touches a cached copy it hands out again; if that happens while a sweep runs, the sweep's listing
+    still shows the old time, and the file must survive all the same."""
+    old = write(tmp_path / "h1" / "old.png", 1000)
+    reused = write(tmp_path / "h2" / "reused.png", 1000)
+    time.sleep(0.3)  # both older than the sweep's minimum age below
+    listed = housekeeping._files
+
+    def listing_then_touch(folders):
+        found = listed(folders)
+        os.utime(reused)  # handed out again between the listing and the deletions
+        return found
+
+    monkeypatch.setattr(housekeeping, "_files", listing_then_touch)
+    result = sweep([tmp_path], max_bytes=0, min_age=0.2)
+    assert not old.exists() and reused.exists()
+    assert result.deleted == (str(old),) and result.total_bytes == 1000
+
+
 def test_one_budget_across_folders(tmp_path):
     cache, pictures = tmp_path / "gradio", tmp_path / "pictures"
     a = write(cache / "h1" / "a.png", 1000)
