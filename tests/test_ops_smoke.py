@@ -15,7 +15,7 @@ def run(*args: str, timeout: int = 240) -> str:
 
 def test_load_test_smoke():
     out = run("tools.load_test", "--users", "4", "--seconds", "8")
-    assert "p50_s" in out and "p95_s" in out
+    assert "p50_s" in out and "p95_s" in out and "queue_full: 0" in out
     assert "'ok'" in out  # some requests succeeded; the exit code says none failed unhandled
 
 

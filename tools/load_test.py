@@ -28,7 +28,7 @@ STREAMED = {"gpt_generate"}
 
 
 def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies: list, outcomes: Counter,
-              lock: threading.Lock, examples: dict) -> None:
+              lock: threading.Lock, examples: dict, messages: Counter) -> None:
     from gradio_client import Client
 
     client = Client(url, verbose=False)
@@ -50,6 +50,8 @@ def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies:
                 kind = f"error:{type(error).__name__}"
             with lock:
                 examples.setdefault(kind, f"/{name}: {text[:200]}")
+                if kind == "clear_message":
+                    messages[f"/{name}: {text[:100]}"] += 1
         elapsed = time.perf_counter() - start
         with lock:
             outcomes[kind] += 1
@@ -64,10 +66,12 @@ def run(url: str, users: int, seconds: float) -> dict:
     latencies: list = []
     outcomes: Counter = Counter()
     examples: dict = {}
+    messages: Counter = Counter()  # every clear message by endpoint and text, to see that each was expected
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
-    threads = [threading.Thread(target=user_loop, args=(url, names, deadline, i, latencies, outcomes, lock, examples),
-                                daemon=True) for i in range(users)]
+    shared = (latencies, outcomes, lock, examples, messages)
+    threads = [threading.Thread(target=user_loop, args=(url, names, deadline, i, *shared), daemon=True)
+               for i in range(users)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -76,16 +80,26 @@ def run(url: str, users: int, seconds: float) -> dict:
     views = sorted(t for name, t in latencies if name not in STREAMED)
     streamed = sorted(t for name, t in latencies if name in STREAMED)
     return {"users": users, "seconds": seconds, "requests": sum(outcomes.values()), "outcomes": dict(outcomes),
+            "queue_full": outcomes.get("queue_full", 0),
             "p50_s": quantile(values, 0.50), "p95_s": quantile(values, 0.95),
             "mean_s": statistics.mean(values) if values else float("nan"),
             "views_p50_p95_s": (quantile(views, 0.50), quantile(views, 0.95)),
             "streamed_p50_p95_s": (quantile(streamed, 0.50), quantile(streamed, 0.95), len(streamed)),
-            "examples": examples}
+            "examples": examples, "clear_messages": dict(messages.most_common())}
 
 
 def quantile(values: list[float], q: float) -> float:
     """The q-quantile of sorted values (nearest rank), NaN for none."""
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def rounded(value):
+    """Seconds to 2 decimals, inside tuples too, for the printed report."""
+    if isinstance(value, float):
+        return round(value, 2)
+    if isinstance(value, tuple):
+        return tuple(rounded(v) for v in value)
+    return value
 
 
 def main(argv=None) -> int:
@@ -110,7 +124,7 @@ def main(argv=None) -> int:
             process.wait(timeout=30)
         shutil.rmtree(uploads, ignore_errors=True)
     for key, value in report.items():
-        print(f"{key:>10}: {value}")
+        print(f"{key:>16}: {rounded(value)}")
     unhandled = {k: v for k, v in report["outcomes"].items() if k.startswith("error")}
     return 1 if unhandled else 0
 
