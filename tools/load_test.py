@@ -27,6 +27,17 @@ QUEUE_FULL_HINTS = ("queue is full", "busy", "Queue is full")
 STREAMED = {"gpt_generate"}
 
 
+def outcome_of(error: Exception) -> str:
+    """How a request that raised ended: "queue_full" (the busy answer), "clear_message" (a gr.Error the handler
+    chose, e.g. "no steps to download yet"), or "error:<type>" for anything unhandled."""
+    text = str(error)
+    if any(hint in text for hint in QUEUE_FULL_HINTS):
+        return "queue_full"
+    if type(error).__name__ == "AppError" and text.strip() and "Something went wrong" not in text:
+        return "clear_message"
+    return f"error:{type(error).__name__}"
+
+
 def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies: list, outcomes: Counter,
               lock: threading.Lock, examples: dict, messages: Counter) -> None:
     from gradio_client import Client
@@ -41,13 +52,7 @@ def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies:
             job.result(timeout=60)
             kind = "ok"
         except Exception as error:  # classify; the load test must finish and report
-            text = str(error)
-            if any(h in text for h in QUEUE_FULL_HINTS):
-                kind = "queue_full"
-            elif type(error).__name__ == "AppError" and text.strip() and "Something went wrong" not in text:
-                kind = "clear_message"  # a gr.Error the handler chose, e.g. "no steps to download yet"
-            else:
-                kind = f"error:{type(error).__name__}"
+            kind, text = outcome_of(error), str(error)
             with lock:
                 examples.setdefault(kind, f"/{name}: {text[:200]}")
                 if kind == "clear_message":

@@ -16,12 +16,14 @@ import random
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from bench.app_bench import free_port, start_app
+from tools.load_test import outcome_of
 from core.embedded.grammar import corpus
 
 # Words from the embedded models' language, so that long texts are still meaningful input.
@@ -76,7 +78,8 @@ def main(argv=None) -> int:
     port = free_port()
     # TMPDIR puts the app's own picture and JSON folders next to Gradio's cache: one folder holds all it writes.
     process, _ = start_app(port, GRADIO_TEMP_DIR=str(uploads / "gradio"), TMPDIR=str(uploads))
-    errors = 0
+    outcomes: Counter = Counter()
+    messages: Counter = Counter()  # every clear message by endpoint and text, to see that each was expected
     rss, cache = [], []
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -96,8 +99,10 @@ def main(argv=None) -> int:
                     kwargs[parameter["parameter_name"]] = handle_file(random_image(rng, scratch))
             try:
                 client.predict(api_name=name, **kwargs)
-            except Exception:  # counted: a clear message for unusual text is an expected outcome
-                errors += 1
+                outcomes["ok"] += 1
+            except Exception as error:  # classified: a clear message for unusual text is an expected outcome
+                outcomes[outcome_of(error)] += 1
+                messages[f"{name}: {str(error)[:100]}"] += 1
             for leftover in scratch.glob("*.png"):
                 leftover.unlink()
             rss.append(rss_mb(process.pid))
@@ -110,12 +115,14 @@ def main(argv=None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     tail = rss[-200:]
     marks = sorted({1, *range(100, len(rss) + 1, 100), len(rss)})
-    print(f"requests: {len(rss)} in {elapsed:.0f} s, answered with a message: {errors}")
+    print(f"requests: {len(rss)} in {elapsed:.0f} s, outcomes: {dict(outcomes)}")
+    for message, count in messages.most_common():
+        print(f"  {count:4d} x {message}")
     print("RSS MB after request " + ", ".join(f"{n}: {rss[n - 1]:.0f}" for n in marks) + f"; max {max(rss):.0f}")
     print(f"RSS slope over the last {len(tail)} requests: {slope_per_100(tail):+.2f} MB per 100 requests")
     print("upload folder MB after request " + ", ".join(f"{n}: {cache[n - 1]:.1f}" for n in marks)
           + f"; max {max(cache):.1f}")
-    return 0
+    return 1 if any(kind.startswith("error") for kind in outcomes) else 0
 
 
 if __name__ == "__main__":
