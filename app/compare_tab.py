@@ -132,8 +132,11 @@ def compare_predictions(bert_choice, bert_custom, gpt_choice, gpt_custom, text, 
             raise gr.Error("The word is the first one and this GPT has no start token to predict it from.")
         context = [gtok.eos_token_id]
         start_note = "The word is the first one: GPT predicts it from <|endoftext|> alone."
-    if len(context) >= gpt.model.config.max_positions:
-        raise gr.Error(f"The text before the word is longer than {gpt.name} can read.")
+    limit = gpt.model.config.max_positions
+    if len(context) >= limit:  # the most recent tokens are the ones that matter for the next word
+        start_note = (f"✂️ The text before the word has {len(context):,} tokens; GPT reads only the last "
+                      f"{limit - 1}, its maximum of {limit} less the one it predicts.")
+        context = context[-(limit - 1):]
     gpt_target = gtok.tokenize(text[len(left):end])[0]  # the next token, with its leading space
     gpt_logits = gpt_analysis.next_logits(gpt.model, context)
     gpt_top = candidate_texts(gtok, gpt_analysis.top_predictions(gpt_logits, TOP_K))

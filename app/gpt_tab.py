@@ -91,26 +91,42 @@ def sampling(temperature, top_k, top_p, max_new_tokens, seed, greedy) -> Samplin
     return Sampling(greedy=greedy, notes=tuple(notes), **values)
 
 
-def prompt_ids(tokenizer, model, prompt) -> tuple[str, list[int]]:
-    """The cleaned prompt and its ids; an empty prompt or one that fills the model's context is refused."""
-    prompt = inputs.text(prompt, "prompt")
-    ids = tokenizer.encode(prompt)
+@dataclass(frozen=True)
+class Prompt:
+    typed: str  # the cleaned text as typed: a step history restarts when it changes
+    shown: str  # the text the model reads: the typed text, or "…" and the part kept after a cut
+    ids: list[int]
+    note: str  # "" or a sentence saying what was cut
+
+
+def prompt_ids(tokenizer, model, prompt) -> Prompt:
+    """The prompt for writing: one that fills the model's context keeps only its last half-context of tokens,
+    so that the model reads the most recent text and still has room to write."""
+    typed = inputs.text(prompt, "prompt")
+    ids = tokenizer.encode(typed)
     if not ids:
         raise gr.Error("The prompt has no tokens: type a sentence first.")
     limit = model.config.max_positions
-    if len(ids) >= limit:
-        raise gr.Error(f"The prompt has {len(ids)} tokens; this model reads at most {limit - 1} before it "
-                       "must write. Please shorten it.")
-    return prompt, ids
+    if len(ids) < limit:
+        return Prompt(typed, typed, ids, "")
+    keep = max(1, limit // 2)
+    note = (f"✂️ The prompt has {len(ids):,} tokens and this model reads at most {limit}: only its last {keep} "
+            "are used, leaving room to write.")
+    return Prompt(typed, "…" + tokenizer.decode(ids[-keep:]), ids[-keep:], note)
 
 
 def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
-    """Ids and readable texts of a prompt for the analysis views, cut to MAX_VIEW_TOKENS with a note."""
-    _, ids = prompt_ids(loaded.tokenizer, loaded.model, prompt)
+    """Ids and readable texts of a prompt for the analysis views, cut to its first MAX_VIEW_TOKENS (or the
+    model's maximum, if smaller) with a note."""
+    typed = inputs.text(prompt, "prompt")
+    ids = loaded.tokenizer.encode(typed)
+    if not ids:
+        raise gr.Error("The prompt has no tokens: type a sentence first.")
+    limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_positions)
     note = ""
-    if len(ids) > MAX_VIEW_TOKENS:
-        note = f"Showing the first {MAX_VIEW_TOKENS} of {len(ids)} tokens."
-        ids = ids[:MAX_VIEW_TOKENS]
+    if len(ids) > limit:
+        note = f"✂️ Showing the first {limit} of {len(ids):,} tokens."
+        ids = ids[:limit]
     return ids, [token_text(loaded.tokenizer, i) for i in ids], note
 
 
@@ -169,8 +185,9 @@ def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top
     settings = sampling(temperature, top_k, top_p, max_new_tokens, seed, greedy)
     loaded, note = load(choice, custom)
     tokenizer, model = loaded.tokenizer, loaded.model
-    prompt, ids = prompt_ids(tokenizer, model, prompt)
-    notes = join_notes(note, "; ".join(settings.notes))
+    typed = prompt_ids(tokenizer, model, prompt)
+    prompt, ids = typed.shown, typed.ids
+    notes = join_notes(note, typed.note, "; ".join(settings.notes))
     temperature = 0.0 if settings.greedy else settings.temperature
     steps, new_ids = [], []
     stream = generate(model, ids, settings.max_new_tokens, temperature=temperature, top_k=settings.top_k or None,
@@ -202,7 +219,7 @@ def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top
 
 
 def empty_history() -> dict:
-    return dict(model="", prompt="", prompt_ids=[], ids=[], steps=[], finished=None)
+    return dict(model="", prompt="", shown="", prompt_ids=[], ids=[], steps=[], finished=None)
 
 
 def step_slider(history: dict):
@@ -218,14 +235,16 @@ def gpt_step(choice, custom, prompt, temperature, top_k, top_p, seed, greedy, hi
     settings = sampling(temperature, top_k, top_p, 1, seed, greedy)
     loaded, note = load(choice, custom)
     tokenizer, model = loaded.tokenizer, loaded.model
-    prompt, ids = prompt_ids(tokenizer, model, prompt)
+    typed = prompt_ids(tokenizer, model, prompt)
     history = dict(history) if isinstance(history, dict) and history.get("steps") is not None else empty_history()
     restarted = ""
-    if history["model"] != loaded.name or history["prompt"] != prompt:
+    if history["model"] != loaded.name or history["prompt"] != typed.typed:
         if history["steps"]:
             restarted = "New prompt or model: the step history starts again."
-        history = dict(empty_history(), model=loaded.name, prompt=prompt, prompt_ids=ids, ids=list(ids))
-    notes = join_notes(note, "; ".join(settings.notes), restarted)
+        history = dict(empty_history(), model=loaded.name, prompt=typed.typed, shown=typed.shown,
+                       prompt_ids=typed.ids, ids=list(typed.ids))
+    prompt = history.get("shown") or typed.shown
+    notes = join_notes(note, typed.note, "; ".join(settings.notes), restarted)
     text = prompt + tokenizer.decode(history["ids"][len(history["prompt_ids"]):])
     if history["finished"] or len(history["steps"]) >= MAX_STEPS or len(history["ids"]) >= model.config.max_positions:
         reason = FINISH_WORDS.get(history["finished"] or "", "the history is full")

@@ -58,6 +58,21 @@ def test_predictions_first_word_uses_end_of_text_for_gpt():
     assert data["bert"]["input"].startswith("[MASK] keys")
 
 
+def test_gpt_reads_the_last_tokens_before_the_word_when_they_exceed_its_context(monkeypatch):
+    import dataclasses
+
+    gpt, _ = compare_tab.load("gpt", GPT, "")
+    monkeypatch.setattr(gpt.model, "config", dataclasses.replace(gpt.model.config, max_positions=4))
+    *_, note, path = compare_tab.compare_predictions(BERT, "", GPT, "", TEXT, "cabinet")
+    data = json.loads(Path(path).read_text())
+    before = gpt.tokenizer.encode("the keys to the old")
+    assert len(before) > 3 and "GPT reads only the last 3" in note
+    # The probability is the one the model gives after those last 3 tokens alone.
+    logits = compare_tab.gpt_analysis.next_logits(gpt.model, before[-3:])
+    target = gpt.tokenizer.tokenize(" cabinet")[0].id
+    assert abs(data["gpt"]["p_actual"] - float(logits.float().softmax(-1)[target])) < 1e-6
+
+
 @pytest.mark.parametrize("word", ["", "piano", "cab"])
 def test_predictions_word_must_be_a_whole_word_of_the_text(word):
     with pytest.raises(gr.Error):

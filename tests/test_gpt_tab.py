@@ -2,6 +2,7 @@
 clamping, errors) and the figure builders."""
 
 import math
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -176,6 +177,48 @@ def test_empty_prompt_is_an_error(prompt):
     for view in (gpt_tab.gpt_surprisal, gpt_tab.gpt_logit_lens):
         with pytest.raises(gr.Error):
             view(MODEL, "", prompt)
+
+
+def long_prompt() -> tuple[str, list[int], int]:
+    """A prompt of more tokens than the embedded GPT reads, its ids, and the model's maximum."""
+    loaded, _ = gpt_tab.load(MODEL, "")
+    limit = loaded.model.config.max_positions
+    prompt = " ".join(["the dog"] * limit)
+    return prompt, loaded.tokenizer.encode(prompt), limit
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_last_half_context_with_a_note():
+    prompt, ids, limit = long_prompt()
+    assert len(ids) > limit
+    updates = list(gpt_tab.gpt_generate(MODEL, "", prompt, 5, 0.0, 0, 1.0, 0, True))
+    text, _, status, note, path = updates[-1]
+    assert f"only its last {limit // 2} are used" in note and f"{len(ids):,} tokens" in note
+    assert text.startswith("…") and "Stopped" in status
+    import json
+
+    data = json.loads(Path(path).read_text())
+    assert data["prompt_ids"] == ids[-(limit // 2):]
+    # The model wrote as from the kept tokens alone: the same greedy tokens as for that text typed on its own.
+    loaded, _ = gpt_tab.load(MODEL, "")
+    kept = loaded.tokenizer.decode(ids[-(limit // 2):])
+    alone = json.loads(Path(list(gpt_tab.gpt_generate(MODEL, "", kept, 5, 0.0, 0, 1.0, 0, True))[-1][4]).read_text())
+    assert data["generated_ids"] == alone["generated_ids"]
+    # Step mode cuts the same way and keeps the history across clicks.
+    history = gpt_tab.empty_history()
+    for _ in range(2):
+        text, _, history, _, _, note = gpt_tab.gpt_step(MODEL, "", prompt, 0.0, 0, 1.0, 0, True, history)
+    assert history["prompt_ids"] == ids[-(limit // 2):] and len(history["steps"]) == 2
+    assert text.startswith("…") and "only its last" in note and "starts again" not in note
+
+
+def test_views_of_a_long_prompt_show_its_first_tokens_with_a_note():
+    prompt, ids, limit = long_prompt()
+    shown = min(gpt_tab.MAX_VIEW_TOKENS, limit)
+    attention, _, note, _ = gpt_tab.gpt_attention(MODEL, "", prompt, 1, 1)
+    assert np.array(attention.data[0].z).shape == (shown, shown)
+    assert f"first {shown} of {len(ids):,} tokens" in note
+    highlighted, _, _, note, _ = gpt_tab.gpt_surprisal(MODEL, "", prompt)
+    assert len(highlighted) == shown and "first" in note
 
 
 def test_unknown_model_is_an_error():
