@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -39,6 +40,46 @@ def test_traversal_is_refused(app_url, path):
     status, body = raw_get(app_url, path)
     assert status in (400, 403, 404, 405), (status, body[:200])
     assert b"root:" not in body and b"HF_HUB" not in body and b"import" not in body
+
+
+def call_raw(url: str, api_name: str, data: list) -> str:
+    """One call through Gradio's HTTP API with the payload exactly as given; the event stream as text."""
+    import json
+    import urllib.request
+
+    base = url.rstrip("/") + f"/gradio_api/call/{api_name}"
+    request = urllib.request.Request(base, data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{base}/{event}", timeout=60) as response:
+        return response.read().decode()
+
+
+def file_payload_paths() -> list[str]:
+    import os
+    import tempfile
+
+    repo = Path(__file__).resolve().parent.parent
+    cache = os.environ.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio")
+    return ["/etc/passwd", "/proc/self/environ", str(repo / "app.py"), f"{cache}/../../etc/passwd",
+            "../../../../etc/passwd", "file:///etc/passwd"]
+
+
+@pytest.mark.parametrize("path", file_payload_paths())
+def test_absolute_and_relative_paths_in_file_payloads_are_refused(app_url, client, path):
+    """A file payload that names a file on the server instead of an upload gets an error event, never the file:
+    for every endpoint that takes a picture, as listed in the app's API description."""
+    named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    takes_picture = {name: info["parameters"] for name, info in named.items()
+                     if any(p["component"] == "Image" for p in info["parameters"])}
+    assert len(takes_picture) >= 5  # the ViT and CLIP views
+    for name, parameters in takes_picture.items():
+        data = [{"path": path, "meta": {"_type": "gradio.FileData"}} if p["component"] == "Image"
+                else p.get("parameter_default") for p in parameters]
+        stream = call_raw(app_url, name.lstrip("/"), data)
+        assert stream.startswith("event: error"), (name, stream[:300])
+        assert "root:" not in stream and "HF_HUB" not in stream and "import" not in stream
 
 
 def test_server_alive_after_attempts(app_url):
