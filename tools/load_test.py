@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import statistics
 import tempfile
@@ -38,6 +39,12 @@ def outcome_of(error: Exception) -> str:
     return f"error:{type(error).__name__}"
 
 
+def message_key(name: str, error: Exception) -> str:
+    """A clear message with its numbers and quoted words blanked, so that messages of one kind count together."""
+    text = re.sub(r"'[^']*'", "'…'", re.sub(r"\d[\d,.]*", "N", str(error)))
+    return f"/{name.lstrip('/')}: {text[:100]}"
+
+
 def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies: list, outcomes: Counter,
               lock: threading.Lock, examples: dict, messages: Counter) -> None:
     from gradio_client import Client
@@ -56,7 +63,7 @@ def user_loop(url: str, names: list[str], deadline: float, seed: int, latencies:
             with lock:
                 examples.setdefault(kind, f"/{name}: {text[:200]}")
                 if kind == "clear_message":
-                    messages[f"/{name}: {text[:100]}"] += 1
+                    messages[message_key(name, error)] += 1
         elapsed = time.perf_counter() - start
         with lock:
             outcomes[kind] += 1

@@ -23,16 +23,18 @@ import numpy as np
 from PIL import Image
 
 from bench.app_bench import free_port, start_app
-from tools.load_test import outcome_of
+from tools.load_test import message_key, outcome_of
 from core.embedded.grammar import corpus
 
 # Words from the embedded models' language, so that long texts are still meaningful input.
 SENTENCES = corpus(400, seed=7)
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of the process in MB: VmRSS (all resident pages) or RssAnon (its own heap and stacks,
+    without the pages of mapped files such as libtorch, which the system can drop and share)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
     process, _ = start_app(port, GRADIO_TEMP_DIR=str(uploads / "gradio"), TMPDIR=str(uploads))
     outcomes: Counter = Counter()
     messages: Counter = Counter()  # every clear message by endpoint and text, to see that each was expected
-    rss, cache = [], []
+    rss, anon, cache = [], [], []
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
@@ -101,11 +103,13 @@ def main(argv=None) -> int:
                 client.predict(api_name=name, **kwargs)
                 outcomes["ok"] += 1
             except Exception as error:  # classified: a clear message for unusual text is an expected outcome
-                outcomes[outcome_of(error)] += 1
-                messages[f"{name}: {str(error)[:100]}"] += 1
+                kind = outcome_of(error)
+                outcomes[kind] += 1
+                messages[("" if kind == "clear_message" else f"{kind} ") + message_key(name, error)] += 1
             for leftover in scratch.glob("*.png"):
                 leftover.unlink()
             rss.append(rss_mb(process.pid))
+            anon.append(rss_mb(process.pid, "RssAnon"))
             cache.append(folder_mb(uploads))
         elapsed = time.perf_counter() - start
     finally:
@@ -119,6 +123,8 @@ def main(argv=None) -> int:
     for message, count in messages.most_common():
         print(f"  {count:4d} x {message}")
     print("RSS MB after request " + ", ".join(f"{n}: {rss[n - 1]:.0f}" for n in marks) + f"; max {max(rss):.0f}")
+    print("anonymous RSS MB after request " + ", ".join(f"{n}: {anon[n - 1]:.0f}" for n in marks)
+          + f"; slope over the last {len(tail)}: {slope_per_100(anon[-200:]):+.2f} MB per 100 requests")
     print(f"RSS slope over the last {len(tail)} requests: {slope_per_100(tail):+.2f} MB per 100 requests")
     print("upload folder MB after request " + ", ".join(f"{n}: {cache[n - 1]:.1f}" for n in marks)
           + f"; max {max(cache):.1f}")
