@@ -142,7 +142,7 @@ def test_greedy_generate_equals_transformers(tmp_path):
     assert [s.token_id for s in steps] == expected
     assert len(steps) == 30 and steps[-1].finished == "max_new_tokens"
     # The reported probabilities are the model's own softmax at the step.
-    logits = reference(torch.tensor([prompt[0].tolist() + expected[:4]])).logits[0, -1]
+    logits = reference(torch.tensor([prompt[0].tolist() + expected[:4]])).logits[0, -1].detach()
     assert abs(steps[4].model_probability - float(logits.softmax(-1)[expected[4]])) < 1e-5
 
 
