@@ -41,7 +41,7 @@ def outcome_of(error: Exception) -> str:
 
 def message_key(name: str, error: Exception) -> str:
     """A clear message with its numbers and quoted words blanked, so that messages of one kind count together."""
-    text = re.sub(r"'[^']*'", "'…'", re.sub(r"\d[\d,.]*", "N", str(error)))
+    text = re.sub(r"'[^']*'", "'…'", re.sub(r"\d+(?:[.,]\d+)*", "N", str(error)))
     return f"/{name.lstrip('/')}: {text[:100]}"
 
 

@@ -1,6 +1,6 @@
 """Soak test: many sequential mixed requests with varied text lengths and image sizes, watching memory.
 
-    python -m tools.soak [--requests 500]
+    python -m tools.soak [--requests 500] [--only bert_,gpt_]
 
 Starts the app (offline, embedded models) with its own temporary folder (Gradio's upload cache and the app's
 picture and JSON folders all live in it), sends requests one after another to every named endpoint in turn
@@ -73,6 +73,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--only", default="", help="comma-separated endpoint prefixes, e.g. bert_,gpt_ (one tab)")
     args = parser.parse_args(argv)
     rng = random.Random(0)
     uploads = Path(tempfile.mkdtemp(prefix="soak-gradio-"))
@@ -86,7 +87,10 @@ def main(argv=None) -> int:
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-        names = sorted(named)
+        prefixes = tuple("/" + prefix.strip().lstrip("/") for prefix in args.only.split(",") if prefix.strip())
+        names = sorted(name for name in named if not prefixes or name.startswith(prefixes))
+        if not names:
+            raise SystemExit(f"no endpoint starts with {args.only!r}")
         start = time.perf_counter()
         for i in range(args.requests):
             name = names[i % len(names)]
