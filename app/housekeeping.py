@@ -42,14 +42,20 @@ MIN_AGE_S = 60.0
 HASH_FOLDER = re.compile(r"[0-9a-f]{64}")  # Gradio's cache: <GRADIO_TEMP_DIR>/<sha256>/<file name>
 
 
+def whole_number_setting(name: str, default: int) -> int:
+    """A server limit from the environment variable `name`, else `default`; anything but a whole number of at
+    least 1 stops the start with a clear message rather than running unbounded."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def cache_cap_bytes() -> int:
     """The disk budget for uploads and results: PLAYGROUND_CACHE_MB if set, else CACHE_CAP_MB."""
-    value = os.environ.get("PLAYGROUND_CACHE_MB", "").strip()
-    if not value:
-        return CACHE_CAP_MB * 1_000_000
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"PLAYGROUND_CACHE_MB must be a whole number of at least 1, not {value!r}")
-    return int(value) * 1_000_000
+    return whole_number_setting("PLAYGROUND_CACHE_MB", CACHE_CAP_MB) * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class SweepResult:
     deleted: tuple[str, ...]  # the files removed, oldest first
 
 
-def _files(folders: Iterable[Path]) -> list[tuple[float, int, str]]:
+def list_files(folders: Iterable[str | Path]) -> list[tuple[float, int, str]]:
     """(ctime, size, path) of every regular file under the folders; links are neither followed nor counted."""
     found = []
     for folder in folders:
@@ -86,7 +92,7 @@ def sweep(folders: Iterable[str | Path], max_bytes: int, keep: Iterable[str] = (
     folders = [Path(folder) for folder in folders if Path(folder).is_dir()]
     now = time.time() if now is None else now
     keep = {os.path.realpath(path) for path in keep}
-    files = sorted(_files(folders))
+    files = sorted(list_files(folders))
     total = sum(size for _, size, _ in files)
     goal = max_bytes if down_to is None or total <= max_bytes else min(down_to, max_bytes)
     deleted = []

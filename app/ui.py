@@ -6,8 +6,6 @@ what the whole page shares: theme, CSS for presenter mode, and the queue limits 
 
 from __future__ import annotations
 
-import os
-
 import gradio as gr
 
 from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, vit_tab
@@ -47,12 +45,7 @@ QUEUE_SIZE = 48
 
 def queue_size() -> int:
     """The queue bound: PLAYGROUND_QUEUE_SIZE if set (tests and load tests use a small one), else QUEUE_SIZE."""
-    value = os.environ.get("PLAYGROUND_QUEUE_SIZE", "").strip()
-    if not value:
-        return QUEUE_SIZE
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"PLAYGROUND_QUEUE_SIZE must be a whole number of at least 1, not {value!r}")
-    return int(value)
+    return housekeeping.whole_number_setting("PLAYGROUND_QUEUE_SIZE", QUEUE_SIZE)
 
 
 def build_demo(max_queue: int | None = None) -> gr.Blocks:

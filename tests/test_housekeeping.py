@@ -63,14 +63,14 @@ def test_a_file_handed_out_again_after_the_listing_is_spared(tmp_path, monkeypat
     old = write(tmp_path / "h1" / "old.png", 1000)
     reused = write(tmp_path / "h2" / "reused.png", 1000)
     time.sleep(0.3)  # both older than the sweep's minimum age below
-    listed = housekeeping._files
+    listed = housekeeping.list_files
 
     def listing_then_touch(folders):
         found = listed(folders)
         os.utime(reused)  # handed out again between the listing and the deletions
         return found
 
-    monkeypatch.setattr(housekeeping, "_files", listing_then_touch)
+    monkeypatch.setattr(housekeeping, "list_files", listing_then_touch)
     result = sweep([tmp_path], max_bytes=0, min_age=0.2)
     assert not old.exists() and reused.exists()
     assert result.deleted == (str(old),) and result.total_bytes == 1000
