@@ -99,13 +99,19 @@ class Prompt:
     note: str  # "" or a sentence saying what was cut
 
 
-def prompt_ids(tokenizer, model, prompt) -> Prompt:
-    """The prompt for writing: one that fills the model's context keeps only its last half-context of tokens,
-    so that the model reads the most recent text and still has room to write."""
+def encoded(tokenizer, prompt) -> tuple[str, list[int]]:
+    """The cleaned prompt and its ids; an empty prompt, or one with no tokens, is refused."""
     typed = inputs.text(prompt, "prompt")
     ids = tokenizer.encode(typed)
     if not ids:
         raise gr.Error("The prompt has no tokens: type a sentence first.")
+    return typed, ids
+
+
+def prompt_ids(tokenizer, model, prompt) -> Prompt:
+    """The prompt for writing: one that fills the model's context keeps only its last half-context of tokens,
+    so that the model reads the most recent text and still has room to write."""
+    typed, ids = encoded(tokenizer, prompt)
     limit = model.config.max_positions
     if len(ids) < limit:
         return Prompt(typed, typed, ids, "")
@@ -118,10 +124,7 @@ def prompt_ids(tokenizer, model, prompt) -> Prompt:
 def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
     """Ids and readable texts of a prompt for the analysis views, cut to its first MAX_VIEW_TOKENS (or the
     model's maximum, if smaller) with a note."""
-    typed = inputs.text(prompt, "prompt")
-    ids = loaded.tokenizer.encode(typed)
-    if not ids:
-        raise gr.Error("The prompt has no tokens: type a sentence first.")
+    _, ids = encoded(loaded.tokenizer, prompt)
     limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_positions)
     note = ""
     if len(ids) > limit:
