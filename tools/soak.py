@@ -11,7 +11,6 @@ RSS every 100 requests and its slope over the last 200 (MB per 100 requests): a 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import tempfile
@@ -22,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.housekeeping import list_files
 from bench.app_bench import free_port, start_app
-from tools.load_test import message_key, outcome_of
 from core.embedded.grammar import corpus
+from tools.load_test import message_key, outcome_of
 
 # Words from the embedded models' language, so that long texts are still meaningful input.
 SENTENCES = corpus(400, seed=7)
@@ -40,14 +40,8 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 
 def folder_mb(folder: Path) -> float:
-    total = 0
-    for directory, _, names in os.walk(folder):
-        for name in names:
-            try:  # the app's sweeps delete files and folders while this walks
-                total += os.lstat(os.path.join(directory, name)).st_size
-            except FileNotFoundError:
-                pass
-    return total / 1e6
+    """What the folder holds, counted as the app's size sweep counts it (regular files, links not followed)."""
+    return sum(size for _, size, _ in list_files([folder])) / 1e6
 
 
 def random_text(rng: random.Random) -> str:
@@ -126,12 +120,15 @@ def main(argv=None) -> int:
     print(f"requests: {len(rss)} in {elapsed:.0f} s, outcomes: {dict(outcomes)}")
     for message, count in messages.most_common():
         print(f"  {count:4d} x {message}")
-    print("RSS MB after request " + ", ".join(f"{n}: {rss[n - 1]:.0f}" for n in marks) + f"; max {max(rss):.0f}")
-    print("anonymous RSS MB after request " + ", ".join(f"{n}: {anon[n - 1]:.0f}" for n in marks)
-          + f"; slope over the last {len(tail)}: {slope_per_100(anon[-200:]):+.2f} MB per 100 requests")
+
+    def after(values: list[float], digits: int) -> str:
+        return ", ".join(f"{n}: {values[n - 1]:.{digits}f}" for n in marks)
+
+    print(f"RSS MB after request {after(rss, 0)}; max {max(rss):.0f}")
+    print(f"anonymous RSS MB after request {after(anon, 0)}; slope over the last {len(tail)}: "
+          f"{slope_per_100(anon[-200:]):+.2f} MB per 100 requests")
     print(f"RSS slope over the last {len(tail)} requests: {slope_per_100(tail):+.2f} MB per 100 requests")
-    print("upload folder MB after request " + ", ".join(f"{n}: {cache[n - 1]:.1f}" for n in marks)
-          + f"; max {max(cache):.1f}")
+    print(f"upload folder MB after request {after(cache, 1)}; max {max(cache):.1f}")
     return 1 if any(kind.startswith("error") for kind in outcomes) else 0
 
 
