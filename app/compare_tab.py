@@ -15,7 +15,8 @@ import gradio as gr
 from app import export, inputs
 from app import gpt_figures as gfig
 from app.components import VIEWS, get_model, handler, model_note, model_picker
-from app.gpt_tab import head_name, join_notes, layer_head, pick_head, token_text
+from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
+from app.lecture import live
 from app.models import PRESETS
 from core import gpt_analysis
 
@@ -68,7 +69,7 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
         ids, tokens, cut_note = model_tokens(loaded, text)
         causal = loaded.model.config.causal
         layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
-        maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
+        maps = attention_maps(loaded.model, ids)  # (L, nh, T, T), cached: the sliders only slice it
         matrix = pick_head(maps, layer_n, head_n, average)
         visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
         kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"
@@ -271,6 +272,8 @@ def build() -> None:
     attention_button.click(compare_attention, [*models, layer, head, average],
                            [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],
                            api_name="compare_attention", **VIEWS)
+    live([layer, head, average], compare_attention, [*models, layer, head, average],
+         [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file])
     predict_button.click(compare_predictions, [*models, word],
                          [bert_bars, gpt_bars, explanation, predict_note, predict_file],
                          api_name="compare_predictions", **VIEWS)

@@ -8,6 +8,7 @@ history browsable); causal attention with the "can see" table; per-token surpris
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from app import export, inputs
 from app import figures
 from app import gpt_figures as gfig
 from app.components import STREAMS, VIEWS, get_model, handler, model_note, model_picker
+from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -324,6 +326,17 @@ def layer_head(model, layer, head) -> tuple[int, int, str]:
     return layer_n, head_n, note
 
 
+@functools.lru_cache(maxsize=4)
+def _attention_maps(model, ids: tuple[int, ...]) -> np.ndarray:
+    return gpt_analysis.attention_maps(model, list(ids)).numpy()
+
+
+def attention_maps(model, ids) -> np.ndarray:
+    """Every layer's attention (L, nh, T, T), cached per (model, ids): moving the layer or head slider, or
+    switching the head average, redraws from one forward pass. The array is shared: read it, never write."""
+    return _attention_maps(model, tuple(ids))
+
+
 def pick_head(maps: np.ndarray, layer: int, head: int, average: bool = False) -> np.ndarray:
     """One layer's attention (T, T): one head (1-based), or the mean over its heads when `average` is on."""
     per_layer = maps[layer - 1]  # (nh, T, T)
@@ -342,7 +355,7 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False):
     ids, tokens, cut = view_tokens(loaded, prompt)
     layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
     average = bool(average)
-    maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
+    maps = attention_maps(loaded.model, ids)  # (L, nh, T, T)
     matrix = pick_head(maps, layer_n, head_n, average)
     visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
     attention = gfig.causal_attention(matrix, tokens,
@@ -508,6 +521,8 @@ def build() -> None:
     attention_button.click(gpt_attention, [*model_inputs, layer, head, average],
                            [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
                            **VIEWS)
+    live([layer, head, average], gpt_attention, [*model_inputs, layer, head, average],
+         [attention_plot, can_see_plot, attention_note, attention_file])
     surprisal_button.click(gpt_surprisal, model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
                            api_name="gpt_surprisal", **VIEWS)

@@ -16,6 +16,7 @@ import torch
 
 from app import inputs
 from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.lecture import live
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded, embedded_folder
@@ -297,6 +298,8 @@ def build() -> None:
     attention_inputs = [*common, layer, head, patch]
     attention_outputs = [cls_plot, heads_plot, patch_plot, note, attention_file]
     attention_btn.click(vit_attention, attention_inputs, attention_outputs, api_name="vit_attention", **VIEWS)
+    live([layer, head, patch], vit_attention, attention_inputs, attention_outputs)
+    live([fusion, discard], vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file])
     rollout_btn.click(vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file],
                       api_name="vit_rollout", **VIEWS)
     classify_btn.click(vit_classify, common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)
