@@ -599,7 +599,7 @@ def build() -> Shared:
                 "every button works with the text already filled in.", elem_classes=["tab-intro"])
     model, custom = model_picker(FAMILY)
     picked = [model, custom]
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Tokens", id="bert-tokens", elem_id="bert-view-tokens"):
             with gr.Row():
                 tok_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)

@@ -229,7 +229,7 @@ def build() -> Shared:
             gpt_choice, gpt_custom = model_picker("gpt")
     text = gr.Textbox(DEFAULT_TEXT, label="Sentence", lines=2, max_lines=6, elem_id="compare-text")
     models = [bert_choice, bert_custom, gpt_choice, gpt_custom, text]
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Attention", id="compare-attention"):
             with gr.Row():
                 layer = gr.Slider(1, 12, value=1, step=1, label="Layer", info="clamped to each model's depth")

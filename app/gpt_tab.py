@@ -488,7 +488,7 @@ def build() -> lecture.Shared:
         with gr.Row():
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             greedy = gr.Checkbox(False, label="Greedy (always the most probable token)")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Generate", id="gpt-generate"):
             with gr.Row(equal_height=True):
                 go_button = gr.Button("Generate", variant="primary", elem_id="gpt-generate-btn", scale=1)
@@ -534,7 +534,7 @@ def build() -> lecture.Shared:
             attention_file = gr.File(label="Attention numbers (JSON)")
         with gr.Tab("Surprisal", id="gpt-surprisal"):
             surprisal_button = gr.Button("Measure surprisal", variant="primary", elem_id="gpt-surprisal-btn")
-            surprisal_text = gr.HighlightedText(label="Surprisal per token (darker = more surprising)",
+            surprisal_text = gr.HighlightedText(label="Surprisal per token (stronger colour = more surprising)",
                                                 show_legend=False, show_inline_category=False)
             surprisal_plot = gr.Plot(label="Surprisal, bits")
             surprisal_summary = gr.Markdown()
@@ -556,7 +556,7 @@ def build() -> lecture.Shared:
                           [out_text, out_bars, out_status, out_note, out_file, out_coloured, generated,
                            generated_browse], api_name="gpt_generate", **STREAMS)
     generated_browse.release(gpt_step_view, [generated_browse, generated], [out_bars, out_status],
-                             api_visibility="private")
+                             api_name="gpt_generate_browse", api_visibility="private")
     stop_button.click(stopped, out_status, out_status, cancels=[run], api_visibility="private", queue=False)
     step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
                       [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step", **VIEWS)

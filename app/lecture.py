@@ -30,8 +30,9 @@ def live(controls, fn, inputs, outputs, scroll_to: str | None = None) -> None:
     """
     for control in controls:
         event = control.release if isinstance(control, gr.Slider) else control.input
-        event(fn, inputs, outputs, api_visibility="private", trigger_mode="always_last", show_progress="minimal",
-              **VIEWS)
+        # A name of its own: an unnamed private event would take the function's name before the public one.
+        event(fn, inputs, outputs, api_name=f"{fn.__name__}_live", api_visibility="private",
+              trigger_mode="always_last", show_progress="minimal", **VIEWS)
 
 
 # ----- pace of a streamed generation ----------------------------------------------------------------------------
@@ -161,12 +162,11 @@ body.presenter [data-testid="block-info"], body.presenter [data-testid="block-la
 body.presenter .label-wrap span, body.presenter .options .item { font-size: 20px !important; }
 body.presenter .intro-text, body.presenter .tab-intro { display: none !important; }
 body.presenter #intro h1 { font-size: 26px !important; margin: 0 !important; }
-body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .legendtext, .cbaxis, .colorbar) text,
-body.presenter .js-plotly-plot .legendtext, body.presenter .js-plotly-plot .annotation-text {
-  font-size: 18px !important; }
-body.presenter .js-plotly-plot .gtitle { font-size: 22px !important; }
-body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .legendtext, .gtitle) text,
-body.presenter:not(.dark) .js-plotly-plot .gtitle { fill: #000 !important; }
+body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar) text,
+body.presenter .js-plotly-plot :is(text.legendtext, text.annotation-text) { font-size: 18px !important; }
+body.presenter .js-plotly-plot text.gtitle { font-size: 22px !important; }
+body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,
+body.presenter:not(.dark) .js-plotly-plot :is(text.gtitle, text.legendtext) { fill: #000 !important; }
 body.presenter input[type=range] { height: 10px; }
 body.presenter input[type=range]::-webkit-slider-thumb { width: 26px; height: 26px; }
 body.presenter input[type=range]::-moz-range-thumb { width: 26px; height: 26px; }

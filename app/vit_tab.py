@@ -229,7 +229,7 @@ def vit_patch_in_place(image, model_choice, custom_repo="", layer=1, head=1, pat
     grid = patch_grid_picture(run.visible, config.patch_size, highlight=patch - 1, heat=heat)
     r, c = divmod(patch - 1, gw)
     caption = (f"**Where patch {patch} looks** (row {r + 1}, column {c + 1}; outlined), layer {layer}, head "
-               f"{head}: brighter = more attention; {float(row[0]):.1%} goes to [CLS]. Layer and head are set in "
+               f"{head}: yellow = most attention, dark violet = least (viridis); {float(row[0]):.1%} goes to [CLS]. Layer and head are set in "
                "the Attention view; click another patch to move.")
     return picture_file(grid), caption
 

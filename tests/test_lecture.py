@@ -116,3 +116,39 @@ def test_pace_counts_the_time_already_spent():
     before = time.monotonic()
     lecture.wait_for_pace(4, started)  # 0.25 s per token: no wait left
     assert time.monotonic() - before < 0.02
+
+
+def test_link_query_keeps_the_open_tabs_inputs_only():
+    names = ["gpt.prompt", "gpt.model", "bert.text", "gpt.custom"]
+    query = lecture.link_query("gpt", True, names, ["the dog", "tiny-gpt (embedded)", "the cat", ""])
+    from urllib.parse import parse_qs
+
+    parsed = parse_qs(query[1:])
+    assert query.startswith("?") and parsed == {"tab": ["gpt"], "presenter": ["1"], "gpt.prompt": ["the dog"],
+                                                "gpt.model": ["tiny-gpt (embedded)"]}
+    long = lecture.link_query("gpt", False, ["gpt.prompt"], ["x" * 5000])
+    assert len(parse_qs(long[1:])["gpt.prompt"][0]) == lecture.MAX_LINK_TEXT
+
+
+def test_restored_values_accept_known_choices_and_text_only():
+    with gr.Blocks():
+        model = gr.Dropdown(["a", "b"], value="a")
+        prompt = gr.Textbox("")
+    names = ["gpt.model", "gpt.prompt"]
+    tabs, chosen, typed = lecture.restored_values({"tab": "gpt", "gpt.model": "b", "gpt.prompt": "hi"},
+                                                  ["bert", "gpt"], names, [model, prompt])
+    assert tabs.selected == "gpt" and chosen == "b" and typed == "hi"
+    skipped = lecture.restored_values({"tab": "nope", "gpt.model": "zzz", "gpt.prompt": "y" * 5000},
+                                      ["bert", "gpt"], names, [model, prompt])
+    assert all(value == gr.skip() for value in skipped)
+    assert lecture.restored_values({}, ["gpt"], names, [model, prompt]) == [gr.skip()] * 3
+
+
+def test_every_tab_offers_its_model_to_links_and_gpt_its_pace():
+    from app import ui
+
+    with gr.Blocks():
+        parts = {key: module.build() for key, module in ui.TABS}
+    assert all("model" in part.inputs or "bert_model" in part.inputs for part in parts.values())
+    assert len(parts["gpt"].paces) == 1 and parts["gpt"].paces[0].maximum == lecture.MAX_PACE
+    assert lecture.presenter_pace(True) == lecture.PRESENTER_PACE and lecture.presenter_pace(False) == 0
