@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -25,8 +26,8 @@ from app.components import VIEWS, get_model, handler, model_note, model_picker
 from app.lecture import Shared, live
 from app.export import json_file
 from app.models import Loaded
-from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, picture_file,
-                               notes_markdown, sketch)
+from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, photo_note,
+                               picture_file, notes_markdown, sketch)
 from app.vision_figures import matrix_figure, side_by_side_figure, zero_shot_figure
 from core import analysis
 from core.embedded.shapes import SHAPES, example_gallery
@@ -125,6 +126,10 @@ def parse_templates(value) -> list[str]:
         raise gr.Error(f"Too many templates: {len(templates)}; the limit is {MAX_TEMPLATES}.")
     for template in templates:
         if "{label}" not in template:
+            slip = re.search(r"\{\s*(labels?|class|name|Label|LABEL)\s*\}|\[label\]|<label>", template)
+            if slip:
+                raise gr.Error(f"The template {template[:80]!r} has {slip.group(0)}: did you mean {{label}} "
+                               "(lower case, curly braces)?")
             raise gr.Error(f"The template {template[:80]!r} has no {{label}} in it: write where the label goes, "
                            "e.g. 'a photo of a {label}'.")
     return templates
@@ -333,7 +338,9 @@ def build() -> Shared:
                                        "{label}; several are averaged (prompt ensembling)",
                                        info="For OpenAI's CLIP try 'a photo of a {label}.'")
                 scale = gr.Slider(0, 150, value=0, step=0.5, label="Logit scale (1 / temperature)", info=SCALE_INFO)
-        gr.Examples(example_paths(), inputs=image, label="Examples", examples_per_page=8)
+        gr.Examples(example_paths(), inputs=image, label="Examples (drawn shapes first, then photos)",
+                    examples_per_page=8)
+        photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="clip-photo-note")
         zero_btn = gr.Button("Rank the labels", variant="primary", elem_id="clip-zero-btn")
         zero_summary = gr.Markdown()
         zero_plot = gr.Plot(label="Zero-shot probabilities", elem_id="clip-zero-plot")
@@ -381,6 +388,7 @@ def build() -> Shared:
     contrastive_btn.click(clip_contrastive, [model, custom, captions, seed, temperature],
                           [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file],
                           api_name="clip_contrastive", **VIEWS)
+    model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
     search_btn.click(clip_search, [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
     query.submit(clip_search, [query, model, custom], [results, note, search_file], api_visibility="private",

@@ -467,7 +467,8 @@ def shape_sliders(choice, custom):
 EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019) reads the text left to right and
 predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
 settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
-whose probability reaches p). The embedded **tiny-gpt** was trained on a toy English grammar, so try
+whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
+the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
 sentences like *the keys to the old cabinet*."""
 
 
@@ -475,7 +476,7 @@ def build() -> lecture.Shared:
     gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
-    layers, heads = model_shape(DEFAULT_MODEL)
+    layers, heads = model_shape(choice.value)
     # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
     with gr.Row(elem_id="gpt-sampling"):
         # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
@@ -498,7 +499,8 @@ def build() -> lecture.Shared:
                 out_coloured = gr.HighlightedText(label="Text so far, new tokens coloured by their probability",
                                                   color_map=PROBABILITY_COLOURS, show_legend=True,
                                                   combine_adjacent=False, elem_id="gpt-coloured", scale=2)
-                out_bars = gr.Plot(label="This step's next-token probabilities", elem_id="gpt-bars", scale=3)
+                out_bars = gr.Plot(label="This step's next-token probabilities (p: after the sampling settings; "
+                                   "model's own p: the softmax before them)", elem_id="gpt-bars", scale=3)
             out_status = gr.Markdown(elem_id="gpt-status")
             generated = gr.State({"steps": []})
             generated_browse = gr.Slider(1, 2, value=1, step=1, interactive=False, label="Browse steps",

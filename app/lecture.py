@@ -120,12 +120,15 @@ URL_PRESENTER_JS = """() => {
 }"""
 
 
-# Installed once when the page opens. A click on a view's main button scrolls the page, when the space below the
-# button would not show a result, so that the button sits at the top of the window and its results appear
-# below it in view: the lecturer never scrolls in front of the room. (Plain DOM, so new tabs get it too.)
-KEEP_IN_VIEW_JS = """() => {
-  if (window.__keepInView) return;
-  window.__keepInView = true;
+# Installed once when the page opens (plain DOM, so new tabs get it too):
+# - a click on a view's main button, when the space below it would not show a result, scrolls the button to the
+#   top of the window, so its results appear below it in view: the lecturer never scrolls in front of the room;
+# - arrow keys move between tabs (Gradio's tab bar has no keyboard navigation of its own);
+# - a slider moved with the keyboard answers when the key is let go, as a mouse release does (Gradio fires
+#   "release" on pointerup only).
+PAGE_JS = """() => {
+  if (window.__lectureReady) return;
+  window.__lectureReady = true;
   document.addEventListener('click', (event) => {
     const button = event.target.closest('.tabitem button.primary');
     if (!button) return;
@@ -134,6 +137,23 @@ KEEP_IN_VIEW_JS = """() => {
       window.scrollBy({top: box.top - 8, behavior: 'instant'});
     }
   }, true);
+  document.addEventListener('keydown', (event) => {
+    const tab = event.target.closest && event.target.closest('[role=tab]');
+    if (!tab || !['ArrowRight', 'ArrowLeft', 'Home', 'End'].includes(event.key)) return;
+    const tabs = [...tab.parentElement.querySelectorAll('[role=tab]')].filter((t) => t.offsetParent !== null);
+    const here = tabs.indexOf(tab);
+    const next = {ArrowRight: here + 1, ArrowLeft: here - 1 + tabs.length, Home: 0, End: tabs.length - 1}[event.key];
+    const target = tabs[next % tabs.length];
+    event.preventDefault();
+    target.focus();
+    target.click();
+  });
+  document.addEventListener('keyup', (event) => {
+    const keys = ['ArrowRight', 'ArrowLeft', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
+    if (event.target.matches && event.target.matches('input[type=range]') && keys.includes(event.key)) {
+      event.target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+    }
+  });
 }"""
 
 
@@ -151,6 +171,9 @@ CSS = """
 .note-box { border-left: 4px solid #e66101; padding: 4px 10px; }
 footer { display: none !important; }
 #share-link-row { align-items: center; }
+/* Keyboard users see where they are: tabs, buttons, inputs, sliders and the presenter switch. */
+:is(button, [role=tab], input, textarea, select, .offline-badge):focus-visible {
+  outline: 3px solid #e66101 !important; outline-offset: 2px; }
 
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;

@@ -65,7 +65,7 @@ def _wire_presenter(demo, presenter, shared) -> None:
     """The switch (or ?presenter=1) sets the page's look in the browser and the pace of streamed generations."""
     presenter.change(None, presenter, presenter, js=PRESENTER_JS)
     demo.load(None, None, presenter, js=URL_PRESENTER_JS)
-    demo.load(None, None, None, js=lecture.KEEP_IN_VIEW_JS)
+    demo.load(None, None, None, js=lecture.PAGE_JS)
     paces = [pace for part in shared.values() for pace in part.paces]
     if paces:
         def set_paces(on):  # Gradio takes one output's value bare, several as a tuple

@@ -20,7 +20,8 @@ from app.lecture import Shared, live
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded, embedded_folder
-from app.vision_common import BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown, picture_file
+from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown,
+                               photo_note, picture_file)
 from app.vision_figures import (attention_distance_figure, head_maps_figure, overlay_figure, patch_grid_picture,
                                 patch_sequence_strip, position_similarity_figure)
 from core import analysis
@@ -271,6 +272,7 @@ def build() -> Shared:
         with gr.Column():
             gr.Examples(example_paths(), inputs=image, label="Examples (shapes are what the embedded model knows)",
                         examples_per_page=8)
+            photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="vit-photo-note")
     note = gr.Markdown(elem_classes="note-box")
 
     with gr.Tab("Patches"):
@@ -337,4 +339,5 @@ def build() -> Shared:
         **VIEWS).then(vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")
+    model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     return Shared(inputs={"model": model, "custom": custom})

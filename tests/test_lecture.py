@@ -152,3 +152,46 @@ def test_every_tab_offers_its_model_to_links_and_gpt_its_pace():
     assert all("model" in part.inputs or "bert_model" in part.inputs for part in parts.values())
     assert len(parts["gpt"].paces) == 1 and parts["gpt"].paces[0].maximum == lecture.MAX_PACE
     assert lecture.presenter_pace(True) == lecture.PRESENTER_PACE and lecture.presenter_pace(False) == 0
+
+
+@pytest.mark.parametrize("text, slip", [("the [mask] is here", "[mask]"), ("the <mask> is here", "<mask>"),
+                                        ("the ___ is here", "___"), ("the MASK is here", "MASK")])
+def test_a_lower_case_mask_gets_did_you_mean(text, slip):
+    loaded, _ = get_model("bert", BERT, "")
+    with pytest.raises(gr.Error, match="did you mean \\[MASK\\]") as error:
+        bert_tab.compute_fill_mask(loaded, text)
+    assert repr(slip) in str(error.value)
+
+
+def test_near_misses_in_compare_and_clip_templates_get_hints():
+    with pytest.raises(gr.Error, match="Did you mean 'cabinet'"):
+        compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, "cabinett")
+    with pytest.raises(gr.Error, match="did you mean \\{label\\}"):
+        clip_tab.parse_templates("a photo of a {Label}")
+    with pytest.raises(gr.Error) as plain:
+        compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, "zebra")
+    assert "Did you mean" not in str(plain.value)
+
+
+def test_photo_note_shows_with_the_embedded_model_only():
+    from app.vision_common import photo_note
+
+    for family in ("vit", "clip"):
+        embedded, hub = PRESETS[family][0].name, PRESETS[family][1].name
+        assert "only the drawn shapes" in photo_note(family, embedded) and hub in photo_note(family, embedded)
+        assert photo_note(family, hub) == ""
+
+
+def test_default_model_is_the_cached_hub_preset_else_the_embedded(monkeypatch):
+    from app import components
+
+    assert components.default_choice("gpt") == GPT  # nothing cached in the test environment
+    monkeypatch.setattr(components, "availability", lambda preset, online=None: "cached")
+    assert components.default_choice("gpt") == PRESETS["gpt"][1].name
+    assert components.default_choice("vit") == PRESETS["vit"][1].name
+
+
+def test_tokenizer_comparison_says_the_embedded_vocabularies_are_tiny():
+    *_, note, _ = compare_tab.compare_tokenizers(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT)
+    assert "tiny vocabularies" in note and "30,522 / 50,257 / 49,408" in note
+    assert compare_tab.vocabulary_note(["bert-base-uncased"], [30_522]) == ""
