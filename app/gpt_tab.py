@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 TITLE = "GPT"
 FAMILY = "gpt"
 DEFAULT_MODEL = PRESETS[FAMILY][0].name
-DEFAULT_PROMPT = "the keys to the old cabinet"
+DEFAULT_PROMPT = "the old man"  # the embedded model continues it grammatically at the default settings
 
 MAX_NEW_TOKENS = 200
 MAX_TEMPERATURE = 5.0
