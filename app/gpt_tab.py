@@ -226,7 +226,8 @@ def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top
                 new_ids.append(step.token_id)
                 written.append(summary)
             text = prompt + tokenizer.decode(new_ids)
-            status = f"Token {len(steps)} of at most {settings.max_new_tokens} · {settings.describe()}."
+            # Counts written tokens: a final <|endoftext|> is a step (in the JSON) but not a token of the text.
+            status = f"Token {len(written)} of at most {settings.max_new_tokens} · {settings.describe()}."
             if step.finished:
                 status += f" Stopped: {FINISH_WORDS.get(step.finished, step.finished)}."
                 break
