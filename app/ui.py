@@ -1,7 +1,9 @@
 """Assembles the page: header, presenter-mode switch, and one tab per model family plus Compare.
 
-Each tab module builds its own part from core calls (`build()`); this module only places them, and holds
-what the whole page shares: theme, CSS for presenter mode, and the queue limits fitted to a 2-core machine.
+Each tab module builds its own part from core calls (`build()`, which returns an `app.lecture.Shared`: the
+inputs a link restores, the pace sliders presenter mode sets); this module only places them, and wires what the
+whole page shares: presenter mode, links to a view, the theme, and the queue limits fitted to a 2-core machine.
+The look itself (presenter CSS, page script) lives in `app.lecture`.
 """
 
 from __future__ import annotations
