@@ -245,7 +245,9 @@ MAX_CONFIG_BYTES = 2_000_000  # config.json is a few kB; CLIP's with id2label ta
 
 
 def _check_number(path: str, value, annotation: str) -> None:
-    if annotation.startswith("int") and value is not None:
+    if annotation.startswith("int"):
+        if value is None and "None" in annotation:
+            return
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{path} must be a whole number, not {value!r}"[:200])
         low, high = next((low, high) for pattern, low, high in SIZE_BOUNDS if re.search(pattern, path))
