@@ -29,6 +29,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Loaded models may hold this many megabytes of weights in all (PLAYGROUND_MODEL_CACHE_MB overrides it): every
 # Hub preset at once (about 3.3 GB) fits, and so does one more model at the per-model cap (core.checkpoint).
 MODEL_CACHE_MB = 5000
+WEIGHTS_OR_INDEX = ("model.safetensors", "model.safetensors.index.json")
 # Which model families each tab can use.
 TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit",), "clip": ("clip",)}
 # An override lets tests and development point the embedded presets at other folders of the same layout.
@@ -99,7 +100,9 @@ def availability(preset: Preset, online: bool | None = None) -> str:
     """"embedded", "cached", "downloadable" or "unavailable offline"."""
     if preset.embedded:
         return "embedded"
-    if cached_folder(preset.source) is not None:
+    folder = cached_folder(preset.source)
+    # The weights, not just config.json: a load refused or broken off may have left the small files alone.
+    if folder is not None and any((folder / name).is_file() for name in WEIGHTS_OR_INDEX):
         return "cached"
     online = hub_reachable() if online is None else online
     return "downloadable" if online else "unavailable offline"

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from .config import ModelSpec, read_config
-from .hub import CheckpointError, display_name, fetch_files, local_folder, snapshot_repo
+from .hub import CheckpointError, display_name, fetch_files, local_folder, megabytes, snapshot_repo
 from .model import CLIP, Transformer
 
 log = logging.getLogger(__name__)
@@ -479,7 +479,7 @@ def _plan_load(source, dtype, families, max_bytes):
     least = parameters * (dtype.itemsize if dtype is not None else 2)  # no float checkpoint stores less
     if least > cap:
         raise CheckpointError(f"{label}: its config implies {parameters / 1e6:,.0f} M parameters, at least "
-                              f"{least / 1e6:,.0f} MB; this server loads models of at most {cap / 1e6:,.0f} MB "
+                              f"{megabytes(least)}; this server loads models of at most {megabytes(cap)} "
                               "(PLAYGROUND_MAX_MODEL_MB).")
     files = weight_files(folder, label)
     fetch_files(folder, files, cap)
@@ -492,8 +492,8 @@ def _plan_load(source, dtype, families, max_bytes):
         raise CheckpointError(f"{label}: {error}") from None
     weights = sum(expected[s.rule.core].numel() * _target_dtype(s, dtype).itemsize for s in steps)
     if weights > cap:
-        raise CheckpointError(f"{label}: its weights take {weights / 1e6:,.0f} MB; this server loads models of at "
-                              f"most {cap / 1e6:,.0f} MB (PLAYGROUND_MAX_MODEL_MB).")
+        raise CheckpointError(f"{label}: its weights take {megabytes(weights)}; this server loads models of at most "
+                              f"{megabytes(cap)} (PLAYGROUND_MAX_MODEL_MB).")
     return folder, spec, model, expected, tied, steps
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # weights (a diffusion pipeline's unet/, vae/, text_encoder/...).
 CHECKPOINT_FILES = [
     "config.json",
+    "model.safetensors.index.json",  # which root files hold the weights
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -86,6 +87,11 @@ def _connect(endpoint_url: str, timeout: float) -> bool:
             return True
     except OSError:
         return False
+
+
+def megabytes(size: float) -> str:
+    """A size for messages: whole megabytes, with one decimal below 10 MB."""
+    return f"{size / 1e6:,.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"
 
 
 def snapshot_repo(folder: str | os.PathLike) -> tuple[str, str] | None:
@@ -148,8 +154,8 @@ def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = No
         raise CheckpointError(f"{repo_id!r} has no {', '.join(absent[:4])}")
     total = sum(sizes[name] for name in names if name in sizes)
     if max_total_bytes is not None and total > max_total_bytes:
-        raise CheckpointError(f"{repo_id!r}: its {what} take {total / 1e6:,.0f} MB; this server loads models of at "
-                              f"most {max_total_bytes / 1e6:,.0f} MB (PLAYGROUND_MAX_MODEL_MB).")
+        raise CheckpointError(f"{repo_id!r}: its {what} take {megabytes(total)}; this server loads models of at most "
+                              f"{megabytes(max_total_bytes)} (PLAYGROUND_MAX_MODEL_MB).")
     for name in missing:
         log.info("downloading %s of %s (%d bytes)", name, repo_id, sizes[name])
         _download(repo_id, name, commit)
@@ -201,7 +207,7 @@ def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
     wanted = [name for name in sizes if "/" not in name and any(fnmatch(name, p) for p in patterns or CHECKPOINT_FILES)]
     oversized = [name for name in wanted if sizes[name] > MAX_SMALL_FILE_BYTES]
     if oversized:
-        raise CheckpointError(f"{repo_id!r}: {oversized[0]} is {sizes[oversized[0]] / 1e6:,.0f} MB, far larger than "
+        raise CheckpointError(f"{repo_id!r}: {oversized[0]} is {megabytes(sizes[oversized[0]])}, far larger than "
                               "such a file can be; it is not fetched.")
     if "config.json" not in wanted:
         raise CheckpointError(f"Hub repository {repo_id!r} has no config.json")

@@ -192,8 +192,7 @@ def test_weights_over_the_cap_are_refused_from_their_headers(tmp_path, reads, mo
     folder = local_repo(tmp_path / "fat", config, checkpoint_shapes(config))
     monkeypatch.setenv("PLAYGROUND_MAX_MODEL_MB", "1")
     message = refusal(lambda: load_model(folder), tmp_path)
-    assert "its weights take 1 MB" in message or "its weights take 2 MB" in message, message
-    assert "at most 1 MB" in message and reads == []
+    assert "fat: its weights take 1.4 MB; this server loads models of at most 1.0 MB" in message and reads == []
     monkeypatch.setenv("PLAYGROUND_MAX_MODEL_MB", "2")
     assert load_model(folder).embed.tokens.weight.shape == (4000, 64)
 
@@ -261,6 +260,37 @@ def test_only_the_root_weights_are_fetched_and_only_after_the_checks(tmp_path, h
     assert sorted(fake.fetched) == ["config.json", "model.safetensors", "vocab.json"]
     assert fake.fetched[-1] == "model.safetensors"  # the weights last, once the config was checked
     assert model.spec.architecture == "GPT2LMHeadModel"
+
+
+def test_a_sharded_repo_fetches_the_shards_its_index_names(tmp_path, hub_cache, monkeypatch):
+    from tests.reference import bert_config as bert_reference_config
+
+    source = tmp_path / "sharded"
+    build(transformers.BertForMaskedLM, bert_reference_config()).save_pretrained(
+        source, safe_serialization=True, max_shard_size="40KB")
+    files = {path.name: path for path in source.iterdir()}
+    shards = sorted(name for name in files if name.startswith("model-"))
+    assert len(shards) > 1 and "model.safetensors.index.json" in files
+    fake = FakeHub(monkeypatch, hub_cache, "someone/sharded", {
+        **files, "onnx/model.safetensors": files[shards[0]], "model-extra.safetensors": files[shards[0]]})
+    assert load_model("someone/sharded").spec.architecture == "BertForMaskedLM"
+    assert sorted(fake.fetched) == sorted(["config.json", "model.safetensors.index.json", *shards])
+
+
+def test_tokenizer_image_and_weight_file_messages_name_no_paths(tmp_path):
+    from core import load_image_processor, load_tokenizer
+    from core.checkpoint import read_safetensors_file
+
+    folder = local_repo(tmp_path / "bare", bert_config(), None)
+    assert "bare has neither tokenizer.json nor vocab.txt" in refusal(lambda: load_tokenizer(folder), tmp_path)
+    assert refusal(lambda: load_model(folder), tmp_path) == "no safetensors weights in bare"
+    assert "bare has no preprocessor_config.json" in refusal(lambda: load_image_processor(folder), tmp_path)
+    (folder / "preprocessor_config.json").write_text("{broken")
+    assert "bare: Cannot read preprocessor_config.json" in refusal(lambda: load_image_processor(folder), tmp_path)
+    (folder / "model.safetensors").write_bytes(b"\xff" * 64)
+    assert "model.safetensors is not a safetensors file" in refusal(
+        lambda: read_safetensors_file(folder / "model.safetensors"), tmp_path)
+    assert "bare: model.safetensors is not a safetensors file" in refusal(lambda: load_model(folder), tmp_path)
 
 
 def test_a_diffusion_pipeline_with_weights_only_in_subfolders_fetches_nothing(tmp_path, hub_cache, monkeypatch):
