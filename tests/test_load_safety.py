@@ -447,3 +447,17 @@ def test_the_peak_memory_of_a_load_stays_near_the_weights(tmp_path):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert 140e6 < figures["weights"] < 170e6
     assert figures["peak"] <= 1.25 * figures["weights"], figures
+
+
+def test_download_fetches_each_preset_after_the_same_checks(tmp_path, hub_cache, monkeypatch):
+    """`python app.py --download`: the weights come too, but only of a model that passes every check."""
+    files = tiny_gpt2_files(tmp_path)
+    fake = FakeHub(monkeypatch, hub_cache, "someone/gpt", files)
+    monkeypatch.setattr(models, "hub_presets", lambda: ["someone/gpt"])
+    assert models.download_presets() == []
+    assert sorted(fake.fetched) == ["config.json", "model.safetensors"]
+    fake.sizes["model.safetensors"] = 9_000_000_000
+    fake.repo_id = "someone/huge"
+    monkeypatch.setattr(models, "hub_presets", lambda: ["someone/huge"])
+    failed = models.download_presets()
+    assert len(failed) == 1 and "9,000 MB" in failed[0] and fake.fetched.count("model.safetensors") == 1
