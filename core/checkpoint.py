@@ -5,6 +5,11 @@ else is an error, as are shape mismatches (nanoGPT asserts the same when it load
 differ from what `save_pretrained` writes today, and all of these load: keys without the base-model prefix
 (`h.0.attn...` rather than `transformer.h.0...`), LayerNorm `gamma`/`beta`, tied output embeddings absent
 from the file, and sharded safetensors with an index. Weights are read from safetensors only.
+
+The app loads what strangers name, on a shared server, so a load proves each step cheap before it takes the
+next: config.json alone (sizes in bounds, family as asked), the parameter count it implies and the weight
+files' sizes against a cap, every tensor's name and shape from the safetensors headers (`plan_checkpoint`),
+and only then reads tensors, one at a time, straight into the tensors the model keeps (`materialize`).
 """
 
 from __future__ import annotations
