@@ -108,9 +108,16 @@ def availability(preset: Preset, online: bool | None = None) -> str:
     return "downloadable" if online else "unavailable offline"
 
 
+def _tab_mismatch(name: str, spec, tab: str) -> str | None:
+    """Why the `tab` cannot show the model of this spec, or None when it can."""
+    if spec.family in TAB_FAMILIES[tab]:
+        return None
+    return f"{name} is a {spec.architecture}; this tab needs a {tab.upper()} model"
+
+
 def _open(folder: str | Path, name: str, family: str) -> Loaded:
     try:
-        model = load_model(folder, families=TAB_FAMILIES[family])
+        model = load_model(folder, check_spec=lambda spec: _tab_mismatch(name, spec, family))
         tokenizer = processor = None
         if family in ("bert", "gpt", "clip"):
             tokenizer = load_tokenizer(folder)

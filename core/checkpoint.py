@@ -433,19 +433,19 @@ def tied_names(model) -> set[str]:
     return set()
 
 
-def load_model(source, device=None, dtype=None, families=None, max_bytes=None):
+def load_model(source, device=None, dtype=None, check_spec=None, max_bytes=None):
     """Open a checkpoint folder or Hub repo id as a core model in eval mode.
 
     The model remembers its `spec` (architecture and config) and `folder`. In order, and each before anything
-    larger happens: config.json is read alone and checked (`families`, when given, says which families the
-    caller can use; sizes in bounds); the parameter count the config implies is held against the size cap
+    larger happens: config.json is read alone and checked (sizes in bounds; `check_spec`, when given, is called
+    with the spec and may return a message refusing it: the app's tabs refuse a family they cannot show); the parameter count the config implies is held against the size cap
     (`max_bytes`, default `max_model_bytes()`); the weight files' sizes (the Hub's metadata before fetching
     them) likewise; then every tensor's name and shape from the safetensors headers; only then are tensors
     read, one at a time. Errors name the problem and the checkpoint by repo id or folder name, never by path.
     A failed load keeps nothing alive: the error raised is a fresh one, holding no frame with a tensor in it.
     """
     try:
-        return _load_model(source, device, dtype, families, max_bytes)
+        return _load_model(source, device, dtype, check_spec, max_bytes)
     except CheckpointError as error:
         message = str(error)
     except BaseException as error:
@@ -454,17 +454,17 @@ def load_model(source, device=None, dtype=None, families=None, max_bytes=None):
     raise CheckpointError(message)
 
 
-def fetch_checkpoint(source, families=None, max_bytes=None) -> Path:
+def fetch_checkpoint(source, check_spec=None, max_bytes=None) -> Path:
     """Every check of `load_model` and every file it needs in the local cache, without reading a tensor; the
     folder (`python app.py --download` fetches the presets so)."""
     try:
-        return _plan_load(source, None, families, max_bytes)[0]
+        return _plan_load(source, None, check_spec, max_bytes)[0]
     except CheckpointError as error:
         message = str(error)
     raise CheckpointError(message)
 
 
-def _plan_load(source, dtype, families, max_bytes):
+def _plan_load(source, dtype, check_spec, max_bytes):
     """(folder, spec, meta model, its expected tensors, tied names, steps): all checked, nothing read."""
     folder = local_folder(source)
     label = display_name(folder)
@@ -472,9 +472,9 @@ def _plan_load(source, dtype, families, max_bytes):
         spec = read_config(folder)
     except (ValueError, FileNotFoundError) as error:
         raise CheckpointError(f"cannot use {label}: {error}") from None
-    if families is not None and spec.family not in families:
-        raise CheckpointError(f"{label} is a {spec.architecture}; this needs a model of the "
-                              f"{' or '.join(families)} family")
+    refusal = check_spec(spec) if check_spec is not None else None
+    if refusal:
+        raise CheckpointError(refusal)
     with torch.device("meta"):
         model = build_model(spec)  # shapes only: no memory, no random init of weights that are about to be replaced
     expected = dict(model.state_dict())
@@ -502,8 +502,8 @@ def _plan_load(source, dtype, families, max_bytes):
     return folder, spec, model, expected, tied, steps
 
 
-def _load_model(source, device, dtype, families, max_bytes):
-    folder, spec, model, expected, tied, steps = _plan_load(source, dtype, families, max_bytes)
+def _load_model(source, device, dtype, check_spec, max_bytes):
+    folder, spec, model, expected, tied, steps = _plan_load(source, dtype, check_spec, max_bytes)
     state = materialize(steps, expected, dtype)
     for name in tied:
         state[name] = state["embed.tokens.weight"]

@@ -268,7 +268,8 @@ def check_sizes(config, prefix: str = "") -> None:
         if is_dataclass(value):
             check_sizes(value, f"{path}.")
         else:
-            _check_number(path, value, str(item.type))
+            annotation = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", str(item.type))
+            _check_number(path, value, annotation)
     # Attention splits the width into equal heads unless the config names its own head size (T5's d_kv).
     own_head_size = any(getattr(config, name, 0) for name in names if re.search(r"head_(size|dim)|d_kv", name))
     if {"image_size", "patch_size"} <= names and config.image_size and not 0 < config.patch_size <= config.image_size:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -127,6 +128,31 @@ def test_a_config_of_200000_layers_is_refused_at_once(tmp_path, reads):
     message = refusal(lambda: load_model(folder), tmp_path)
     assert time.perf_counter() - start < 2.0
     assert "num_layers = 200000" in message and "many" in message and reads == []
+
+
+@dataclass(frozen=True)
+class LaterFamilyConfig:
+    """A family added later, with field names of its own (T5's)."""
+
+    hidden_size: int
+    num_heads: int
+    head_dim: int
+    num_decoder_layers: int
+    vocab_size: int
+    dropout: float = 0.1
+    eos_token_id: int | None = None
+
+
+def test_the_size_checks_apply_to_any_familys_config():
+    from core.config import check_sizes
+
+    check_sizes(LaterFamilyConfig(512, 6, 64, 8, 250_112))  # mT5-small: 6 heads of 64 over a width of 512
+    for config, expected in [(LaterFamilyConfig(512, 6, 64, 1_000_000, 100), "num_decoder_layers = 1000000"),
+                             (LaterFamilyConfig(512, 0, 64, 8, 100), "num_heads = 0"),
+                             (LaterFamilyConfig(512, 8, 64, 8, 100, dropout=float("nan")), "dropout must be"),
+                             (LaterFamilyConfig(512, 8, 64, 8, "many"), "vocab_size must be a whole number")]:
+        with pytest.raises(ValueError, match=expected):
+            check_sizes(config)
 
 
 MALFORMED = [
@@ -312,7 +338,7 @@ def test_a_wrong_family_is_refused_before_the_weights_are_fetched(tmp_path, hub_
     files = tiny_gpt2_files(tmp_path)
     fake = FakeHub(monkeypatch, hub_cache, "someone/gpt", files)
     message = refusal(lambda: models.ModelCache().get("bert", "", custom_repo="someone/gpt"), hub_cache)
-    assert "someone/gpt is a GPT2LMHeadModel" in message and "bert" in message
+    assert message == "someone/gpt is a GPT2LMHeadModel; this tab needs a BERT model"
     assert fake.fetched == ["config.json"]
 
 
