@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import CheckpointError, load_model
-from core.hub import cached_folder, hub_folder, hub_reachable, is_repo_id
+from core.hub import PLAN_FILES, cached_folder, hub_folder, hub_reachable, is_repo_id
 from core.tokenizer import load_tokenizer
 
 from .housekeeping import whole_number_setting
@@ -216,10 +216,10 @@ class ModelCache:
                 raise CheckpointError(flight.error or f"loading {name} failed")
             return flight.loaded, note
         # Outside the lock: a download must not block other tabs. Hub ids resolve to their snapshot folder
-        # (config.json and the small files only; the weights follow once checked), so that a user-typed id is
-        # never read as a local path.
+        # (config.json and the weights' index alone; the rest follows once the model is checked), so that a
+        # user-typed id is never read as a local path.
         try:
-            folder = Path(source) if embedded else hub_folder(source)
+            folder = Path(source) if embedded else hub_folder(source, PLAN_FILES)
             flight.loaded = _open(folder, name, family)
             self._store(key, flight.loaded)
         except CheckpointError as error:

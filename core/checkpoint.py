@@ -28,7 +28,8 @@ import torch
 from safetensors.torch import save_file
 
 from .config import ModelSpec, read_config
-from .hub import CheckpointError, display_name, fetch_files, local_folder, megabytes, snapshot_repo
+from .hub import (CHECKPOINT_FILES, PLAN_FILES, CheckpointError, display_name, fetch_files, local_folder, megabytes,
+                  snapshot_repo)
 from .model import CLIP, Transformer
 
 log = logging.getLogger(__name__)
@@ -466,7 +467,7 @@ def fetch_checkpoint(source, check_spec=None, max_bytes=None) -> Path:
 
 def _plan_load(source, dtype, check_spec, max_bytes):
     """(folder, spec, meta model, its expected tensors, tied names, steps): all checked, nothing read."""
-    folder = local_folder(source)
+    folder = local_folder(source, PLAN_FILES)
     label = display_name(folder)
     try:
         spec = read_config(folder)
@@ -487,7 +488,7 @@ def _plan_load(source, dtype, check_spec, max_bytes):
                               f"{megabytes(least)}; this server loads models of at most {megabytes(cap)} "
                               "(PLAYGROUND_MAX_MODEL_MB).")
     files = weight_files(folder, label)
-    fetch_files(folder, files, cap)
+    fetch_files(folder, files, cap, optional=CHECKPOINT_FILES)  # the tokenizer's files come with the weights
     stored: dict[str, StoredTensor] = {}
     for name in files:
         stored.update(read_safetensors_header(folder / name, label))

@@ -39,6 +39,8 @@ CHECKPOINT_FILES = [
     "preprocessor_config.json",
 ]
 TOKENIZER_FILES = CHECKPOINT_FILES
+# What a load reads first, alone: the settings and the index saying which files hold the weights.
+PLAN_FILES = ["config.json", "model.safetensors.index.json"]
 # Any one of the small files above larger than this is not what it claims to be (BERT's vocab.txt is 230 kB,
 # the largest tokenizer.json of a 250k vocabulary about 20 MB).
 MAX_SMALL_FILE_BYTES = 64_000_000
@@ -134,20 +136,25 @@ def _download(repo_id: str, name: str, commit: str | None) -> Path:
         raise CheckpointError(f"Cannot fetch {name} of {repo_id!r}: {type(error).__name__}") from None
 
 
-def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = None, what: str = "weights") -> None:
+def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = None, what: str = "weights",
+                optional: list[str] | tuple[str, ...] = ()) -> None:
     """Make sure the root files `names` are in `folder`, fetching the missing ones from the Hub when `folder` is a
     cache snapshot. Sizes come from the Hub's metadata first: over `max_total_bytes` in all, nothing is fetched.
+    The `optional` small files that the repository has and the snapshot lacks come too (offline, none).
     """
     missing = [name for name in names if not (folder / name).is_file()]
-    if not missing:
-        return
+    lacking = [name for name in optional if not (folder / name).is_file()]
     repo = snapshot_repo(folder)
-    if repo is None:
-        raise CheckpointError(f"{display_name(folder)} lacks {', '.join(missing[:4])}")
+    if repo is None or not (missing or lacking):
+        if missing:
+            raise CheckpointError(f"{display_name(folder)} lacks {', '.join(missing[:4])}")
+        return
     repo_id, commit = repo
     if not hub_reachable():
-        raise CheckpointError(f"{repo_id!r}: {', '.join(missing[:4])} not in the local Hugging Face cache and the "
-                              "Hub cannot be reached (offline).")
+        if missing:
+            raise CheckpointError(f"{repo_id!r}: {', '.join(missing[:4])} not in the local Hugging Face cache and "
+                                  "the Hub cannot be reached (offline).")
+        return
     _, sizes = remote_files(repo_id, commit)
     absent = [name for name in missing if name not in sizes]
     if absent:
@@ -156,7 +163,8 @@ def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = No
     if max_total_bytes is not None and total > max_total_bytes:
         raise CheckpointError(f"{repo_id!r}: its {what} take {megabytes(total)}; this server loads models of at most "
                               f"{megabytes(max_total_bytes)} (PLAYGROUND_MAX_MODEL_MB).")
-    for name in missing:
+    small = [name for name in lacking if 0 < sizes.get(name, 0) <= MAX_SMALL_FILE_BYTES]
+    for name in missing + small:
         log.info("downloading %s of %s (%d bytes)", name, repo_id, sizes[name])
         _download(repo_id, name, commit)
 
@@ -183,8 +191,9 @@ def local_folder(source: str | os.PathLike, patterns: list[str] | None = None) -
 def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
     """The snapshot folder of Hub repo `repo_id`, from the cache when present, else downloaded.
 
-    Only the small JSON/text files are fetched here (config.json among them), each first checked for size in the
-    Hub's metadata; the weights come later, by name, from `fetch_files`. `repo_id` is never read as a local path, even when a
+    Only small JSON/text files are fetched here (`patterns`, by default all of them; a load asks for
+    `PLAN_FILES` alone), each first checked for size in the Hub's metadata; the weights and the other small
+    files come later, once the model is checked, from `fetch_files`. `repo_id` is never read as a local path, even when a
     folder of that name exists: the app passes user-typed ids here, and a local path is something only the
     person starting the app may name.
     """
