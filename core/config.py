@@ -237,7 +237,7 @@ SIZE_BOUNDS: list[tuple[str, int, int]] = [
     (r"positions", 0, 1_048_576),
     (r"image_size", 0, 4096),
     (r"patch_size", 0, 4096),
-    (r"channels", 0, 64),
+    (r"channels", 1, 64),
     (r"labels", 0, 1_000_000),
     (r"", 0, 1_048_576),  # every other whole number: hidden and intermediate widths, projection sizes
 ]

@@ -5,9 +5,10 @@ unpickling runs arbitrary code. Offline, a repository that is not cached fails a
 instead of the Hub client's retry loop (about 30 s).
 
 A repository is fetched in stages, so that nothing large arrives before it is known to be wanted: first
-config.json and the small text files (`hub_folder`), then, once `core.checkpoint` has checked the config
-against the caller's needs and the size cap, only the root weight files it names (`fetch_files`), whose
-sizes the Hub's file metadata states before anything is downloaded. Messages name the repo id (or a local
+config.json and the weights' index alone (`hub_folder` with `PLAN_FILES`), then, once `core.checkpoint` has
+checked the config against the caller's needs and the size cap, only the root weight files the index names,
+whose sizes the Hub's file metadata states before anything is downloaded, with the tokenizer's small files
+(`fetch_files`). Messages name the repo id (or a local
 folder's own name) and file names, never a path of the server.
 """
 
