@@ -199,7 +199,10 @@ def build_model(spec: ModelSpec) -> Transformer | CLIP:
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
                       "BOOL": torch.bool}
-MAX_HEADER_BYTES = 100_000_000  # the header is JSON names and offsets; anything larger is not a checkpoint
+# The header is JSON names and offsets: GPT-2's takes 15 kB, a shard of a large model some hundreds of kB. Parsed,
+# JSON takes several times its size, so a hostile 100 MB header (the safetensors library's own limit) would
+# cost far more than the model this app could load.
+MAX_HEADER_BYTES = 10_000_000
 # A model's weights may take at most this much memory (PLAYGROUND_MAX_MODEL_MB overrides it). Sized for a
 # 16 GB Space shared by several users: the largest preset (CLIP B/32) takes 605 MB, gpt2-medium 1.5 GB still
 # loads, gpt2-large (3.1 GB) and anything larger is refused before a byte of its weights is fetched.
