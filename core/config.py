@@ -9,7 +9,9 @@ the architecture from the "architectures" field rather than guessing it from ten
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 # "architectures" value -> (family, task). BertForPreTraining opens as a masked LM: its NSP head is ignored.
@@ -222,8 +224,82 @@ def config_from_json(raw: dict) -> ModelSpec:
     return ModelSpec(architecture=architecture, family=family, task=task, config=config, raw=raw)
 
 
+# Bounds on the size fields of any family's config, by what the field's name says it counts. They keep a
+# hostile or broken config.json from costing minutes (a meta-device model of 200,000 layers) or crashing on a
+# division before the parameter count and the size cap (core.checkpoint) judge what is left. The largest
+# real checkpoints of these architectures sit far inside them (GPT-3 has 96 layers, T5-11B 128 heads).
+SIZE_BOUNDS: list[tuple[str, int, int]] = [
+    (r"_token_id$", -1, 2**31 - 1),  # token ids index nothing when the model is built; any int will do
+    (r"layers", 0, 128),
+    (r"heads", 1, 512),
+    (r"type_vocab", 0, 1024),
+    (r"vocab", 0, 1_048_576),  # 0: a part without it (a vision tower has no vocabulary, a text one no image)
+    (r"positions", 0, 1_048_576),
+    (r"image_size", 0, 4096),
+    (r"patch_size", 0, 4096),
+    (r"channels", 1, 64),
+    (r"labels", 0, 1_000_000),
+    (r"", 0, 1_048_576),  # every other whole number: hidden and intermediate widths, projection sizes
+]
+MAX_CONFIG_BYTES = 2_000_000  # config.json is a few kB; CLIP's with id2label tables some tens of kB
+
+
+def _check_number(path: str, value, annotation: str) -> None:
+    if annotation.startswith("int"):
+        if value is None and "None" in annotation:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path} must be a whole number, not {value!r}"[:200])
+        low, high = next((low, high) for pattern, low, high in SIZE_BOUNDS if re.search(pattern, path))
+        if not low <= value <= high:
+            raise ValueError(f"{path} = {value} is outside the range this app loads ({low} to {high:,})")
+    elif annotation.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{path} must be a finite number, not {value!r}"[:200])
+
+
+def check_sizes(config, prefix: str = "") -> None:
+    """Raise ValueError naming the first field of `config` (any family's frozen dataclass, nested ones
+    included) that is of the wrong type or out of bounds, or heads that do not divide the width they split."""
+    names = {f.name for f in fields(config)}
+    for item in fields(config):
+        value = getattr(config, item.name)
+        path = f"{prefix}{item.name}"
+        if is_dataclass(value):
+            check_sizes(value, f"{path}.")
+        else:
+            annotation = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", str(item.type))
+            _check_number(path, value, annotation)
+    # Attention splits the width into equal heads unless the config names its own head size (T5's d_kv).
+    own_head_size = any(getattr(config, name, 0) for name in names if re.search(r"head_(size|dim)|d_kv", name))
+    if {"image_size", "patch_size"} <= names and config.image_size and not 0 < config.patch_size <= config.image_size:
+        raise ValueError(f"{prefix}patch_size = {config.patch_size} does not fit {prefix}image_size = "
+                         f"{config.image_size}")
+    if {"hidden_size", "num_heads"} <= names and not own_head_size:
+        if config.hidden_size % config.num_heads:
+            raise ValueError(f"{prefix}num_heads = {config.num_heads} does not divide {prefix}hidden_size = "
+                             f"{config.hidden_size}")
+
+
 def read_config(folder: Path) -> ModelSpec:
+    """The spec of a folder's config.json, checked: a malformed file raises ValueError saying what is wrong
+    (never a KeyError, TypeError or ZeroDivisionError from deeper down)."""
     path = Path(folder) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no config.json in {folder}")
-    return config_from_json(json.loads(path.read_text()))
+        raise FileNotFoundError("no config.json")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"config.json is {path.stat().st_size / 1e6:,.0f} MB, not a model configuration")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"config.json is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config.json holds a {type(raw).__name__}, not an object of settings")
+    try:
+        spec = config_from_json(raw)
+    except KeyError as error:
+        raise ValueError(f"config.json lacks the setting {error.args[0]!r}") from None
+    except (TypeError, AttributeError, ValueError, OverflowError) as error:
+        raise ValueError(f"config.json has a setting of the wrong kind: {error}"[:300]) from None
+    check_sizes(spec.config)
+    return spec
