@@ -95,8 +95,31 @@ def availability(preset: Preset, online: bool | None = None) -> str:
     return "downloadable" if online else "unavailable offline"
 
 
+# The core families each tab can show, and what the tab needs, in words for the message when a model is not one.
+# CLIP's image tower alone (CLIPVisionModel, the image encoder of IP-Adapter) is a ViT with a pre-norm: the ViT
+# tab's patches, attention and positions views read it as they read a ViT.
+TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit", "clip_vision"), "clip": ("clip",)}
+TAB_NEEDS = {
+    "bert": "a BERT or DistilBERT model",
+    "gpt": "a GPT-2 model",
+    "vit": "a ViT model (or CLIP's image tower, CLIPVisionModel)",
+    "clip": "a CLIPModel: zero-shot classification, search and the contrastive view compare texts with images, "
+            "so they need both towers (such as openai/clip-vit-base-patch32)",
+}
+CLIP_TOWERS = {"clip_text": "CLIP's text tower alone", "clip_vision": "CLIP's image tower alone"}
+
+
+def _tab_mismatch(name: str, architecture: str, model_family: str, tab: str) -> str:
+    what = f"{architecture}, {CLIP_TOWERS[model_family]}" if model_family in CLIP_TOWERS else architecture
+    return f"{name} is a {what}; the {tab.upper()} tab needs {TAB_NEEDS[tab]}."
+
+
 def _open(folder_or_repo: str | Path, name: str, family: str) -> Loaded:
     model = load_model(folder_or_repo)
+    # Checked before the tokenizer and image processor are read: a model of the wrong kind may lack those files,
+    # and the message should say what is wrong with the model rather than which file is missing.
+    if model.spec.family not in TAB_FAMILIES[family]:
+        raise CheckpointError(_tab_mismatch(name, model.spec.architecture, model.spec.family, family))
     tokenizer = processor = None
     if family in ("bert", "gpt", "clip"):
         tokenizer = load_tokenizer(folder_or_repo)
@@ -104,9 +127,6 @@ def _open(folder_or_repo: str | Path, name: str, family: str) -> Loaded:
         from core.images import load_image_processor
 
         processor = load_image_processor(folder_or_repo)
-    expected = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit",), "clip": ("clip",)}[family]
-    if model.spec.family not in expected:
-        raise CheckpointError(f"{name} is a {model.spec.architecture}; this tab needs a {family.upper()} model")
     return Loaded(name=name, model=model, tokenizer=tokenizer, processor=processor)
 
 
