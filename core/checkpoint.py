@@ -169,8 +169,8 @@ def _clip_rules(text_layers: int, vision_layers: int) -> list[Rule]:
 
 
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
-# A CLIP tower saved alone has it only beside a projection (CLIPTextModelWithProjection); older CLIPTextModel
-# files (the text encoders of Stable Diffusion) have it too, and transformers 5 writes CLIPTextModel without.
+# A CLIP tower saved alone: transformers 5 writes a CLIPTextModel's keys bare, and a ...WithProjection's under
+# text_model./vision_model. beside the projection; older CLIPTextModel files (Stable Diffusion's) use it too.
 PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
             "clip_text": "text_model.", "clip_vision": "vision_model."}
 

@@ -172,8 +172,9 @@ def _distilbert(raw: dict, task: str) -> TransformerConfig:
 
 
 def _gpt2(raw: dict, task: str) -> TransformerConfig:
-    # reorder_and_upcast_attn=True scales the queries before the product and computes scores in fp32 under
-    # mixed precision: the same numbers as the core's attention in fp32, so the flag is read and left at that.
+    # reorder_and_upcast_attn=True scales inside the product and computes scores in fp32 under mixed precision:
+    # in fp32 the same numbers as the core's attention, so the flag needs nothing (transformers itself applies
+    # it only in its eager attention, not in the default fused one).
     hidden = raw["n_embd"]
     return TransformerConfig(
         family="gpt2", task=task, hidden_size=hidden, num_layers=raw["n_layer"], num_heads=raw["n_head"],
