@@ -123,16 +123,13 @@ LABELLED_TASKS = ("sequence_classification", "token_classification", "image_clas
 
 
 def _labels(raw: dict, task: str) -> tuple[tuple[str, ...], int]:
-    """Class names of a classifier head. transformers 5 writes neither `id2label` nor `num_labels` when they
-    are the defaults, two labels named LABEL_0 and LABEL_1; an absent table means those, as it reads them."""
+    """Class names and count of a classifier head. transformers 5 writes neither `id2label` nor `num_labels`
+    for its default of two labels, so a config without both means two (named LABEL_0, LABEL_1 by the model)."""
     if task not in LABELLED_TASKS:
         return (), 0
     id2label = raw.get("id2label") or {}
-    if id2label:
-        labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
-    else:
-        labels = tuple(f"LABEL_{i}" for i in range(int(raw.get("num_labels", 2))))
-    return labels, len(labels)
+    labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int)) if id2label else ()
+    return labels, len(labels) or int(raw.get("num_labels", 2))
 
 
 def _activation(name: str) -> str:

@@ -282,7 +282,8 @@ class Transformer(nn.Module):
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.config.id2label
+        # Without an id2label table transformers names the classes LABEL_0, LABEL_1, ...; so do we.
+        return self.config.id2label or tuple(f"LABEL_{i}" for i in range(self.config.num_labels))
 
     def encode(self, inputs, attention_mask=None, token_type_ids=None, output_attentions=False,
                output_hidden_states=False, cache: KVCache | None = None):
