@@ -71,7 +71,7 @@ class TransformerConfig:
     final_norm: bool = False  # LayerNorm after the last block (GPT-2 ln_f, ViT layernorm, CLIP final LN)
     final_norm_cls_only: bool = False  # CLIP vision applies it to the pooled [CLS] only
     pooler: bool = False  # BERT/ViT dense+tanh on [CLS]
-    attn_scale_by_head_size: bool = True  # scores / sqrt(head size); GPT-2's scale_attn_weights=False skips it
+    scale_attention: bool = True  # divide scores by sqrt(head size); GPT-2 with scale_attn_weights=False does not
     attn_scale_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx
     qkv_bias: bool = True  # ViT's qkv_bias=False drops the query/key/value biases
     # vision
@@ -179,7 +179,7 @@ def _gpt2(raw: dict, task: str) -> TransformerConfig:
         activation=_activation(raw.get("activation_function", "gelu_new")),
         layer_norm_eps=raw.get("layer_norm_epsilon", 1e-5), norm_first=True, causal=True,
         max_positions=raw["n_positions"], vocab_size=raw["vocab_size"], final_norm=True,
-        attn_scale_by_head_size=bool(raw.get("scale_attn_weights", True)),
+        scale_attention=bool(raw.get("scale_attn_weights", True)),
         attn_scale_by_layer=bool(raw.get("scale_attn_by_inverse_layer_idx", False)),
         tie_word_embeddings=raw.get("tie_word_embeddings", True), bos_token_id=raw.get("bos_token_id"),
         eos_token_id=raw.get("eos_token_id"), pad_token_id=raw.get("pad_token_id"),

@@ -109,7 +109,7 @@ class SelfAttention(nn.Module):
         self.num_heads = config.num_heads
         self.qkv = Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.out = Linear(config.hidden_size, config.hidden_size)
-        self.scale = 1.0 / math.sqrt(config.head_size) if config.attn_scale_by_head_size else 1.0
+        self.scale = 1.0 / math.sqrt(config.head_size) if config.scale_attention else 1.0
         if config.attn_scale_by_layer:
             self.scale /= layer_index + 1
         self.layer_index = layer_index
