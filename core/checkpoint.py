@@ -201,20 +201,24 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
 
 
 def fit_optional_parts(spec: ModelSpec, names) -> ModelSpec:
-    """The spec without the parts that the architecture may be saved without and this checkpoint lacks.
+    """The spec with the optional parts this checkpoint has, and without those it lacks.
 
-    `transformers` builds such a part anyway and fills it with random numbers (a "newly initialized" warning);
-    the core leaves it out instead, so nothing it shows is invented: a BertModel or ViTModel saved with
-    `add_pooling_layer=False` has no pooler, and a BertForPreTraining file without `cls.seq_relationship` has
-    no next-sentence head (nor the pooler that feeds only that head). `names` are the file's tensor names.
+    A part `transformers` would build from nothing (random numbers and a "newly initialized" warning) the core
+    leaves out, so nothing it shows is invented: a BertModel or ViTModel saved with `add_pooling_layer=False`
+    has no pooler. BERT's next-sentence head goes with the file rather than the architecture name: bert-base-
+    uncased's config.json says BertForMaskedLM, yet its file carries the head (`cls.seq_relationship`) and the
+    pooler that feeds it, so it gets them; a BertForPreTraining file without them opens as a masked LM alone.
+    `names` are the file's tensor names.
     """
     config = spec.config
     names = {_normalise(name, PREFIXES[spec.family]) for name in names}
     changes = {}
     if spec.task == "base" and config.pooler and "pooler.dense.weight" not in names:
         changes["pooler"] = False
-    if spec.task == "masked_lm" and config.next_sentence_head and "cls.seq_relationship.weight" not in names:
-        changes.update(next_sentence_head=False, pooler=False)
+    if spec.family == "bert" and spec.task == "masked_lm":
+        carried = {"cls.seq_relationship.weight", "pooler.dense.weight"} <= names
+        if carried != config.next_sentence_head:
+            changes.update(next_sentence_head=carried, pooler=carried)
     return dataclasses.replace(spec, config=dataclasses.replace(config, **changes)) if changes else spec
 
 

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# "architectures" value -> (family, task). BertForPreTraining opens as a masked LM that also carries its
-# next-sentence-prediction head; the CLIP towers alone are the families clip_text and clip_vision.
+# "architectures" value -> (family, task). BertForPreTraining opens as a masked LM with its next-sentence-
+# prediction head (so does a BertForMaskedLM file that carries the head: core.checkpoint.fit_optional_parts);
+# the CLIP towers alone are the families clip_text and clip_vision.
 ARCHITECTURES: dict[str, tuple[str, str]] = {
     "BertModel": ("bert", "base"),
     "BertForMaskedLM": ("bert", "masked_lm"),

@@ -199,6 +199,30 @@ def test_bert_for_pretraining_gives_masked_lm_and_next_sentence_logits(tmp_path)
     assert out.seq_relationship_logits.shape == (3, 2)
 
 
+def test_bert_base_uncased_layout_gets_its_next_sentence_head(tmp_path):
+    """bert-base-uncased: config.json says BertForMaskedLM, the file is BertForPreTraining's with gamma/beta."""
+    reference = build(transformers.BertForPreTraining, bert_config())
+    save(reference, tmp_path)
+    config = saved_config(tmp_path)
+    config["architectures"] = ["BertForMaskedLM"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    renamed = {(k.replace(".weight", ".gamma").replace(".bias", ".beta") if ".LayerNorm." in k else k): v
+               for k, v in tensors.items()}
+    save_file(renamed, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    assert {"cls.seq_relationship.weight", "bert.pooler.dense.weight"} <= set(renamed)
+    model = load_model(tmp_path)
+    assert model.spec.architecture == "BertForMaskedLM" and model.config.next_sentence_head
+    inputs = batch_inputs(reference.config.vocab_size, with_segments=True)
+    with torch.no_grad():
+        ref, out = reference(**inputs), model(**inputs)
+    real = inputs["attention_mask"].bool()
+    diffs = {"prediction_logits": max_difference(ref.prediction_logits[real], out.logits[real]),
+             "seq_relationship_logits": max_difference(ref.seq_relationship_logits, out.seq_relationship_logits)}
+    print("bert-base-uncased layout", diffs)
+    assert max(diffs.values()) < TOLERANCE, diffs
+
+
 def test_bert_for_pretraining_file_without_the_next_sentence_head(tmp_path):
     """Such a file still opens as a masked LM; it says it has no next-sentence head rather than invent one."""
     reference = build(transformers.BertForPreTraining, bert_config())
