@@ -365,7 +365,7 @@ def _next_sentence_part(loaded, text: str, sentence_b: str) -> View:
                    "checkpoint cannot say whether sentence B follows the text.")
         return View({"next_sentence": message_figure("This checkpoint has no next-sentence-prediction head.")},
                     {"next_sentence": {"has_head": False}},
-                    [f"{message} bert-base-uncased (a BertForPreTraining checkpoint) has one."])
+                    [f"{message} bert-base-uncased has one: its file keeps both pre-training heads."])
     if not sentence_b:
         return View({"next_sentence": message_figure("Write a sentence B to ask whether it follows the text.")},
                     {"next_sentence": {"has_head": True, "pairs": []}}, [])
