@@ -30,8 +30,6 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Hub preset at once (about 3.3 GB) fits, and so does one more model at the per-model cap (core.checkpoint).
 MODEL_CACHE_MB = 5000
 WEIGHTS_OR_INDEX = ("model.safetensors", "model.safetensors.index.json")
-# Which model families each tab can use.
-TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit",), "clip": ("clip",)}
 # An override lets tests and development point the embedded presets at other folders of the same layout.
 EMBEDDED_DIR = Path(os.environ.get("PLAYGROUND_EMBEDDED_DIR", ASSETS / "models"))
 
@@ -108,11 +106,26 @@ def availability(preset: Preset, online: bool | None = None) -> str:
     return "downloadable" if online else "unavailable offline"
 
 
+# The core families each tab can show, and what the tab needs, in words for the message when a model is not one.
+# CLIP's image tower alone (CLIPVisionModel, the image encoder of IP-Adapter) is a ViT with a pre-norm: the ViT
+# tab's patches, attention and positions views read it as they read a ViT.
+TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit", "clip_vision"), "clip": ("clip",)}
+TAB_NEEDS = {
+    "bert": "a BERT or DistilBERT model",
+    "gpt": "a GPT-2 model",
+    "vit": "a ViT model (or CLIP's image tower, CLIPVisionModel)",
+    "clip": "a CLIPModel: zero-shot classification, search and the contrastive view compare texts with images, "
+            "so they need both towers (such as openai/clip-vit-base-patch32)",
+}
+CLIP_TOWERS = {"clip_text": "CLIP's text tower alone", "clip_vision": "CLIP's image tower alone"}
+
+
 def _tab_mismatch(name: str, spec, tab: str) -> str | None:
     """Why the `tab` cannot show the model of this spec, or None when it can."""
     if spec.family in TAB_FAMILIES[tab]:
         return None
-    return f"{name} is a {spec.architecture}; this tab needs a {tab.upper()} model"
+    what = f"{spec.architecture}, {CLIP_TOWERS[spec.family]}" if spec.family in CLIP_TOWERS else spec.architecture
+    return f"{name} is a {what}; the {tab.upper()} tab needs {TAB_NEEDS[tab]}."
 
 
 def _open(folder: str | Path, name: str, family: str) -> Loaded:

@@ -15,6 +15,7 @@ and only then reads tensors, one at a time, straight into the tensors the model 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -82,6 +83,7 @@ def _bert_rules(n: int) -> list[Rule]:
                     *_norm("mlm_norm", "cls.predictions.transform.LayerNorm", base=False),
                     Rule("lm_head.weight", ("cls.predictions.decoder.weight",), base=False),
                     Rule("lm_head.bias", ("cls.predictions.bias",), base=False),
+                    *_linear("nsp", "cls.seq_relationship", base=False),
                     *_linear("classifier", "classifier", base=False), *_linear("qa", "qa_outputs", base=False)]
 
 
@@ -137,10 +139,10 @@ def _vit_rules(n: int) -> list[Rule]:
     return rules + _linear("classifier", "classifier", base=False)
 
 
-def _clip_tower_rules(core: str, src: str, n: int) -> list[Rule]:
+def _clip_encoder_rules(core: str, src: str, n: int) -> list[Rule]:
     rules = []
     for i in range(n):
-        layer, source = f"{core}.layers.{i}", f"{src}.encoder.layers.{i}"
+        layer, source = f"{core}layers.{i}", f"{src}encoder.layers.{i}"
         rules += [*_qkv(f"{layer}.attn.qkv", [f"{source}.self_attn.{x}" for x in ("q_proj", "k_proj", "v_proj")]),
                   *_linear(f"{layer}.attn.out", f"{source}.self_attn.out_proj"),
                   *_norm(f"{layer}.norm1", f"{source}.layer_norm1"),
@@ -150,35 +152,48 @@ def _clip_tower_rules(core: str, src: str, n: int) -> list[Rule]:
     return rules
 
 
+def _clip_text_rules(n: int, core: str = "", src: str = "") -> list[Rule]:
+    """The text tower: under `text.`/`text_model.` in a CLIPModel, at the top of a CLIPTextModel."""
+    return [Rule(f"{core}embed.tokens.weight", (f"{src}embeddings.token_embedding.weight",)),
+            Rule(f"{core}embed.positions.weight", (f"{src}embeddings.position_embedding.weight",)),
+            *_clip_encoder_rules(core, src, n),
+            *_norm(f"{core}final_norm", f"{src}final_layer_norm")]
+
+
+def _clip_vision_rules(n: int, core: str = "", src: str = "") -> list[Rule]:
+    return [Rule(f"{core}embed.patch.weight", (f"{src}embeddings.patch_embedding.weight",)),
+            Rule(f"{core}embed.cls", (f"{src}embeddings.class_embedding",)),
+            Rule(f"{core}embed.positions", (f"{src}embeddings.position_embedding.weight",)),
+            *_norm(f"{core}pre_norm", f"{src}pre_layrnorm"),
+            *_clip_encoder_rules(core, src, n),
+            *_norm(f"{core}final_norm", f"{src}post_layernorm")]
+
+
 def _clip_rules(text_layers: int, vision_layers: int) -> list[Rule]:
-    return [Rule("text.embed.tokens.weight", ("text_model.embeddings.token_embedding.weight",)),
-            Rule("text.embed.positions.weight", ("text_model.embeddings.position_embedding.weight",)),
-            *_clip_tower_rules("text", "text_model", text_layers),
-            *_norm("text.final_norm", "text_model.final_layer_norm"),
-            Rule("vision.embed.patch.weight", ("vision_model.embeddings.patch_embedding.weight",)),
-            Rule("vision.embed.cls", ("vision_model.embeddings.class_embedding",)),
-            Rule("vision.embed.positions", ("vision_model.embeddings.position_embedding.weight",)),
-            *_norm("vision.pre_norm", "vision_model.pre_layrnorm"),
-            *_clip_tower_rules("vision", "vision_model", vision_layers),
-            *_norm("vision.final_norm", "vision_model.post_layernorm"),
+    return [*_clip_text_rules(text_layers, "text.", "text_model."),
+            *_clip_vision_rules(vision_layers, "vision.", "vision_model."),
             Rule("text_projection.weight", ("text_projection.weight",)),
             Rule("visual_projection.weight", ("visual_projection.weight",)),
             Rule("logit_scale", ("logit_scale",))]
 
 
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
-PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": ""}
+# A CLIP tower saved alone: transformers 5 writes a CLIPTextModel's keys bare, and a ...WithProjection's under
+# text_model./vision_model. beside the projection; older CLIPTextModel files (Stable Diffusion's) use it too.
+PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
+            "clip_text": "text_model.", "clip_vision": "vision_model."}
 
 # Tensors that checkpoints carry and the core deliberately does not use, with the reason.
 IGNORED = {
     "bert": [(r"embeddings\.position_ids$", "position index buffer, recomputed"),
              (r"embeddings\.token_type_ids$", "zero buffer, recomputed"),
-             (r"cls\.seq_relationship\.", "next-sentence-prediction head of BertForPreTraining, not shown"),
              (r"cls\.predictions\.decoder\.bias$", "duplicate of cls.predictions.bias (tied)")],
     "distilbert": [(r"embeddings\.position_ids$", "position index buffer, recomputed")],
     "gpt2": [(r"h\.\d+\.attn\.(masked_)?bias$", "causal mask buffer; the core builds masks on the fly")],
     "vit": [(r"embeddings\.mask_token$", "masked-image-modelling token, unused for classification")],
     "clip": [(r"position_ids$", "position index buffer, recomputed")],
+    "clip_text": [(r"position_ids$", "position index buffer, recomputed")],
+    "clip_vision": [(r"position_ids$", "position index buffer, recomputed")],
 }
 
 
@@ -186,8 +201,34 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
     c = spec.config
     if spec.family == "clip":
         return _clip_rules(c.text.num_layers, c.vision.num_layers)
+    if spec.family in ("clip_text", "clip_vision"):
+        tower = _clip_text_rules if spec.family == "clip_text" else _clip_vision_rules
+        projection = "text_projection" if spec.family == "clip_text" else "visual_projection"
+        return [*tower(c.num_layers), Rule("projection.weight", (f"{projection}.weight",), base=False)]
     builders = {"bert": _bert_rules, "distilbert": _distilbert_rules, "gpt2": _gpt2_rules, "vit": _vit_rules}
     return builders[spec.family](c.num_layers)
+
+
+def fit_optional_parts(spec: ModelSpec, names) -> ModelSpec:
+    """The spec with the optional parts this checkpoint has, and without those it lacks.
+
+    A part `transformers` would build from nothing (random numbers and a "newly initialized" warning) the core
+    leaves out, so nothing it shows is invented: a BertModel or ViTModel saved with `add_pooling_layer=False`
+    has no pooler. BERT's next-sentence head goes with the file rather than the architecture name: bert-base-
+    uncased's config.json says BertForMaskedLM, yet its file carries the head (`cls.seq_relationship`) and the
+    pooler that feeds it, so it gets them; a BertForPreTraining file without them opens as a masked LM alone.
+    `names` are the file's tensor names.
+    """
+    config = spec.config
+    names = {_normalise(name, PREFIXES[spec.family]) for name in names}
+    changes = {}
+    if spec.task == "base" and config.pooler and "pooler.dense.weight" not in names:
+        changes["pooler"] = False
+    if spec.family == "bert" and spec.task == "masked_lm":
+        carried = {"cls.seq_relationship.weight", "pooler.dense.weight"} <= names
+        if carried != config.next_sentence_head:
+            changes.update(next_sentence_head=carried, pooler=carried)
+    return dataclasses.replace(spec, config=dataclasses.replace(config, **changes)) if changes else spec
 
 
 def build_model(spec: ModelSpec) -> Transformer | CLIP:
@@ -474,7 +515,7 @@ def _plan_load(source, dtype, check_spec, max_bytes):
     label = display_name(folder)
     try:
         spec = read_config(folder)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, KeyError, FileNotFoundError) as error:
         raise CheckpointError(f"cannot use {label}: {error}") from None
     refusal = check_spec(spec) if check_spec is not None else None
     if refusal:
@@ -495,6 +536,13 @@ def _plan_load(source, dtype, check_spec, max_bytes):
     stored: dict[str, StoredTensor] = {}
     for name in files:
         stored.update(read_safetensors_header(folder / name, label))
+    fitted = fit_optional_parts(spec, stored)
+    if fitted is not spec:  # the file lacks an optional part (pooler, next-sentence head): build without it
+        spec = fitted
+        with torch.device("meta"):
+            model = build_model(spec)
+        expected = dict(model.state_dict())
+        tied = tied_names(model)
     try:
         steps = plan_checkpoint(spec, stored, expected, tied)
     except CheckpointError as error:

@@ -30,4 +30,4 @@ def test_hostile_loads_smoke():
     out = run("tools.hostile_loads", "--only", "many-layers,wrong-family", "--unknown-mb", "1")
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "num_layers = 200000" in rows["many-layers"]
-    assert "refused x3" in rows["wrong-family"] and "tab needs a BERT model" in rows["wrong-family"]
+    assert "refused x3" in rows["wrong-family"] and "tab needs a BERT or DistilBERT model" in rows["wrong-family"]
