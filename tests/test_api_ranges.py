@@ -1,0 +1,77 @@
+"""Through the API, a layer or head number reaches every layer of the model asked for, not only of the model the
+page opened with; a number beyond the model used is clamped to it, with a note.
+
+The custom model is a random 8-layer GPT-2 (the page opens with the 4-layer embedded one), served under a Hub
+repo id from a Hugging Face cache in the test's folder, as a user's repo id would be.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.components import API_MAX_HEADS, API_MAX_LAYERS
+from app.models import PRESETS
+from tests import hub_cache
+
+DEEP = "tester/gpt2-8-layers"
+LAYERS, HEADS = 8, 4
+BERT = PRESETS["bert"][0].name
+GPT = PRESETS["gpt"][0].name
+PROMPT = "the dog ran to the park"
+
+
+@pytest.fixture(scope="module")
+def deep_cache(tmp_path_factory):
+    import transformers
+
+    from tests.reference import build, gpt2_config, save
+    from tests.vocab import write_vocabulary
+
+    folder = tmp_path_factory.mktemp("deep-gpt2")
+    save(build(transformers.GPT2LMHeadModel, gpt2_config(vocab_size=50257, n_embd=32, n_head=HEADS, n_layer=LAYERS,
+                                                          bos_token_id=50256, eos_token_id=50256)), folder)
+    write_vocabulary("gpt2", folder)
+    cache = tmp_path_factory.mktemp("hub")
+    hub_cache.preload(cache, DEEP, folder)
+    return cache
+
+
+@pytest.fixture
+def deep_model(deep_cache, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(deep_cache))
+    return DEEP
+
+
+def numbers(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def test_an_upper_layer_of_a_deeper_custom_model_is_reached_and_beyond_it_clamped(client, deep_model):
+    *_, note, path = client.predict(GPT, deep_model, PROMPT, LAYERS - 1, HEADS, api_name="/gpt_attention")
+    assert f"Computed by **{deep_model}**" in note
+    assert (numbers(path)["layer"], numbers(path)["head"]) == (LAYERS - 1, HEADS)
+    *_, note, path = client.predict(GPT, deep_model, PROMPT, LAYERS + 3, HEADS + 2, api_name="/gpt_attention")
+    assert (numbers(path)["layer"], numbers(path)["head"]) == (LAYERS, HEADS)
+    assert f"This model has {LAYERS} layers and {HEADS} heads" in note, note
+
+
+def test_compare_clamps_each_model_to_its_own_depth(client, deep_model):
+    bert_layers = 4  # the embedded tiny-bert
+    *_, note, path = client.predict(BERT, "", GPT, deep_model, PROMPT, LAYERS, 0, api_name="/compare_attention")
+    data = numbers(path)
+    assert data["gpt"]["layer"] == LAYERS and data["bert"]["layer"] == bert_layers
+    assert f"This model has {bert_layers} layers" in note, note
+
+
+def test_the_api_declares_ranges_that_fit_any_model(client):
+    """The declared bound is what Gradio checks; it is the loader's, not the page-open model's."""
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name, parameter, bound in (("/gpt_attention", "layer", API_MAX_LAYERS), ("/gpt_attention", "head", API_MAX_HEADS),
+                                   ("/bert_attention", "layer", API_MAX_LAYERS), ("/compare_attention", "layer", API_MAX_LAYERS)):
+        info = next(p for p in endpoints[name]["parameters"] if p["parameter_name"] == parameter)
+        assert info["type"]["description"].endswith(f"and {bound}"), (name, info)
