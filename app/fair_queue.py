@@ -31,7 +31,8 @@ def pending_per_visitor() -> int:
 
 
 def refusal(limit: int) -> str:
-    return (f"You already have {limit} requests waiting or running, the most one visitor may have at once, so that "
+    requests = "1 request" if limit == 1 else f"{limit} requests"
+    return (f"You already have {requests} waiting or running, the most one visitor may have at once, so that "
             "everyone gets a turn. Wait for one to finish (or press Stop), then try again.")
 
 

@@ -75,3 +75,23 @@ def test_the_api_declares_ranges_that_fit_any_model(client):
                                    ("/bert_attention", "layer", API_MAX_LAYERS), ("/compare_attention", "layer", API_MAX_LAYERS)):
         info = next(p for p in endpoints[name]["parameters"] if p["parameter_name"] == parameter)
         assert info["type"]["description"].endswith(f"and {bound}"), (name, info)
+
+
+def test_the_page_shows_the_range_of_its_own_model(page, app_url):
+    """Declared wide for the API, the sliders are narrowed to the page's own models as the page opens."""
+    from app.models import MODELS
+
+    gpt, bert, vit = (MODELS.get(family, PRESETS[family][0].name)[0].model.config for family in ("gpt", "bert", "vit"))
+    expected = {"GPT": {"gpt-layer": gpt.num_layers, "gpt-head": gpt.num_heads},
+                "BERT": {"bert-layer": bert.num_layers, "bert-head": bert.num_heads},
+                "ViT": {"vit-layer": vit.num_layers - 1, "vit-patch": vit.grid_size ** 2 - 1},
+                "Compare": {"compare-layer": max(gpt.num_layers, bert.num_layers)}}
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    for tab, sliders in expected.items():  # a tab's contents are drawn when it is opened
+        page.get_by_role("tab", name=tab, exact=True).click()
+        if tab != "Compare":  # there the attention view is the one open at first
+            page.locator(f"#tab-{tab.lower()}").get_by_role("tab", name="Attention", exact=True).first.click()
+        for slider, maximum in sliders.items():
+            page.wait_for_selector(f'#{slider} input[type=range][max="{maximum}"]', timeout=30_000)
+    assert page.console_errors == []
