@@ -198,3 +198,10 @@ def test_one_visitor_cannot_fill_the_queue_and_is_told_why(monkeypatch):
         assert codes == [200] * share + [REFUSED_STATUS] * 2, codes
     finally:
         app.demo.close()
+
+
+def test_no_event_skips_the_queue(app_url):
+    """Gradio's direct route would run an event outside the queue, its groups and its per-visitor share."""
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        response = http.post("/gradio_api/run/bert_tokenize", json={"data": ["tiny-bert (embedded)", "", "a", ""]})
+    assert response.status_code == 404 and "join the queue" in response.json()["detail"], response.text
