@@ -14,7 +14,7 @@ import pytest
 
 from app.components import API_MAX_HEADS, API_MAX_LAYERS
 from app.models import PRESETS
-from tests import hub_cache
+from tests import space_cache
 
 DEEP = "tester/gpt2-8-layers"
 LAYERS, HEADS = 8, 4
@@ -35,7 +35,7 @@ def deep_cache(tmp_path_factory):
                                                           bos_token_id=50256, eos_token_id=50256)), folder)
     write_vocabulary("gpt2", folder)
     cache = tmp_path_factory.mktemp("hub")
-    hub_cache.preload(cache, DEEP, folder)
+    space_cache.preload(cache, DEEP, folder)
     return cache
 
 

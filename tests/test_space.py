@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import hub_cache
+from tests import space_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120
@@ -88,7 +88,7 @@ def preloaded_home(tmp_path_factory):
     write_vocabulary("gpt2", folder)
     transformers.GPT2TokenizerFast.from_pretrained(folder).save_pretrained(folder)  # adds tokenizer.json
     home = tmp_path_factory.mktemp("hf-home")
-    hub_cache.preload(home / "hub", "distilgpt2", folder, front_matter_files("distilgpt2"))
+    space_cache.preload(home / "hub", "distilgpt2", folder, front_matter_files("distilgpt2"))
     return home
 
 
