@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from app import bert_figures, inputs
-from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
+                            model_picker)
 from app.export import json_file
 from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
 from app.figures import bars as bar_figure
@@ -40,8 +41,6 @@ DEFAULT_HEAD_TEXT = "the teacher that watches the birds sings quietly ."
 DEFAULT_QUESTION = "where are the keys ?"
 DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
 
-MAX_LAYERS, MAX_HEADS = 24, 16  # what handlers accept; they clamp to the loaded model's own sizes
-PRESET_SIZE = 12  # layers and heads of the largest preset (bert-base)
 MAX_TOP_K = 20
 MAX_SHOWN_MASKS = 6
 MAX_ANSWER_TOKENS = 30
@@ -212,8 +211,8 @@ def compute_attention(loaded, text, text_b="", layer=1, head=1, hide_specials=Fa
     text = inputs.text(text, "text")
     text_b = inputs.text(text_b, "second sentence", allow_empty=True)
     config = loaded.model.config
-    asked_layer = inputs.integer(layer, "layer", 1, MAX_LAYERS, 1)
-    asked_head = inputs.integer(head, "head", 1, MAX_HEADS, 1)
+    asked_layer = inputs.integer(layer, "layer", 1, API_MAX_LAYERS, 1)
+    asked_head = inputs.integer(head, "head", 1, API_MAX_HEADS, 1)
     layer, head = min(asked_layer, config.num_layers), min(asked_head, config.num_heads)
     hide_specials, renormalise = bool(hide_specials), bool(renormalise)
     enc = encode(loaded, text, text_b)
@@ -644,14 +643,6 @@ def _outputs_row(key: str):
     return download, note
 
 
-def _initial_sizes(choice: str) -> tuple[int, int]:
-    try:
-        config = get_model(FAMILY, choice, "")[0].model.config
-        return config.num_layers, config.num_heads
-    except Exception:  # no embedded model yet: the handler clamps whatever arrives
-        return 12, 12
-
-
 def _initial_positions(choice: str) -> list[str]:
     try:
         return position_options(get_model(FAMILY, choice, "")[0], DEFAULT_MASK_TEXT)
@@ -680,12 +671,11 @@ def build() -> None:
             with gr.Row():
                 att_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
                 att_b = gr.Textbox("", label="Second sentence (optional)", lines=2, scale=1)
-            # Gradio checks API values against the bounds set here, so they start wide enough for every preset
-            # (12 x 12); opening this view or picking a model refits them, and the handler clamps the rest.
-            layers, heads = (max(PRESET_SIZE, n) for n in _initial_sizes(model.value))
+            # Gradio checks API values against the bounds set here, so they fit every model (the handler clamps);
+            # opening the page or this view, or picking a model, narrows what the page shows to its model.
             with gr.Row():
-                att_layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
-                att_head = gr.Slider(1, heads, value=1, step=1, label="Head")
+                att_layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="bert-layer")
+                att_head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="bert-head")
                 att_hide = gr.Checkbox(False, label="Hide [CLS] / [SEP]")
                 att_renorm = gr.Checkbox(True, label="…and renormalise rows to sum to 1")
             att_button = gr.Button("Show attention", variant="primary", elem_id="bert-attention-button")
@@ -772,3 +762,4 @@ def build() -> None:
                 show_progress="hidden", trigger_mode="always_last")
     for trigger in (model.change, custom.submit, attention_tab.select):
         trigger(refresh_sliders, picked, [att_layer, att_head], api_visibility="private", show_progress="hidden")
+    fit_on_open(lambda: refresh_sliders(model.value, ""), [att_layer, att_head])
