@@ -340,7 +340,7 @@ class ClipLesson(Lesson):
             out = self.model(input_ids=ids, pixel_values=pixels, attention_mask=mask)
             image_to_text = F.cross_entropy(out.logits_per_image, targets)
             text_to_image = F.cross_entropy(out.logits_per_text, targets)
-            self.last = (float(image_to_text), float(text_to_image), out.logits_per_image.detach())
+            self.last = (float(image_to_text.detach()), float(text_to_image.detach()))
             return (image_to_text + text_to_image) / 2
 
         self.inputs = (ids, mask, pixels)
@@ -352,10 +352,10 @@ class ClipLesson(Lesson):
     def advance(self, n: int) -> None:
         for _ in range(n):
             self.loop.step()
-            i2t, t2i, _ = self.last
+            i2t, t2i = self.last
             _curve(self.curves["image → text loss"], self.loop.step_index, i2t)
             _curve(self.curves["text → image loss"], self.loop.step_index, t2i)
-            _curve(self.curves["temperature"], self.loop.step_index, 1 / float(self.model.logit_scale.exp()))
+            _curve(self.curves["temperature"], self.loop.step_index, 1 / float(self.model.logit_scale.detach().exp()))
         self.step += n
 
     @torch.no_grad()

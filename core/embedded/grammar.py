@@ -473,14 +473,14 @@ def _located_sentence(rng: random.Random, noun_taken: set[str]) -> tuple[list[st
 
 
 def question_examples(n: int, seed: int, split: str = "all") -> list[QuestionExample]:
-    """`n` passages of 1 to 3 located sentences ("the keys to the old cabinet are on the table .") and a
+    """`n` passages of 1 or 2 located sentences ("the keys to the old cabinet are on the table .") and a
     question about one of their subjects ("where are the keys ?"), answered by its place ("on the table")."""
     _in_split("", split)
     rng = random.Random(f"questions-{seed}")
     out: list[QuestionExample] = []
     while len(out) < n:
         taken: set[str] = set()
-        parts = [_located_sentence(rng, taken) for _ in range(rng.randint(1, 3))]
+        parts = [_located_sentence(rng, taken) for _ in range(rng.randint(1, 2))]
         asked = rng.randrange(len(parts))
         sentences, answer_start, cursor = [], 0, 0
         for i, (subject, modifier, place, verb) in enumerate(parts):
