@@ -181,7 +181,7 @@ def _seed(prefix: str):
 
 
 def _cap(lesson: str):
-    return gr.Slider(10, CAPS[lesson], value=CAPS[lesson], step=10, label=f"Step cap (and at most {learn.MAX_SECONDS:.0f} s)",
+    return gr.Slider(1, CAPS[lesson], value=CAPS[lesson], step=1, label=f"Step cap (and at most {learn.MAX_SECONDS:.0f} s)",
                      elem_id=f"learn-{lesson}-cap")
 
 
