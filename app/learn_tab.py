@@ -139,7 +139,7 @@ def learn_vit_replay(snapshot=-1, patch=27):
                   "snapshot)", x_title="step", height=300)
     curve.add_vline(x=max(step, 1), line=dict(color="#e66101", width=2, dash="dash"))
     note = (f"Snapshot {index + 1} of {count}: step {step} of {replay['steps'][-1]}. Saved by "
-            f"`python -m core.embedded train tiny-vit`.")
+            f"`python -m core.embedded train tiny-vit`" + (f"; {replay['about']}." if replay["about"] else "."))
     return mosaic, one, curve, note
 
 

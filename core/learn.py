@@ -287,11 +287,15 @@ def vit_replay(folder: Path | str) -> dict:
     path = Path(folder) / REPLAY_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: train tiny-vit with `python -m core.embedded train tiny-vit`")
+    from safetensors import safe_open
+
     saved = load_file(str(path))
+    with safe_open(str(path), "pt") as handle:
+        about = (handle.metadata() or {}).get("run", "")
     positions = saved["positions"].float()
     grid = int(math.isqrt(positions.shape[1]))
     return {"steps": saved["steps"].tolist(), "grid": grid, "losses": saved["losses"].tolist(),
-            "similarity": np.stack([position_similarity(p, grid) for p in positions])}
+            "similarity": np.stack([position_similarity(p, grid) for p in positions]), "about": about}
 
 
 # ------------------------------------------------------------------------------------------------------- CLIP
