@@ -88,7 +88,7 @@ def learn_transfer(task="entities", n_labels=32, seed=0, max_steps=CAPS["transfe
     metric = "entity F1" if task == "entities" else "accuracy"
     for frame in learn.run_lesson(lesson, cap, EVERY["transfer"]):
         score = frame.picture["accuracy"]
-        figure = curves_figure(frame.curves, ["pre-trained: accuracy", "from scratch: accuracy"],
+        figure = curves_figure(frame.curves, ["pre-trained", "from scratch"],
                                f"Held-out {metric} with {n_labels} labelled sentences", metric)
         figure.update_yaxes(range=[0, 1.02])
         summary = (f"{status_line(frame, cap)}  \nHeld-out {metric}: pre-trained **{score['pre-trained']:.2f}**, "
@@ -150,7 +150,7 @@ def learn_clip(n_pairs=8, seed=0, max_steps=CAPS["clip"]):
     lesson = learn.ClipLesson(EMBEDDED_DIR, n_pairs=n_pairs, seed=seed, steps=cap)
     for frame in learn.run_lesson(lesson, cap, EVERY["clip"]):
         picture = frame.picture
-        short = [f"{c[:28]}" for c in picture["captions"]]
+        short = [c[:40] for c in picture["captions"]]
         matrix = matrix_figure(picture["similarity"], short, short,
                                f"Cosine similarity, pictures (rows) × captions (columns), step {frame.step}",
                                zmin=-1, zmax=1, y_title="picture of", x_title="caption")
@@ -160,6 +160,13 @@ def learn_clip(n_pairs=8, seed=0, max_steps=CAPS["clip"]):
         summary = (f"{status_line(frame, cap)}  \nRight caption ranked first for **{picture['diagonal_wins']:.0%}** of "
                    f"the pictures; temperature τ = {picture['temperature']:.4f}.")
         yield matrix, losses, temperature, summary
+
+
+def _snapshot_count() -> int:
+    try:
+        return len(learn.vit_replay(EMBEDDED_DIR / "tiny-vit")["steps"])
+    except FileNotFoundError:
+        return 1
 
 
 def stopped() -> str:
@@ -228,9 +235,9 @@ def build() -> None:
             vit_mosaic = gr.Plot(label="All patches", elem_id="learn-vit-mosaic")
             vit_one = gr.Plot(label="One patch", elem_id="learn-vit-patch")
         vit_curves = gr.Plot(label="Training")
-        gr.Markdown("### Replay: the shipped tiny-vit's own training")
+        gr.Markdown("### Replay: tiny-vit's training, from snapshots of its position embeddings")
         with gr.Row():
-            replay_index = gr.Slider(-1, 40, value=-1, step=1, label="Snapshot (-1: the last)")
+            replay_index = gr.Slider(-1, _snapshot_count() - 1, value=-1, step=1, label="Snapshot (-1: the last)")
             replay_button = gr.Button("Show snapshot", elem_id="learn-vit-replay")
         replay_note = gr.Markdown(elem_id="learn-vit-replay-note")
         with gr.Row():

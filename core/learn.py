@@ -53,12 +53,28 @@ class Frame:
 
 
 class Lesson:
-    """A live optimisation: `advance(n)` runs n more steps, `frame()` reports; subclasses fill both."""
+    """A live optimisation: `advance(n)` runs up to n more steps, `frame()` reports. Subclasses give one
+    training step (`train_step`), what to measure after a burst (`after_burst`) and `frame`."""
 
     step = 0
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """Up to `n` steps, asking `keep_going()` before each (so a time limit or Stop lands within one step);
+        returns how many ran."""
+        done = 0
+        while done < n and keep_going():
+            self.train_step()
+            done += 1
+        self.step += done
+        if done:
+            self.after_burst()
+        return done
+
+    def train_step(self) -> None:
         raise NotImplementedError
+
+    def after_burst(self) -> None:
+        """Measurements taken between bursts (held-out scores, samples); nothing by default."""
 
     def frame(self) -> tuple[dict, dict]:
         """(curves, picture) now."""
@@ -70,17 +86,23 @@ def run_lesson(lesson: Lesson, max_steps: int, every: int, max_seconds: float = 
     """Frames of `lesson`: one before training, then one every `every` steps, until `max_steps`, `max_seconds`
     (wall clock, checked between bursts) or `should_stop()`; the last frame says which ended it."""
     start = time.perf_counter()
+
+    def reason() -> str:
+        if lesson.step >= max_steps:
+            return "cap"
+        if time.perf_counter() - start >= max_seconds:
+            return "time"
+        return "stop" if should_stop() else ""
+
     curves, picture = lesson.frame()
     yield Frame(0, 0.0, curves, picture)
     while True:
-        elapsed = time.perf_counter() - start
-        reason = "cap" if lesson.step >= max_steps else "time" if elapsed >= max_seconds else (
-            "stop" if should_stop() else "")
-        if reason:
+        why = reason()
+        if why:
             curves, picture = lesson.frame()
-            yield Frame(lesson.step, round(elapsed, 2), curves, picture, reason)
+            yield Frame(lesson.step, round(time.perf_counter() - start, 2), curves, picture, why)
             return
-        lesson.advance(min(every, max_steps - lesson.step))
+        lesson.advance(min(every, max_steps - lesson.step), keep_going=lambda: not reason())
         curves, picture = lesson.frame()
         yield Frame(lesson.step, round(time.perf_counter() - start, 2), curves, picture)
 
@@ -114,7 +136,7 @@ class TransferLesson(Lesson):
             loss_fn = batch_loss(task, model, self.examples, self.tokenizer, batch_size,
                                  torch.Generator().manual_seed(seed))  # both see the same batches
             self.loops[name] = TrainingLoop(model, recipe, steps, loss_fn)
-        self.curves = {f"{name}: {kind}": [] for name in self.loops for kind in ("accuracy", "loss")}
+        self.curves = {f"{name}{kind}": [] for name in self.loops for kind in ("", ": loss")}
         self._measure()
 
     def _measure(self) -> None:
@@ -122,18 +144,19 @@ class TransferLesson(Lesson):
             loop.model.eval()
             accuracy = self.task.metric(loop.model, self.held_out, self.tokenizer)[self.task.metric_name]
             loop.model.train()
-            _curve(self.curves[f"{name}: accuracy"], self.step, accuracy)
+            _curve(self.curves[name], self.step, accuracy)
             if loop.losses:
                 _curve(self.curves[f"{name}: loss"], self.step, loop.losses[-1])
 
-    def advance(self, n: int) -> None:
+    def train_step(self) -> None:
         for loop in self.loops.values():
-            loop.run(n)
-        self.step += n
+            loop.step()
+
+    def after_burst(self) -> None:
         self._measure()
 
     def frame(self):
-        accuracy = {name: self.curves[f"{name}: accuracy"][-1][1] for name in self.loops}
+        accuracy = {name: self.curves[name][-1][1] for name in self.loops}
         return self.curves, {"accuracy": accuracy, "labelled": len(self.examples), "metric": self.task.metric_name}
 
 
@@ -205,9 +228,11 @@ class PretrainLesson(Lesson):
         if self.objective == "mlm":
             ids = torch.tensor([tokenizer.encode(MASKED_SENTENCE)])
             logits = self.model(ids).logits[0]
-            words = [tokenizer.id_to_token(int(logits[i].argmax())) if t == tokenizer.mask_token_id
+            # The filled pieces in brackets: early on they are often "##" word pieces, which must not glue
+            # themselves onto the word before.
+            words = [f"[{tokenizer.id_to_token(int(logits[i].argmax()))}]" if t == tokenizer.mask_token_id
                      else tokenizer.id_to_token(t) for i, t in enumerate(ids[0].tolist())]
-            text = " ".join(w for w in words if w not in ("[CLS]", "[SEP]")).replace(" ##", "")
+            text = " ".join(w for w in words if w not in ("[CLS]", "[SEP]"))
         else:
             eos = tokenizer.eos_token_id
             prompt = [eos, *tokenizer.encode(PROMPT)]
@@ -216,10 +241,10 @@ class PretrainLesson(Lesson):
         self.model.train()
         self.samples.append((self.step, text))
 
-    def advance(self, n: int) -> None:
-        for loss in self.loop.run(n):
-            _curve(self.curves["loss"], self.loop.step_index, loss)
-        self.step += n
+    def train_step(self) -> None:
+        _curve(self.curves["loss"], self.loop.step_index + 1, self.loop.step())
+
+    def after_burst(self) -> None:
         self._sample()
 
     def frame(self):
@@ -268,11 +293,9 @@ class VitLesson(Lesson):
                                  loss_fn)
         self.curves = {"loss": [], "batch accuracy": []}
 
-    def advance(self, n: int) -> None:
-        for loss in self.loop.run(n):
-            _curve(self.curves["loss"], self.loop.step_index, loss)
-            _curve(self.curves["batch accuracy"], self.loop.step_index, self.correct[-1])
-        self.step += n
+    def train_step(self) -> None:
+        _curve(self.curves["loss"], self.loop.step_index + 1, self.loop.step())
+        _curve(self.curves["batch accuracy"], self.loop.step_index, self.correct[-1])
 
     def frame(self):
         positions = self.model.embed.positions[1:]
@@ -353,14 +376,12 @@ class ClipLesson(Lesson):
                                                     seed=seed), steps, loss_fn)
         self.curves = {"image → text loss": [], "text → image loss": [], "temperature": []}
 
-    def advance(self, n: int) -> None:
-        for _ in range(n):
-            self.loop.step()
-            i2t, t2i = self.last
-            _curve(self.curves["image → text loss"], self.loop.step_index, i2t)
-            _curve(self.curves["text → image loss"], self.loop.step_index, t2i)
-            _curve(self.curves["temperature"], self.loop.step_index, 1 / float(self.model.logit_scale.detach().exp()))
-        self.step += n
+    def train_step(self) -> None:
+        self.loop.step()
+        i2t, t2i = self.last
+        _curve(self.curves["image → text loss"], self.loop.step_index, i2t)
+        _curve(self.curves["text → image loss"], self.loop.step_index, t2i)
+        _curve(self.curves["temperature"], self.loop.step_index, 1 / float(self.model.logit_scale.detach().exp()))
 
     @torch.no_grad()
     def frame(self):

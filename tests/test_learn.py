@@ -46,9 +46,10 @@ def test_run_stops_at_its_cap_on_stop_and_on_time():
     capped = _run(learn.ClipLesson(EMBEDDED_DIR, n_pairs=3, steps=100), 5, every=2)
     assert capped[-1].stopped == "cap" and capped[-1].step == 5
     assert [f.step for f in capped] == [0, 2, 4, 5, 5] and all(not f.stopped for f in capped[:-1])
-    asked = iter([False, True])
-    stopped = _run(learn.ClipLesson(EMBEDDED_DIR, n_pairs=3, steps=100), 100, every=2, should_stop=lambda: next(asked))
-    assert stopped[-1].stopped == "stop" and stopped[-1].step == 2
+    lesson = learn.ClipLesson(EMBEDDED_DIR, n_pairs=3, steps=100)
+    # Stop is asked before every step, not only between redraws: a run stops within one step.
+    stopped = _run(lesson, 100, every=10, should_stop=lambda: lesson.step >= 3)
+    assert stopped[-1].stopped == "stop" and stopped[-1].step == 3
     timed = _run(learn.ClipLesson(EMBEDDED_DIR, n_pairs=3, steps=100), 100, every=2, max_seconds=0)
     assert timed[-1].stopped == "time" and timed[-1].step == 0
 

@@ -16,7 +16,7 @@ def _plot(value) -> dict:
 def test_learn_transfer(client):
     plot, status = client.predict("entities", 8, 0, 4, api_name="/learn_transfer")
     names = [trace["name"] for trace in _plot(plot)["data"]]
-    assert names == ["pre-trained: accuracy", "from scratch: accuracy"]
+    assert names == ["pre-trained", "from scratch"]
     assert "Step 4 / 4" in status and "cap" in status
 
 
