@@ -42,7 +42,11 @@ def bench_learn(row_type, quick: bool = False) -> list:
         lesson.advance(transfer_steps)
         score = lesson.frame()[1]["accuracy"]
         metric = lesson.task.metric_name
+        # The view claims the gap for entities (roles in the sentence, which masked-LM pre-training learns); for
+        # sentiment it says pre-training helps far less (a word's polarity is not in the grammar's word order).
+        claimed = task == "entities"
         rows.append(row_type(f"transfer {task}, N=32: held-out {metric}", score["pre-trained"], score["from scratch"],
-                             metric, "pre-trained > scratch", score["pre-trained"] > score["from scratch"],
+                             metric, "pre-trained > scratch" if claimed else "report",
+                             score["pre-trained"] > score["from scratch"] if claimed else None,
                              [f"core = pre-trained, reference = from scratch, after {transfer_steps} steps"]))
     return rows

@@ -65,7 +65,7 @@ class Lesson:
         while done < n and keep_going():
             self.train_step()
             done += 1
-        self.step += done
+            self.step += 1
         if done:
             self.after_burst()
         return done

@@ -13,11 +13,22 @@ from core import learn
 from core.embedded.train import REPLAY_FILE, Recipe, TrainingLoop, snapshot_steps
 
 
+@pytest.fixture
+def one_thread():
+    """Reproducible to the last bit for a fixed thread count: with two threads on a loaded machine the math
+    library may split a product differently from one call to the next (seen: curves equal for 6 steps, then
+    apart in the last digits). One thread, as `core.embedded train` uses, is the same every time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _run(lesson, cap, every=2, **kwargs):
     return list(learn.run_lesson(lesson, cap, every, **kwargs))
 
 
-def test_same_seed_same_curve_and_another_seed_another():
+def test_same_seed_same_curve_and_another_seed_another(one_thread):
     first = _run(learn.ClipLesson(EMBEDDED_DIR, n_pairs=4, seed=3, steps=6), 6)[-1]
     again = _run(learn.ClipLesson(EMBEDDED_DIR, n_pairs=4, seed=3, steps=6), 6)[-1]
     other = _run(learn.ClipLesson(EMBEDDED_DIR, n_pairs=4, seed=4, steps=6), 6)[-1]
@@ -26,7 +37,7 @@ def test_same_seed_same_curve_and_another_seed_another():
     assert first.curves["image → text loss"] != other.curves["image → text loss"]
 
 
-def test_pretraining_is_reproducible_and_its_loss_falls():
+def test_pretraining_is_reproducible_and_its_loss_falls(one_thread):
     frames = [_run(learn.PretrainLesson(EMBEDDED_DIR, "next-token", seed=1, steps=30, sentences=400), 30, every=10)
               for _ in range(2)]
     assert frames[0][-1].curves == frames[1][-1].curves
