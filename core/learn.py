@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_model
 from .embedded import grammar, shapes
 from .embedded.heads import TASKS, batch_loss, head_model
 from .embedded.pixels import pixel_values, read_processor_config, vit_processor_config
