@@ -30,6 +30,7 @@ FAMILY = "bert"
 
 # Defaults chosen for the embedded tiny-bert, trained on a toy grammar of lowercase sentences.
 DEFAULT_TEXT = "the keys to the old cabinet are on the table ."
+DEFAULT_NEXT_SENTENCE = "she takes them and opens the cabinet ."
 DEFAULT_MASK_TEXT = "the keys to the old cabinet [MASK] on the table ."
 DEFAULT_CONTEXT_A = "the old man sits on the bench ."
 DEFAULT_CONTEXT_B = "the birds near the old bench sing ."
@@ -141,8 +142,16 @@ def _task(loaded) -> str:
     return loaded.model.config.task
 
 
+def _has_mlm(loaded) -> bool:
+    return _task(loaded) == "masked_lm" and loaded.tokenizer.mask_token_id is not None
+
+
+def _has_next_sentence_head(loaded) -> bool:
+    return loaded.model.config.next_sentence_head
+
+
 def _require_mlm(loaded) -> None:
-    if _task(loaded) != "masked_lm" or loaded.tokenizer.mask_token_id is None:
+    if not _has_mlm(loaded):
         raise gr.Error(f"{loaded.name} is a {loaded.architecture}, without a masked-LM head. Pick tiny-bert "
                        "(embedded) or bert-base-uncased for this view.")
 
@@ -293,10 +302,7 @@ def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
     return View({"figure": figure}, data, notes)
 
 
-def compute_pretraining(loaded, text, seed=0) -> View:
-    _require_mlm(loaded)
-    text = inputs.text(text, "text")
-    seed = inputs.integer(seed, "seed", 0, 2**31 - 1, 0)
+def _masked_lm_part(loaded, text: str, seed: int) -> View:
     tokenizer = loaded.tokenizer
     enc = encode(loaded, text)
     corruption = ba.corrupt_for_mlm(enc.ids, enc.special, mask_token_id=tokenizer.mask_token_id,
@@ -336,6 +342,72 @@ def compute_pretraining(loaded, text, seed=0) -> View:
             "p_original": p_original, "correct": correct, "accuracy": accuracy,
             "columns": PRETRAINING_COLUMNS, "rows": rows}
     return View({"highlighted": highlighted, "table": rows, "figure": figure}, data, notes)
+
+
+NEXT_SENTENCE_LABELS = ("IsNext", "NotNext")  # the order of the head's two outputs (label 0: B follows A)
+
+
+def next_sentence_probability(loaded, first: str, second: str) -> tuple[float, Encoded]:
+    """P(IsNext) that the head gives "[CLS] first [SEP] second [SEP]", and the pair as encoded."""
+    enc = encode(loaded, first, second)
+    input_ids, type_ids = enc.tensors()
+    with torch.inference_mode():
+        out = loaded.model(input_ids, token_type_ids=type_ids)
+    # BertForPreTraining keeps `logits` for the masked LM; BertForNextSentencePrediction has only these.
+    logits = out.seq_relationship_logits if out.seq_relationship_logits is not None else out.logits
+    return float(logits[0].float().softmax(dim=-1)[0]), enc
+
+
+def _next_sentence_part(loaded, text: str, sentence_b: str) -> View:
+    if not _has_next_sentence_head(loaded):
+        message = (f"{loaded.name} has no next-sentence-prediction (NSP) head: this {loaded.architecture} "
+                   "checkpoint cannot say whether sentence B follows the text.")
+        return View({"next_sentence": message_figure("This checkpoint has no next-sentence-prediction head.")},
+                    {"next_sentence": {"has_head": False}},
+                    [f"{message} bert-base-uncased has one: its file keeps both pre-training heads."])
+    if not sentence_b:
+        return View({"next_sentence": message_figure("Write a sentence B to ask whether it follows the text.")},
+                    {"next_sentence": {"has_head": True, "pairs": []}}, [])
+    pairs, groups, notes = [], [], []
+    for first, second, title in ((text, sentence_b, "text → B (as written)"),
+                                 (sentence_b, text, "B → text (swapped)")):
+        is_next, enc = next_sentence_probability(loaded, first, second)
+        pairs.append({"first": first, "second": second, "is_next": is_next, "not_next": 1 - is_next})
+        groups.append((title, list(NEXT_SENTENCE_LABELS), [is_next, 1 - is_next]))
+        notes.append(enc.truncation)
+    figure = bert_figures.bar_groups(groups, "Does the second follow the first?",
+                                     highlight=[0 if g[2][0] >= 0.5 else 1 for g in groups])
+    notes.append(
+        f"**Next-sentence prediction**: the pair goes in as [CLS] A [SEP] B [SEP] (B with segment id 1), and a "
+        f"two-way classifier on the pooled [CLS] answers IsNext or NotNext: P(IsNext) = {pairs[0]['is_next']:.3f} "
+        f"as written, {pairs[1]['is_next']:.3f} swapped. In pre-training, half of the B sentences were the real "
+        "next sentence and half a random sentence from the corpus (Devlin et al., 2019), so a change of topic "
+        "gives NotNext away. ALBERT (Lan et al., 2020) argues the head learns topic more than order, and trains on "
+        "swapped pairs like the second one instead; RoBERTa (Liu et al., 2019) drops the task altogether.")
+    return View({"next_sentence": figure}, {"next_sentence": {"has_head": True, "pairs": pairs}}, notes)
+
+
+def compute_pretraining(loaded, text, seed=0, sentence_b=DEFAULT_NEXT_SENTENCE) -> View:
+    """BERT's two pre-training tasks: masked LM on the text, next-sentence prediction on (text, sentence B).
+
+    Each part shows what this checkpoint has a head for, and says so where it has none.
+    """
+    if not _has_mlm(loaded) and not _has_next_sentence_head(loaded):
+        raise gr.Error(f"{loaded.name} is a {loaded.architecture}, without a masked-LM head or a next-sentence "
+                       "head. Pick tiny-bert (embedded) or bert-base-uncased for this view.")
+    text = inputs.text(text, "text")
+    seed = inputs.integer(seed, "seed", 0, 2**31 - 1, 0)
+    sentence_b = inputs.text(sentence_b, "sentence B", allow_empty=True)
+    if _has_mlm(loaded):
+        view = _masked_lm_part(loaded, text, seed)
+    else:
+        message = f"{loaded.name} ({loaded.architecture}) has no masked-LM head."
+        view = View({"highlighted": [], "table": [], "figure": message_figure(message)}, {"seed": seed}, [message])
+    next_sentence = _next_sentence_part(loaded, text, sentence_b)
+    view.outputs.update(next_sentence.outputs)
+    view.data.update(sentence_b=sentence_b, **next_sentence.data)
+    view.notes += next_sentence.notes
+    return view
 
 
 PRETRAINING_COLUMNS = ["position", "original", "input became", "rule", "top prediction", "probability", "right?"]
@@ -514,10 +586,10 @@ def fill_mask_view(choice, custom, text, position, top_k):
 
 
 @handler
-def pretraining_view(choice, custom, text, seed):
+def pretraining_view(choice, custom, text, seed, sentence_b=DEFAULT_NEXT_SENTENCE):
     loaded, fallback = get_model(FAMILY, choice, custom)
-    view = compute_pretraining(loaded, text, seed)
-    return _package(view, loaded, fallback, "bert-pretraining", ["highlighted", "table", "figure"])
+    view = compute_pretraining(loaded, text, seed, sentence_b)
+    return _package(view, loaded, fallback, "bert-pretraining", ["highlighted", "table", "figure", "next_sentence"])
 
 
 @handler
@@ -623,16 +695,21 @@ def build() -> None:
             mlm_button = gr.Button("Predict the masked tokens", variant="primary", elem_id="bert-fill-mask")
             mlm_plot = gr.Plot(label="Predictions")
             mlm_file, mlm_note = _outputs_row("mlm")
-            gr.Markdown("### Pretraining: 15% of tokens, the 80/10/10 rule")
+            gr.Markdown("### Pre-training: masked LM (15% of tokens, the 80/10/10 rule) and next-sentence "
+                        "prediction")
             with gr.Row():
-                pre_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=3)
+                pre_text = gr.Textbox(DEFAULT_TEXT, label="Text (sentence A)", lines=2, scale=3)
                 pre_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1)
+            pre_b = gr.Textbox(DEFAULT_NEXT_SENTENCE, label="Sentence B: does it follow the text? (next-sentence "
+                               "prediction)", lines=1)
             pre_button = gr.Button("Corrupt and predict", variant="primary", elem_id="bert-pretraining")
             pre_highlight = gr.HighlightedText(label="What the model was given", show_legend=True,
                                                combine_adjacent=False,
                                                color_map={"→ [MASK]": "#56b4e9", "→ random token": "#e69f00",
                                                           "unchanged": "#009e73"})
-            pre_plot = gr.Plot(label="Probability of the original token")
+            with gr.Row():
+                pre_plot = gr.Plot(label="Masked LM: probability of the original token", scale=3)
+                pre_nsp_plot = gr.Plot(label="Next-sentence prediction", scale=2)
             pre_table = gr.Dataframe(headers=PRETRAINING_COLUMNS, label="Chosen positions", interactive=False,
                                      wrap=True)
             pre_file, pre_note = _outputs_row("pretraining")
@@ -670,8 +747,9 @@ def build() -> None:
                      **VIEWS)
     mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
                      api_name="bert_fill_mask", **VIEWS)
-    pre_button.click(pretraining_view, picked + [pre_text, pre_seed],
-                     [pre_highlight, pre_table, pre_plot, pre_file, pre_note], api_name="bert_pretraining", **VIEWS)
+    pre_button.click(pretraining_view, picked + [pre_text, pre_seed, pre_b],
+                     [pre_highlight, pre_table, pre_plot, pre_nsp_plot, pre_file, pre_note],
+                     api_name="bert_pretraining", **VIEWS)
     ctx_button.click(contextual_view, picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
                      api_name="bert_contextual", **VIEWS)
     cls_button.click(cls_view, picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
