@@ -201,3 +201,89 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
     save_file(tensors, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="lacks shared.weight or encoder.embed_tokens.weight"):
         load_model(folder)
+
+
+# --- generation ------------------------------------------------------------------------------------------
+
+
+def generating_pair(tmp_path, generation: str):
+    """A pair whose greedy output varies: a random original T5 with full-size embeddings mostly repeats the
+    token it was fed (the embedding tied to the output dominates the residual stream), so it is scaled down."""
+    reference = build(transformers.T5ForConditionalGeneration, t5_config(generation))
+    if generation == "original":
+        with torch.no_grad():
+            reference.shared.weight.mul_(0.1)
+    folder = write_t5(reference, tmp_path / f"generating-{generation}", generation, "hub")
+    reference = transformers.T5ForConditionalGeneration.from_pretrained(folder, attn_implementation="eager").eval()
+    return reference, load_model(folder)
+
+
+SOURCE = torch.randint(2, 137, (1, 13), generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_greedy_generate_equals_transformers(generation, tmp_path):
+    reference, model = generating_pair(tmp_path, generation)
+    expected = reference.generate(SOURCE, max_new_tokens=20, do_sample=False)[0].tolist()
+    assert expected[0] == model.config.decoder_start_token_id
+    steps = list(generate(model, SOURCE, max_new_tokens=20, temperature=0))
+    tokens = [s.token_id for s in steps]
+    assert tokens == expected[1:]
+    assert len(set(tokens)) >= 3, tokens  # a sequence that changes, not one token repeated
+    # The v1.1 model writes the end-of-sequence token (1) at its 15th step; the original never does in 20.
+    assert steps[-1].finished == ("eos" if generation == "v1.1" else "max_new_tokens")
+    assert len(steps) == (15 if generation == "v1.1" else 20)
+
+
+def test_cached_decoding_equals_full_recomputation(tmp_path):
+    """Each step's probabilities and attention rows equal one full forward over the whole written sequence;
+    the encoder runs once and each layer projects the input's cross-attention keys and values once."""
+    _, model = generating_pair(tmp_path, "v1.1")
+    calls = {"encoder": 0, "cross_keys_values": 0}
+    encode = model.encoder.encode
+
+    def counting_encode(*args, **kwargs):
+        calls["encoder"] += 1
+        return encode(*args, **kwargs)
+
+    def count_cross_projection(module, args):
+        if len(args) > 1 and args[1] == module_slices[module]:
+            calls["cross_keys_values"] += 1
+
+    model.encoder.encode = counting_encode
+    module_slices = {layer.cross_attn.qkv: layer.cross_attn.keys_values for layer in model.decoder.layers}
+    hooks = [qkv.register_forward_pre_hook(count_cross_projection) for qkv in module_slices]
+    steps = list(generate(model, SOURCE, max_new_tokens=12, temperature=0, eos_token_id=None))
+    for hook in hooks:
+        hook.remove()
+    assert calls == {"encoder": 1, "cross_keys_values": len(model.decoder.layers)}
+    written = [model.config.decoder_start_token_id] + [s.token_id for s in steps]
+    with torch.no_grad():
+        full = model(SOURCE, decoder_input_ids=torch.tensor([written[:-1]]), output_attentions=True)
+    probs = full.logits[0].softmax(-1)
+    for i, step in enumerate(steps):
+        assert abs(step.model_probability - float(probs[i, step.token_id])) < 1e-5
+        assert step.token_id == int(probs[i].argmax())
+        assert step.cross_attention.shape == (2, 3, SOURCE.shape[1])
+        cross = torch.stack([a[0, :, i] for a in full.cross_attentions])
+        own = torch.stack([a[0, :, i, :i + 1] for a in full.decoder_attentions])
+        assert max_difference(step.cross_attention, cross) < 1e-5
+        assert max_difference(step.self_attention, own) < 1e-5
+    # The cache alone, fed in pieces, gives the full forward's logits.
+    cache = KVCache(model.config.decoder, 1, len(written))
+    encoded = model.encode(SOURCE).last_hidden_state
+    ids = torch.tensor([written])
+    pieces = [model.decode(ids[:, :5], encoded, cache=cache).logits]
+    pieces += [model.decode(ids[:, t:t + 1], encoded, cache=cache).logits for t in range(5, len(written) - 1)]
+    assert max_difference(full.logits, torch.cat(pieces, dim=1)) < TOLERANCE
+
+
+def test_seq2seq_sampling_is_seeded_and_attentions_optional(tmp_path):
+    _, model = generating_pair(tmp_path, "v1.1")
+    run = lambda **kw: [s.token_id for s in generate(model, SOURCE, 10, eos_token_id=None, **kw)]  # noqa: E731
+    assert run(temperature=1.0, seed=3) == run(temperature=1.0, seed=3)
+    assert run(temperature=2.0, seed=3) != run(temperature=2.0, seed=4)
+    step = next(generate(model, SOURCE, 3, temperature=0, attentions=False))
+    assert step.cross_attention is None and step.self_attention is None
+    with pytest.raises(ValueError, match="empty"):
+        next(generate(model, [], 3, temperature=0))
