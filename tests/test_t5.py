@@ -287,3 +287,107 @@ def test_seq2seq_sampling_is_seeded_and_attentions_optional(tmp_path):
     assert step.cross_attention is None and step.self_attention is None
     with pytest.raises(ValueError, match="empty"):
         next(generate(model, [], 3, temperature=0))
+
+
+# --- tokenizer -------------------------------------------------------------------------------------------
+
+TEXTS = ["The quick  brown fox <extra_id_0> over <extra_id_1>.", "translate English to German: Zürich ßtraße 😀",
+         "  leading and trailing  ", "summarize: studies have shown that owning a dog is good for you", "",
+         "Café déjà vu,\tnaïve\ncoöperation!<extra_id_2>"]
+
+
+def write_t5_tokenizer(folder: Path, sentinels: int = 100) -> Path:
+    """A small tokenizer.json shaped like the Hub's T5 ones: Unigram with <pad> </s> <unk> at 0, 1, 2, words
+    split on whitespace and marked with "▁", "</s>" appended, and the sentinels after the vocabulary, highest
+    first (so <extra_id_0> has the last id). NFKC stands in for SentencePiece's precompiled normaliser."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.Unigram())
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    trainer = trainers.UnigramTrainer(vocab_size=150, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>")
+    backend.train_from_iterator([t for t in TEXTS if "extra_id" not in t] * 10 + ["the house is wonderful"] * 10,
+                                trainer)
+    backend.add_special_tokens([f"<extra_id_{i}>" for i in reversed(range(sentinels))])
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                           special_tokens=[("</s>", 1)])
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    folder.mkdir(parents=True, exist_ok=True)
+    backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+         "extra_ids": sentinels, "model_max_length": 512}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def t5_tokenizers(tmp_path_factory):
+    from core import load_tokenizer
+
+    folder = write_t5_tokenizer(tmp_path_factory.mktemp("t5-tokenizer"))
+    return load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def test_tokenizer_round_trips_equal_transformers(t5_tokenizers):
+    ours, theirs = t5_tokenizers
+    pieces = ours.backend.get_vocab_size(with_added_tokens=False)
+    assert ours.kind == "unigram" and ours.vocab_size == len(theirs) == pieces + 100
+    for text in TEXTS:
+        ids = ours.encode(text)
+        assert ids == theirs(text)["input_ids"], text
+        assert ids[-1] == ours.eos_token_id == 1
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+        offsets = theirs(text, return_offsets_mapping=True)["offset_mapping"]
+        tokens = ours.tokenize(text)
+        assert [(t.start, t.end) for t in tokens] == [tuple(o) for o in offsets], text
+        assert [t.id for t in tokens] == ids
+    unseen = "a zebra 🦓"  # characters the tokenizer was not trained on become <unk>, in both
+    assert ours.unk_token_id in ours.encode(unseen) and ours.encode(unseen) == theirs(unseen)["input_ids"]
+
+
+def test_tokenizer_sentinels_batches_and_readable_pieces(t5_tokenizers):
+    ours, theirs = t5_tokenizers
+    assert ours.sentinel_tokens == tuple(f"<extra_id_{i}>" for i in range(100))
+    last = ours.vocab_size - 1
+    assert ours.token_to_id("<extra_id_0>") == theirs.convert_tokens_to_ids("<extra_id_0>") == last
+    assert ours.token_to_id("<extra_id_99>") == theirs.convert_tokens_to_ids("<extra_id_99>") == last - 99
+    assert {ours.token_to_id(t) for t in ours.sentinel_tokens} <= ours.special_ids
+    tokens = ours.tokenize("the house <extra_id_0>")
+    # "▁" is shown as the space it stands for: the pieces read as the text.
+    assert "".join(t.text for t in tokens if not t.special) == " the house"
+    assert all("▁" not in t.text and t.text == t.piece.replace("▁", " ") for t in tokens)
+    assert tokens[-2].special and tokens[-2].text == "<extra_id_0>" and tokens[-1].text == "</s>"
+    ids, mask = ours.batch(TEXTS)
+    expected = theirs(TEXTS, padding=True)
+    assert ids.tolist() == expected["input_ids"] and mask.tolist() == expected["attention_mask"]
+    cut = ours.batch(TEXTS, max_length=8)
+    expected = theirs(TEXTS, padding=True, truncation=True, max_length=8)
+    assert cut.input_ids.tolist() == expected["input_ids"] and cut.any_truncated
+
+
+@pytest.mark.parametrize("sentinels", [100, 7])
+def test_saved_tokenizer_opens_in_transformers(sentinels, tmp_path):
+    from core import load_tokenizer
+
+    ours = load_tokenizer(write_t5_tokenizer(tmp_path / "source", sentinels))
+    ours.save(tmp_path / "saved")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "saved")
+    pieces = ours.backend.get_vocab_size(with_added_tokens=False)
+    assert len(theirs) == ours.vocab_size == pieces + sentinels  # no sentinels added by transformers
+    for text in TEXTS:
+        assert theirs(text)["input_ids"] == ours.encode(text) == load_tokenizer(tmp_path / "saved").encode(text)
+
+
+def test_tokenizer_without_tokenizer_json_names_what_is_missing(tmp_path):
+    from core import load_tokenizer
+
+    (tmp_path / "spiece").mkdir()
+    (tmp_path / "spiece" / "spiece.model").write_bytes(b"\x0a\x05<unk>")
+    with pytest.raises(CheckpointError, match="only spiece.model.*tokenizer.json, which is missing"):
+        load_tokenizer(tmp_path / "spiece")
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(CheckpointError, match="no tokenizer.json, the only file a T5 tokenizer is read from"):
+        load_tokenizer(tmp_path / "config-only")
