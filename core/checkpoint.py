@@ -32,11 +32,12 @@ class Rule:
     """One core tensor built from one or more checkpoint tensors.
 
     kind: "copy"; "concat" (BERT-style separate q/k/v stacked into the core's fused qkv); "transpose"
-    (GPT-2's Conv1D stores weights in-by-out); "same" (one tensor that checkpoints store under any of the
-    names, T5's embedding: those present must be equal). `extra_dims` leading singleton dimensions in the
-    checkpoint (ViT's cls_token is (1, 1, C)). `base` rules live under the base-model prefix (`bert.`,
-    `transformer.`). `tie`: the core tensor this one shares when the checkpoint lacks it or holds an equal
-    copy (T5's lm_head, tied to the embedding in original T5, its own in v1.1), as `transformers` decides.
+    (GPT-2's Conv1D stores weights in-by-out); "any" (one tensor that checkpoints store under one or more of
+    the names, T5's embedding: the first present is read, the others are copies and are not). `extra_dims`
+    leading singleton dimensions in the checkpoint (ViT's cls_token is (1, 1, C)). `base` rules live under
+    the base-model prefix (`bert.`, `transformer.`). `tie`: the core tensor this one shares when the
+    checkpoint lacks it (T5's lm_head: absent in original T5, tied to the embedding; its own in v1.1), as
+    `transformers` decides.
     """
 
     core: str
@@ -190,10 +191,10 @@ def _t5_stack_rules(core: str, src: str, config) -> list[Rule]:
 
 def _t5_rules(config) -> list[Rule]:
     if not isinstance(config, EncoderDecoderConfig):  # T5EncoderModel
-        return [Rule("embed.tokens.weight", ("shared.weight", "encoder.embed_tokens.weight"), "same"),
+        return [Rule("embed.tokens.weight", ("shared.weight", "encoder.embed_tokens.weight"), "any"),
                 *_t5_stack_rules("", "encoder", config)]
     return [Rule("shared.weight", ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
-                 "same"),
+                 "any"),
             *_t5_stack_rules("encoder.", "encoder", config.encoder),
             *_t5_stack_rules("decoder.", "decoder", config.decoder),
             Rule("lm_head.weight", ("lm_head.weight",), tie="shared.weight")]
@@ -345,14 +346,13 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
         if rule.tie and not any(present):
             state[rule.core] = state[rule.tie]
             continue
-        if rule.kind == "same":
+        if rule.kind == "any":
             if not any(present):
                 raise CheckpointError(f"checkpoint lacks {' or '.join(rule.sources)} (needed for {rule.core})")
-            named = {s: remaining.pop(s) for s, here in zip(rule.sources, present) if here}
-            parts = list(named.values())
-            if any(not torch.equal(parts[0], other) for other in parts[1:]):
-                raise CheckpointError(f"checkpoint holds different tensors for {', '.join(named)}, which are one "
-                                      f"embedding ({rule.core})")
+            found = [s for s, here in zip(rule.sources, present) if here]
+            parts = [remaining.pop(found[0])]
+            for copy in found[1:]:
+                remaining.pop(copy)  # the same tensor stored again under another name, as transformers ties it
         elif not all(present):
             missing = [s for s, here in zip(rule.sources, present) if not here]
             raise CheckpointError(f"checkpoint lacks {', '.join(missing)} (needed for {rule.core})")
@@ -369,8 +369,6 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
         if value.shape != expected[rule.core].shape:
             raise CheckpointError(f"shape of {rule.sources[0]} is {tuple(parts[0].shape)}; the config implies "
                                   f"{tuple(expected[rule.core].shape)} for {rule.core}")
-        if rule.tie and torch.equal(value, state[rule.tie]):
-            value = state[rule.tie]  # an equal copy: share one tensor, as transformers ties it
         state[rule.core] = value.contiguous()
     for pattern, reason in IGNORED[spec.family] + IGNORED_BY_ARCHITECTURE.get(spec.architecture, []):
         for key in [k for k in remaining if re.search(pattern, k)]:

@@ -32,6 +32,7 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "ViTForImageClassification": ("vit", "image_classification"),
     "CLIPModel": ("clip", "contrastive"),
     "T5ForConditionalGeneration": ("t5", "seq2seq_lm"),
+    "T5WithLMHeadModel": ("t5", "seq2seq_lm"),  # the same model's name in older T5 repositories' config.json
     "T5EncoderModel": ("t5", "base"),
 }
 
