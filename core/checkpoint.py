@@ -352,7 +352,10 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
             found = [s for s, here in zip(rule.sources, present) if here]
             parts = [remaining.pop(found[0])]
             for copy in found[1:]:
-                remaining.pop(copy)  # the same tensor stored again under another name, as transformers ties it
+                # The same tensor stored again under another name: transformers ties it, so it is not read.
+                if tuple(remaining.pop(copy).shape) != tuple(parts[0].shape):
+                    raise CheckpointError(f"{copy} and {found[0]} differ in shape; the core shares one "
+                                          f"embedding ({rule.core})")
         elif not all(present):
             missing = [s for s, here in zip(rule.sources, present) if not here]
             raise CheckpointError(f"checkpoint lacks {', '.join(missing)} (needed for {rule.core})")

@@ -188,10 +188,14 @@ def test_save_model_writes_what_transformers_opens(generation, tmp_path):
         assert max_difference(reopened(**inputs).logits[target], model(**inputs).logits[target]) < TOLERANCE
 
 
-def test_checkpoint_without_the_embedding_is_refused_by_name(tmp_path):
+def test_checkpoint_embedding_errors_name_the_problem(tmp_path):
     reference = build(transformers.T5ForConditionalGeneration, t5_config("v1.1"))
-    folder = write_t5(reference, tmp_path / "no-embedding", "v1.1", "hub")
+    folder = write_t5(reference, tmp_path / "embedding", "v1.1", "hub")
     tensors = load_file(str(folder / "model.safetensors"))
+    tensors["decoder.embed_tokens.weight"] = torch.zeros(50, 40)  # a decoder with a vocabulary of its own
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="decoder.embed_tokens.weight and shared.weight differ in shape"):
+        load_model(folder)
     for key in ("decoder.embed_tokens.weight", "encoder.embed_tokens.weight", "shared.weight"):
         tensors.pop(key)
     save_file(tensors, str(folder / "model.safetensors"))
