@@ -34,6 +34,8 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "T5ForConditionalGeneration": ("t5", "seq2seq_lm"),
     "T5WithLMHeadModel": ("t5", "seq2seq_lm"),  # the same model's name in older T5 repositories' config.json
     "T5EncoderModel": ("t5", "base"),
+    "MT5ForConditionalGeneration": ("t5", "seq2seq_lm"),  # multilingual T5: the v1.1 architecture
+    "MT5EncoderModel": ("t5", "base"),
 }
 
 # Names that checkpoints use for activations -> the three (plus ReLU) the block implements.
@@ -277,7 +279,9 @@ def _t5(raw: dict, task: str) -> TransformerConfig | EncoderDecoderConfig:
     if task == "base":  # T5EncoderModel
         return _t5_stack(raw, decoder=False)
     # transformers 5 writes scale_decoder_outputs; older configs say tie_word_embeddings: false for v1.1.
-    scale = raw.get("scale_decoder_outputs", raw.get("tie_word_embeddings", True) is not False)
+    # mT5 never rescales (transformers' MT5 has no such step, whatever its config says).
+    scale = raw.get("model_type") != "mt5" and raw.get("scale_decoder_outputs",
+                                                       raw.get("tie_word_embeddings", True) is not False)
     encoder, decoder = _t5_stack(raw, decoder=False), _t5_stack(raw, decoder=True)
     return EncoderDecoderConfig(
         encoder=encoder, decoder=decoder, vocab_size=raw["vocab_size"], scale_decoder_output=bool(scale),

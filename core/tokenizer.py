@@ -37,6 +37,7 @@ _KIND_BY_MODEL_TYPE = {
     "clip": CLIP_BPE,
     "clip_text_model": CLIP_BPE,
     "t5": UNIGRAM,
+    "mt5": UNIGRAM,
 }
 # tokenizer_config.json names the class that wrote it; a folder saved without config.json still says its kind.
 _KIND_BY_TOKENIZER_CLASS = {

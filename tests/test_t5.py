@@ -49,7 +49,7 @@ def write_t5(reference, folder: Path, generation: str, layout: str) -> Path:
     config = reference.config.to_dict()
     config.pop("scale_decoder_outputs", None)
     config["tie_word_embeddings"] = generation == "original"
-    config["architectures"] = ["T5ForConditionalGeneration"]
+    config["architectures"] = [type(reference).__name__]
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -119,6 +119,19 @@ def test_t5_matches_transformers(generation, layout, tmp_path):
     assert model.encoder.embed.tokens.weight is model.shared.weight is model.decoder.embed.tokens.weight
     diffs = differences(reference, model, padded_batch(reference.config.vocab_size))
     print(generation, layout, diffs)
+    assert max(diffs.values()) < TOLERANCE, diffs
+
+
+def test_mt5_matches_transformers(tmp_path):
+    """mT5 is the v1.1 architecture under its own names; its output is never rescaled, even when its config.json
+    says its embeddings are tied (written here as an original T5 would be: tied, no lm_head)."""
+    reference = build(transformers.MT5ForConditionalGeneration,
+                      transformers.MT5Config(**t5_config("v1.1").to_dict()))
+    folder = write_t5(reference, tmp_path / "mt5", "original", "hub")
+    reference = transformers.MT5ForConditionalGeneration.from_pretrained(folder, attn_implementation="eager").eval()
+    model = load_model(folder)
+    assert model.spec.architecture == "MT5ForConditionalGeneration" and not model.config.scale_decoder_output
+    diffs = differences(reference, model, padded_batch(reference.config.vocab_size))
     assert max(diffs.values()) < TOLERANCE, diffs
 
 
