@@ -324,8 +324,7 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
     """Map checkpoint tensors onto the core's names; account for every tensor, check every shape.
 
     `expected` holds the core's tensors (for names and shapes); `tied` names core tensors that share
-    storage with the input embeddings and may be absent from the file. A tensor that a rule's `tie` shares
-    is the same object in the returned state as the one it shares.
+    storage with the input embeddings and may be absent from the file.
     """
     prefix = PREFIXES[spec.family]
     remaining = {_normalise(key, prefix): value for key, value in tensors.items()}
@@ -342,9 +341,6 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
         if rule.core in tied:
             for source in rule.sources:
                 remaining.pop(source, None)  # equal to the embeddings when present; the tie is made on load
-            continue
-        if rule.tie and not any(present):
-            state[rule.core] = state[rule.tie]
             continue
         if rule.kind == "any":
             if not any(present):
@@ -398,6 +394,14 @@ def tied_names(model) -> dict[str, str]:
     return {}
 
 
+def absent_ties(spec: ModelSpec, checkpoint_names) -> dict[str, str]:
+    """Core tensors that share another because the checkpoint lacks their own (a rule's `tie`)."""
+    prefix = PREFIXES[spec.family]
+    present = {_normalise(name, prefix) for name in checkpoint_names}
+    return {rule.core: rule.tie for rule in rules_for(spec)
+            if rule.tie and not any(source in present for source in rule.sources)}
+
+
 def _share_tied(model, state: dict[str, torch.Tensor]) -> None:
     """Names that held one tensor in `state` become one Parameter again after an assigning load (tied weights)."""
     owners: dict[int, str] = {}
@@ -423,7 +427,7 @@ def load_model(source, device=None, dtype=None):
     with torch.device("meta"):
         model = build_model(spec)  # no random init of weights that are about to be replaced
     expected = {name: value for name, value in model.state_dict().items()}
-    tied = tied_names(model)
+    tied = {**tied_names(model), **absent_ties(spec, tensors)}
     state = convert_checkpoint(spec, tensors, expected, tied)
     for name, source in tied.items():
         state[name] = state[source]
