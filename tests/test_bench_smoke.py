@@ -18,8 +18,9 @@ def test_bench_quick_prints_the_table():
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     for row in ("decode fp32 (tokens/s)", "decode bf16 weights", "decode T5 fp32 (tokens/s)", "forward+attentions bert",
-                "forward+attentions vit", "forward+attentions clip", "peak RSS", "app cold start",
-                "first streamed token (s)", "default /bert_attention (s)"):
+                "forward+attentions vit", "forward+attentions clip", "peak RSS", "load peak / weights, gpt2",
+                "load peak / weights, bert", "app cold start", "first streamed token (s)",
+                "default /bert_attention (s)"):
         assert row in out, out
     for row in ("decode fp32 (tokens/s)", "decode T5 fp32 (tokens/s)"):
         line = next(line for line in out.splitlines() if line.startswith(row))
