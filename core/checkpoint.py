@@ -626,7 +626,7 @@ def _plan_load(source, dtype, check_spec, max_bytes):
     for name in files:
         stored.update(read_safetensors_header(folder / name, label))
     fitted = fit_optional_parts(spec, stored)
-    if fitted is not spec:  # the file lacks an optional part (pooler, next-sentence head): build without it
+    if fitted is not spec:  # the file lacks an optional part (pooler, NSP head), or carries one: rebuild to fit
         spec = fitted
         with torch.device("meta"):
             model = build_model(spec)
