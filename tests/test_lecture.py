@@ -149,7 +149,8 @@ def test_every_tab_offers_its_model_to_links_and_gpt_its_pace():
 
     with gr.Blocks():
         parts = {key: module.build() for key, module in ui.TABS}
-    assert all("model" in part.inputs or "bert_model" in part.inputs for part in parts.values())
+    families = ("bert", "gpt", "vit", "clip", "compare")  # tabs that offer nothing to a link return None
+    assert all("model" in parts[key].inputs or "bert_model" in parts[key].inputs for key in families)
     assert len(parts["gpt"].paces) == 1 and parts["gpt"].paces[0].maximum == lecture.MAX_PACE
     assert lecture.presenter_pace(True) == lecture.PRESENTER_PACE and lecture.presenter_pace(False) == 0
 
@@ -189,6 +190,7 @@ def test_default_model_is_the_cached_hub_preset_else_the_embedded(monkeypatch):
     monkeypatch.setattr(components, "availability", lambda preset, online=None: "cached")
     assert components.default_choice("gpt") == PRESETS["gpt"][1].name
     assert components.default_choice("vit") == PRESETS["vit"][1].name
+    assert components.default_choice("bert") == "bert-base-uncased"  # not a fine-tuned embedded variant
 
 
 def test_tokenizer_comparison_says_the_embedded_vocabularies_are_tiny():
