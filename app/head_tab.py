@@ -97,8 +97,8 @@ def arithmetic_figure(result, labels: list[str], title: str) -> go.Figure:
     dims = [f"d{i}" for i in range(d)]
     allowed = result.allowed.numpy()
     masked_text = [_number(v) if ok else MASKED for v, ok in zip(result.masked.tolist(), allowed)]
-    columns = ["k<sub>j</sub> (key vectors)", "q·k<sub>j</sub>", f"× {result.scale:.3g}", "+ mask", "softmax p<sub>j</sub>",
-               "p<sub>j</sub> v<sub>j</sub>"]
+    columns = ["k<sub>j</sub> (key vectors)", "q·k<sub>j</sub>", f"× {result.scale:.3g}", "+ mask",
+               "softmax p<sub>j</sub>", "p<sub>j</sub> v<sub>j</sub>"]
     fig = make_subplots(rows=2, cols=6, shared_yaxes=False, column_widths=[0.24, 0.1, 0.1, 0.1, 0.1, 0.24],
                         row_heights=[0.86, 0.14], horizontal_spacing=0.02, vertical_spacing=0.06,
                         subplot_titles=columns + [f"q (query {labels[result.query]}), d = {d}", "", "", "", "",
@@ -122,9 +122,14 @@ def arithmetic_figure(result, labels: list[str], title: str) -> go.Figure:
              (result.probs.numpy(), [f"{v:.3f}" for v in result.probs.tolist()], "softmax")]
     for col, (values, text, name) in enumerate(steps, start=2):
         colours = [HIGHLIGHT if name == "softmax" else "#5e81ac" if ok else "#bbbbbb" for ok in allowed]
-        fig.add_trace(go.Bar(x=values, y=labels, orientation="h", text=text, textposition="outside", marker_color=colours,
-                             cliponaxis=False, hovertemplate=f"{name}<br>%{{y}}: %{{text}}<extra></extra>"),
+        fig.add_trace(go.Bar(x=values, y=labels, orientation="h", text=text, textposition="outside",
+                             marker_color=colours, cliponaxis=False,
+                             hovertemplate=f"{name}<br>%{{y}}: %{{text}}<extra></extra>"),
                       row=1, col=col)
+        # Room on both sides for the numbers written beside the bars.
+        low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))
+        pad = 0.6 * (high - low or 1.0)
+        fig.update_xaxes(range=[low - (pad if low < 0 else 0), high + pad], row=1, col=col)
     for col in range(1, 7):
         fig.update_yaxes(type="category", autorange="reversed", row=1, col=col, showticklabels=col == 1)
         fig.update_xaxes(showticklabels=False, row=1, col=col)
@@ -170,8 +175,8 @@ def head_arithmetic(source="BERT", model_choice="", text=DEFAULT_TEXT, image=Non
     head = min(inputs.integer(head, "head", 1, API_MAX_HEADS, 1), config.num_heads)
     query = min(inputs.integer(query, "query position", 0, API_MAX_POSITIONS, 1), len(labels) - 1)
     if any(a is not None and int(round(float(a))) != used for a, used in zip(asked, (layer, head, query))):
-        note += (f"  \nℹ️ This model has layers 1–{config.num_layers}, heads 1–{config.num_heads}, and the input "
-                 f"positions 0–{len(labels) - 1}: showing layer {layer}, head {head}, query {query}.")
+        note += (f"  \nℹ️ This model has layers 1–{config.num_layers}, heads 1–{config.num_heads}, and the "
+                 f"input positions 0–{len(labels) - 1}: showing layer {layer}, head {head}, query {query}.")
     results = layer_arithmetic(model, layer - 1, query, tensor)
     result = results[head - 1]
     scale_note = ("1/√d" if abs(result.scale * result.head_size ** 0.5 - 1) < 1e-6
