@@ -10,6 +10,7 @@ import gradio as gr
 
 from app.models import MODELS, PRESETS, Loaded, availability, preset_names
 from core import CheckpointError
+from core.config import SIZE_BOUNDS
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,10 @@ STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
 # from the API against before a handler runs: those of the largest model a tab may load (the loader's bounds on
 # a config), not of the model the page opened with, which refused layer 10 of a 24-layer custom model. Handlers
 # clamp to the model actually used and say so; the page narrows what it shows to its own model (fit_on_open).
-API_MAX_LAYERS = 128
-API_MAX_HEADS = 512
-API_MAX_POSITIONS = 1_048_576
+_LOADER_BOUNDS = {pattern: high for pattern, _, high in SIZE_BOUNDS}
+API_MAX_LAYERS = _LOADER_BOUNDS["layers"]
+API_MAX_HEADS = _LOADER_BOUNDS["heads"]
+API_MAX_POSITIONS = _LOADER_BOUNDS["positions"]
 
 
 def fit_on_open(fit, outputs) -> None:

@@ -35,7 +35,8 @@ class HeadArithmetic:
     dots: torch.Tensor  # (T,) q . k_j
     scaled: torch.Tensor  # (T,) dots * scale
     allowed: torch.Tensor  # (T,) bool: keys this query may look at (causal and padding masks)
-    masked: torch.Tensor  # (T,) scaled plus the additive mask (a huge negative number where not allowed)
+    masked: torch.Tensor  # (T,) scaled plus the additive mask (a huge negative number where not allowed;
+    # for relative positions (T5) the position bias as well)
     probs: torch.Tensor  # (T,) softmax of `masked`: the row of the model's attention map
     weighted: torch.Tensor  # (T, d) probs_j * v_j
     output: torch.Tensor  # (d,) sum of `weighted`: the head's slice of the attention output (before `out`)
@@ -99,22 +100,26 @@ def layer_arithmetic(model: Transformer, layer: int, query: int, inputs: torch.T
     if not 0 <= query < T:
         raise ValueError(f"position {query} does not exist: the input has {T} positions (0 to {T - 1})")
     attention = model.layers[layer].attn
-    heads, size = attention.num_heads, x.shape[-1] // attention.num_heads
+    heads, size = attention.num_heads, attention.head_size
     with torch.no_grad():
         # The module's own projection, split as its forward splits it: (T, 3C) -> q, k, v of (heads, T, d).
         q, k, v = attention.qkv(x[0]).view(T, 3, heads, size).permute(1, 2, 0, 3)
-        # The mask is (1, 1, T or 1, T): a padding-only mask has one row for every query.
-        bias = mask[0, 0].expand(T, -1)[query] if mask is not None else torch.zeros(T, dtype=x.dtype)
+        # The mask is (1, 1 or heads, 1 or T, T): one row may serve every query (padding only) and one map
+        # every head; a relative position bias (T5) is added to it per head, and travels in it.
+        if mask is None:
+            mask = torch.zeros(1, 1, 1, T, dtype=x.dtype)
+        biases = mask[0].expand(heads, T, -1)[:, query]  # (heads, T)
+        hidden = torch.finfo(x.dtype).min / 2  # a masked key gets the dtype's minimum added
         results = []
         for head in range(heads):
             dots = k[head] @ q[head, query]
             scaled = dots * attention.scale
-            masked = scaled + bias
+            masked = scaled + biases[head]
             probs = masked.softmax(dim=-1)
             weighted = probs[:, None] * v[head]
             results.append(HeadArithmetic(layer=layer, head=head, query=query, scale=float(attention.scale),
                                           q=q[head, query], keys=k[head], values=v[head], dots=dots,
-                                          scaled=scaled, allowed=bias == 0, masked=masked, probs=probs,
+                                          scaled=scaled, allowed=biases[head] > hidden, masked=masked, probs=probs,
                                           weighted=weighted, output=weighted.sum(dim=0)))
     return results
 

@@ -14,7 +14,7 @@ import transformers
 
 from core import load_model
 from core.head_math import head_arithmetic, layer_arithmetic
-from tests.reference import bert_config, build, gpt2_config, max_difference, save
+from tests.reference import bert_config, build, gpt2_config, max_difference, save, t5_config
 from tests.test_vision_models import clip_config, vit_config
 
 PROBS_TOLERANCE = 1e-6
@@ -47,6 +47,8 @@ CASES = [
     ("BertModel", bert_config, "text_padded", 4),
     ("GPT2Model", gpt2_config, "text", 5),
     ("ViTModel", vit_config, "pixels", 7),
+    # T5: unscaled scores and a relative position bias per head, which travels in the additive mask.
+    ("T5EncoderModel", t5_config, "text_padded", 3),
 ]
 
 
