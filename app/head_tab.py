@@ -246,7 +246,7 @@ def build() -> Shared:
     with gr.Row():
         image = gr.Image(value=default_image(DEFAULT_IMAGE), type="filepath", image_mode=None, label="Picture",
                          visible=False, height=240)
-        grid = gr.Image(label="As the model sees it: click a patch to make it the query", type="pil",
+        grid = gr.Image(label="Click a patch: the query", type="pil",
                         interactive=False, visible=False, height=240, elem_id="head-grid")
     with gr.Row():
         layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="head-layer")
