@@ -220,11 +220,28 @@ def _t5_rules(config) -> list[Rule]:
             Rule("lm_head.weight", ("lm_head.weight",), tie="shared.weight")]
 
 
+def _llama_rules(n: int) -> list[Rule]:
+    """Llama and Qwen2: separate q/k/v (Qwen2's with biases, which a Llama file lacks and its core has not),
+    gate and up projections stacked into the gated MLP's fc1 with the gate (the activated half) first."""
+    rules = [Rule("embed.tokens.weight", ("embed_tokens.weight",)), Rule("final_norm.weight", ("norm.weight",))]
+    for i in range(n):
+        layer, src = f"layers.{i}", f"layers.{i}"
+        rules += [*_qkv(f"{layer}.attn.qkv", [f"{src}.self_attn.{x}_proj" for x in "qkv"]),
+                  Rule(f"{layer}.attn.out.weight", (f"{src}.self_attn.o_proj.weight",)),
+                  Rule(f"{layer}.norm1.weight", (f"{src}.input_layernorm.weight",)),
+                  Rule(f"{layer}.mlp.fc1.weight", (f"{src}.mlp.gate_proj.weight", f"{src}.mlp.up_proj.weight"),
+                       "concat"),
+                  Rule(f"{layer}.mlp.fc2.weight", (f"{src}.mlp.down_proj.weight",)),
+                  Rule(f"{layer}.norm2.weight", (f"{src}.post_attention_layernorm.weight",))]
+    return rules + [Rule("lm_head.weight", ("lm_head.weight",), base=False)]
+
+
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
 # A CLIP tower saved alone: transformers 5 writes a CLIPTextModel's keys bare, and a ...WithProjection's under
 # text_model./vision_model. beside the projection; older CLIPTextModel files (Stable Diffusion's) use it too.
 PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
-            "clip_text": "text_model.", "clip_vision": "vision_model.", "t5": ""}
+            "clip_text": "text_model.", "clip_vision": "vision_model.", "t5": "",
+            "llama": "model."}
 
 # Tensors that checkpoints carry and the core deliberately does not use, with the reason.
 IGNORED = {
@@ -237,6 +254,7 @@ IGNORED = {
     "clip": [(r"position_ids$", "position index buffer, recomputed")],
     "clip_text": [(r"position_ids$", "position index buffer, recomputed")],
     "clip_vision": [(r"position_ids$", "position index buffer, recomputed")],
+    "llama": [(r"self_attn\.rotary_emb\.inv_freq$", "rotary frequencies buffer (older files); recomputed")],
     "t5": [(r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",
             "cross-attention has no position bias; older checkpoints carry an unused table")],
 }
@@ -257,7 +275,8 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
         tower = _clip_text_rules if spec.family == "clip_text" else _clip_vision_rules
         projection = "text_projection" if spec.family == "clip_text" else "visual_projection"
         return [*tower(c.num_layers), Rule("projection.weight", (f"{projection}.weight",), base=False)]
-    builders = {"bert": _bert_rules, "distilbert": _distilbert_rules, "gpt2": _gpt2_rules, "vit": _vit_rules}
+    builders = {"bert": _bert_rules, "distilbert": _distilbert_rules, "gpt2": _gpt2_rules, "vit": _vit_rules,
+                "llama": _llama_rules}
     return builders[spec.family](c.num_layers)
 
 
