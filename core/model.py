@@ -1,11 +1,14 @@
-"""One transformer for every family: BERT, DistilBERT, GPT-2, ViT, both CLIP towers and both T5 stacks.
+"""One transformer for every family: BERT, DistilBERT, GPT-2, ViT, both CLIP towers, both T5 stacks, Llama, Qwen2.
 
 "Attention Is All You Need" (Vaswani et al., 2017) gives the block; the families differ only by the settings
 in `TransformerConfig` (LayerNorm before or after each sublayer, which norm, which activation, causal or
 bidirectional mask, learned or relative positions, text or patch embeddings), as in openai/CLIP's single
 `Transformer` class and timm's `Block`. T5 (Raffel et al., 2020) adds parts that its config selects: RMS
 norm, relative position buckets, unscaled scores, a gated feed-forward, and cross-attention, which is the
-same attention module with keys and values taken from the encoder's output. `EncoderDecoder` holds two
+same attention module with keys and values taken from the encoder's output. Llama and Qwen2 (Touvron et al.,
+2023) select more: rotary positions applied to queries and keys, fewer key/value heads than query heads
+(grouped-query attention, cached per key/value head), and the gated feed-forward with SiLU (SwiGLU).
+`EncoderDecoder` holds two
 `Transformer` stacks, as `CLIP` holds two towers. Attention probabilities are computed explicitly only when
 asked for (`output_attentions=True`); otherwise the fused `scaled_dot_product_attention` kernel runs.
 Parameter names here are the core's own: `core.checkpoint` maps each checkpoint's names onto them.

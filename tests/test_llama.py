@@ -10,6 +10,8 @@ import pytest
 import torch
 import transformers
 
+from safetensors.torch import load_file, save_file
+
 from core import generate, load_model
 from core.config import read_config
 from core.model import KVCache
@@ -106,3 +108,19 @@ def test_config_reads_the_family_and_refuses_other_rope_scalings(tmp_path):
     (folder / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="rope_scaling 'yarn'"):
         read_config(folder)
+
+
+def test_older_files_with_rotary_buffers_and_without_prefix_load(tmp_path):
+    """Llama files written before transformers dropped them carry each layer's rotary inv_freq buffer; some
+    tools write keys without the `model.` prefix. Both load, and compute what transformers does."""
+    folder = tmp_path / "llama"
+    reference = build(transformers.LlamaForCausalLM, llama_config())
+    save(reference, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    state = {key.removeprefix("model."): value for key, value in state.items()}
+    for i in range(reference.config.num_hidden_layers):
+        state[f"layers.{i}.self_attn.rotary_emb.inv_freq"] = torch.rand(6)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    ids = torch.randint(3, reference.config.vocab_size, (1, 19), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert max_difference(load_model(folder)(ids).logits, reference(ids).logits) < TOLERANCE
