@@ -56,6 +56,7 @@ class Rule:
     extra_dims: int = 0
     base: bool = True
     tie: str = ""
+    heads: int = 0  # "heads_qkv": GPT-NeoX's fused q/k/v stored head by head, (nh, 3, hs) rows -> (3, nh, hs)
 
 
 def _linear(core: str, source: str, kind: str = "copy", base: bool = True) -> list[Rule]:
@@ -236,12 +237,26 @@ def _llama_rules(n: int) -> list[Rule]:
     return rules + [Rule("lm_head.weight", ("lm_head.weight",), base=False)]
 
 
+def _gpt_neox_rules(config) -> list[Rule]:
+    rules = [Rule("embed.tokens.weight", ("embed_in.weight",)), *_norm("final_norm", "final_layer_norm")]
+    for i in range(config.num_layers):
+        layer, src = f"layers.{i}", f"layers.{i}"
+        rules += [*_norm(f"{layer}.norm1", f"{src}.input_layernorm"),
+                  *_norm(f"{layer}.norm2", f"{src}.post_attention_layernorm"),
+                  *[Rule(f"{layer}.attn.qkv.{p}", (f"{src}.attention.query_key_value.{p}",), "heads_qkv",
+                         heads=config.num_heads) for p in ("weight", "bias")],
+                  *_linear(f"{layer}.attn.out", f"{src}.attention.dense"),
+                  *_linear(f"{layer}.mlp.fc1", f"{src}.mlp.dense_h_to_4h"),
+                  *_linear(f"{layer}.mlp.fc2", f"{src}.mlp.dense_4h_to_h")]
+    return rules + [Rule("lm_head.weight", ("embed_out.weight",), base=False)]
+
+
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
 # A CLIP tower saved alone: transformers 5 writes a CLIPTextModel's keys bare, and a ...WithProjection's under
 # text_model./vision_model. beside the projection; older CLIPTextModel files (Stable Diffusion's) use it too.
 PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
             "clip_text": "text_model.", "clip_vision": "vision_model.", "t5": "",
-            "llama": "model."}
+            "llama": "model.", "gpt_neox": "gpt_neox."}
 
 # Tensors that checkpoints carry and the core deliberately does not use, with the reason.
 IGNORED = {
@@ -255,6 +270,8 @@ IGNORED = {
     "clip_text": [(r"position_ids$", "position index buffer, recomputed")],
     "clip_vision": [(r"position_ids$", "position index buffer, recomputed")],
     "llama": [(r"self_attn\.rotary_emb\.inv_freq$", "rotary frequencies buffer (older files); recomputed")],
+    "gpt_neox": [(r"attention\.(masked_)?bias$", "causal mask buffer; the core builds masks on the fly"),
+                 (r"attention\.rotary_emb\.inv_freq$", "rotary frequencies buffer; recomputed")],
     "t5": [(r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",
             "cross-attention has no position bias; older checkpoints carry an unused table")],
 }
@@ -271,6 +288,8 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
         return _clip_rules(c.text.num_layers, c.vision.num_layers)
     if spec.family == "t5":
         return _t5_rules(c)
+    if spec.family == "gpt_neox":
+        return _gpt_neox_rules(c)
     if spec.family in ("clip_text", "clip_vision"):
         tower = _clip_text_rules if spec.family == "clip_text" else _clip_vision_rules
         projection = "text_projection" if spec.family == "clip_text" else "visual_projection"
@@ -546,6 +565,13 @@ def materialize(steps: list[Step], expected: dict[str, torch.Tensor], dtype=None
                 for part in step.parts:
                     _read_into(part, files[part.file], value[row:row + part.shape[0]])
                     row += part.shape[0]
+            elif step.rule.kind == "heads_qkv":
+                part = step.parts[0]
+                scratch = torch.empty(part.shape, dtype=part.dtype)
+                _read_into(part, files[part.file], scratch)
+                heads = step.rule.heads
+                value.copy_(scratch.view(heads, 3, -1, *part.shape[1:]).transpose(0, 1).reshape(part.shape))
+                del scratch
             elif step.rule.kind == "transpose":
                 part = step.parts[0]
                 scratch = torch.empty(part.shape, dtype=part.dtype)

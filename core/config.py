@@ -43,6 +43,7 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "MT5EncoderModel": ("t5", "base"),
     "LlamaForCausalLM": ("llama", "causal_lm"),
     "Qwen2ForCausalLM": ("llama", "causal_lm"),  # Llama with query/key/value biases
+    "GPTNeoXForCausalLM": ("gpt_neox", "causal_lm"),
     "CLIPTextModel": ("clip_text", "base"),
     "CLIPTextModelWithProjection": ("clip_text", "projection"),
     "CLIPVisionModel": ("clip_vision", "base"),
@@ -99,6 +100,8 @@ class TransformerConfig:
     rope_llama3: tuple[float, ...] = ()  # Llama 3.1's rope_scaling: (factor, low_freq, high_freq, original_max)
     num_kv_heads: int = 0  # grouped-query attention (Ainslie et al., 2023): heads of keys and values; 0 = num_heads
     context_length: int = 0  # longest sequence of a model without learned positions; 0 = no limit
+    rotary_dim: int = 0  # features of each head that rotary positions turn (GPT-NeoX's partial rotary); 0 = all
+    parallel_residual: bool = False  # x + attention(norm1(x)) + mlp(norm2(x)) in one step (GPT-NeoX, GPT-J)
     # vision
     image_size: int = 0
     patch_size: int = 0
@@ -383,6 +386,27 @@ def _llama(raw: dict, task: str) -> TransformerConfig:
     )
 
 
+def _gpt_neox(raw: dict, task: str) -> TransformerConfig:
+    """GPTNeoXForCausalLM (Pythia): LayerNorm with biases, rotary positions on a fraction of each head, and
+    (use_parallel_residual) attention and MLP reading the same input side by side."""
+    if _rope_llama3(raw) or raw.get("attention_bias", True) is False:
+        raise ValueError("GPT-NeoX with rope scaling or without attention biases is not supported")
+    parameters = raw.get("rope_parameters") or {}
+    fraction = float(parameters.get("partial_rotary_factor", raw.get("rotary_pct", 1.0)))
+    head_size = raw["hidden_size"] // raw["num_attention_heads"]
+    return TransformerConfig(
+        family="gpt_neox", task=task, hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
+        num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
+        activation=_activation(raw.get("hidden_act", "gelu")), layer_norm_eps=raw.get("layer_norm_eps", 1e-5),
+        norm_first=True, causal=True, vocab_size=raw["vocab_size"], final_norm=True,
+        rope_theta=float(parameters.get("rope_theta", raw.get("rotary_emb_base", 10000.0))),
+        rotary_dim=int(head_size * fraction), parallel_residual=bool(raw.get("use_parallel_residual", True)),
+        context_length=raw.get("max_position_embeddings", 0),
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)), bos_token_id=raw.get("bos_token_id"),
+        eos_token_id=raw.get("eos_token_id"), pad_token_id=raw.get("pad_token_id"),
+    )
+
+
 def config_from_json(raw: dict) -> ModelSpec:
     """Parse a `config.json` dict; unsupported architectures raise ValueError naming what is supported."""
     names = raw.get("architectures") or []
@@ -393,7 +417,8 @@ def config_from_json(raw: dict) -> ModelSpec:
     architecture = known[0]
     family, task = ARCHITECTURES[architecture]
     builders = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "vit": _vit, "clip_text": _clip_text,
-                "clip_vision": _clip_vision, "t5": _t5, "llama": _llama}
+                "clip_vision": _clip_vision, "t5": _t5, "llama": _llama,
+                "gpt_neox": _gpt_neox}
     config = _clip(raw) if family == "clip" else builders[family](raw, task)
     return ModelSpec(architecture=architecture, family=family, task=task, config=config, raw=raw)
 

@@ -7,7 +7,8 @@ bidirectional mask, learned or relative positions, text or patch embeddings), as
 norm, relative position buckets, unscaled scores, a gated feed-forward, and cross-attention, which is the
 same attention module with keys and values taken from the encoder's output. Llama and Qwen2 (Touvron et al.,
 2023) select more: rotary positions applied to queries and keys, fewer key/value heads than query heads
-(grouped-query attention, cached per key/value head), and the gated feed-forward with SiLU (SwiGLU).
+(grouped-query attention, cached per key/value head), and the gated feed-forward with SiLU (SwiGLU);
+GPT-NeoX (Pythia) rotates part of each head only and runs attention and MLP side by side.
 `EncoderDecoder` holds two
 `Transformer` stacks, as `CLIP` holds two towers. Attention probabilities are computed explicitly only when
 asked for (`output_attentions=True`); otherwise the fused `scaled_dot_product_attention` kernel runs.
@@ -164,7 +165,8 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
-        self.head_size, self.theta, self.llama3 = config.head_size, config.rope_theta, config.rope_llama3
+        self.head_size = config.rotary_dim or config.head_size  # the rotated features: all, or GPT-NeoX's first few
+        self.theta, self.llama3 = config.rope_theta, config.rope_llama3
 
     def forward(self, start: int, length: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin (T, hs) of positions start .. start + length - 1, in fp32 then cast, as transformers."""
@@ -227,7 +229,9 @@ class Attention(nn.Module):
             q = q.view(B, T, nh, hs).transpose(1, 2)
             k, v = (t.view(B, T, nkv, hs).transpose(1, 2) for t in (k, v))
             if rotary is not None:
-                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+                turned = rotary[0].shape[-1]  # GPT-NeoX turns the first features of each head, keeps the rest
+                q, k = (torch.cat((apply_rotary(t[..., :turned], *rotary), t[..., turned:]), dim=-1)
+                        if turned < hs else apply_rotary(t, *rotary) for t in (q, k))
             if cache is not None:
                 k, v = cache.update(self.layer_index, k, v)
         probs = None
@@ -300,7 +304,7 @@ class Block(nn.Module):
 
     def __init__(self, config: TransformerConfig, layer_index: int):
         super().__init__()
-        self.norm_first = config.norm_first
+        self.norm_first, self.parallel_residual = config.norm_first, config.parallel_residual
         self.attn = Attention(config, layer_index)
         self.norm1 = make_norm(config)
         self.cross_attn = Attention(config, layer_index, is_cross=True) if config.cross_attention else None
@@ -318,6 +322,9 @@ class Block(nn.Module):
     def forward(self, x, mask=None, is_causal=False, output_attentions=False, cache=None, memory=None,
                 memory_mask=None, rotary=None):
         """Returns the new x, the self-attention probabilities and the cross-attention ones (or None)."""
+        if self.parallel_residual:  # both sublayers read the block's input
+            attended, probs = self.attn(self.norm1(x), mask, is_causal, output_attentions, cache, None, rotary)
+            return x + attended + self.mlp(self.norm2(x)), probs, None
         x, probs = self._attend(self.norm1, self.attn, x, mask, is_causal, output_attentions, cache, None, rotary)
         cross_probs = None
         if self.cross_attn is not None:
@@ -452,7 +459,7 @@ def pool_at_end_of_text(input_ids, hidden, eos_token_id: int):
 
 
 # Families whose last hidden state is reported after the final norm (the others report it before).
-LAST_HIDDEN_STATE_NORMED = {"gpt2", "t5_encoder", "t5_decoder", "llama"}
+LAST_HIDDEN_STATE_NORMED = {"gpt2", "t5_encoder", "t5_decoder", "llama", "gpt_neox"}
 
 
 class Transformer(nn.Module):

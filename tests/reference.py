@@ -79,6 +79,17 @@ def llama_config(qwen2: bool = False, **overrides):
     return (transformers.Qwen2Config if qwen2 else transformers.LlamaConfig)(**values)
 
 
+def gpt_neox_config(**overrides) -> transformers.GPTNeoXConfig:
+    """Pythia's layout: a quarter of each head's 16 features rotated, attention and MLP in parallel."""
+    values = dict(vocab_size=263, hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=88,
+                  max_position_embeddings=128, initializer_range=0.2, layer_norm_eps=1e-5,
+                  rope_parameters={"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.25},
+                  use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
+                  attention_dropout=0.0, hidden_dropout=0.0, **TEXT_COMMON)
+    values.update(overrides)
+    return transformers.GPTNeoXConfig(**values)
+
+
 def build(model_class, config, seed: int = 0):
     torch.manual_seed(seed)
     model = model_class(config).eval()

@@ -1,4 +1,4 @@
-"""Llama and Qwen2 in the core reproduce `transformers` to within 1e-4: rotary positions (with Llama 3.1's
+"""Llama, Qwen2 and GPT-NeoX in the core reproduce `transformers` to within 1e-4: rotary positions (with Llama 3.1's
 scaling), grouped-query attention, SwiGLU, RMS norm, tied and untied output embeddings, Qwen2's biases, a
 padded batch, greedy generation and the KV cache."""
 
@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from core import generate, load_model
 from core.config import read_config
 from core.model import KVCache
-from tests.reference import build, llama_config, max_difference, save
+from tests.reference import build, gpt_neox_config, llama_config, max_difference, save
 
 TOLERANCE = 1e-4
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500.0, "factor": 8.0, "low_freq_factor": 1.0,
@@ -31,6 +31,12 @@ VARIANTS = {
 
 
 def pair(tmp_path, variant: str):
+    if variant.startswith("pythia"):  # GPT-NeoX: partial rotary; parallel or sequential residuals
+        parallel = variant == "pythia-parallel"
+        folder = save(build(transformers.GPTNeoXForCausalLM, gpt_neox_config(use_parallel_residual=parallel)),
+                      tmp_path / variant)
+        reference = transformers.GPTNeoXForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+        return reference, load_model(folder)
     qwen2, overrides = VARIANTS[variant]
     model_class = transformers.Qwen2ForCausalLM if qwen2 else transformers.LlamaForCausalLM
     folder = save(build(model_class, llama_config(qwen2, **overrides)), tmp_path / variant)
@@ -47,7 +53,7 @@ def padded_batch(vocab_size: int):
     return input_ids, attention_mask
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", [*VARIANTS, "pythia-parallel", "pythia-sequential"])
 def test_outputs_match_transformers(tmp_path, variant):
     reference, model = pair(tmp_path, variant)
     input_ids, attention_mask = padded_batch(reference.config.vocab_size)
@@ -72,7 +78,7 @@ def test_outputs_match_transformers(tmp_path, variant):
     assert max_difference(fused[real], expected.logits[real]) < TOLERANCE
 
 
-@pytest.mark.parametrize("variant", ["llama-untied", "qwen2-tied"])
+@pytest.mark.parametrize("variant", ["llama-untied", "qwen2-tied", "pythia-parallel"])
 def test_greedy_tokens_match_transformers(tmp_path, variant):
     reference, model = pair(tmp_path, variant)
     prompt = torch.randint(3, reference.config.vocab_size, (1, 7), generator=torch.Generator().manual_seed(2))
