@@ -10,6 +10,7 @@ import gradio as gr
 
 from app.models import MODELS, PRESETS, Loaded, availability, preset_names
 from core import CheckpointError
+from core.config import SIZE_BOUNDS
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,18 @@ log = logging.getLogger(__name__)
 # in a slot of their own. Light helpers (pickers, sliders, resets) keep Gradio's default.
 VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
 STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
+# The Learn tab's live training runs are long (up to a minute) and use a core each: one at a time, in a group
+# of their own, so they never hold up the views or the generations.
+LEARN = {"concurrency_id": "learn", "concurrency_limit": 1}
 
 # Upper bounds of the layer, head and position (patch) sliders as declared, which is what Gradio checks a value
 # from the API against before a handler runs: those of the largest model a tab may load (the loader's bounds on
 # a config), not of the model the page opened with, which refused layer 10 of a 24-layer custom model. Handlers
 # clamp to the model actually used and say so; the page narrows what it shows to its own model (fit_on_open).
-API_MAX_LAYERS = 128
-API_MAX_HEADS = 512
-API_MAX_POSITIONS = 1_048_576
+_LOADER_BOUNDS = {pattern: high for pattern, _, high in SIZE_BOUNDS}
+API_MAX_LAYERS = _LOADER_BOUNDS["layers"]
+API_MAX_HEADS = _LOADER_BOUNDS["heads"]
+API_MAX_POSITIONS = _LOADER_BOUNDS["positions"]
 
 
 def fit_on_open(fit, outputs) -> None:
@@ -47,7 +52,7 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     click on a view does not wait for a download with no sign of life.
     """
     presets = PRESETS[family]
-    info = "; ".join(f"{p.name}: {availability(p, online=False)}" for p in presets[1:])
+    info = "; ".join(f"{p.name}: {availability(p, online=False)}" for p in presets if not p.embedded)
     with gr.Row():
         dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model",
                                info=f"Offline status — {info}" if info else None, scale=2)
