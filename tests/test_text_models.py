@@ -174,6 +174,45 @@ def test_sampling_is_seeded_and_respects_top_k_and_top_p(tmp_path):
         next(generate(model, [4], 3, temperature=-1))
 
 
+def reference_sampling(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """The distribution (V,) transformers' own sampling warpers give, in its order: temperature, top-k, top-p."""
+    from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    scores = logits[None].float()
+    warpers = [TemperatureLogitsWarper(temperature)]
+    warpers += [TopKLogitsWarper(top_k)] if top_k else []
+    warpers += [TopPLogitsWarper(top_p)] if top_p < 1 else []
+    for warper in warpers:
+        scores = warper(None, scores)
+    return scores.softmax(-1)[0]
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(0.6, 0, 1.0), (1.7, 0, 1.0), (0.8, 12, 1.0),
+                                                       (1.4, 0, 0.7), (2.5, 20, 0.9)])
+def test_each_step_samples_from_softmax_of_logits_over_temperature_after_top_k_top_p(temperature, top_k, top_p,
+                                                                                      tmp_path):
+    reference = build(transformers.GPT2LMHeadModel, gpt2_config())
+    model = load_model(save(reference, tmp_path))
+    vocab = reference.config.vocab_size
+    prompt = [4, 5, 6, 77]
+    steps = list(generate(model, prompt, 6, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=3,
+                          eos_token_id=None, num_candidates=vocab))
+    ids = list(prompt)
+    for step in steps:
+        with torch.no_grad():
+            logits = reference(torch.tensor([ids])).logits[0, -1]
+        expected = reference_sampling(logits, temperature, top_k, top_p)
+        sampled = torch.zeros(vocab)
+        for token, probability in step.candidates:  # every token left with p > 0
+            sampled[token] = probability
+        # 1e-5: float32 softmax of the same logits; the logits themselves agree to 1e-4 with transformers.
+        assert max_difference(sampled, expected) < 1e-5
+        assert abs(step.probability - float(expected[step.token_id])) < 1e-5
+        assert abs(step.model_probability - float(logits.softmax(-1)[step.token_id])) < 1e-5
+        ids.append(step.token_id)
+    assert len(steps) == 6
+
+
 # --- Hub-layout variants of real files -------------------------------------------------------------------
 
 
