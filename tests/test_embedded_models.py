@@ -103,9 +103,15 @@ def test_clip_matches_transformers():
         ref = reference(input_ids=ids, pixel_values=pixels, attention_mask=mask)
         out = model(input_ids=ids, pixel_values=pixels, attention_mask=mask)
     assert max_difference(ref.logits_per_image, out.logits_per_image) < TOLERANCE
-    # The first-eos pooling rule, not the legacy highest-id one.
-    assert model.config.eos_token_id != 2
-    assert model.config.eos_token_id == load_tokenizer(folder("tiny-clip")).eos_token_id
+    # The text is pooled at its first end-of-text token, not at its highest id (the legacy rule of configs
+    # with eos_token_id 2). The comparison above tells the two apart only where they pick different
+    # positions: in every caption here they do, since the embedded end-of-text id is small.
+    eos = load_tokenizer(folder("tiny-clip")).eos_token_id
+    assert model.config.eos_token_id == eos != 2
+    first_eos = (ids == eos).int().argmax(-1)
+    assert (first_eos != ids.argmax(-1)).all()
+    position_of = torch.arange(ids.shape[1], dtype=torch.float32).expand(ids.shape[0], -1)[..., None]
+    assert torch.equal(model.pooled_text(ids, position_of)[:, 0].long(), first_eos)
 
 
 def test_configs_name_standard_architectures():
