@@ -19,6 +19,7 @@ import torch
 
 from app import bert_figures, inputs
 from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.lecture import Shared, live
 from app.export import json_file
 from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
 from app.figures import bars as bar_figure
@@ -136,6 +137,13 @@ def _forward(model, ids: tuple[int, ...], type_ids: tuple[int, ...]):
 
 def forward(loaded, encoded: Encoded):
     return _forward(loaded.model, encoded.ids, encoded.type_ids)
+
+
+@functools.lru_cache(maxsize=4)
+def _masked_lm_logits(model, ids: tuple[int, ...], type_ids: tuple[int, ...]) -> torch.Tensor:
+    # Moving the top-k slider re-asks for the same masked input: one forward serves every k.
+    with torch.inference_mode():
+        return model(torch.tensor([ids]), token_type_ids=torch.tensor([type_ids])).logits[0]
 
 
 def _task(loaded) -> str:
@@ -272,8 +280,7 @@ def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
     if not masked:
         raise gr.Error("There is nothing to predict: write [MASK] in the text, or pick a token to mask.")
     shown = masked[:MAX_SHOWN_MASKS]
-    with torch.inference_mode():
-        logits = loaded.model(torch.tensor([ids]), token_type_ids=torch.tensor([enc.type_ids])).logits[0]
+    logits = _masked_lm_logits(loaded.model, tuple(ids), enc.type_ids)
     values, indices = ba.top_predictions(logits, shown, top_k)
     groups, predictions = [], []
     for p, position_index in enumerate(shown):
@@ -680,6 +687,12 @@ def build() -> None:
                      **VIEWS)
     mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
                      api_name="bert_fill_mask", **VIEWS)
+    # Sliders and switches redraw at once from the cached forward pass; the buttons are for new text.
+    live([att_layer, att_head, att_hide, att_renorm], attention_view,
+         picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
+         [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note])
+    live([mlm_k, mlm_position], fill_mask_view, picked + [mlm_text, mlm_position, mlm_k],
+         [mlm_plot, mlm_file, mlm_note])
     pre_button.click(pretraining_view, picked + [pre_text, pre_seed],
                      [pre_highlight, pre_table, pre_plot, pre_file, pre_note], api_name="bert_pretraining", **VIEWS)
     ctx_button.click(contextual_view, picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],

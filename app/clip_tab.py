@@ -22,6 +22,7 @@ import torch
 
 from app import inputs
 from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.lecture import live
 from app.export import json_file
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, picture_file,
@@ -372,6 +373,10 @@ def build() -> None:
 
     zero_btn.click(clip_zero_shot, [image, model, custom, labels, templates, scale],
                    [zero_plot, zero_summary, note, zero_file], api_name="clip_zero_shot", **VIEWS)
+    live([scale], clip_zero_shot, [image, model, custom, labels, templates, scale],
+         [zero_plot, zero_summary, note, zero_file])
+    live([temperature], clip_contrastive, [model, custom, captions, seed, temperature],
+         [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file])
     contrastive_btn.click(clip_contrastive, [model, custom, captions, seed, temperature],
                           [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file],
                           api_name="clip_contrastive", **VIEWS)

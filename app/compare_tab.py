@@ -15,7 +15,8 @@ import gradio as gr
 from app import export, inputs
 from app import gpt_figures as gfig
 from app.components import VIEWS, get_model, handler, model_note, model_picker
-from app.gpt_tab import head_name, join_notes, layer_head, pick_head, token_text
+from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
+from app.lecture import live
 from app.models import PRESETS
 from core import gpt_analysis
 
@@ -56,9 +57,10 @@ def model_tokens(loaded, text: str) -> tuple[list[int], list[str], str]:
 
 
 @handler
-def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, layer, head):
+def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, layer=1, head=1, average=False):
     """Masks (full vs triangular) and real attention of both models on the same text."""
     text = inputs.text(text, "text")
+    average = bool(average)
     bert, bert_note = load("bert", bert_choice, bert_custom)
     gpt, gpt_note = load("gpt", gpt_choice, gpt_custom)
     results, data = {}, {}
@@ -67,17 +69,17 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
         ids, tokens, cut_note = model_tokens(loaded, text)
         causal = loaded.model.config.causal
         layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
-        maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
-        matrix = pick_head(maps, layer_n, head_n)
+        maps = attention_maps(loaded.model, ids)  # (L, nh, T, T), cached: the sliders only slice it
+        matrix = pick_head(maps, layer_n, head_n, average)
         visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
         kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"
         mask_fig = gfig.can_see(visible, tokens, f"{key.upper()} mask ({kind})")
-        attention_fig = gfig.attention(matrix, tokens, f"{key.upper()}: layer {layer_n}, {head_name(head_n)}",
-                                       causal)
+        title = f"{key.upper()}: layer {layer_n}, {head_name(head_n, average)}"
+        attention_fig = gfig.attention(matrix, tokens, title, causal)
         results[key] = (mask_fig, attention_fig)
         notes[key] += [cut_note, clamp]
-        data[key] = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=head_n or "average",
-                         can_see=visible.astype(int), attention=matrix)
+        data[key] = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
+                         average_over_heads=average, can_see=visible.astype(int), attention=matrix)
     note = notes_line(bert, notes["bert"], gpt, notes["gpt"])
     (bert_mask, bert_attention), (gpt_mask, gpt_attention) = results["bert"], results["gpt"]
     return bert_mask, gpt_mask, bert_attention, gpt_attention, note, export.json_file(data, "compare-attention")
@@ -231,7 +233,8 @@ def build() -> None:
         with gr.Tab("Attention", id="compare-attention"):
             with gr.Row():
                 layer = gr.Slider(1, 12, value=1, step=1, label="Layer", info="clamped to each model's depth")
-                head = gr.Slider(0, 12, value=0, step=1, label="Head", info="0 = average over heads")
+                head = gr.Slider(1, 12, value=1, step=1, label="Head", info="clamped to each model's heads")
+                average = gr.Checkbox(False, label="Average over heads")
                 attention_button = gr.Button("Compare attention", variant="primary", elem_id="compare-attention-btn")
             with gr.Row():
                 bert_mask = gr.Plot(label="BERT mask")
@@ -266,9 +269,11 @@ def build() -> None:
             gr.Markdown(OVERVIEW)
             gr.Plot(gfig.mask_shapes(), label="Mask shapes")
 
-    attention_button.click(compare_attention, [*models, layer, head],
+    attention_button.click(compare_attention, [*models, layer, head, average],
                            [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],
                            api_name="compare_attention", **VIEWS)
+    live([layer, head, average], compare_attention, [*models, layer, head, average],
+         [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file])
     predict_button.click(compare_predictions, [*models, word],
                          [bert_bars, gpt_bars, explanation, predict_note, predict_file],
                          api_name="compare_predictions", **VIEWS)

@@ -27,9 +27,13 @@ FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
 pio.templates.default = "plotly_white"
 
 
-def unique_labels(tokens: Sequence[str]) -> list[str]:
-    """Position-prefixed labels, so that repeated tokens ("the ... the") stay separate rows and columns."""
-    return [f"{i} {token}" for i, token in enumerate(tokens)]
+def unique_labels(tokens: Sequence[str], first_position: int = 0) -> list[str]:
+    """Position-prefixed labels, so that repeated tokens ("the ... the") stay separate rows and columns.
+
+    The number is the token's real position in the input (`first_position` for a slice that does not start
+    at 0), the same number every view and table uses for it.
+    """
+    return [f"{i} {token}" for i, token in enumerate(tokens, start=first_position)]
 
 
 TITLE_ROOM = 100  # px above the plot area: gradio draws the component label over the figure's top-left corner

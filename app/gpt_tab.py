@@ -8,6 +8,7 @@ history browsable); causal attention with the "can see" table; per-token surpris
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from app import export, inputs
 from app import figures
 from app import gpt_figures as gfig
 from app.components import STREAMS, VIEWS, get_model, handler, model_note, model_picker
+from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -310,43 +312,57 @@ def gpt_step_export(history):
 
 
 def layer_head(model, layer, head) -> tuple[int, int, str]:
-    """1-based layer and head (0 = the average over heads), clamped to this model's shape."""
+    """1-based layer and head, clamped to this model's shape; the note says what was changed."""
     config = model.config
     layer_n = inputs.integer(layer, "Layer", 1, config.num_layers, 1)
-    head_n = inputs.integer(head, "Head", 0, config.num_heads, 0)
+    head_n = inputs.integer(head, "Head", 1, config.num_heads, 1)
     note = ""
     try:
         if (float(layer), float(head)) != (layer_n, head_n):
-            note = (f"This model has {config.num_layers} layers and {config.num_heads} heads: showing layer "
-                    f"{layer_n}, {'the head average' if head_n == 0 else f'head {head_n}'}.")
+            note = (f"This model has {config.num_layers} layers and {config.num_heads} heads (numbered from 1): "
+                    f"showing layer {layer_n}, head {head_n}.")
     except (TypeError, ValueError):
         pass
     return layer_n, head_n, note
 
 
-def pick_head(maps: np.ndarray, layer: int, head: int) -> np.ndarray:
-    """One layer's attention (T, T): one head (1-based), or the mean over heads for head 0."""
+@functools.lru_cache(maxsize=4)
+def _attention_maps(model, ids: tuple[int, ...]) -> np.ndarray:
+    return gpt_analysis.attention_maps(model, list(ids)).numpy()
+
+
+def attention_maps(model, ids) -> np.ndarray:
+    """Every layer's attention (L, nh, T, T), cached per (model, ids): moving the layer or head slider, or
+    switching the head average, redraws from one forward pass. The array is shared: read it, never write."""
+    return _attention_maps(model, tuple(ids))
+
+
+def pick_head(maps: np.ndarray, layer: int, head: int, average: bool = False) -> np.ndarray:
+    """One layer's attention (T, T): one head (1-based), or the mean over its heads when `average` is on."""
     per_layer = maps[layer - 1]  # (nh, T, T)
-    return per_layer.mean(axis=0) if head == 0 else per_layer[head - 1]
+    return per_layer.mean(axis=0) if average else per_layer[head - 1]
 
 
-def head_name(head: int) -> str:
-    return "average of all heads" if head == 0 else f"head {head}"
+def head_name(head: int, average: bool = False) -> str:
+    return "average of all heads" if average else f"head {head}"
 
 
 @handler
-def gpt_attention(choice, custom, prompt, layer, head):
-    """The chosen layer/head's attention with the future masked, and the causal 'can see' table."""
+def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False):
+    """The chosen layer/head's attention (or the layer's head average) with the future masked, and the causal
+    'can see' table."""
     loaded, note = load(choice, custom)
     ids, tokens, cut = view_tokens(loaded, prompt)
     layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
-    maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
-    matrix = pick_head(maps, layer_n, head_n)
+    average = bool(average)
+    maps = attention_maps(loaded.model, ids)  # (L, nh, T, T)
+    matrix = pick_head(maps, layer_n, head_n, average)
     visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
-    attention = gfig.causal_attention(matrix, tokens, f"Layer {layer_n}, {head_name(head_n)} (× = future, masked)")
+    attention = gfig.causal_attention(matrix, tokens,
+                                      f"Layer {layer_n}, {head_name(head_n, average)} (× = future, masked)")
     table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
-    data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=head_n or "average",
-                attention=matrix, can_see=visible.astype(int))
+    data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
+                average_over_heads=average, attention=matrix, can_see=visible.astype(int))
     return attention, table, with_note(loaded, note, cut, clamp), export.json_file(data, "gpt-attention")
 
 
@@ -465,7 +481,8 @@ def build() -> None:
         with gr.Tab("Attention", id="gpt-attention"):
             with gr.Row():
                 layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
-                head = gr.Slider(0, heads, value=0, step=1, label="Head", info="0 = average over heads")
+                head = gr.Slider(1, heads, value=1, step=1, label="Head")
+                average = gr.Checkbox(False, label="Average over heads")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
             with gr.Row():
                 attention_plot = gr.Plot(label="Causal attention")
@@ -501,9 +518,11 @@ def build() -> None:
     reset_button.click(gpt_step_reset, [prompt], [step_text, step_bars, history, browse, step_status, step_note],
                        api_name="gpt_step_reset")
     step_export.click(gpt_step_export, [history], [step_file], api_name="gpt_step_export")
-    attention_button.click(gpt_attention, [*model_inputs, layer, head],
+    attention_button.click(gpt_attention, [*model_inputs, layer, head, average],
                            [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
                            **VIEWS)
+    live([layer, head, average], gpt_attention, [*model_inputs, layer, head, average],
+         [attention_plot, can_see_plot, attention_note, attention_file])
     surprisal_button.click(gpt_surprisal, model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
                            api_name="gpt_surprisal", **VIEWS)

@@ -16,6 +16,7 @@ import torch
 
 from app import inputs
 from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.lecture import live
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded, embedded_folder
@@ -114,27 +115,32 @@ def _triple(values) -> str:
 
 
 @handler
-def vit_attention(image, model_choice, custom_repo="", layer=0, head=0, patch=0):
-    """[CLS] attention of one layer and head over the image, all heads of that layer, and one patch's row."""
+def vit_attention(image, model_choice, custom_repo="", layer=1, head=1, patch=1):
+    """[CLS] attention of one layer and head over the image, all heads of that layer, and one patch's row.
+
+    Layers and heads count from 1; a patch is named by its position in the sequence ([CLS] is 0, so the
+    patches are 1 … N, the numbers drawn on the patch grid and the sequence strip).
+    """
     loaded, picture, note = _prepare(image, model_choice, custom_repo)
     config = loaded.model.config
-    layer = inputs.integer(layer, "layer", 0, config.num_layers - 1, 0)
-    head = inputs.integer(head, "head", 0, config.num_heads - 1, 0)
+    layer = inputs.integer(layer, "layer", 1, config.num_layers, 1)
+    head = inputs.integer(head, "head", 1, config.num_heads, 1)
     gh, gw = _grid(loaded)
-    patch = inputs.integer(patch, "patch", 0, gh * gw - 1, 0)
+    patch = inputs.integer(patch, "patch", 1, gh * gw, 1)
     run = _run(loaded, picture)
-    cls_maps = analysis.cls_attention_grid(run.attentions, (gh, gw))[layer].numpy()  # (heads, gh, gw)
-    weights = run.attentions[layer][0, head]  # (T, T)
-    row = weights[1 + patch]
+    cls_maps = analysis.cls_attention_grid(run.attentions, (gh, gw))[layer - 1].numpy()  # (heads, gh, gw)
+    weights = run.attentions[layer - 1][0, head - 1]  # (T, T)
+    row = weights[patch]  # the patch's own query row: sequence position = patch number
     patch_map = row[1:].reshape(gh, gw).numpy()
     cls_share = float(weights[0, 0])
-    cls_fig = overlay_figure(run.visible, cls_maps[head],
+    cls_fig = overlay_figure(run.visible, cls_maps[head - 1],
                              f"[CLS] attention, layer {layer}, head {head} ({cls_share:.1%} stays on [CLS])")
     heads_fig = head_maps_figure(cls_maps, f"[CLS] attention of every head in layer {layer}")
     patch_fig = overlay_figure(run.visible, patch_map,
                                f"Where patch {patch} looks, layer {layer}, head {head} "
-                               f"({float(row[0]):.1%} on [CLS])", marked_patch=patch)
+                               f"({float(row[0]):.1%} on [CLS])", marked_patch=patch - 1)
     data = {"model": loaded.name, "layer": layer, "head": head, "patch": patch, "grid": [gh, gw],
+            "numbering": "layers and heads from 1; patch = position in the sequence ([CLS] = 0)",
             "cls_attention_all_heads": cls_maps, "cls_to_cls": cls_share, "patch_attention": patch_map,
             "patch_to_cls": float(row[0])}
     return cls_fig, heads_fig, patch_fig, note, json_file(data, "vit-attention")
@@ -202,13 +208,13 @@ def model_limits(model_choice, custom_repo=""):
         return gr.update(), gr.update(), gr.update()
     config = loaded.model.config
     gh, gw = _grid(loaded)
-    return (gr.update(maximum=config.num_layers - 1, value=0),
-            gr.update(maximum=config.num_heads - 1, value=0),
-            gr.update(maximum=gh * gw - 1, value=0))
+    return (gr.update(maximum=config.num_layers, value=1),
+            gr.update(maximum=config.num_heads, value=1),
+            gr.update(maximum=gh * gw, value=1))
 
 
 def patch_from_click(grid_picture, model_choice, custom_repo, evt: gr.SelectData):
-    """The patch index under a click on the patch-grid picture."""
+    """The patch under a click on the patch-grid picture, as its sequence position (1 … N)."""
     loaded, _ = get_model(FAMILY, model_choice, custom_repo)
     gh, gw = _grid(loaded)
     if grid_picture is None or evt is None or not evt.index:
@@ -217,7 +223,7 @@ def patch_from_click(grid_picture, model_choice, custom_repo, evt: gr.SelectData
     x, y = evt.index[:2]
     col = min(gw - 1, max(0, int(x * gw // width)))
     row = min(gh - 1, max(0, int(y * gh // height)))
-    return row * gw + col
+    return row * gw + col + 1
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -256,9 +262,9 @@ def build() -> None:
 
     with gr.Tab("Attention"):
         with gr.Row():
-            layer = gr.Slider(0, num_layers - 1, value=0, step=1, label="Layer (0 = first block)")
-            head = gr.Slider(0, num_heads - 1, value=0, step=1, label="Head")
-            patch = gr.Slider(0, num_patches - 1, value=0, step=1, label="Patch (or click one in the Patches view)")
+            layer = gr.Slider(1, num_layers, value=1, step=1, label="Layer")
+            head = gr.Slider(1, num_heads, value=1, step=1, label="Head")
+            patch = gr.Slider(1, num_patches, value=1, step=1, label="Patch (or click one in the Patches view)")
         attention_btn = gr.Button("Show attention", variant="primary", elem_id="vit-attention-btn")
         with gr.Row():
             cls_plot = gr.Plot(label="[CLS] attention", elem_id="vit-cls-plot")
@@ -292,6 +298,8 @@ def build() -> None:
     attention_inputs = [*common, layer, head, patch]
     attention_outputs = [cls_plot, heads_plot, patch_plot, note, attention_file]
     attention_btn.click(vit_attention, attention_inputs, attention_outputs, api_name="vit_attention", **VIEWS)
+    live([layer, head, patch], vit_attention, attention_inputs, attention_outputs)
+    live([fusion, discard], vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file])
     rollout_btn.click(vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file],
                       api_name="vit_rollout", **VIEWS)
     classify_btn.click(vit_classify, common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)

@@ -17,7 +17,7 @@ TEXT = compare_tab.DEFAULT_TEXT
 
 def test_attention_masks_full_for_bert_and_triangular_for_gpt():
     bert_mask, gpt_mask, bert_attention, gpt_attention, note, path = compare_tab.compare_attention(
-        BERT, "", GPT, "", TEXT, 1, 0)
+        BERT, "", GPT, "", TEXT, 1, 1)
     full = np.array(bert_mask.data[0].z, dtype=float)
     causal = np.array(gpt_mask.data[0].z, dtype=float)
     assert full.all()
@@ -107,6 +107,6 @@ def test_tokenizers_without_clip_say_it_was_skipped(monkeypatch):
 
 def test_empty_text_is_an_error():
     for call in (lambda: compare_tab.compare_tokenizers(BERT, "", GPT, "", " "),
-                 lambda: compare_tab.compare_attention(BERT, "", GPT, "", "", 1, 0)):
+                 lambda: compare_tab.compare_attention(BERT, "", GPT, "", "", 1, 1)):
         with pytest.raises(gr.Error):
             call()

@@ -1,6 +1,7 @@
 """GPT tab: core.gpt_analysis against independent computations, the handlers (streaming, step mode,
 clamping, errors) and the figure builders."""
 
+import json
 import math
 from pathlib import Path
 
@@ -279,12 +280,35 @@ def test_attention_handler_masks_the_future_and_clamps_layer_and_head():
     assert "showing layer" in note and path.endswith(".json")
 
 
+def test_attention_handler_numbers_heads_from_one_and_averages_on_its_own_switch():
+    ids = gpt_tab.load(MODEL, "")[0].tokenizer.encode(PROMPT)
+    maps = gpt_analysis.attention_maps(gpt_tab.load(MODEL, "")[0].model, ids).numpy()  # (L, nh, T, T)
+    lower = np.tril_indices(len(ids))
+    first, _, _, path = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, 1)
+    assert np.allclose(np.array(first.data[0].z, dtype=float)[lower], maps[0, 0][lower], atol=1e-5)
+    assert "head 1" in first.layout.title.text
+    last, _, _, _ = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, maps.shape[1])
+    assert np.allclose(np.array(last.data[0].z, dtype=float)[lower], maps[0, -1][lower], atol=1e-5)
+    averaged, _, _, path = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, 1, True)
+    assert np.allclose(np.array(averaged.data[0].z, dtype=float)[lower], maps[0].mean(0)[lower], atol=1e-5)
+    assert "average of all heads" in averaged.layout.title.text
+    data = json.loads(Path(path).read_text())
+    assert data["average_over_heads"] is True and data["head"] is None
+    # The old "head 0 = average" is out of range now: clamped to head 1, with a note.
+    zero, _, note, _ = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, 0)
+    assert np.allclose(np.array(zero.data[0].z, dtype=float)[lower], maps[0, 0][lower], atol=1e-5)
+    assert "showing layer 1, head 1" in note
+
+
 def test_surprisal_handler_says_the_first_token_has_no_prediction():
     highlighted, chart, summary, note, path = gpt_tab.gpt_surprisal(MODEL, "", PROMPT)
     assert highlighted[0][1] is None
     assert all(0.0 <= value <= 1.0 for _, value in highlighted[1:])
     assert "no prediction" in summary
     assert len(chart.data[0].x) == len(highlighted) - 1
+    # Bars are labelled with the real positions of the tokens they score: the first scored token is at 1.
+    tokens = [text for text, _ in highlighted]
+    assert list(chart.data[0].y) == [f"{i} {gpt_figures.shown(t)}" for i, t in enumerate(tokens)][1:]
 
 
 def test_logit_lens_handler_rows_are_layers_and_cells_name_the_guess():

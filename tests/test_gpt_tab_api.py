@@ -80,7 +80,7 @@ def test_step_history_lives_in_the_session(client):
 
 
 def test_attention_surprisal_and_logit_lens(client):
-    attention, can_see, note, path = client.predict(GPT, "", PROMPT, 1, 0, api_name="/gpt_attention")
+    attention, can_see, note, path = client.predict(GPT, "", PROMPT, 1, 1, False, api_name="/gpt_attention")
     assert attention and can_see and json.loads(Path(path).read_text())["can_see"][0][1] == 0
     highlighted, chart, summary, note, path = client.predict(GPT, "", PROMPT, api_name="/gpt_surprisal")
     assert "no prediction" in summary and json.loads(Path(path).read_text())["surprisal_bits"][0] is None
@@ -89,8 +89,9 @@ def test_attention_surprisal_and_logit_lens(client):
 
 
 def test_compare_endpoints(client):
-    out = client.predict(BERT, "", GPT, "", TEXT, 2, 1, api_name="/compare_attention")
-    assert len(out) == 6 and json.loads(Path(out[5]).read_text())["gpt"]["layer"] == 2
+    out = client.predict(BERT, "", GPT, "", TEXT, 2, 1, True, api_name="/compare_attention")
+    data = json.loads(Path(out[5]).read_text())
+    assert len(out) == 6 and data["gpt"]["layer"] == 2 and data["gpt"]["average_over_heads"] is True
     out = client.predict(BERT, "", GPT, "", TEXT, "cabinet", api_name="/compare_predictions")
     assert "[MASK]" in out[2]
     out = client.predict(BERT, "", GPT, "", TEXT, api_name="/compare_tokenizers")
@@ -105,10 +106,10 @@ def test_default_actions_timed(client):
     calls = {
         "gpt_generate (30 tokens)": ((GPT, "", PROMPT, 30, 0.8, 20, 0.95, 0, False), "/gpt_generate"),
         "gpt_step": ((GPT, "", PROMPT, 0.8, 20, 0.95, 0, False), "/gpt_step"),
-        "gpt_attention": ((GPT, "", PROMPT, 1, 0), "/gpt_attention"),
+        "gpt_attention": ((GPT, "", PROMPT, 1, 1, False), "/gpt_attention"),
         "gpt_surprisal": ((GPT, "", PROMPT), "/gpt_surprisal"),
         "gpt_logit_lens": ((GPT, "", PROMPT), "/gpt_logit_lens"),
-        "compare_attention": ((BERT, "", GPT, "", TEXT, 1, 0), "/compare_attention"),
+        "compare_attention": ((BERT, "", GPT, "", TEXT, 1, 1, False), "/compare_attention"),
         "compare_predictions": ((BERT, "", GPT, "", TEXT, "cabinet"), "/compare_predictions"),
         "compare_tokenizers": ((BERT, "", GPT, "", TEXT), "/compare_tokenizers"),
     }
