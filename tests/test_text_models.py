@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from core import CheckpointError, generate, load_model
 from core.model import KVCache
-from tests.reference import bert_config, build, distilbert_config, gpt2_config, max_difference, save
+from tests.reference import (bert_config, build, distilbert_config, gpt2_config, max_difference,
+                             reference_sampling, save)
 
 TOLERANCE = 1e-4
 BASE_MODELS = {"BertModel", "DistilBertModel", "GPT2Model"}
@@ -172,19 +173,6 @@ def test_sampling_is_seeded_and_respects_top_k_and_top_p(tmp_path):
         assert sum(kept[: n - 1]) < 0.5 <= sum(kept[:n]) + 1e-6
     with pytest.raises(ValueError):
         next(generate(model, [4], 3, temperature=-1))
-
-
-def reference_sampling(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """The distribution (V,) transformers' own sampling warpers give, in its order: temperature, top-k, top-p."""
-    from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    scores = logits[None].float()
-    warpers = [TemperatureLogitsWarper(temperature)]
-    warpers += [TopKLogitsWarper(top_k)] if top_k else []
-    warpers += [TopPLogitsWarper(top_p)] if top_p < 1 else []
-    for warper in warpers:
-        scores = warper(None, scores)
-    return scores.softmax(-1)[0]
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", [(0.6, 0, 1.0), (1.7, 0, 1.0), (0.8, 12, 1.0),
