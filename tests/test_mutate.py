@@ -56,3 +56,8 @@ def test_planting_refuses_text_that_is_not_there_once(tmp_path):
         with pytest.raises(ValueError, match="not once"):
             mutate.planted(mutant, tmp_path)
     assert mutate.verdict(0) == "survived" and mutate.verdict(1) == "killed" and mutate.verdict(2) == "error"
+
+
+def test_readme_documents_the_mutation_run():
+    operations = (ROOT / "README.md").read_text(encoding="utf-8").split("## Benchmarks and operations")[1]
+    assert "`python -m tools.mutate`" in operations
