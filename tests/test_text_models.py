@@ -175,6 +175,16 @@ def test_sampling_is_seeded_and_respects_top_k_and_top_p(tmp_path):
         next(generate(model, [4], 3, temperature=-1))
 
 
+def test_reference_sampling_is_softmax_of_logits_over_temperature_then_cut():
+    logits = torch.randn(50, generator=torch.Generator().manual_seed(0)) * 3
+    for temperature in (0.5, 2.0):
+        plain = (logits / temperature).softmax(-1)
+        assert max_difference(reference_sampling(logits, temperature, 0, 1.0), plain) < 1e-6
+        top5 = reference_sampling(logits, temperature, 5, 1.0)
+        kept = plain.topk(5).indices
+        assert torch.count_nonzero(top5) == 5 and max_difference(top5[kept], plain[kept] / plain[kept].sum()) < 1e-6
+
+
 @pytest.mark.parametrize("temperature, top_k, top_p", [(0.6, 0, 1.0), (1.7, 0, 1.0), (0.8, 12, 1.0),
                                                        (1.4, 0, 0.7), (2.5, 20, 0.9)])
 def test_each_step_samples_from_softmax_of_logits_over_temperature_after_top_k_top_p(temperature, top_k, top_p,

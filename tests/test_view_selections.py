@@ -120,6 +120,17 @@ def test_generate_steps_sample_from_softmax_of_logits_over_temperature(gpt, temp
     assert len(data["steps"]) >= 1
 
 
+def test_greedy_writes_the_most_probable_token_at_every_step(gpt):
+    updates = list(gpt_tab.gpt_generate(GPT, "", PROMPT, 4, 1.5, 0, 1.0, 3, True))
+    data = numbers(updates[-1][4])
+    ids = list(data["prompt_ids"])
+    for step in data["steps"]:
+        with torch.inference_mode():
+            logits = gpt.model(torch.tensor([ids])).logits[0, -1]
+        assert step["token_id"] == int(logits.argmax()) and step["probability"] == 1.0
+        ids.append(step["token_id"])
+
+
 def test_step_mode_samples_with_the_chosen_settings_and_browses_the_chosen_step(gpt):
     history = gpt_tab.empty_history()
     for _ in range(3):
