@@ -594,9 +594,9 @@ def _initial_positions(choice: str) -> list[str]:
         return [NO_POSITION]
 
 
-def build() -> None:
+def build() -> Shared:
     gr.Markdown("BERT reads the whole sentence at once, in both directions. Pick a model, then try each view; "
-                "every button works with the text already filled in.")
+                "every button works with the text already filled in.", elem_classes=["tab-intro"])
     model, custom = model_picker(FAMILY)
     picked = [model, custom]
     with gr.Tabs():
@@ -606,6 +606,7 @@ def build() -> None:
                 tok_b = gr.Textbox("", label="Second sentence (optional, segment B)", lines=2, scale=1)
             tok_button = gr.Button("Tokenize", variant="primary", elem_id="bert-tokenize")
             tok_highlight = gr.HighlightedText(label="WordPiece tokens", show_legend=True, combine_adjacent=False,
+                                               elem_id="bert-tokens-result",
                                                color_map={"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"})
             tok_plot = gr.Plot(label="Tokens by position")
             tok_table = gr.Dataframe(headers=TOKEN_COLUMNS, label="Pieces, ids and positions", interactive=False,
@@ -619,14 +620,14 @@ def build() -> None:
             # (12 x 12); opening this view or picking a model refits them, and the handler clamps the rest.
             layers, heads = (max(PRESET_SIZE, n) for n in _initial_sizes(model.value))
             with gr.Row():
-                att_layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
+                att_layer = gr.Slider(1, layers, value=1, step=1, label="Layer", elem_id="bert-attention-layer")
                 att_head = gr.Slider(1, heads, value=1, step=1, label="Head")
                 att_hide = gr.Checkbox(False, label="Hide [CLS] / [SEP]")
                 att_renorm = gr.Checkbox(True, label="…and renormalise rows to sum to 1")
             att_button = gr.Button("Show attention", variant="primary", elem_id="bert-attention-button")
             gr.Markdown(BIDIRECTIONAL)
             with gr.Row():
-                att_head_plot = gr.Plot(label="One head")
+                att_head_plot = gr.Plot(label="One head", elem_id="bert-attention-head")
                 att_average_plot = gr.Plot(label="Average over heads")
             att_grid_plot = gr.Plot(label="Every layer and head")
             att_file, att_note = _outputs_row("attention")
@@ -707,3 +708,5 @@ def build() -> None:
                 show_progress="hidden", trigger_mode="always_last")
     for trigger in (model.change, custom.submit, attention_tab.select):
         trigger(refresh_sliders, picked, [att_layer, att_head], api_visibility="private", show_progress="hidden")
+    return Shared(inputs={"model": model, "custom": custom, "text": tok_text, "attention_text": att_text,
+                          "mask_text": mlm_text})

@@ -22,7 +22,7 @@ import torch
 
 from app import inputs
 from app.components import VIEWS, get_model, handler, model_note, model_picker
-from app.lecture import live
+from app.lecture import Shared, live
 from app.export import json_file
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, picture_file,
@@ -314,9 +314,10 @@ SCALE_INFO = "0 = the model's learned scale. Higher: sharper distribution; lower
 TEMPERATURE_INFO = "0 = the model's learned temperature (1 / logit scale)."
 
 
-def build() -> None:
+def build() -> Shared:
     gr.Markdown("CLIP embeds pictures and captions into one space; matching pairs point the same way. "
-                "Compare a picture with labels, see the loss it was trained with, and search pictures by text.")
+                "Compare a picture with labels, see the loss it was trained with, and search pictures by text.",
+                elem_classes=["tab-intro"])
     model, custom = model_picker(FAMILY)
     note = gr.Markdown(elem_classes="note-box")
 
@@ -386,3 +387,5 @@ def build() -> None:
                  **VIEWS)
     robust_btn.click(clip_robustness, [image, model, custom, labels, templates],
                      [drawing, robust_plot, note, robust_file], api_name="clip_robustness", **VIEWS)
+    return Shared(inputs={"model": model, "custom": custom, "labels": labels, "templates": templates,
+                          "query": query})

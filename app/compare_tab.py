@@ -16,7 +16,7 @@ from app import export, inputs
 from app import gpt_figures as gfig
 from app.components import VIEWS, get_model, handler, model_note, model_picker
 from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
-from app.lecture import live
+from app.lecture import Shared, live
 from app.models import PRESETS
 from core import gpt_analysis
 
@@ -219,9 +219,9 @@ OVERVIEW = """
 """
 
 
-def build() -> None:
+def build() -> Shared:
     gr.Markdown("The same sentence through an **encoder** (BERT, sees both sides) and a **decoder** (GPT, sees "
-                "only the left).")
+                "only the left).", elem_classes=["tab-intro"])
     with gr.Row():
         with gr.Column():
             bert_choice, bert_custom = model_picker("bert")
@@ -237,7 +237,7 @@ def build() -> None:
                 average = gr.Checkbox(False, label="Average over heads")
                 attention_button = gr.Button("Compare attention", variant="primary", elem_id="compare-attention-btn")
             with gr.Row():
-                bert_mask = gr.Plot(label="BERT mask")
+                bert_mask = gr.Plot(label="BERT mask", elem_id="compare-bert-mask")
                 gpt_mask = gr.Plot(label="GPT mask")
             with gr.Row():
                 bert_attention = gr.Plot(label="BERT attention")
@@ -280,3 +280,4 @@ def build() -> None:
     tokenize_button.click(compare_tokenizers, models,
                           [bert_pieces, gpt_pieces, clip_pieces, counts, tokenize_note, tokenize_file],
                           api_name="compare_tokenizers", **VIEWS)
+    return Shared(inputs={"bert_model": bert_choice, "gpt_model": gpt_choice, "text": text, "word": word})

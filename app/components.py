@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
 
@@ -30,11 +31,12 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     click on a view does not wait for a download with no sign of life.
     """
     presets = PRESETS[family]
-    info = "; ".join(f"{p.name}: {availability(p, online=False)}" for p in presets[1:])
-    with gr.Row():
-        dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model",
-                               info=f"Offline status — {info}" if info else None, scale=2)
-        custom = gr.Textbox("", label="…or any Hub repo id", placeholder="owner/name", scale=1, max_lines=1)
+    with gr.Row(elem_classes=["model-picker"], equal_height=True):
+        dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model", scale=3, min_width=220)
+        custom = gr.Textbox("", label="…or any Hub repo id", placeholder="owner/name", scale=2, max_lines=1,
+                            min_width=160)
+        with gr.Column(scale=0, min_width=150, elem_classes=["offline-badge-box"]):
+            gr.HTML(offline_badge(presets))
     status = gr.Markdown("", elem_classes=["model-status"])
 
     def preload(choice, custom_repo, progress=gr.Progress(track_tqdm=True)):
@@ -45,6 +47,15 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     dropdown.change(preload, [dropdown, custom], status, api_visibility="private")
     custom.submit(preload, [dropdown, custom], status, api_visibility="private")
     return dropdown, custom
+
+
+def offline_badge(presets) -> str:
+    """A short badge ("offline: 1 of 3 ready"); hovering it lists every preset's offline status."""
+    states = [(p.name, availability(p, online=False)) for p in presets]
+    ready = sum(state in ("embedded", "cached") for _, state in states)
+    details = "\n".join(f"{name}: {state}" for name, state in states)
+    return (f'<span class="offline-badge" tabindex="0" title="{html.escape(details)}" '
+            f'aria-label="{html.escape(details)}">offline: {ready} of {len(states)} ready ⓘ</span>')
 
 
 def get_model(family: str, choice: str, custom_repo: str = "") -> tuple[Loaded, str]:

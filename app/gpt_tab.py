@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
 
-from app import export, inputs
+from app import export, inputs, lecture
 from app import figures
 from app import gpt_figures as gfig
 from app.components import STREAMS, VIEWS, get_model, handler, model_note, model_picker
-from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -184,40 +184,73 @@ FINISH_WORDS = {"eos": "the model wrote <|endoftext|>, the end of a text",
                 "max_length": "reached the model's maximum length"}
 
 
+# Generated tokens coloured by the probability the sampler gave them: three bins with a legend read faster in a
+# lecture than a continuous scale, and the same colours work on light and dark backgrounds.
+PROBABILITY_BINS = ((0.5, "p ≥ 0.5"), (0.1, "0.1 ≤ p < 0.5"), (0.0, "p < 0.1"))
+PROBABILITY_COLOURS = {"p ≥ 0.5": "#1a9850", "0.1 ≤ p < 0.5": "#e6a817", "p < 0.1": "#d73027"}
+
+
+def probability_bin(probability: float) -> str:
+    return next(name for low, name in PROBABILITY_BINS if probability >= low)
+
+
+def coloured_tokens(prompt: str, summaries: list[dict]) -> list[tuple[str, str | None]]:
+    """The prompt uncoloured, then each generated token in the colour of its probability bin."""
+    return [(prompt, None)] + [(summary["token"], probability_bin(summary["probability"])) for summary in summaries]
+
+
 @handler
-def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top_p, seed, greedy):
-    """Stream (text so far, this step's candidates, status, model note, download) after every new token."""
+def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top_p, seed, greedy, pace=0.0):
+    """Stream (text so far, this step's candidates, status, model note, download, coloured tokens, steps,
+    step browser) after every new token, at most `pace` tokens per second (0: as fast as the model writes).
+
+    The last update shows the last written token (not the end-of-text step) and makes every step browsable.
+    """
     settings = sampling(temperature, top_k, top_p, max_new_tokens, seed, greedy)
+    pace = inputs.number(pace, "Pace", 0.0, lecture.MAX_PACE, 0.0)
     loaded, note = load(choice, custom)
     tokenizer, model = loaded.tokenizer, loaded.model
     typed = prompt_ids(tokenizer, model, prompt)
     prompt, ids = typed.shown, typed.ids
     notes = join_notes(note, typed.note, "; ".join(settings.notes))
     temperature = 0.0 if settings.greedy else settings.temperature
-    steps, new_ids = [], []
+    steps, written, new_ids = [], [], []
     stream = generate(model, ids, settings.max_new_tokens, temperature=temperature, top_k=settings.top_k or None,
                       top_p=settings.top_p, seed=settings.seed, num_candidates=NUM_CANDIDATES)
+    started = time.monotonic()
     try:
         for step in stream:
             summary = step_summary(tokenizer, step)
             steps.append(summary)
             if step.finished != "eos":
                 new_ids.append(step.token_id)
+                written.append(summary)
             text = prompt + tokenizer.decode(new_ids)
             status = f"Token {len(steps)} of at most {settings.max_new_tokens} · {settings.describe()}."
             if step.finished:
                 status += f" Stopped: {FINISH_WORDS.get(step.finished, step.finished)}."
-            figure = step_figure(summary, len(steps))
-            if step.finished:
                 break
-            yield text, figure, status, with_note(loaded, notes), None
+            lecture.wait_for_pace(pace, started)
+            started = time.monotonic()
+            yield (text, step_figure(summary, len(steps)), status, with_note(loaded, notes), None,
+                   coloured_tokens(prompt, written), gr.skip(), gr.skip())
     finally:
         stream.close()  # also when the client left: the core generator ends here, no further forward passes
     if not steps:
         raise gr.Error("The model could not write anything more: the prompt already fills its context.")
     data = dict(model=loaded.name, prompt=prompt, prompt_ids=ids, settings=settings.as_dict(),
                 generated_ids=new_ids, text=text, steps=steps)
-    yield text, figure, status, with_note(loaded, notes), export.json_file(data, "gpt-generate")
+    browsable = dict(steps=written or steps)  # ends on the last written token; <|endoftext|> stays in the JSON
+    last = len(browsable["steps"])
+    yield (text, step_figure(browsable["steps"][-1], last, last), status, with_note(loaded, notes),
+           export.json_file(data, "gpt-generate"), coloured_tokens(prompt, written), browsable,
+           step_slider(browsable))
+
+
+def stopped(status):
+    """The status line once Stop cancelled a generation: what was written stays, and says it was stopped."""
+    status = status or ""
+    return status if "Stopped" in status else (status + " Stopped by you.").strip()
 
 
 # ----- step mode ----------------------------------------------------------------------------------------------
@@ -438,30 +471,40 @@ whose probability reaches p). The embedded **tiny-gpt** was trained on a toy Eng
 sentences like *the keys to the old cabinet*."""
 
 
-def build() -> None:
-    gr.Markdown(EXPLAIN)
+def build() -> lecture.Shared:
+    gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
     layers, heads = model_shape(DEFAULT_MODEL)
-    with gr.Accordion("Sampling settings (Generate and Step by step)", open=True):
+    # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
+    with gr.Row(elem_id="gpt-sampling"):
+        # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
+        temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
+                                info="0 = greedy; low = safe, high = wild", min_width=150)
+        top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit", min_width=150)
+        top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit", min_width=150)
+        max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens", min_width=150)
+    with gr.Accordion("Seed and greedy decoding", open=False):
         with gr.Row():
-            # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
-            temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
-                                    info="0 = greedy; low = safe, high = wild")
-            top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit")
-            top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit")
-        with gr.Row():
-            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             greedy = gr.Checkbox(False, label="Greedy (always the most probable token)")
     with gr.Tabs():
         with gr.Tab("Generate", id="gpt-generate"):
-            with gr.Row():
-                go_button = gr.Button("Generate", variant="primary", elem_id="gpt-generate-btn")
-                stop_button = gr.Button("Stop", variant="stop")
-            out_text = gr.Textbox(label="Text so far", lines=3, interactive=False)
-            out_bars = gr.Plot(label="This step's next-token probabilities")
-            out_status = gr.Markdown()
+            with gr.Row(equal_height=True):
+                go_button = gr.Button("Generate", variant="primary", elem_id="gpt-generate-btn", scale=1)
+                stop_button = gr.Button("Stop", variant="stop", elem_id="gpt-stop-btn", scale=1)
+                pace = lecture.pace_slider(scale=2, elem_id="gpt-pace")
+            with gr.Row(elem_classes=["result-row"]):
+                out_coloured = gr.HighlightedText(label="Text so far, new tokens coloured by their probability",
+                                                  color_map=PROBABILITY_COLOURS, show_legend=True,
+                                                  combine_adjacent=False, elem_id="gpt-coloured", scale=2)
+                out_bars = gr.Plot(label="This step's next-token probabilities", elem_id="gpt-bars", scale=3)
+            out_status = gr.Markdown(elem_id="gpt-status")
+            generated = gr.State({"steps": []})
+            generated_browse = gr.Slider(1, 2, value=1, step=1, interactive=False, label="Browse steps",
+                                         elem_id="gpt-generate-browse")
+            with gr.Accordion("Plain text", open=False):
+                out_text = gr.Textbox(label="Text so far", lines=3, interactive=False, elem_id="gpt-text")
             out_note = gr.Markdown(elem_classes="note-box")
             out_file = gr.File(label="Download the steps (JSON)")
         with gr.Tab("Step by step", id="gpt-step"):
@@ -482,10 +525,10 @@ def build() -> None:
             with gr.Row():
                 layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
                 head = gr.Slider(1, heads, value=1, step=1, label="Head")
-                average = gr.Checkbox(False, label="Average over heads")
+                average = gr.Checkbox(False, label="Average over heads", elem_id="gpt-average")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
             with gr.Row():
-                attention_plot = gr.Plot(label="Causal attention")
+                attention_plot = gr.Plot(label="Causal attention", elem_id="gpt-attention-plot")
                 can_see_plot = gr.Plot(label="Can see")
             attention_note = gr.Markdown(elem_classes="note-box")
             attention_file = gr.File(label="Attention numbers (JSON)")
@@ -509,9 +552,12 @@ def build() -> None:
     model_inputs = [choice, custom, prompt]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
     # A streamed generation holds its worker for seconds: it runs in its own group (STREAMS), beside the views.
-    run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy],
-                          [out_text, out_bars, out_status, out_note, out_file], api_name="gpt_generate", **STREAMS)
-    stop_button.click(None, None, None, cancels=[run], api_visibility="private")
+    run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy, pace],
+                          [out_text, out_bars, out_status, out_note, out_file, out_coloured, generated,
+                           generated_browse], api_name="gpt_generate", **STREAMS)
+    generated_browse.release(gpt_step_view, [generated_browse, generated], [out_bars, out_status],
+                             api_visibility="private")
+    stop_button.click(stopped, out_status, out_status, cancels=[run], api_visibility="private", queue=False)
     step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
                       [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step", **VIEWS)
     browse.release(gpt_step_view, [browse, history], [step_bars, step_status], api_name="gpt_step_view")
@@ -521,7 +567,7 @@ def build() -> None:
     attention_button.click(gpt_attention, [*model_inputs, layer, head, average],
                            [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
                            **VIEWS)
-    live([layer, head, average], gpt_attention, [*model_inputs, layer, head, average],
+    lecture.live([layer, head, average], gpt_attention, [*model_inputs, layer, head, average],
          [attention_plot, can_see_plot, attention_note, attention_file])
     surprisal_button.click(gpt_surprisal, model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
@@ -530,3 +576,4 @@ def build() -> None:
                       **VIEWS)
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
+    return lecture.Shared(inputs={"model": choice, "custom": custom, "prompt": prompt}, paces=[pace])

@@ -67,3 +67,108 @@ class Shared:
 
     inputs: dict[str, gr.components.Component] = field(default_factory=dict)
     paces: list[gr.Slider] = field(default_factory=list)
+
+
+# ----- shareable links ------------------------------------------------------------------------------------------
+
+MAX_LINK_TEXT = 2000  # characters of one shared text field; the handlers cap text at the same length
+
+
+def link_query(tab: str, presenter: bool, names: list[str], values: list) -> str:
+    """The query part of a link that reopens the page on `tab` with these inputs ("?tab=gpt&gpt.prompt=…")."""
+    from urllib.parse import urlencode
+
+    pairs = [("tab", tab)] + ([("presenter", "1")] if presenter else [])
+    pairs += [(name, str(value)[:MAX_LINK_TEXT]) for name, value in zip(names, values)
+              if name.startswith(f"{tab}.") and isinstance(value, (str, int, float)) and str(value) != ""]
+    return "?" + urlencode(pairs)
+
+
+def restored_values(query: dict, tab_keys: list[str], names: list[str], components: list) -> list:
+    """Updates for the tabs and each shared input from a link's query: the value where the link has a usable
+    one (a text field's text, a dropdown's known choice), else no change."""
+    updates = [gr.Tabs(selected=query["tab"]) if query.get("tab") in tab_keys else gr.skip()]
+    for name, component in zip(names, components):
+        value = query.get(name)
+        if value is None or len(value) > MAX_LINK_TEXT:
+            updates.append(gr.skip())
+        elif isinstance(component, gr.Dropdown):
+            choices = [choice[1] if isinstance(choice, tuple) else choice for choice in component.choices]
+            updates.append(value if value in choices else gr.skip())
+        else:
+            updates.append(value)
+    return updates
+
+
+# Runs in the browser after the server built the query: a full address to copy, and onto the clipboard.
+LINK_JS = """(query) => {
+  if (!query || !query.startsWith('?')) return query;
+  const link = window.location.origin + window.location.pathname + query;
+  if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
+  return link;
+}"""
+
+
+# ----- presenter mode and the page's look ------------------------------------------------------------------------
+
+PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', !!on); return on; }"
+URL_PRESENTER_JS = """() => {
+  const on = new URLSearchParams(window.location.search).get('presenter') === '1';
+  document.body.classList.toggle('presenter', on);
+  return on;
+}"""
+
+
+# Installed once when the page opens. A click on a view's main button scrolls the page, when the space below the
+# button would not show a result, so that the button sits at the top of the window and its results appear
+# below it in view: the lecturer never scrolls in front of the room. (Plain DOM, so new tabs get it too.)
+KEEP_IN_VIEW_JS = """() => {
+  if (window.__keepInView) return;
+  window.__keepInView = true;
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('.tabitem button.primary');
+    if (!button) return;
+    const box = button.getBoundingClientRect();
+    if (window.innerHeight - box.bottom < Math.min(480, 0.65 * window.innerHeight)) {
+      window.scrollBy({top: box.top - 8, behavior: 'instant'});
+    }
+  }, true);
+}"""
+
+
+def presenter_pace(on: bool) -> float:
+    """The pace presenter mode gives a streamed generation: PRESENTER_PACE tokens/s on, as fast as possible off."""
+    return PRESENTER_PACE if on else 0.0
+
+
+# Presenter mode is for a projector or a screen share: what the audience reads (inputs, labels, plot text) grows,
+# prose that the lecturer speaks (intros, tab descriptions) folds away so results stay above the fold.
+CSS = """
+.offline-badge { display: inline-block; margin-top: 1.6em; padding: 2px 10px; border-radius: 999px;
+  border: 1px solid var(--border-color-primary); font-size: var(--text-sm); white-space: nowrap; cursor: help; }
+.model-picker .offline-badge-box { flex: 0 0 auto !important; min-width: 0 !important; }
+.note-box { border-left: 4px solid #e66101; padding: 4px 10px; }
+footer { display: none !important; }
+#share-link-row { align-items: center; }
+
+body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
+body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
+  --body-text-color: #000; --block-label-text-size: 18px; --block-info-text-size: 17px;
+  --input-text-size: 20px; --section-header-text-size: 20px; }
+body.presenter .prose, body.presenter label, body.presenter button { font-size: 20px !important; }
+body.presenter textarea, body.presenter input, body.presenter .token, body.presenter .textfield,
+body.presenter [data-testid="block-info"], body.presenter [data-testid="block-label"],
+body.presenter .label-wrap span, body.presenter .options .item { font-size: 20px !important; }
+body.presenter .intro-text, body.presenter .tab-intro { display: none !important; }
+body.presenter #intro h1 { font-size: 26px !important; margin: 0 !important; }
+body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .legendtext, .cbaxis, .colorbar) text,
+body.presenter .js-plotly-plot .legendtext, body.presenter .js-plotly-plot .annotation-text {
+  font-size: 18px !important; }
+body.presenter .js-plotly-plot .gtitle { font-size: 22px !important; }
+body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .legendtext, .gtitle) text,
+body.presenter:not(.dark) .js-plotly-plot .gtitle { fill: #000 !important; }
+body.presenter input[type=range] { height: 10px; }
+body.presenter input[type=range]::-webkit-slider-thumb { width: 26px; height: 26px; }
+body.presenter input[type=range]::-moz-range-thumb { width: 26px; height: 26px; }
+body.presenter .gradio-container { filter: contrast(1.1); }
+"""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from app.figures import BASE, HIGHLIGHT, MAGNITUDE, _layout, bars
@@ -46,16 +47,18 @@ def _font(size: int):
 
 
 def patch_grid_picture(visible: Image.Image, patch_size: int, highlight: int | None = None,
-                       side: int = DISPLAY_SIDE) -> Image.Image:
+                       side: int = DISPLAY_SIDE, heat: np.ndarray | None = None) -> Image.Image:
     """The model's input with the patch grid drawn over it and each patch's number in its corner.
 
     Numbers run row-major, left to right then top to bottom, and are the patches' positions in the sequence:
     position 0 is [CLS], so the patches are 1 … N. `highlight` outlines one patch, by its 0-based grid index.
     """
     big, factor = _enlarged(visible, side)
-    draw = ImageDraw.Draw(big)
     step = patch_size * factor
     gh, gw = visible.height // patch_size, visible.width // patch_size
+    if heat is not None:  # one viridis cell per patch, half transparent, scaled to the map's own maximum
+        big = Image.blend(big.convert("RGB"), _heat_picture(np.asarray(heat, dtype=np.float32), big.size), 0.55)
+    draw = ImageDraw.Draw(big)
     for k in range(1, gw):
         draw.line([(k * step, 0), (k * step, big.height)], fill=(40, 40, 40), width=1)
     for k in range(1, gh):
@@ -69,6 +72,14 @@ def patch_grid_picture(visible: Image.Image, patch_size: int, highlight: int | N
         r, c = divmod(highlight, gw)
         draw.rectangle([c * step, r * step, (c + 1) * step - 1, (r + 1) * step - 1], outline=HIGHLIGHT, width=3)
     return big
+
+
+def _heat_picture(heat: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A (gh, gw) map as viridis cells, enlarged without smoothing to `size` (every cell one patch)."""
+    top = float(heat.max()) or 1.0
+    colours = sample_colorscale(MAGNITUDE, list(np.clip(heat.ravel() / top, 0.0, 1.0)), colortype="tuple")
+    cells = np.array([[round(255 * channel) for channel in colour] for colour in colours], dtype=np.uint8)
+    return Image.fromarray(cells.reshape(*heat.shape, 3)).resize(size, Image.NEAREST)
 
 
 def patch_sequence_strip(visible: Image.Image, patch_size: int, shown: int = 10, tile: int = 44) -> Image.Image:

@@ -16,7 +16,7 @@ import torch
 
 from app import inputs
 from app.components import VIEWS, get_model, handler, model_note, model_picker
-from app.lecture import live
+from app.lecture import Shared, live
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded, embedded_folder
@@ -213,6 +213,27 @@ def model_limits(model_choice, custom_repo=""):
             gr.update(maximum=gh * gw, value=1))
 
 
+@handler
+def vit_patch_in_place(image, model_choice, custom_repo="", layer=1, head=1, patch=1):
+    """The patch grid with one patch outlined and its attention (layer, head) laid over the picture, where
+    the patch was clicked; and a line saying what is shown. Private: the Patches view's answer to a click."""
+    loaded, picture, _ = _prepare(image, model_choice, custom_repo)
+    config = loaded.model.config
+    layer = inputs.integer(layer, "layer", 1, config.num_layers, 1)
+    head = inputs.integer(head, "head", 1, config.num_heads, 1)
+    gh, gw = _grid(loaded)
+    patch = inputs.integer(patch, "patch", 1, gh * gw, 1)
+    run = _run(loaded, picture)
+    row = run.attentions[layer - 1][0, head - 1, patch]  # the patch's query row; sequence position = patch
+    heat = row[1:].reshape(gh, gw).numpy()
+    grid = patch_grid_picture(run.visible, config.patch_size, highlight=patch - 1, heat=heat)
+    r, c = divmod(patch - 1, gw)
+    caption = (f"**Where patch {patch} looks** (row {r + 1}, column {c + 1}; outlined), layer {layer}, head "
+               f"{head}: brighter = more attention; {float(row[0]):.1%} goes to [CLS]. Layer and head are set in "
+               "the Attention view; click another patch to move.")
+    return picture_file(grid), caption
+
+
 def patch_from_click(grid_picture, model_choice, custom_repo, evt: gr.SelectData):
     """The patch under a click on the patch-grid picture, as its sequence position (1 … N)."""
     loaded, _ = get_model(FAMILY, model_choice, custom_repo)
@@ -238,10 +259,11 @@ def _embedded_shape() -> tuple[int, int, int]:
         return 12, 12, 196  # ViT-B/16; the sliders are reset when a model is chosen anyway
 
 
-def build() -> None:
+def build() -> Shared:
     num_layers, num_heads, num_patches = _embedded_shape()
     gr.Markdown("A Vision Transformer cuts the picture into square patches, turns each into a token, and lets "
-                "the tokens attend to each other. Pick a picture, then step through what the model does.")
+                "the tokens attend to each other. Pick a picture, then step through what the model does.",
+                elem_classes=["tab-intro"])
     model, custom = model_picker(FAMILY)
     with gr.Row():
         image = gr.Image(value=default_image(DEFAULT_IMAGE), type="filepath", image_mode=None, label="Picture",
@@ -254,8 +276,11 @@ def build() -> None:
     with gr.Tab("Patches"):
         patches_btn = gr.Button("Cut into patches", variant="primary", elem_id="vit-patches-btn")
         with gr.Row():
-            grid_picture = gr.Image(label="As the model sees it: patch grid (click a patch)", type="pil",
-                                    format="png", interactive=False, height=420, elem_id="vit-grid")
+            with gr.Column():
+                grid_picture = gr.Image(label="As the model sees it: patch grid (click a patch)", type="pil",
+                                        format="png", interactive=False, height=420, elem_id="vit-grid")
+                patch_caption = gr.Markdown("Click a patch of the grid to see where it looks.",
+                                            elem_id="vit-patch-caption")
             shapes = gr.Markdown(elem_id="vit-shapes")
         strip = gr.Image(label="Flattened into a sequence: [CLS], then the patches in reading order (numbers: position in the sequence)", type="pil",
                          format="png", interactive=False, height=110)
@@ -305,7 +330,11 @@ def build() -> None:
     classify_btn.click(vit_classify, common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)
     positions_btn.click(vit_positions, common, [similarity_plot, distance_plot, note, positions_file],
                         api_name="vit_positions", **VIEWS)
+    # A click on a patch answers where it was clicked: the grid shows that patch's attention in place (and the
+    # Attention view follows, for the full figures).
     grid_picture.select(patch_from_click, [grid_picture, model, custom], patch, api_visibility="private").then(
-        vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
+        vit_patch_in_place, attention_inputs, [grid_picture, patch_caption], api_visibility="private",
+        **VIEWS).then(vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")
+    return Shared(inputs={"model": model, "custom": custom})

@@ -3,6 +3,7 @@ clamping, errors) and the figure builders."""
 
 import json
 import math
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -151,6 +152,35 @@ def test_generate_streams_one_update_per_token():
     assert (finished == "max_new_tokens") == (len(updates) == 5) and finished in ("max_new_tokens", "eos")
 
 
+def test_generate_colours_tokens_by_probability_and_ends_on_a_browsable_written_token():
+    updates = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 30, 0.8, 20, 0.95, 0, False))
+    text, figure, status, _, path, coloured, browsable, browse = updates[-1]
+    steps = json.loads(Path(path).read_text())["steps"]
+    assert steps[-1]["finished"] == "eos"  # this prompt and seed end with <|endoftext|> before 30 tokens
+    written = [step for step in steps if step["finished"] != "eos"]
+    assert coloured[0] == (PROMPT, None)
+    assert [token for token, _ in coloured[1:]] == [step["token"] for step in written]
+    assert [colour for _, colour in coloured[1:]] == [gpt_tab.probability_bin(s["probability"]) for s in written]
+    assert set(gpt_tab.PROBABILITY_COLOURS) == {name for _, name in gpt_tab.PROBABILITY_BINS}
+    # The last view is the last written token, every written step can be browsed; <|endoftext|> is in the JSON.
+    assert [s["index"] for s in browsable["steps"]] == [s["index"] for s in written] and browse.maximum == max(len(written), 2) and browse.interactive
+    assert "endoftext" not in figure.layout.title.text
+    assert figure.layout.title.text.startswith(f"Step {len(written)} of {len(written)}")
+    again, _ = gpt_tab.gpt_step_view(1, browsable)
+    assert again.layout.title.text.startswith(f"Step 1 of {len(written)}")
+
+
+def test_probability_bins_cover_zero_to_one():
+    assert [gpt_tab.probability_bin(p) for p in (1.0, 0.5, 0.49, 0.1, 0.09, 0.0)] == [
+        "p ≥ 0.5", "p ≥ 0.5", "0.1 ≤ p < 0.5", "0.1 ≤ p < 0.5", "p < 0.1", "p < 0.1"]
+
+
+def test_generate_at_a_pace_spaces_the_updates():
+    started = time.monotonic()
+    updates = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 3, 0.0, 0, 1.0, 0, True, 10))
+    assert time.monotonic() - started >= 0.1 * (len(updates) - 1) - 0.01
+
+
 def test_generate_greedy_is_reproducible_and_ignores_seed():
     a = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 4, 0.8, 20, 0.95, 1, True))[-1][0]
     b = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 4, 1.5, 0, 1.0, 99, True))[-1][0]
@@ -159,7 +189,7 @@ def test_generate_greedy_is_reproducible_and_ignores_seed():
 
 def test_generate_clamps_extreme_values_and_still_runs():
     stream = gpt_tab.gpt_generate(MODEL, "", PROMPT, 1e6, 1e9, -5, 0, 0, False)
-    text, fig, status, note, _ = next(stream)
+    text, fig, status, note, *_ = next(stream)
     stream.close()
     assert f"at most {gpt_tab.MAX_NEW_TOKENS}" in status and "temperature 5" in status
     assert "clamped" in note and text.startswith(PROMPT)
@@ -194,7 +224,7 @@ def test_a_prompt_longer_than_the_context_keeps_its_last_half_context_with_a_not
     prompt, ids, limit = long_prompt()
     assert len(ids) > limit
     updates = list(gpt_tab.gpt_generate(MODEL, "", prompt, 5, 0.0, 0, 1.0, 0, True))
-    text, _, status, note, path = updates[-1]
+    text, _, status, note, path, *_ = updates[-1]
     assert f"only its last {limit // 2} are used" in note and f"{len(ids):,} tokens" in note
     assert text.startswith("…") and "Stopped" in status
     import json

@@ -27,7 +27,8 @@ def test_generate_streams_and_predict_returns_the_final_result(client):
     print(f"\nTIMING gpt_generate 6 tokens: first token {first:.2f}s, all {elapsed:.2f}s")
     updates = job.outputs()
     assert 1 <= len(updates) <= 6
-    text, _, status, note, path = final
+    text, _, status, note, path, coloured, browse = final
+    assert coloured[0]["token"] == PROMPT and browse == len([c for c in coloured if c["class_or_confidence"]])
     assert text.startswith(PROMPT) and "Stopped" in status and "Computed by" in note
     data = json.loads(Path(path).read_text())
     assert len(data["steps"]) == len(updates)
@@ -39,7 +40,7 @@ def test_generate_streams_and_predict_returns_the_final_result(client):
 def test_generate_edge_values_run(client):
     # the sliders' ends: greedy temperature, no top-k, top-p 0 (most probable only) and 1 (no limit)
     for temperature, top_k, top_p in ((0, 0, 1.0), (5.0, 0, 0.0), (1.0, 100, 1.0)):
-        text, _, status, _, _ = client.predict(GPT, "", PROMPT, 2, temperature, top_k, top_p, 12, False,
+        text, _, status, *_ = client.predict(GPT, "", PROMPT, 2, temperature, top_k, top_p, 12, False,
                                                api_name="/gpt_generate")
         assert text.startswith(PROMPT) and "Stopped" in status
 
