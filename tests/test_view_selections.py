@@ -273,6 +273,24 @@ def test_vit_attention_shows_the_chosen_layer_head_and_patch(vit, vit_attentions
     assert all(np.allclose(tile, every_head[h], atol=ATOL) for h, tile in enumerate(tiles))
 
 
+def test_vit_patch_click_lays_the_chosen_patch_attention_over_the_grid(vit, vit_attentions, monkeypatch):
+    g = vit.model.config.grid_size
+    layer, head, patch = 3, 2, 2 * g + 6  # grid row 2, column 5
+    drawn = {}
+    real = vit_tab.patch_grid_picture
+
+    def record(visible, patch_size, highlight=None, heat=None, **kwargs):
+        drawn.update(highlight=highlight, heat=heat)
+        return real(visible, patch_size, highlight=highlight, heat=heat, **kwargs)
+
+    monkeypatch.setattr(vit_tab, "patch_grid_picture", record)
+    _, caption = vit_tab.vit_patch_in_place(STAR, VIT, "", layer, head, patch)
+    expected = vit_attentions[layer - 1][0, head - 1, patch, 1:].reshape(g, g).numpy()
+    assert np.allclose(drawn["heat"], expected, atol=ATOL)
+    assert drawn["highlight"] == patch - 1
+    assert f"Where patch {patch} looks** (row 3, column 6" in caption and f"layer {layer}, head {head}" in caption
+
+
 @pytest.mark.parametrize("fusion, discard", [("mean", 0.0), ("max", 0.0), ("min", 0.0), ("mean", 0.6),
                                              ("max", 0.3)])
 def test_vit_rollout_uses_the_chosen_fusion_and_discard_ratio(vit, vit_attentions, fusion, discard):
