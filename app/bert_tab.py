@@ -278,7 +278,8 @@ def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
         ids[int(position.split(" ")[0])] = tokenizer.mask_token_id
     masked = [i for i, token in enumerate(ids) if token == tokenizer.mask_token_id]
     if not masked:
-        raise gr.Error("There is nothing to predict: write [MASK] in the text, or pick a token to mask.")
+        raise gr.Error("There is nothing to predict: write [MASK] in the text, or pick a token to mask."
+                       + inputs.mask_hint(text, tokenizer.mask_token or "[MASK]"))
     shown = masked[:MAX_SHOWN_MASKS]
     logits = _masked_lm_logits(loaded.model, tuple(ids), enc.type_ids)
     values, indices = ba.top_predictions(logits, shown, top_k)
@@ -599,7 +600,7 @@ def build() -> Shared:
                 "every button works with the text already filled in.", elem_classes=["tab-intro"])
     model, custom = model_picker(FAMILY)
     picked = [model, custom]
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Tokens", id="bert-tokens", elem_id="bert-view-tokens"):
             with gr.Row():
                 tok_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)

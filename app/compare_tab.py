@@ -22,7 +22,7 @@ from core import gpt_analysis
 
 TITLE = "Compare"
 DEFAULT_TEXT = "the keys to the old cabinet are on the table ."
-DEFAULT_WORD = "cabinet"
+DEFAULT_WORD = "are"  # BERT reads "keys" and "on the table" around it: p 0.46 against GPT's 0.000 (embedded models)
 MAX_TOKENS = 64
 TOP_K = 10
 PIECE_COLOURS = {"a": "#a6cee3", "b": "#fdbf6f"}  # alternating, so that adjacent pieces stay apart
@@ -92,7 +92,8 @@ def find_word(text: str, word: str) -> tuple[int, int]:
     """Character span of the first whole-word occurrence of `word` in `text` (case-insensitive)."""
     match = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE)
     if match is None:
-        raise gr.Error(f"The word {word!r} is not in the text; choose a word that appears in it.")
+        hint = inputs.closest(word, re.findall(r"\w+", text))
+        raise gr.Error(f"The word {word!r} is not in the text; choose a word that appears in it.{hint}")
     return match.span()
 
 
@@ -173,6 +174,21 @@ def highlighted(tokens) -> list[tuple[str, str]]:
     return [(t.text, "ab"[i % 2]) for i, t in enumerate(tokens)]
 
 
+# Vocabulary sizes of the real tokenizers, for the comparison note (bert-base-uncased, gpt2, openai/clip-vit-*).
+REAL_VOCABULARIES = (("BERT", 30_522), ("GPT-2", 50_257), ("CLIP", 49_408))
+
+
+def vocabulary_note(names: list[str], sizes: list[int]) -> str:
+    """Says when a vocabulary is tiny, so that many short pieces are not read as how the real model tokenizes."""
+    small = [f"{name} ({size:,})" for name, size in zip(names, sizes) if size < 5_000]
+    if not small:
+        return ""
+    real = " / ".join(f"{size:,}" for _, size in REAL_VOCABULARIES)
+    return (f"ℹ️ The embedded tokenizers have tiny vocabularies: {', '.join(small)} pieces, against {real} for "
+            "the real BERT / GPT-2 / CLIP. With so few pieces, words the toy grammar never used fall apart into "
+            "short pieces or letters; the real tokenizers keep most English words whole.")
+
+
 @handler
 def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
     """The same text cut by WordPiece (BERT), GPT-2 byte-level BPE and CLIP BPE: pieces and counts."""
@@ -203,6 +219,7 @@ def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
         note += "  \n" + model_note(clip, clip_note)
     else:
         note += "  \n⚠️ " + clip_note
+    note += "  \n" + vocabulary_note([row[0] for row in rows], [row[2] for row in rows])
     table = dict(headers=["model", "tokenizer", "vocab", "tokens", "text tokens", "pieces"], data=rows)
     return shown["bert"], shown["gpt"], shown["clip"], table, note, export.json_file(data, "compare-tokenizers")
 
@@ -212,7 +229,7 @@ def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
 OVERVIEW = """
 | Architecture | Attention mask | Trained to | Kind | Example | Where to see it |
 |---|---|---|---|---|---|
-| **Encoder-only** | bidirectional: every token sees every token | fill in masked words | discriminative (understanding: classify, tag, answer) | BERT, DistilBERT, ViT | **BERT** and **ViT** tabs; *Attention* and *Masked word vs next word* here |
+| **Encoder-only** | bidirectional: every token sees every token | BERT: fill in masked words (self-supervised); ViT: name the picture's class (supervised, labelled images such as ImageNet) | discriminative (understanding: classify, tag, answer) | BERT, DistilBERT, ViT | **BERT** and **ViT** tabs; *Attention* and *Masked word vs next word* here |
 | **Decoder-only** | causal: token *i* sees tokens 0…*i* | predict the next token | generative (writes text) | GPT-2 | **GPT** tab; *Attention* and *Masked word vs next word* here |
 | **Encoder-decoder** | encoder bidirectional, decoder causal, plus cross attention from every output token to every input token | map an input text to an output text | generative, conditioned on an input (translation, summaries) | original Transformer (Vaswani et al., 2017), T5, BART | the diagram below (no live model in this playground) |
 | **Two encoders, one space** | text tower (causal in CLIP) and image tower (bidirectional) | match images with their captions | contrastive (similarity, not generation) | CLIP | **CLIP** tab; its tokenizer in *Tokenizers* here |
@@ -229,7 +246,7 @@ def build() -> Shared:
             gpt_choice, gpt_custom = model_picker("gpt")
     text = gr.Textbox(DEFAULT_TEXT, label="Sentence", lines=2, max_lines=6, elem_id="compare-text")
     models = [bert_choice, bert_custom, gpt_choice, gpt_custom, text]
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Attention", id="compare-attention"):
             with gr.Row():
                 layer = gr.Slider(1, 12, value=1, step=1, label="Layer", info="clamped to each model's depth")

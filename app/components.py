@@ -32,7 +32,8 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     """
     presets = PRESETS[family]
     with gr.Row(elem_classes=["model-picker"], equal_height=True):
-        dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model", scale=3, min_width=220)
+        dropdown = gr.Dropdown(preset_names(family), value=default_choice(family), label="Model", scale=3,
+                               min_width=220)
         custom = gr.Textbox("", label="…or any Hub repo id", placeholder="owner/name", scale=2, max_lines=1,
                             min_width=160)
         with gr.Column(scale=0, min_width=150, elem_classes=["offline-badge-box"]):
@@ -47,6 +48,16 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     dropdown.change(preload, [dropdown, custom], status, api_visibility="private")
     custom.submit(preload, [dropdown, custom], status, api_visibility="private")
     return dropdown, custom
+
+
+def default_choice(family: str) -> str:
+    """The model a tab opens with: the family's main Hub preset when it is already cached (a Space preloads it
+    with `preload_from_hub`, a lecturer with `--download`), so students meet a model that knows real text and
+    photos; otherwise the embedded one, which always works offline."""
+    presets = PRESETS[family]
+    if len(presets) > 1 and availability(presets[1], online=False) == "cached":
+        return presets[1].name
+    return presets[0].name
 
 
 def offline_badge(presets) -> str:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 TITLE = "GPT"
 FAMILY = "gpt"
 DEFAULT_MODEL = PRESETS[FAMILY][0].name
-DEFAULT_PROMPT = "the keys to the old cabinet"
+DEFAULT_PROMPT = "the old man"  # the embedded model continues it grammatically at the default settings
 
 MAX_NEW_TOKENS = 200
 MAX_TEMPERATURE = 5.0
@@ -467,7 +467,8 @@ def shape_sliders(choice, custom):
 EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019) reads the text left to right and
 predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
 settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
-whose probability reaches p). The embedded **tiny-gpt** was trained on a toy English grammar, so try
+whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
+the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
 sentences like *the keys to the old cabinet*."""
 
 
@@ -475,7 +476,7 @@ def build() -> lecture.Shared:
     gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
-    layers, heads = model_shape(DEFAULT_MODEL)
+    layers, heads = model_shape(choice.value)
     # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
     with gr.Row(elem_id="gpt-sampling"):
         # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
@@ -488,7 +489,7 @@ def build() -> lecture.Shared:
         with gr.Row():
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             greedy = gr.Checkbox(False, label="Greedy (always the most probable token)")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Generate", id="gpt-generate"):
             with gr.Row(equal_height=True):
                 go_button = gr.Button("Generate", variant="primary", elem_id="gpt-generate-btn", scale=1)
@@ -498,7 +499,8 @@ def build() -> lecture.Shared:
                 out_coloured = gr.HighlightedText(label="Text so far, new tokens coloured by their probability",
                                                   color_map=PROBABILITY_COLOURS, show_legend=True,
                                                   combine_adjacent=False, elem_id="gpt-coloured", scale=2)
-                out_bars = gr.Plot(label="This step's next-token probabilities", elem_id="gpt-bars", scale=3)
+                out_bars = gr.Plot(label="This step's next-token probabilities (p: after the sampling settings; "
+                                   "model's own p: the softmax before them)", elem_id="gpt-bars", scale=3)
             out_status = gr.Markdown(elem_id="gpt-status")
             generated = gr.State({"steps": []})
             generated_browse = gr.Slider(1, 2, value=1, step=1, interactive=False, label="Browse steps",
@@ -534,7 +536,7 @@ def build() -> lecture.Shared:
             attention_file = gr.File(label="Attention numbers (JSON)")
         with gr.Tab("Surprisal", id="gpt-surprisal"):
             surprisal_button = gr.Button("Measure surprisal", variant="primary", elem_id="gpt-surprisal-btn")
-            surprisal_text = gr.HighlightedText(label="Surprisal per token (darker = more surprising)",
+            surprisal_text = gr.HighlightedText(label="Surprisal per token (stronger colour = more surprising)",
                                                 show_legend=False, show_inline_category=False)
             surprisal_plot = gr.Plot(label="Surprisal, bits")
             surprisal_summary = gr.Markdown()
@@ -556,7 +558,7 @@ def build() -> lecture.Shared:
                           [out_text, out_bars, out_status, out_note, out_file, out_coloured, generated,
                            generated_browse], api_name="gpt_generate", **STREAMS)
     generated_browse.release(gpt_step_view, [generated_browse, generated], [out_bars, out_status],
-                             api_visibility="private")
+                             api_name="gpt_generate_browse", api_visibility="private")
     stop_button.click(stopped, out_status, out_status, cancels=[run], api_visibility="private", queue=False)
     step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
                       [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step", **VIEWS)

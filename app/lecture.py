@@ -30,8 +30,9 @@ def live(controls, fn, inputs, outputs, scroll_to: str | None = None) -> None:
     """
     for control in controls:
         event = control.release if isinstance(control, gr.Slider) else control.input
-        event(fn, inputs, outputs, api_visibility="private", trigger_mode="always_last", show_progress="minimal",
-              **VIEWS)
+        # A name of its own: an unnamed private event would take the function's name before the public one.
+        event(fn, inputs, outputs, api_name=f"{fn.__name__}_live", api_visibility="private",
+              trigger_mode="always_last", show_progress="minimal", **VIEWS)
 
 
 # ----- pace of a streamed generation ----------------------------------------------------------------------------
@@ -119,12 +120,15 @@ URL_PRESENTER_JS = """() => {
 }"""
 
 
-# Installed once when the page opens. A click on a view's main button scrolls the page, when the space below the
-# button would not show a result, so that the button sits at the top of the window and its results appear
-# below it in view: the lecturer never scrolls in front of the room. (Plain DOM, so new tabs get it too.)
-KEEP_IN_VIEW_JS = """() => {
-  if (window.__keepInView) return;
-  window.__keepInView = true;
+# Installed once when the page opens (plain DOM, so new tabs get it too):
+# - a click on a view's main button, when the space below it would not show a result, scrolls the button to the
+#   top of the window, so its results appear below it in view: the lecturer never scrolls in front of the room;
+# - arrow keys move between tabs (Gradio's tab bar has no keyboard navigation of its own);
+# - a slider moved with the keyboard answers when the key is let go, as a mouse release does (Gradio fires
+#   "release" on pointerup only).
+PAGE_JS = """() => {
+  if (window.__lectureReady) return;
+  window.__lectureReady = true;
   document.addEventListener('click', (event) => {
     const button = event.target.closest('.tabitem button.primary');
     if (!button) return;
@@ -133,6 +137,23 @@ KEEP_IN_VIEW_JS = """() => {
       window.scrollBy({top: box.top - 8, behavior: 'instant'});
     }
   }, true);
+  document.addEventListener('keydown', (event) => {
+    const tab = event.target.closest && event.target.closest('[role=tab]');
+    if (!tab || !['ArrowRight', 'ArrowLeft', 'Home', 'End'].includes(event.key)) return;
+    const tabs = [...tab.parentElement.querySelectorAll('[role=tab]')].filter((t) => t.offsetParent !== null);
+    const here = tabs.indexOf(tab);
+    const next = {ArrowRight: here + 1, ArrowLeft: here - 1 + tabs.length, Home: 0, End: tabs.length - 1}[event.key];
+    const target = tabs[next % tabs.length];
+    event.preventDefault();
+    target.focus();
+    target.click();
+  });
+  document.addEventListener('keyup', (event) => {
+    const keys = ['ArrowRight', 'ArrowLeft', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
+    if (event.target.matches && event.target.matches('input[type=range]') && keys.includes(event.key)) {
+      event.target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+    }
+  });
 }"""
 
 
@@ -150,6 +171,9 @@ CSS = """
 .note-box { border-left: 4px solid #e66101; padding: 4px 10px; }
 footer { display: none !important; }
 #share-link-row { align-items: center; }
+/* Keyboard users see where they are: tabs, buttons, inputs, sliders and the presenter switch. */
+:is(button, [role=tab], input, textarea, select, .offline-badge):focus-visible {
+  outline: 3px solid #e66101 !important; outline-offset: 2px; }
 
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
@@ -161,12 +185,11 @@ body.presenter [data-testid="block-info"], body.presenter [data-testid="block-la
 body.presenter .label-wrap span, body.presenter .options .item { font-size: 20px !important; }
 body.presenter .intro-text, body.presenter .tab-intro { display: none !important; }
 body.presenter #intro h1 { font-size: 26px !important; margin: 0 !important; }
-body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .legendtext, .cbaxis, .colorbar) text,
-body.presenter .js-plotly-plot .legendtext, body.presenter .js-plotly-plot .annotation-text {
-  font-size: 18px !important; }
-body.presenter .js-plotly-plot .gtitle { font-size: 22px !important; }
-body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .legendtext, .gtitle) text,
-body.presenter:not(.dark) .js-plotly-plot .gtitle { fill: #000 !important; }
+body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar) text,
+body.presenter .js-plotly-plot :is(text.legendtext, text.annotation-text) { font-size: 18px !important; }
+body.presenter .js-plotly-plot text.gtitle { font-size: 22px !important; }
+body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,
+body.presenter:not(.dark) .js-plotly-plot :is(text.gtitle, text.legendtext) { fill: #000 !important; }
 body.presenter input[type=range] { height: 10px; }
 body.presenter input[type=range]::-webkit-slider-thumb { width: 26px; height: 26px; }
 body.presenter input[type=range]::-moz-range-thumb { width: 26px; height: 26px; }

@@ -36,7 +36,7 @@ def queue_size() -> int:
 def build_demo(max_queue: int | None = None) -> gr.Blocks:
     """The whole page. `max_queue` bounds the waiting events (default: `queue_size()`)."""
     with gr.Blocks(title="Transformer Playground", delete_cache=(120, 600)) as demo:
-        with gr.Row(equal_height=True, elem_id="header-row"):
+        with gr.Row(elem_id="header-row"):
             with gr.Column(scale=4):
                 gr.Markdown(TITLE, elem_id="intro")
                 gr.Markdown(INTRO, elem_classes=["intro-text"])
@@ -47,7 +47,7 @@ def build_demo(max_queue: int | None = None) -> gr.Blocks:
                           elem_id="share-link", buttons=["copy"])
         current_tab = gr.State(TABS[0][0])
         shared: dict[str, lecture.Shared] = {}
-        with gr.Tabs(elem_id="main-tabs") as tabs:
+        with gr.Tabs(elem_id="main-tabs", overflow_behavior="wrap") as tabs:  # on a phone every tab stays in sight
             for key, module in TABS:
                 with gr.Tab(module.TITLE, id=key, elem_id=f"tab-{key}") as tab:
                     shared[key] = module.build() or lecture.Shared()
@@ -65,7 +65,7 @@ def _wire_presenter(demo, presenter, shared) -> None:
     """The switch (or ?presenter=1) sets the page's look in the browser and the pace of streamed generations."""
     presenter.change(None, presenter, presenter, js=PRESENTER_JS)
     demo.load(None, None, presenter, js=URL_PRESENTER_JS)
-    demo.load(None, None, None, js=lecture.KEEP_IN_VIEW_JS)
+    demo.load(None, None, None, js=lecture.PAGE_JS)
     paces = [pace for part in shared.values() for pace in part.paces]
     if paces:
         def set_paces(on):  # Gradio takes one output's value bare, several as a tuple

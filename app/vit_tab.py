@@ -20,7 +20,8 @@ from app.lecture import Shared, live
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded, embedded_folder
-from app.vision_common import BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown, picture_file
+from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown,
+                               photo_note, picture_file)
 from app.vision_figures import (attention_distance_figure, head_maps_figure, overlay_figure, patch_grid_picture,
                                 patch_sequence_strip, position_similarity_figure)
 from core import analysis
@@ -229,7 +230,7 @@ def vit_patch_in_place(image, model_choice, custom_repo="", layer=1, head=1, pat
     grid = patch_grid_picture(run.visible, config.patch_size, highlight=patch - 1, heat=heat)
     r, c = divmod(patch - 1, gw)
     caption = (f"**Where patch {patch} looks** (row {r + 1}, column {c + 1}; outlined), layer {layer}, head "
-               f"{head}: brighter = more attention; {float(row[0]):.1%} goes to [CLS]. Layer and head are set in "
+               f"{head}: yellow = most attention, dark violet = least (viridis); {float(row[0]):.1%} goes to [CLS]. Layer and head are set in "
                "the Attention view; click another patch to move.")
     return picture_file(grid), caption
 
@@ -271,6 +272,7 @@ def build() -> Shared:
         with gr.Column():
             gr.Examples(example_paths(), inputs=image, label="Examples (shapes are what the embedded model knows)",
                         examples_per_page=8)
+            photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="vit-photo-note")
     note = gr.Markdown(elem_classes="note-box")
 
     with gr.Tab("Patches"):
@@ -337,4 +339,5 @@ def build() -> Shared:
         **VIEWS).then(vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")
+    model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     return Shared(inputs={"model": model, "custom": custom})

@@ -116,3 +116,82 @@ def test_pace_counts_the_time_already_spent():
     before = time.monotonic()
     lecture.wait_for_pace(4, started)  # 0.25 s per token: no wait left
     assert time.monotonic() - before < 0.02
+
+
+def test_link_query_keeps_the_open_tabs_inputs_only():
+    names = ["gpt.prompt", "gpt.model", "bert.text", "gpt.custom"]
+    query = lecture.link_query("gpt", True, names, ["the dog", "tiny-gpt (embedded)", "the cat", ""])
+    from urllib.parse import parse_qs
+
+    parsed = parse_qs(query[1:])
+    assert query.startswith("?") and parsed == {"tab": ["gpt"], "presenter": ["1"], "gpt.prompt": ["the dog"],
+                                                "gpt.model": ["tiny-gpt (embedded)"]}
+    long = lecture.link_query("gpt", False, ["gpt.prompt"], ["x" * 5000])
+    assert len(parse_qs(long[1:])["gpt.prompt"][0]) == lecture.MAX_LINK_TEXT
+
+
+def test_restored_values_accept_known_choices_and_text_only():
+    with gr.Blocks():
+        model = gr.Dropdown(["a", "b"], value="a")
+        prompt = gr.Textbox("")
+    names = ["gpt.model", "gpt.prompt"]
+    tabs, chosen, typed = lecture.restored_values({"tab": "gpt", "gpt.model": "b", "gpt.prompt": "hi"},
+                                                  ["bert", "gpt"], names, [model, prompt])
+    assert tabs.selected == "gpt" and chosen == "b" and typed == "hi"
+    skipped = lecture.restored_values({"tab": "nope", "gpt.model": "zzz", "gpt.prompt": "y" * 5000},
+                                      ["bert", "gpt"], names, [model, prompt])
+    assert all(value == gr.skip() for value in skipped)
+    assert lecture.restored_values({}, ["gpt"], names, [model, prompt]) == [gr.skip()] * 3
+
+
+def test_every_tab_offers_its_model_to_links_and_gpt_its_pace():
+    from app import ui
+
+    with gr.Blocks():
+        parts = {key: module.build() for key, module in ui.TABS}
+    assert all("model" in part.inputs or "bert_model" in part.inputs for part in parts.values())
+    assert len(parts["gpt"].paces) == 1 and parts["gpt"].paces[0].maximum == lecture.MAX_PACE
+    assert lecture.presenter_pace(True) == lecture.PRESENTER_PACE and lecture.presenter_pace(False) == 0
+
+
+@pytest.mark.parametrize("text, slip", [("the [mask] is here", "[mask]"), ("the <mask> is here", "<mask>"),
+                                        ("the ___ is here", "___"), ("the MASK is here", "MASK")])
+def test_a_lower_case_mask_gets_did_you_mean(text, slip):
+    loaded, _ = get_model("bert", BERT, "")
+    with pytest.raises(gr.Error, match="did you mean \\[MASK\\]") as error:
+        bert_tab.compute_fill_mask(loaded, text)
+    assert repr(slip) in str(error.value)
+
+
+def test_near_misses_in_compare_and_clip_templates_get_hints():
+    with pytest.raises(gr.Error, match="Did you mean 'cabinet'"):
+        compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, "cabinett")
+    with pytest.raises(gr.Error, match="did you mean \\{label\\}"):
+        clip_tab.parse_templates("a photo of a {Label}")
+    with pytest.raises(gr.Error) as plain:
+        compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, "zebra")
+    assert "Did you mean" not in str(plain.value)
+
+
+def test_photo_note_shows_with_the_embedded_model_only():
+    from app.vision_common import photo_note
+
+    for family in ("vit", "clip"):
+        embedded, hub = PRESETS[family][0].name, PRESETS[family][1].name
+        assert "only the drawn shapes" in photo_note(family, embedded) and hub in photo_note(family, embedded)
+        assert photo_note(family, hub) == ""
+
+
+def test_default_model_is_the_cached_hub_preset_else_the_embedded(monkeypatch):
+    from app import components
+
+    assert components.default_choice("gpt") == GPT  # nothing cached in the test environment
+    monkeypatch.setattr(components, "availability", lambda preset, online=None: "cached")
+    assert components.default_choice("gpt") == PRESETS["gpt"][1].name
+    assert components.default_choice("vit") == PRESETS["vit"][1].name
+
+
+def test_tokenizer_comparison_says_the_embedded_vocabularies_are_tiny():
+    *_, note, _ = compare_tab.compare_tokenizers(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT)
+    assert "tiny vocabularies" in note and "30,522 / 50,257 / 49,408" in note
+    assert compare_tab.vocabulary_note(["bert-base-uncased"], [30_522]) == ""

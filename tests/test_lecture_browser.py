@@ -159,3 +159,23 @@ def test_a_link_reopens_the_same_tab_model_and_inputs(page, app_url, browser):
     assert other.get_by_role("tab", name="GPT", exact=True).get_attribute("aria-selected") == "true"
     assert other.locator("#gpt-prompt").is_visible()
     other.close()
+
+
+def test_keyboard_moves_between_tabs_and_a_slider_answers_on_key_release(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    bert = page.get_by_role("tab", name="BERT", exact=True)
+    bert.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.activeElement.textContent.trim() === 'GPT'", timeout=TIMEOUT)
+    assert page.get_by_role("tab", name="GPT", exact=True).get_attribute("aria-selected") == "true"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # a visible focus ring
+    page.keyboard.press("ArrowLeft")
+    page.get_by_role("tab", name="Attention", exact=True).first.click()
+    page.wait_for_timeout(1500)
+    page.locator("#bert-attention-layer input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("(document.querySelector('#bert-attention-head .gtitle') || {}).textContent"
+                           "?.startsWith('Layer 2, head 1')", timeout=TIMEOUT)
+    assert page.locator(TOAST).count() == 0
