@@ -89,9 +89,8 @@ def test_attention_shows_the_layer_and_head_asked_for(page, app_url):
         field.fill(str(value))
         field.press("Enter")
     page.locator("#bert-attention-button").click()
-    page.wait_for_function(
-        "document.querySelector('#bert-view-attention .js-plotly-plot .gtitle')?.textContent.startsWith('Layer 3, head 2')",
-        timeout=60_000)
+    title = "document.querySelector('#bert-view-attention .js-plotly-plot .gtitle')?.textContent"
+    page.wait_for_function(f"({title} || '').startsWith('Layer 3, head 2')", timeout=60_000)
     after = _heatmap(page, 0)
     assert after["z"] != before["z"]
     assert _heatmap(page, 1)["title"].startswith("Layer 3, average")

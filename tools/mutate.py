@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOT_COPIED = (".git", "screenshots", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "venv", "*.pyc")
 
 SELECTIONS = "tests/test_view_selections.py"
-SAMPLING_CORE = "tests/test_text_models.py::test_each_step_samples_from_softmax_of_logits_over_temperature_after_top_k_top_p"
+SAMPLING_CORE = ("tests/test_text_models.py::"
+                 "test_each_step_samples_from_softmax_of_logits_over_temperature_after_top_k_top_p")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ MUTANTS = (
            "app/bert_tab.py", "ba.top_predictions(logits, shown, top_k)", "ba.top_predictions(logits, shown, 5)",
            (f"{SELECTIONS}::test_fill_mask_predicts_at_the_chosen_position_with_the_chosen_top_k",)),
     Mutant("vit-cls-map-first-head", "the [CLS] overlay always shows head 1",
-           "app/vit_tab.py", "overlay_figure(run.visible, cls_maps[head - 1],", "overlay_figure(run.visible, cls_maps[0],",
+           "app/vit_tab.py", "overlay_figure(run.visible, cls_maps[head - 1],",
+           "overlay_figure(run.visible, cls_maps[0],",
            (f"{SELECTIONS}::test_vit_attention_shows_the_chosen_layer_head_and_patch",)),
     Mutant("clip-zero-shot-scale-ignored", "zero-shot ranks at the learned scale whatever is asked",
            "app/clip_tab.py", "    probs, truncated = _zero_shot(loaded, picture, labels, templates, scale)",
@@ -156,7 +158,8 @@ MUTANTS = (
            ("tests/test_analysis_vision.py", "-k", "rollout"), control=True),
     Mutant("clip-pooling", "CLIP text pooled at the highest token id instead of the first end-of-text",
            # Only the start of the line is matched, so the mutant survives a refactor of the pooling call.
-           "core/model.py", "positions = (input_ids ==", "positions = input_ids.argmax(dim=-1) if True else (input_ids ==",
+           "core/model.py", "positions = (input_ids ==",
+           "positions = input_ids.argmax(dim=-1) if True else (input_ids ==",
            ("tests/test_vision_models.py::test_clip_matches_transformers[eos-token-pooling]",), control=True),
 )
 
