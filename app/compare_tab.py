@@ -14,7 +14,8 @@ import gradio as gr
 
 from app import export, inputs
 from app import gpt_figures as gfig
-from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
+                            model_picker)
 from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
 from app.lecture import Shared, live
 from app.models import PRESETS
@@ -83,6 +84,20 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
     note = notes_line(bert, notes["bert"], gpt, notes["gpt"])
     (bert_mask, bert_attention), (gpt_mask, gpt_attention) = results["bert"], results["gpt"]
     return bert_mask, gpt_mask, bert_attention, gpt_attention, note, export.json_file(data, "compare-attention")
+
+
+def fit_sliders(bert_choice, bert_custom, gpt_choice, gpt_custom):
+    """Layer and head slider ranges that reach the deeper and wider of the two models (each is clamped to its own)."""
+    shapes = []
+    for family, choice, custom in (("bert", bert_choice, bert_custom), ("gpt", gpt_choice, gpt_custom)):
+        try:
+            config = load(family, choice, custom)[0].model.config
+        except gr.Error:  # the view itself reports a model that cannot be loaded
+            continue
+        shapes.append((config.num_layers, config.num_heads))
+    if not shapes:
+        return gr.update(), gr.update()
+    return gr.update(maximum=max(s[0] for s in shapes)), gr.update(maximum=max(s[1] for s in shapes))
 
 
 # ----- masked word vs next word -------------------------------------------------------------------------------
@@ -249,8 +264,11 @@ def build() -> Shared:
     with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Attention", id="compare-attention"):
             with gr.Row():
-                layer = gr.Slider(1, 12, value=1, step=1, label="Layer", info="clamped to each model's depth")
-                head = gr.Slider(1, 12, value=1, step=1, label="Head", info="clamped to each model's heads")
+                # Declared for the API up to any model's size; the page shows the larger pair's (fit_sliders).
+                layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer",
+                                  info="clamped to each model's depth", elem_id="compare-layer")
+                head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="clamped to each model's heads",
+                                 elem_id="compare-head")
                 average = gr.Checkbox(False, label="Average over heads")
                 attention_button = gr.Button("Compare attention", variant="primary", elem_id="compare-attention-btn")
             with gr.Row():
@@ -297,4 +315,8 @@ def build() -> Shared:
     tokenize_button.click(compare_tokenizers, models,
                           [bert_pieces, gpt_pieces, clip_pieces, counts, tokenize_note, tokenize_file],
                           api_name="compare_tokenizers", **VIEWS)
+    pickers = [bert_choice, bert_custom, gpt_choice, gpt_custom]
+    for trigger in (bert_choice.change, gpt_choice.change, bert_custom.submit, gpt_custom.submit):
+        trigger(fit_sliders, pickers, [layer, head], api_visibility="private", show_progress="hidden")
+    fit_on_open(lambda: fit_sliders(bert_choice.value, "", gpt_choice.value, ""), [layer, head])
     return Shared(inputs={"bert_model": bert_choice, "gpt_model": gpt_choice, "text": text, "word": word})

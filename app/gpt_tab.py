@@ -19,7 +19,8 @@ import numpy as np
 from app import export, inputs, lecture
 from app import figures
 from app import gpt_figures as gfig
-from app.components import STREAMS, VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
+                            model_note, model_picker)
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -226,7 +227,8 @@ def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top
                 new_ids.append(step.token_id)
                 written.append(summary)
             text = prompt + tokenizer.decode(new_ids)
-            status = f"Token {len(steps)} of at most {settings.max_new_tokens} · {settings.describe()}."
+            # Counts written tokens: a final <|endoftext|> is a step (in the JSON) but not a token of the text.
+            status = f"Token {len(written)} of at most {settings.max_new_tokens} · {settings.describe()}."
             if step.finished:
                 status += f" Stopped: {FINISH_WORDS.get(step.finished, step.finished)}."
                 break
@@ -476,7 +478,6 @@ def build() -> lecture.Shared:
     gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
-    layers, heads = model_shape(choice.value)
     # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
     with gr.Row(elem_id="gpt-sampling"):
         # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
@@ -525,8 +526,9 @@ def build() -> lecture.Shared:
             step_file = gr.File(label="Step history (JSON)")
         with gr.Tab("Attention", id="gpt-attention"):
             with gr.Row():
-                layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
-                head = gr.Slider(1, heads, value=1, step=1, label="Head")
+                # Declared for the API up to any model's size; the page shows its model's (shape_sliders).
+                layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="gpt-layer")
+                head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="gpt-head")
                 average = gr.Checkbox(False, label="Average over heads", elem_id="gpt-average")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
             with gr.Row():
@@ -578,4 +580,5 @@ def build() -> lecture.Shared:
                       **VIEWS)
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
+    fit_on_open(lambda: shape_sliders(choice.value, ""), [layer, head])
     return lecture.Shared(inputs={"model": choice, "custom": custom, "prompt": prompt}, paces=[pace])

@@ -175,6 +175,17 @@ footer { display: none !important; }
 :is(button, [role=tab], input, textarea, select, .offline-badge):focus-visible {
   outline: 3px solid #e66101 !important; outline-offset: 2px; }
 
+/* Dark mode: figures are drawn on the server with a light template. Gradio restyles some of them, but not all (a
+   streamed GPT figure stayed white); these rules make every figure follow the page: no paper, light text. */
+.dark .js-plotly-plot .main-svg { background: transparent !important; }
+.dark .js-plotly-plot .bglayer rect.bg { fill: #1f2937 !important; }
+.dark .js-plotly-plot :is(.gridlayer, .zerolinelayer) path { stroke: #4b5563 !important; }
+.dark .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar, .legendtitletext) text,
+.dark .js-plotly-plot :is(text.gtitle, text.legendtext, text.annotation-text) { fill: #e5e7eb !important; }
+
+/* Phones: plotly titles never wrap, so they get smaller instead of running off the figure's edge. */
+@media (max-width: 500px) { .js-plotly-plot text.gtitle { font-size: 12px !important; } }
+
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
   --body-text-color: #000; --block-label-text-size: 18px; --block-info-text-size: 17px;

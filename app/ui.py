@@ -1,14 +1,18 @@
 """Assembles the page: header, presenter-mode switch, and one tab per model family plus Compare.
 
-Each tab module builds its own part from core calls (`build()`); this module only places them, and holds
-what the whole page shares: theme, CSS for presenter mode, and the queue limits fitted to a 2-core machine.
+Each tab module builds its own part from core calls (`build()`, which returns an `app.lecture.Shared`: the
+inputs a link restores, the pace sliders presenter mode sets); this module only places them, and wires what the
+whole page shares: presenter mode, links to a view, the theme, and the queue limits fitted to a 2-core machine.
+The look itself (presenter CSS, page script) lives in `app.lecture`.
 """
 
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, lecture, vit_tab
+from app.fair_queue import FairQueue
 
 TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
 
@@ -56,8 +60,10 @@ def build_demo(max_queue: int | None = None) -> gr.Blocks:
         _wire_links(demo, tabs, current_tab, presenter, link_button, link, shared)
     # Two CPU cores: the model views and the streamed generations run in two small concurrency groups
     # (app.components.VIEWS, STREAMS), light helpers two at a time each; a bounded queue, and a clear "busy"
-    # answer beyond it.
-    demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2)
+    # answer beyond it. Each visitor has a share of it (app.fair_queue), and no event may skip it: with
+    # api_open Gradio would also run them from a direct POST to /run/<endpoint>, outside the queue and its limits
+    # (a Space closes that by default, any other server only when told).
+    demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2, api_open=False)
     return demo
 
 
@@ -95,6 +101,7 @@ def _wire_links(demo, tabs, current_tab, presenter, link_button, link, shared) -
 
 
 def launch_options() -> dict:
-    # The lifespan runs the size sweep of uploads and results (app.housekeeping) while the server is up.
+    # The lifespan runs the size sweep of uploads and results (app.housekeeping) while the server is up; the
+    # middleware refuses a visitor's request to join the queue beyond their share (app.fair_queue).
     return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "10mb", "ssr_mode": False, "show_error": True,
-            "app_kwargs": {"lifespan": housekeeping.lifespan}}
+            "app_kwargs": {"lifespan": housekeeping.lifespan, "middleware": [Middleware(FairQueue)]}}

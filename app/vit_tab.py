@@ -15,17 +15,17 @@ import gradio as gr
 import torch
 
 from app import inputs
-from app.components import VIEWS, get_model, handler, model_note, model_picker
-from app.lecture import Shared, live
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, API_MAX_POSITIONS, VIEWS, fit_on_open, get_model, handler,
+                            model_note, model_picker)
 from app.export import json_file
 from app.figures import bars
-from app.models import Loaded, embedded_folder
+from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown,
                                photo_note, picture_file)
+from app.lecture import Shared, live
 from app.vision_figures import (attention_distance_figure, head_maps_figure, overlay_figure, patch_grid_picture,
                                 patch_sequence_strip, position_similarity_figure)
 from core import analysis
-from core.config import read_config
 
 TITLE = "ViT"
 FAMILY = "vit"
@@ -124,10 +124,14 @@ def vit_attention(image, model_choice, custom_repo="", layer=1, head=1, patch=1)
     """
     loaded, picture, note = _prepare(image, model_choice, custom_repo)
     config = loaded.model.config
+    asked = (layer, head, patch)
     layer = inputs.integer(layer, "layer", 1, config.num_layers, 1)
     head = inputs.integer(head, "head", 1, config.num_heads, 1)
     gh, gw = _grid(loaded)
     patch = inputs.integer(patch, "patch", 1, gh * gw, 1)
+    if any(a is not None and a != used for a, used in zip(asked, (layer, head, patch))):
+        note += (f"  \nℹ️ This model has layers 1–{config.num_layers}, heads 1–{config.num_heads} and "
+                 f"patches 1–{gh * gw}: showing layer {layer}, head {head}, patch {patch}.")
     run = _run(loaded, picture)
     cls_maps = analysis.cls_attention_grid(run.attentions, (gh, gw))[layer - 1].numpy()  # (heads, gh, gw)
     weights = run.attentions[layer - 1][0, head - 1]  # (T, T)
@@ -251,17 +255,7 @@ def patch_from_click(grid_picture, model_choice, custom_repo, evt: gr.SelectData
 # ----------------------------------------------------------------------------------------------------------
 # Layout and wiring
 
-def _embedded_shape() -> tuple[int, int, int]:
-    """(layers, heads, patches) of the embedded model, read from its config.json only (no weights loaded)."""
-    try:
-        config = read_config(embedded_folder(FAMILY)).config
-        return config.num_layers, config.num_heads, config.grid_size ** 2
-    except (OSError, ValueError, KeyError):
-        return 12, 12, 196  # ViT-B/16; the sliders are reset when a model is chosen anyway
-
-
 def build() -> Shared:
-    num_layers, num_heads, num_patches = _embedded_shape()
     gr.Markdown("A Vision Transformer cuts the picture into square patches, turns each into a token, and lets "
                 "the tokens attend to each other. Pick a picture, then step through what the model does.",
                 elem_classes=["tab-intro"])
@@ -289,9 +283,11 @@ def build() -> Shared:
 
     with gr.Tab("Attention"):
         with gr.Row():
-            layer = gr.Slider(1, num_layers, value=1, step=1, label="Layer")
-            head = gr.Slider(1, num_heads, value=1, step=1, label="Head")
-            patch = gr.Slider(1, num_patches, value=1, step=1, label="Patch (or click one in the Patches view)")
+            # Declared for the API up to any model's size (the handler clamps); the page shows its model's.
+            layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="vit-layer")
+            head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="vit-head")
+            patch = gr.Slider(1, API_MAX_POSITIONS, value=1, step=1,
+                              label="Patch (or click one in the Patches view)", elem_id="vit-patch")
         attention_btn = gr.Button("Show attention", variant="primary", elem_id="vit-attention-btn")
         with gr.Row():
             cls_plot = gr.Plot(label="[CLS] attention", elem_id="vit-cls-plot")
@@ -339,5 +335,6 @@ def build() -> Shared:
         **VIEWS).then(vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")
+    fit_on_open(lambda: model_limits(model.value, ""), [layer, head, patch])
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     return Shared(inputs={"model": model, "custom": custom})

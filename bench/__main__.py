@@ -2,8 +2,9 @@
 
 Real-size models (GPT-2 small, BERT-base, ViT-B/16, CLIP ViT-B/32) are built from their configs with random
 weights: no download. The two sides run alternately and medians are reported, because the machine is shared
-and noisy. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app` leaves out
-the app-level figures. Needs the test dependencies (transformers is the reference).
+and noisy. The load-peak rows load GPT-2 and BERT, each in a fresh process, and compare its peak resident memory
+with the weights' bytes. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app`
+leaves out the app-level figures. Needs the test dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -198,6 +199,45 @@ def peak_rss_with_models(folders: list[str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+LOAD_PEAK_CODE = """
+import json, sys
+from pathlib import Path
+import torch
+from core import load_model
+def status(key):
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
+baseline = status("VmRSS")
+Path("/proc/self/clear_refs").write_text("5")  # VmHWM restarts from here: the load's own peak
+model = load_model(sys.argv[1])
+storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers()]}
+print(json.dumps({"peak": status("VmHWM") - baseline, "weights": sum(storages.values())}))
+"""
+
+
+def load_peak(folder: str) -> tuple[float, float]:
+    """(peak resident bytes of loading `folder` above the process's size before it, the weights' bytes), in a
+    fresh process."""
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", LOAD_PEAK_CODE, folder], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures["peak"], figures["weights"]
+
+
+def bench_load_peak(folders: dict[str, str], quick: bool) -> list[Row]:
+    rows = []
+    for family in ("gpt2", "bert"):
+        peak, weights = load_peak(folders[family])
+        ratio = peak / weights
+        rows.append(Row(f"load peak / weights, {family} (x)", ratio, None, "x", "<= 1.25x",
+                        None if quick else ratio <= 1.25,
+                        [f"peak +{peak / 1e6:.0f} MB for {weights / 1e6:.0f} MB of weights"
+                         + (" (tiny: fixed costs dominate)" if quick else "")]))
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     header = f"{'measure':<56} {'core':>10} {'reference':>10}  {'target':<22} {'met':<5} notes"
     print(header)
@@ -230,6 +270,7 @@ def main(argv=None) -> int:
         rows += bench_forward(pairs, cfgs, reps, args.quick)
         folders = {family: os.path.join(tmp, family) for family in cfgs}
         del pairs
+        rows += bench_load_peak(folders, args.quick)
         rows.append(Row("peak RSS, 4 models loaded (MB)", peak_rss_with_models(list(folders.values())), None, "MB",
                         "report", None, ["GPT-2 small, BERT-base, ViT-B/16, CLIP B/32" if not args.quick else "tiny"]))
         if not args.skip_app:

@@ -18,7 +18,7 @@ def test_bench_quick_prints_the_table():
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     for row in ("decode fp32 (tokens/s)", "decode bf16 weights", "forward+attentions bert", "forward+attentions vit",
-                "forward+attentions clip", "peak RSS", "app cold start", "first streamed token (s)",
+                "forward+attentions clip", "peak RSS", "load peak / weights, gpt2", "load peak / weights, bert", "app cold start", "first streamed token (s)",
                 "default /bert_attention (s)"):
         assert row in out, out
     assert "greedy tokens identical: True" in out

@@ -195,3 +195,15 @@ def test_tokenizer_comparison_says_the_embedded_vocabularies_are_tiny():
     *_, note, _ = compare_tab.compare_tokenizers(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT)
     assert "tiny vocabularies" in note and "30,522 / 50,257 / 49,408" in note
     assert compare_tab.vocabulary_note(["bert-base-uncased"], [30_522]) == ""
+
+
+def test_bert_attention_opens_on_a_head_with_a_visible_pattern():
+    """The default layer and head of the embedded model attend mostly to the previous token."""
+    import numpy as np
+
+    loaded, _ = get_model("bert", BERT, "")
+    view = bert_tab.compute_attention(loaded, bert_tab.DEFAULT_TEXT)
+    matrix = np.asarray(view.data["head_attention"])
+    words = range(2, matrix.shape[0] - 1)  # after [CLS] and the first word, before [SEP]
+    assert (view.data["layer"], view.data["head"]) == (bert_tab.DEFAULT_LAYER, bert_tab.DEFAULT_HEAD)
+    assert np.mean([matrix[i, i - 1] for i in words]) > 0.5

@@ -59,13 +59,13 @@ def test_bert_attention_redraws_on_slider_release_without_a_click(page, app_url)
     page.wait_for_selector("text=Transformer Playground", timeout=30_000)
     page.get_by_role("tab", name="Attention", exact=True).first.click()
     page.wait_for_timeout(1500)  # the sliders are refitted to the model when the view opens
-    layers = int(page.locator("#bert-attention-layer input[type=range]").get_attribute("max"))
+    layers = int(page.locator("#bert-layer input[type=range]").get_attribute("max"))
     assert layers >= 2
-    _click_slider_at(page, "#bert-attention-layer", 0.999)
+    _click_slider_at(page, "#bert-layer", 0.999)
     page.wait_for_selector("#bert-attention-head .gtitle", timeout=TIMEOUT)
     page.wait_for_function(f"document.querySelector('#bert-attention-head .gtitle').textContent"
                            f".startsWith('Layer {layers}, head 1')", timeout=TIMEOUT)
-    _click_slider_at(page, "#bert-attention-layer", 0.001)
+    _click_slider_at(page, "#bert-layer", 0.001)
     page.wait_for_function("document.querySelector('#bert-attention-head .gtitle').textContent"
                            ".startsWith('Layer 1, head 1')", timeout=TIMEOUT)
     assert page.locator(TOAST).count() == 0
@@ -164,6 +164,7 @@ def test_a_link_reopens_the_same_tab_model_and_inputs(page, app_url, browser):
 def test_keyboard_moves_between_tabs_and_a_slider_answers_on_key_release(page, app_url):
     page.goto(app_url)
     page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)  # the page script is installed
     bert = page.get_by_role("tab", name="BERT", exact=True)
     bert.focus()
     page.keyboard.press("ArrowRight")
@@ -174,8 +175,11 @@ def test_keyboard_moves_between_tabs_and_a_slider_answers_on_key_release(page, a
     page.keyboard.press("ArrowLeft")
     page.get_by_role("tab", name="Attention", exact=True).first.click()
     page.wait_for_timeout(1500)
-    page.locator("#bert-attention-layer input[type=range]").focus()
-    page.keyboard.press("ArrowRight")
+    slider = page.locator("#bert-layer input[type=range]")
+    start = int(slider.input_value())
+    slider.focus()
+    page.keyboard.press("ArrowLeft" if start > 1 else "ArrowRight")
+    expected = start - 1 if start > 1 else start + 1
     page.wait_for_function("(document.querySelector('#bert-attention-head .gtitle') || {}).textContent"
-                           "?.startsWith('Layer 2, head 1')", timeout=TIMEOUT)
+                           f"?.startsWith('Layer {expected}, head 1')", timeout=TIMEOUT)
     assert page.locator(TOAST).count() == 0
