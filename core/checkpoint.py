@@ -4,7 +4,8 @@ Every tensor in a checkpoint file is either consumed by a rule or ignored on pur
 else is an error, as are shape mismatches (nanoGPT asserts the same when it loads GPT-2). Real Hub files
 differ from what `save_pretrained` writes today, and all of these load: keys without the base-model prefix
 (`h.0.attn...` rather than `transformer.h.0...`), LayerNorm `gamma`/`beta`, tied output embeddings absent
-from the file, and sharded safetensors with an index. Weights are read from safetensors only.
+from the file, T5's embedding stored as `shared.weight` and/or per stack (`encoder.embed_tokens.weight`),
+and sharded safetensors with an index. Weights are read from safetensors only.
 
 The app loads what strangers name, on a shared server, so a load proves each step cheap before it takes the
 next: config.json alone (sizes in bounds, family as asked), the parameter count it implies and the weight
@@ -28,10 +29,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .config import ModelSpec, read_config
+from .config import EncoderDecoderConfig, ModelSpec, read_config
 from .hub import (CHECKPOINT_FILES, PLAN_FILES, CheckpointError, display_name, fetch_files, local_folder, megabytes,
                   snapshot_repo)
-from .model import CLIP, Transformer
+from .model import CLIP, EncoderDecoder, Transformer
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,12 @@ class Rule:
     """One core tensor built from one or more checkpoint tensors.
 
     kind: "copy"; "concat" (BERT-style separate q/k/v stacked into the core's fused qkv); "transpose"
-    (GPT-2's Conv1D stores weights in-by-out). `extra_dims` leading singleton dimensions in the checkpoint
-    (ViT's cls_token is (1, 1, C)). `base` rules live under the base-model prefix (`bert.`, `transformer.`).
+    (GPT-2's Conv1D stores weights in-by-out); "any" (one tensor that checkpoints store under one or more of
+    the names, T5's embedding: the first present is read, the others are copies and are not). `extra_dims`
+    leading singleton dimensions in the checkpoint (ViT's cls_token is (1, 1, C)). `base` rules live under
+    the base-model prefix (`bert.`, `transformer.`). `tie`: the core tensor this one shares when the
+    checkpoint lacks it (T5's lm_head: absent in original T5, tied to the embedding; its own in v1.1), as
+    `transformers` decides.
     """
 
     core: str
@@ -50,6 +55,7 @@ class Rule:
     kind: str = "copy"
     extra_dims: int = 0
     base: bool = True
+    tie: str = ""
 
 
 def _linear(core: str, source: str, kind: str = "copy", base: bool = True) -> list[Rule]:
@@ -177,11 +183,48 @@ def _clip_rules(text_layers: int, vision_layers: int) -> list[Rule]:
             Rule("logit_scale", ("logit_scale",))]
 
 
+def _t5_attention_rules(core: str, src: str) -> list[Rule]:
+    return [Rule(f"{core}.qkv.weight", tuple(f"{src}.{x}.weight" for x in "qkv"), "concat"),
+            Rule(f"{core}.out.weight", (f"{src}.o.weight",))]
+
+
+def _t5_stack_rules(core: str, src: str, config) -> list[Rule]:
+    """One T5 stack: block.i.layer.0 is self-attention, then (decoder) layer.1 cross-attention, then the MLP."""
+    table = f"{src}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"  # T5 keeps it in the first layer
+    rules = [Rule(f"{core}position_bias.table.weight", (table,)),
+             Rule(f"{core}final_norm.weight", (f"{src}.final_layer_norm.weight",))]
+    mlp_index = 2 if config.cross_attention else 1
+    for i in range(config.num_layers):
+        layer, block = f"{core}layers.{i}", f"{src}.block.{i}.layer"
+        dense = f"{block}.{mlp_index}.DenseReluDense"
+        fc1 = (f"{dense}.wi_0.weight", f"{dense}.wi_1.weight") if config.gated_mlp else (f"{dense}.wi.weight",)
+        rules += [*_t5_attention_rules(f"{layer}.attn", f"{block}.0.SelfAttention"),
+                  Rule(f"{layer}.norm1.weight", (f"{block}.0.layer_norm.weight",)),
+                  Rule(f"{layer}.mlp.fc1.weight", fc1, "concat"),
+                  Rule(f"{layer}.mlp.fc2.weight", (f"{dense}.wo.weight",)),
+                  Rule(f"{layer}.norm2.weight", (f"{block}.{mlp_index}.layer_norm.weight",))]
+        if config.cross_attention:
+            rules += [*_t5_attention_rules(f"{layer}.cross_attn", f"{block}.1.EncDecAttention"),
+                      Rule(f"{layer}.norm_cross.weight", (f"{block}.1.layer_norm.weight",))]
+    return rules
+
+
+def _t5_rules(config) -> list[Rule]:
+    if not isinstance(config, EncoderDecoderConfig):  # T5EncoderModel
+        return [Rule("embed.tokens.weight", ("shared.weight", "encoder.embed_tokens.weight"), "any"),
+                *_t5_stack_rules("", "encoder", config)]
+    return [Rule("shared.weight", ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
+                 "any"),
+            *_t5_stack_rules("encoder.", "encoder", config.encoder),
+            *_t5_stack_rules("decoder.", "decoder", config.decoder),
+            Rule("lm_head.weight", ("lm_head.weight",), tie="shared.weight")]
+
+
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
 # A CLIP tower saved alone: transformers 5 writes a CLIPTextModel's keys bare, and a ...WithProjection's under
 # text_model./vision_model. beside the projection; older CLIPTextModel files (Stable Diffusion's) use it too.
 PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
-            "clip_text": "text_model.", "clip_vision": "vision_model."}
+            "clip_text": "text_model.", "clip_vision": "vision_model.", "t5": ""}
 
 # Tensors that checkpoints carry and the core deliberately does not use, with the reason.
 IGNORED = {
@@ -194,6 +237,13 @@ IGNORED = {
     "clip": [(r"position_ids$", "position index buffer, recomputed")],
     "clip_text": [(r"position_ids$", "position index buffer, recomputed")],
     "clip_vision": [(r"position_ids$", "position index buffer, recomputed")],
+    "t5": [(r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",
+            "cross-attention has no position bias; older checkpoints carry an unused table")],
+}
+# Further tensors ignored by one architecture only.
+IGNORED_BY_ARCHITECTURE = {
+    "T5EncoderModel": [(r"^(decoder|lm_head)\.", "the decoder and head of a full T5 checkpoint; the encoder "
+                                                  "model reads the encoder only, as transformers does")],
 }
 
 
@@ -201,6 +251,8 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
     c = spec.config
     if spec.family == "clip":
         return _clip_rules(c.text.num_layers, c.vision.num_layers)
+    if spec.family == "t5":
+        return _t5_rules(c)
     if spec.family in ("clip_text", "clip_vision"):
         tower = _clip_text_rules if spec.family == "clip_text" else _clip_vision_rules
         projection = "text_projection" if spec.family == "clip_text" else "visual_projection"
@@ -231,8 +283,13 @@ def fit_optional_parts(spec: ModelSpec, names) -> ModelSpec:
     return dataclasses.replace(spec, config=dataclasses.replace(config, **changes)) if changes else spec
 
 
-def build_model(spec: ModelSpec) -> Transformer | CLIP:
-    model = CLIP(spec.config) if spec.family == "clip" else Transformer(spec.config)
+def build_model(spec: ModelSpec) -> Transformer | CLIP | EncoderDecoder:
+    if spec.family == "clip":
+        model = CLIP(spec.config)
+    elif isinstance(spec.config, EncoderDecoderConfig):
+        model = EncoderDecoder(spec.config)
+    else:
+        model = Transformer(spec.config)
     model.spec = spec
     return model
 
@@ -387,7 +444,7 @@ class Step:
 
 
 def plan_checkpoint(spec: ModelSpec, stored: dict[str, StoredTensor], expected: dict[str, torch.Tensor],
-                    tied: set[str]) -> list[Step]:
+                    tied: dict[str, str]) -> list[Step]:
     """Map checkpoint tensors onto the core's names from their headers alone; account for every tensor,
     check every shape. Nothing is read: a tensor the core does not know, or of the wrong shape, is refused
     before a byte of it is in memory, and tensors ignored on purpose are never read.
@@ -411,15 +468,26 @@ def plan_checkpoint(spec: ModelSpec, stored: dict[str, StoredTensor], expected: 
             for source in rule.sources:
                 remaining.pop(source, None)  # equal to the embeddings when present; the tie is made on load
             continue
-        if not all(present):
+        if rule.kind == "any":
+            if not any(present):
+                raise CheckpointError(f"checkpoint lacks {' or '.join(rule.sources)} (needed for {rule.core})")
+            found = [s for s, here in zip(rule.sources, present) if here]
+            parts = [remaining.pop(found[0])]
+            for copy in found[1:]:
+                # The same tensor stored again under another name: transformers ties it, so it is not read.
+                if tuple(remaining.pop(copy).shape) != tuple(parts[0].shape):
+                    raise CheckpointError(f"{copy} and {found[0]} differ in shape; the core shares one "
+                                          f"embedding ({rule.core})")
+        elif not all(present):
             missing = [s for s, here in zip(rule.sources, present) if not here]
             raise CheckpointError(f"checkpoint lacks {', '.join(missing)} (needed for {rule.core})")
-        parts = tuple(remaining.pop(s) for s in rule.sources)
+        else:
+            parts = [remaining.pop(s) for s in rule.sources]
         if _converted_shape(rule, [p.shape for p in parts]) != tuple(expected[rule.core].shape):
             raise CheckpointError(f"shape of {rule.sources[0]} is {parts[0].shape}; the config implies "
                                   f"{tuple(expected[rule.core].shape)} for {rule.core}")
-        steps.append(Step(rule, parts))
-    for pattern, reason in IGNORED[spec.family]:
+        steps.append(Step(rule, tuple(parts)))
+    for pattern, reason in IGNORED[spec.family] + IGNORED_BY_ARCHITECTURE.get(spec.architecture, []):
         for key in [k for k in remaining if re.search(pattern, k)]:
             log.debug("ignoring %s: %s", key, reason)
             remaining.pop(key)
@@ -428,7 +496,7 @@ def plan_checkpoint(spec: ModelSpec, stored: dict[str, StoredTensor], expected: 
     if unused_parts:
         log.info("%s does not use %d checkpoint tensors (%s ...)", spec.architecture, len(unused_parts),
                  unused_parts[0])
-    missing = set(expected) - {step.rule.core for step in steps} - tied
+    missing = set(expected) - {step.rule.core for step in steps} - set(tied)
     if missing:
         raise CheckpointError(f"checkpoint lacks tensors for {sorted(missing)[:8]}")
     return steps
@@ -471,11 +539,32 @@ def materialize(steps: list[Step], expected: dict[str, torch.Tensor], dtype=None
     return state
 
 
-def tied_names(model) -> set[str]:
+def tied_names(model) -> dict[str, str]:
+    """Core tensors that are always another core tensor under a second name: {name: the tensor's name}."""
+    if isinstance(model, EncoderDecoder):  # one embedding for both stacks
+        return {"encoder.embed.tokens.weight": "shared.weight", "decoder.embed.tokens.weight": "shared.weight"}
     config = getattr(model, "config", None)
     if getattr(config, "tie_word_embeddings", False) and config.task in ("masked_lm", "causal_lm"):
-        return {"lm_head.weight"}
-    return set()
+        return {"lm_head.weight": "embed.tokens.weight"}
+    return {}
+
+
+def absent_ties(spec: ModelSpec, checkpoint_names) -> dict[str, str]:
+    """Core tensors that share another because the checkpoint lacks their own (a rule's `tie`)."""
+    prefix = PREFIXES[spec.family]
+    present = {_normalise(name, prefix) for name in checkpoint_names}
+    return {rule.core: rule.tie for rule in rules_for(spec)
+            if rule.tie and not any(source in present for source in rule.sources)}
+
+
+def _share_tied(model, state: dict[str, torch.Tensor]) -> None:
+    """Names that held one tensor in `state` become one Parameter again after an assigning load (tied weights)."""
+    owners: dict[int, str] = {}
+    for name, value in state.items():
+        owner = owners.setdefault(id(value), name)
+        if owner != name:
+            module_name, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(module_name), attribute, model.get_parameter(owner))
 
 
 def load_model(source, device=None, dtype=None, check_spec=None, max_bytes=None):
@@ -543,6 +632,7 @@ def _plan_load(source, dtype, check_spec, max_bytes):
             model = build_model(spec)
         expected = dict(model.state_dict())
         tied = tied_names(model)
+    tied = {**tied, **absent_ties(spec, stored)}  # T5's lm_head when the file has none of its own
     try:
         steps = plan_checkpoint(spec, stored, expected, tied)
     except CheckpointError as error:
@@ -557,12 +647,11 @@ def _plan_load(source, dtype, check_spec, max_bytes):
 def _load_model(source, device, dtype, check_spec, max_bytes):
     folder, spec, model, expected, tied, steps = _plan_load(source, dtype, check_spec, max_bytes)
     state = materialize(steps, expected, dtype)
-    for name in tied:
-        state[name] = state["embed.tokens.weight"]
+    for name, shared in tied.items():
+        state[name] = state[shared]
     model.load_state_dict(state, assign=True)
+    _share_tied(model, state)  # tied names one Parameter again, as before the load
     del state
-    if tied:
-        model.lm_head.weight = model.embed.tokens.weight  # one Parameter again, as before the load
     model.folder = folder
     model.eval().requires_grad_(False)
     if device is not None or dtype is not None:
@@ -586,6 +675,8 @@ def save_model(model, folder, config_json: dict) -> None:
         if rule.core not in core_state or rule.core in tied:
             continue
         value = core_state[rule.core]
+        if rule.tie and value.data_ptr() == core_state[rule.tie].data_ptr():
+            continue  # tied: transformers ties it again when the file lacks it
         if rule.kind == "concat":
             parts = value.chunk(len(rule.sources), dim=0)
         elif rule.kind == "transpose":
