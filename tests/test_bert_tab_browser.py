@@ -1,6 +1,7 @@
 """The BERT tab in a real browser: every main button works with its defaults, plots render, no error toast,
 no console error, nothing leaves the machine. Screenshots go to screenshots/bert-<view>.png."""
 
+from app import bert_tab
 from tests.conftest import SCREENSHOTS
 
 # (sub-tab title, its panel id, button id, note id, plots expected in the panel once it has run, screenshot)
@@ -82,7 +83,8 @@ def test_attention_shows_the_layer_and_head_asked_for(page, app_url):
     _open_bert(page, app_url)
     _run(page, "Attention", "bert-view-attention", "bert-attention-button", "bert-note-attention", 3)
     before = _heatmap(page, 0)
-    assert before["title"].startswith("Layer 1, head 1")
+    assert before["title"].startswith(f"Layer {bert_tab.DEFAULT_LAYER}, head {bert_tab.DEFAULT_HEAD}")
+    assert (bert_tab.DEFAULT_LAYER, bert_tab.DEFAULT_HEAD) != (3, 2)  # so asking for 3, 2 must change the plot
     panel = page.locator("#bert-view-attention")
     for label, value in (("Layer", 3), ("Head", 2)):
         field = panel.get_by_label(f"number input for {label}")
