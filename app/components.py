@@ -11,6 +11,7 @@ import gradio as gr
 
 from app.models import MODELS, PRESETS, Loaded, availability, preset_names
 from core import CheckpointError
+from core.config import SIZE_BOUNDS
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,18 @@ log = logging.getLogger(__name__)
 # in a slot of their own. Light helpers (pickers, sliders, resets) keep Gradio's default.
 VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
 STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
+# The Learn tab's live training runs are long (up to a minute) and use a core each: one at a time, in a group
+# of their own, so they never hold up the views or the generations.
+LEARN = {"concurrency_id": "learn", "concurrency_limit": 1}
 
 # Upper bounds of the layer, head and position (patch) sliders as declared, which is what Gradio checks a value
 # from the API against before a handler runs: those of the largest model a tab may load (the loader's bounds on
 # a config), not of the model the page opened with, which refused layer 10 of a 24-layer custom model. Handlers
 # clamp to the model actually used and say so; the page narrows what it shows to its own model (fit_on_open).
-API_MAX_LAYERS = 128
-API_MAX_HEADS = 512
-API_MAX_POSITIONS = 1_048_576
+_LOADER_BOUNDS = {pattern: high for pattern, _, high in SIZE_BOUNDS}
+API_MAX_LAYERS = _LOADER_BOUNDS["layers"]
+API_MAX_HEADS = _LOADER_BOUNDS["heads"]
+API_MAX_POSITIONS = _LOADER_BOUNDS["positions"]
 
 
 def fit_on_open(fit, outputs) -> None:
@@ -72,8 +77,9 @@ def default_choice(family: str) -> str:
     with `preload_from_hub`, a lecturer with `--download`), so students meet a model that knows real text and
     photos; otherwise the embedded one, which always works offline."""
     presets = PRESETS[family]
-    if len(presets) > 1 and availability(presets[1], online=False) == "cached":
-        return presets[1].name
+    hub = next((p for p in presets if not p.embedded), None)  # the family's main Hub model comes first of them
+    if hub is not None and availability(hub, online=False) == "cached":
+        return hub.name
     return presets[0].name
 
 

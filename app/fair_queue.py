@@ -7,8 +7,8 @@ plain HTTP `/call/<endpoint>`) before Gradio admits it, and refuses it with HTTP
 when its visitor already has `pending_per_visitor()` events in the queue. A visitor is a browser page or a
 `gradio_client` client (Gradio's session hash); a request that names no session counts against its address.
 
-What it bounds is a greedy page or script; one that makes up a new session for every request is bounded only
-by the page's queue bound, as before.
+What it bounds is a greedy page or script; one that makes up a new session (or forwarded address) for every
+request is bounded only by the page's queue bound, as before.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections import Counter
 from app.housekeeping import whole_number_setting
 
 # Waiting or running events per visitor. A page rarely has more than a few in flight (picking a model starts
-# three small ones, and a generation may stream while a view runs); 8 leaves room for that, and six greedy
-# visitors would still leave the default queue of 48 full.
+# three small ones, and a generation may stream while a view runs); 8 leaves room for that, while it takes six
+# greedy visitors together to fill the default queue of 48.
 PENDING_PER_VISITOR = 8
 REFUSED_STATUS = 429  # Too Many Requests: the page shows the detail in its error toast
 

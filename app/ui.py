@@ -1,4 +1,4 @@
-"""Assembles the page: header, presenter-mode switch, and one tab per model family plus Compare.
+"""Assembles the page: header, presenter-mode switch, one tab per model family, Compare and Learn.
 
 Each tab module builds its own part from core calls (`build()`, which returns an `app.lecture.Shared`: the
 inputs a link restores, the pace sliders presenter mode sets); this module only places them, and wires what the
@@ -11,10 +11,11 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, lecture, vit_tab
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, lecture, vit_tab
 from app.fair_queue import FairQueue
 
-TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
+TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("head", head_tab),
+        ("compare", compare_tab), ("learn", learn_tab)]
 
 # Shared look and presenter mode live in app.lecture, so that every tab (and a new one) uses the same.
 CSS = lecture.CSS

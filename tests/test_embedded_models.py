@@ -117,9 +117,37 @@ def test_clip_matches_transformers():
     assert torch.equal(model.pooled_text(ids, position_of)[:, 0].long(), first_eos)
 
 
+HEAD_CLASSES = {"tiny-bert-sentiment": transformers.BertForSequenceClassification,
+                "tiny-bert-ner": transformers.BertForTokenClassification,
+                "tiny-bert-qa": transformers.BertForQuestionAnswering}
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_CLASSES))
+def test_fine_tuned_heads_match_transformers(name):
+    tokenizer = load_tokenizer(folder(name))
+    encoding = tokenizer.backend.encode("where are the keys ?", "anna smith sees the keys on the table in new york .")
+    ids, types = torch.tensor([encoding.ids]), torch.tensor([encoding.type_ids])
+    reference = hf_model(HEAD_CLASSES[name], name)
+    with torch.no_grad():
+        ref = reference(input_ids=ids, token_type_ids=types)
+        out = load_model(folder(name))(ids, token_type_ids=types)
+    if name == "tiny-bert-qa":
+        assert max_difference(ref.start_logits, out.start_logits) < TOLERANCE
+        assert max_difference(ref.end_logits, out.end_logits) < TOLERANCE
+    else:
+        assert max_difference(ref.logits, out.logits) < TOLERANCE
+        labels = grammar.SENTIMENT_LABELS if name == "tiny-bert-sentiment" else grammar.ENTITY_LABELS
+        assert [reference.config.id2label[i] for i in range(len(labels))] == list(labels)
+    # The encoder was fine-tuned from tiny-bert's, not drawn anew: its word embeddings stay close to it.
+    base = load_model(folder("tiny-bert")).embed.tokens.weight
+    tuned = load_model(folder(name)).embed.tokens.weight
+    assert torch.nn.functional.cosine_similarity(base, tuned, dim=-1).mean() > 0.9
+
+
 def test_configs_name_standard_architectures():
     expected = {"tiny-bert": ("BertForMaskedLM", "bert"), "tiny-gpt": ("GPT2LMHeadModel", "gpt2"),
-                "tiny-vit": ("ViTForImageClassification", "vit"), "tiny-clip": ("CLIPModel", "clip")}
+                "tiny-vit": ("ViTForImageClassification", "vit"), "tiny-clip": ("CLIPModel", "clip"),
+                **{name: (cls.__name__, "bert") for name, cls in HEAD_CLASSES.items()}}
     for name, (architecture, model_type) in expected.items():
         config = transformers.AutoConfig.from_pretrained(folder(name))
         assert config.architectures == [architecture] and config.model_type == model_type
@@ -142,6 +170,11 @@ CHANCE = {
     ("tiny-vit", "position_grid_rate"): 0.70,
     ("tiny-clip", "zero_shot_accuracy"): 0.017,  # 48 colour-shape prompts: 1/48
     ("tiny-clip", "unseen_combo_accuracy"): 0.0,
+    # The fine-tuned heads (merged later, not measured with an untrained model yet): two balanced sentiment
+    # classes give 0.5; a head that finds no entity scores F1 0; a random span is almost never the exact answer.
+    ("tiny-bert-sentiment", "accuracy"): 0.5,
+    ("tiny-bert-ner", "entity_f1"): 0.0,
+    ("tiny-bert-qa", "exact_match"): 0.0,
 }
 BARS = {
     ("tiny-bert", "mask_accuracy"): 0.90,
@@ -151,6 +184,9 @@ BARS = {
     ("tiny-vit", "position_grid_rate"): 0.85,
     ("tiny-clip", "zero_shot_accuracy"): 0.80,
     ("tiny-clip", "unseen_combo_accuracy"): 0.80,
+    ("tiny-bert-sentiment", "accuracy"): 0.95,
+    ("tiny-bert-ner", "entity_f1"): 0.90,
+    ("tiny-bert-qa", "exact_match"): 0.85,
 }
 
 

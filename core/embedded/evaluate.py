@@ -22,6 +22,11 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
     tiny-clip  zero_shot_accuracy: pictures of the training colour/shape combinations, each ranked against
                "a {colour} {shape}" for all 48 combinations; unseen_combo_accuracy: the same for pictures of
                `HELD_OUT_COMBOS`, which training never showed.
+    tiny-bert-sentiment  accuracy on held-out sentences with a polarity (`grammar.sentiment_examples`).
+    tiny-bert-ner        entity-level F1 (span and type exact, CoNLL) and per-word accuracy on held-out
+                         sentences with people and places; each word's label is read from its first piece.
+    tiny-bert-qa         exact_match: the best span (start <= end, inside the passage, start + end logit
+                         highest) is exactly the answer's tokens, on held-out passages and questions.
 """
 
 from __future__ import annotations
@@ -38,11 +43,11 @@ from ..generate import generate
 from ..tokenizer import load_tokenizer
 from . import grammar, shapes
 from .pixels import pixel_values, read_processor_config
-from .train import DEFAULT_ROOT, END_OF_TEXT
+from .train import DEFAULT_ROOT, END_OF_TEXT, HEAD_NAMES
 
 SIZES = {
-    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200},
-    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240},
+    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000},
+    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200},
 }
 VERB_NUMBER = {
     form: number
@@ -164,6 +169,17 @@ def evaluate_clip(folder: Path, n: int) -> dict:
             "images": n, "prompts": len(prompts)}
 
 
+@torch.inference_mode()
+def evaluate_head(folder: Path, name: str, n: int) -> dict:
+    from .heads import TASKS
+
+    task = TASKS[name]
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    examples = task.examples(n, grammar.EVAL_SEED, "held_out")
+    metrics = task.metric(model, examples, tokenizer)  # one padded batch: a few hundred short rows
+    return {**{k: round(v, 4) for k, v in metrics.items()}, "examples": n}
+
+
 def evaluate(root: Path | str | None = None, small: bool = False, names=None) -> dict:
     """Metrics of every shipped model under `root` (default assets/models), as one JSON-ready dict."""
     root = Path(root or DEFAULT_ROOT)
@@ -174,6 +190,7 @@ def evaluate(root: Path | str | None = None, small: bool = False, names=None) ->
         "tiny-gpt": lambda: evaluate_gpt(root / "tiny-gpt", size["samples"], size["sentences"]),
         "tiny-vit": lambda: evaluate_vit(root / "tiny-vit", size["images"]),
         "tiny-clip": lambda: evaluate_clip(root / "tiny-clip", size["clip_images"]),
+        **{name: (lambda name=name: evaluate_head(root / name, name, size["head"])) for name in HEAD_NAMES},
     }
     out = {}
     for name, job in jobs.items():
