@@ -52,6 +52,12 @@ PRESETS: dict[str, list[Preset]] = {
         Preset("tiny-vit (embedded)", "tiny-vit", True, "ViT on 64x64 shapes, 8x8 patches"),
         Preset("google/vit-base-patch16-224", "google/vit-base-patch16-224", about="ViT-B/16, ImageNet-1k"),
     ],
+    "t5": [
+        Preset("tiny-t5 (embedded)", "tiny-t5", True,
+               "3+3-layer T5 trained here: toy translation and span corruption"),
+        Preset("t5-small", "t5-small", about="original T5 small, 60M parameters (Raffel et al., 2020)"),
+        Preset("google/flan-t5-small", "google/flan-t5-small", about="T5 v1.1 small, instruction-tuned (FLAN)"),
+    ],
     "clip": [
         Preset("tiny-clip (embedded)", "tiny-clip", True, "CLIP trained here on captioned shapes"),
         Preset("openai/clip-vit-base-patch32", "openai/clip-vit-base-patch32", about="CLIP ViT-B/32"),
@@ -98,13 +104,14 @@ def availability(preset: Preset, online: bool | None = None) -> str:
 def _open(folder_or_repo: str | Path, name: str, family: str) -> Loaded:
     model = load_model(folder_or_repo)
     tokenizer = processor = None
-    if family in ("bert", "gpt", "clip"):
+    if family in ("bert", "gpt", "clip", "t5"):
         tokenizer = load_tokenizer(folder_or_repo)
     if family in ("vit", "clip"):
         from core.images import load_image_processor
 
         processor = load_image_processor(folder_or_repo)
-    expected = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit",), "clip": ("clip",)}[family]
+    expected = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit",), "clip": ("clip",),
+                "t5": ("t5",)}[family]
     if model.spec.family not in expected:
         raise CheckpointError(f"{name} is a {model.spec.architecture}; this tab needs a {family.upper()} model")
     return Loaded(name=name, model=model, tokenizer=tokenizer, processor=processor)

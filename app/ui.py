@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, vit_tab
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, t5_tab, vit_tab
 
-TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
+TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("t5", t5_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
 
 # Presenter mode: larger type and higher contrast for a projector; plotly's inline font sizes are overridden.
 CSS = """
