@@ -4,7 +4,8 @@ Every tensor in a checkpoint file is either consumed by a rule or ignored on pur
 else is an error, as are shape mismatches (nanoGPT asserts the same when it loads GPT-2). Real Hub files
 differ from what `save_pretrained` writes today, and all of these load: keys without the base-model prefix
 (`h.0.attn...` rather than `transformer.h.0...`), LayerNorm `gamma`/`beta`, tied output embeddings absent
-from the file, and sharded safetensors with an index. Weights are read from safetensors only.
+from the file, T5's embedding stored as `shared.weight` and/or per stack (`encoder.embed_tokens.weight`),
+and sharded safetensors with an index. Weights are read from safetensors only.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .config import ModelSpec, read_config
+from .config import EncoderDecoderConfig, ModelSpec, read_config
 from .hub import CheckpointError, local_folder
-from .model import CLIP, Transformer
+from .model import CLIP, EncoderDecoder, Transformer
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,11 @@ class Rule:
     """One core tensor built from one or more checkpoint tensors.
 
     kind: "copy"; "concat" (BERT-style separate q/k/v stacked into the core's fused qkv); "transpose"
-    (GPT-2's Conv1D stores weights in-by-out). `extra_dims` leading singleton dimensions in the checkpoint
-    (ViT's cls_token is (1, 1, C)). `base` rules live under the base-model prefix (`bert.`, `transformer.`).
+    (GPT-2's Conv1D stores weights in-by-out); "same" (one tensor that checkpoints store under any of the
+    names, T5's embedding: those present must be equal). `extra_dims` leading singleton dimensions in the
+    checkpoint (ViT's cls_token is (1, 1, C)). `base` rules live under the base-model prefix (`bert.`,
+    `transformer.`). `tie`: the core tensor this one shares when the checkpoint lacks it or holds an equal
+    copy (T5's lm_head, tied to the embedding in original T5, its own in v1.1), as `transformers` decides.
     """
 
     core: str
@@ -40,6 +44,7 @@ class Rule:
     kind: str = "copy"
     extra_dims: int = 0
     base: bool = True
+    tie: str = ""
 
 
 def _linear(core: str, source: str, kind: str = "copy", base: bool = True) -> list[Rule]:
@@ -157,8 +162,46 @@ def _clip_rules(text_layers: int, vision_layers: int) -> list[Rule]:
             Rule("logit_scale", ("logit_scale",))]
 
 
+def _t5_attention_rules(core: str, src: str) -> list[Rule]:
+    return [Rule(f"{core}.qkv.weight", tuple(f"{src}.{x}.weight" for x in "qkv"), "concat"),
+            Rule(f"{core}.out.weight", (f"{src}.o.weight",))]
+
+
+def _t5_stack_rules(core: str, src: str, config) -> list[Rule]:
+    """One T5 stack: block.i.layer.0 is self-attention, then (decoder) layer.1 cross-attention, then the MLP."""
+    table = f"{src}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"  # T5 keeps it in the first layer
+    rules = [Rule(f"{core}position_bias.table.weight", (table,)),
+             Rule(f"{core}final_norm.weight", (f"{src}.final_layer_norm.weight",))]
+    mlp_index = 2 if config.cross_attention else 1
+    for i in range(config.num_layers):
+        layer, block = f"{core}layers.{i}", f"{src}.block.{i}.layer"
+        dense = f"{block}.{mlp_index}.DenseReluDense"
+        fc1 = (f"{dense}.wi_0.weight", f"{dense}.wi_1.weight") if config.gated_mlp else (f"{dense}.wi.weight",)
+        rules += [*_t5_attention_rules(f"{layer}.attn", f"{block}.0.SelfAttention"),
+                  Rule(f"{layer}.norm1.weight", (f"{block}.0.layer_norm.weight",)),
+                  Rule(f"{layer}.mlp.fc1.weight", fc1, "concat"),
+                  Rule(f"{layer}.mlp.fc2.weight", (f"{dense}.wo.weight",)),
+                  Rule(f"{layer}.norm2.weight", (f"{block}.{mlp_index}.layer_norm.weight",))]
+        if config.cross_attention:
+            rules += [*_t5_attention_rules(f"{layer}.cross_attn", f"{block}.1.EncDecAttention"),
+                      Rule(f"{layer}.norm_cross.weight", (f"{block}.1.layer_norm.weight",))]
+    return rules
+
+
+def _t5_rules(config) -> list[Rule]:
+    if not isinstance(config, EncoderDecoderConfig):  # T5EncoderModel
+        return [Rule("embed.tokens.weight", ("shared.weight", "encoder.embed_tokens.weight"), "same"),
+                *_t5_stack_rules("", "encoder", config)]
+    return [Rule("shared.weight", ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
+                 "same"),
+            *_t5_stack_rules("encoder.", "encoder", config.encoder),
+            *_t5_stack_rules("decoder.", "decoder", config.decoder),
+            Rule("lm_head.weight", ("lm_head.weight",), tie="shared.weight")]
+
+
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
-PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": ""}
+PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
+            "t5": ""}
 
 # Tensors that checkpoints carry and the core deliberately does not use, with the reason.
 IGNORED = {
@@ -170,6 +213,13 @@ IGNORED = {
     "gpt2": [(r"h\.\d+\.attn\.(masked_)?bias$", "causal mask buffer; the core builds masks on the fly")],
     "vit": [(r"embeddings\.mask_token$", "masked-image-modelling token, unused for classification")],
     "clip": [(r"position_ids$", "position index buffer, recomputed")],
+    "t5": [(r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",
+            "cross-attention has no position bias; older checkpoints carry an unused table")],
+}
+# Further tensors ignored by one architecture only.
+IGNORED_BY_ARCHITECTURE = {
+    "T5EncoderModel": [(r"^(decoder|lm_head)\.", "the decoder and head of a full T5 checkpoint; the encoder "
+                                                  "model reads the encoder only, as transformers does")],
 }
 
 
@@ -177,12 +227,19 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
     c = spec.config
     if spec.family == "clip":
         return _clip_rules(c.text.num_layers, c.vision.num_layers)
+    if spec.family == "t5":
+        return _t5_rules(c)
     builders = {"bert": _bert_rules, "distilbert": _distilbert_rules, "gpt2": _gpt2_rules, "vit": _vit_rules}
     return builders[spec.family](c.num_layers)
 
 
-def build_model(spec: ModelSpec) -> Transformer | CLIP:
-    model = CLIP(spec.config) if spec.family == "clip" else Transformer(spec.config)
+def build_model(spec: ModelSpec) -> Transformer | CLIP | EncoderDecoder:
+    if spec.family == "clip":
+        model = CLIP(spec.config)
+    elif isinstance(spec.config, EncoderDecoderConfig):
+        model = EncoderDecoder(spec.config)
+    else:
+        model = Transformer(spec.config)
     model.spec = spec
     return model
 
@@ -266,7 +323,8 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
     """Map checkpoint tensors onto the core's names; account for every tensor, check every shape.
 
     `expected` holds the core's tensors (for names and shapes); `tied` names core tensors that share
-    storage with the input embeddings and may be absent from the file.
+    storage with the input embeddings and may be absent from the file. A tensor that a rule's `tie` shares
+    is the same object in the returned state as the one it shares.
     """
     prefix = PREFIXES[spec.family]
     remaining = {_normalise(key, prefix): value for key, value in tensors.items()}
@@ -284,10 +342,22 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
             for source in rule.sources:
                 remaining.pop(source, None)  # equal to the embeddings when present; the tie is made on load
             continue
-        if not all(present):
+        if rule.tie and not any(present):
+            state[rule.core] = state[rule.tie]
+            continue
+        if rule.kind == "same":
+            if not any(present):
+                raise CheckpointError(f"checkpoint lacks {' or '.join(rule.sources)} (needed for {rule.core})")
+            named = {s: remaining.pop(s) for s, here in zip(rule.sources, present) if here}
+            parts = list(named.values())
+            if any(not torch.equal(parts[0], other) for other in parts[1:]):
+                raise CheckpointError(f"checkpoint holds different tensors for {', '.join(named)}, which are one "
+                                      f"embedding ({rule.core})")
+        elif not all(present):
             missing = [s for s, here in zip(rule.sources, present) if not here]
             raise CheckpointError(f"checkpoint lacks {', '.join(missing)} (needed for {rule.core})")
-        parts = [remaining.pop(s) for s in rule.sources]
+        else:
+            parts = [remaining.pop(s) for s in rule.sources]
         if rule.kind == "concat":
             value = torch.cat(parts, dim=0)
         elif rule.kind == "transpose":
@@ -299,8 +369,10 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
         if value.shape != expected[rule.core].shape:
             raise CheckpointError(f"shape of {rule.sources[0]} is {tuple(parts[0].shape)}; the config implies "
                                   f"{tuple(expected[rule.core].shape)} for {rule.core}")
+        if rule.tie and torch.equal(value, state[rule.tie]):
+            value = state[rule.tie]  # an equal copy: share one tensor, as transformers ties it
         state[rule.core] = value.contiguous()
-    for pattern, reason in IGNORED[spec.family]:
+    for pattern, reason in IGNORED[spec.family] + IGNORED_BY_ARCHITECTURE.get(spec.architecture, []):
         for key in [k for k in remaining if re.search(pattern, k)]:
             log.debug("ignoring %s: %s", key, reason)
             remaining.pop(key)
@@ -309,17 +381,30 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
     if unused_parts:
         log.info("%s does not use %d checkpoint tensors (%s ...)", spec.architecture, len(unused_parts),
                  unused_parts[0])
-    missing = set(expected) - set(state) - tied
+    missing = set(expected) - set(state) - set(tied)
     if missing:
         raise CheckpointError(f"checkpoint lacks tensors for {sorted(missing)[:8]}")
     return state
 
 
-def tied_names(model) -> set[str]:
+def tied_names(model) -> dict[str, str]:
+    """Core tensors that are always another core tensor under a second name: {name: the tensor's name}."""
+    if isinstance(model, EncoderDecoder):  # one embedding for both stacks
+        return {"encoder.embed.tokens.weight": "shared.weight", "decoder.embed.tokens.weight": "shared.weight"}
     config = getattr(model, "config", None)
     if getattr(config, "tie_word_embeddings", False) and config.task in ("masked_lm", "causal_lm"):
-        return {"lm_head.weight"}
-    return set()
+        return {"lm_head.weight": "embed.tokens.weight"}
+    return {}
+
+
+def _share_tied(model, state: dict[str, torch.Tensor]) -> None:
+    """Names that held one tensor in `state` become one Parameter again after an assigning load (tied weights)."""
+    owners: dict[int, str] = {}
+    for name, value in state.items():
+        owner = owners.setdefault(id(value), name)
+        if owner != name:
+            module_name, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(module_name), attribute, model.get_parameter(owner))
 
 
 def load_model(source, device=None, dtype=None):
@@ -339,11 +424,10 @@ def load_model(source, device=None, dtype=None):
     expected = {name: value for name, value in model.state_dict().items()}
     tied = tied_names(model)
     state = convert_checkpoint(spec, tensors, expected, tied)
-    for name in tied:
-        state[name] = state["embed.tokens.weight"]
+    for name, source in tied.items():
+        state[name] = state[source]
     model.load_state_dict(state, assign=True)
-    if tied:
-        model.lm_head.weight = model.embed.tokens.weight  # one Parameter again, as before the load
+    _share_tied(model, state)
     model.folder = folder
     model.eval().requires_grad_(False)
     if device is not None or dtype is not None:
@@ -367,6 +451,8 @@ def save_model(model, folder, config_json: dict) -> None:
         if rule.core not in core_state or rule.core in tied:
             continue
         value = core_state[rule.core]
+        if rule.tie and value.data_ptr() == core_state[rule.tie].data_ptr():
+            continue  # tied: transformers ties it again when the file lacks it
         if rule.kind == "concat":
             parts = value.chunk(len(rule.sources), dim=0)
         elif rule.kind == "transpose":

@@ -1,8 +1,9 @@
 """Frozen configs for every family, read from a checkpoint's `config.json`.
 
-BERT, DistilBERT, GPT-2, ViT and the two CLIP towers are one architecture with different settings (where the
-LayerNorm sits, which GELU, which mask, which embeddings); `TransformerConfig` names those settings, in the
-spirit of nanoGPT's `GPTConfig`. `config_from_json` is the only place that reads `config.json`, and it reads
+BERT, DistilBERT, GPT-2, ViT, the two CLIP towers and T5's two stacks are one architecture with different
+settings (where the norm sits and which norm, which activation, which mask, which positions, whether a block
+also attends to an encoder); `TransformerConfig` names those settings, in the spirit of nanoGPT's `GPTConfig`
+and litgpt's `Config`. `config_from_json` is the only place that reads `config.json`, and it reads
 the architecture from the "architectures" field rather than guessing it from tensor shapes.
 """
 
@@ -30,6 +31,8 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "ViTModel": ("vit", "base"),
     "ViTForImageClassification": ("vit", "image_classification"),
     "CLIPModel": ("clip", "contrastive"),
+    "T5ForConditionalGeneration": ("t5", "seq2seq_lm"),
+    "T5EncoderModel": ("t5", "base"),
 }
 
 # Names that checkpoints use for activations -> the three (plus ReLU) the block implements.
@@ -40,6 +43,7 @@ ACTIVATIONS = {
     "gelu_fast": "gelu_tanh",
     "quick_gelu": "quick_gelu",
     "relu": "relu",
+    "silu": "silu",
 }
 
 
@@ -47,17 +51,17 @@ ACTIVATIONS = {
 class TransformerConfig:
     """One transformer stack with its embeddings and head."""
 
-    family: str  # bert | distilbert | gpt2 | vit | clip_text | clip_vision
+    family: str  # bert | distilbert | gpt2 | vit | clip_text | clip_vision | t5_encoder | t5_decoder
     task: str  # base | masked_lm | causal_lm | sequence_classification | ... | image_classification
     hidden_size: int
     num_layers: int
     num_heads: int
     intermediate_size: int
-    activation: str  # gelu | gelu_tanh | quick_gelu | relu
+    activation: str  # gelu | gelu_tanh | quick_gelu | relu | silu
     layer_norm_eps: float
     norm_first: bool  # pre-LN (GPT-2, ViT, CLIP) or post-LN (BERT, DistilBERT)
     causal: bool
-    max_positions: int = 0
+    max_positions: int = 0  # learned absolute positions; 0 = none (T5 uses relative position buckets)
     vocab_size: int = 0
     type_vocab_size: int = 0  # BERT segment embeddings; 0 = none
     embedding_norm: bool = False  # LayerNorm right after the embeddings (BERT, DistilBERT)
@@ -66,6 +70,15 @@ class TransformerConfig:
     final_norm_cls_only: bool = False  # CLIP vision applies it to the pooled [CLS] only
     pooler: bool = False  # BERT/ViT dense+tanh on [CLS]
     attn_scale_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx
+    # T5 (Raffel et al., 2020): its parts, each usable on its own
+    norm: str = "layer"  # layer | rms (T5: scale only, no mean subtracted, no bias)
+    bias: bool = True  # biases in the attention and MLP projections (T5 has none)
+    head_dim: int = 0  # per-head size when it is not hidden_size / num_heads (T5's d_kv); 0 = that quotient
+    scale_attention: bool = True  # divide scores by sqrt(head size); T5 folds it into its initialisation
+    relative_attention_buckets: int = 0  # T5 relative position bias buckets; 0 = none
+    relative_attention_max_distance: int = 128  # distances beyond this share the last bucket
+    gated_mlp: bool = False  # activation(x W0) * (x W1) before the output projection (T5 v1.1's gated GELU)
+    cross_attention: bool = False  # each block also attends to an encoder's output (a seq2seq decoder)
     # vision
     image_size: int = 0
     patch_size: int = 0
@@ -81,7 +94,12 @@ class TransformerConfig:
 
     @property
     def head_size(self) -> int:
-        return self.hidden_size // self.num_heads
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def attention_size(self) -> int:
+        """Width of the concatenated heads, which T5 lets differ from hidden_size."""
+        return self.num_heads * self.head_size
 
     @property
     def grid_size(self) -> int:
@@ -99,13 +117,32 @@ class CLIPConfig:
 
 
 @dataclass(frozen=True)
+class EncoderDecoderConfig:
+    """An encoder stack and a decoder stack sharing one token embedding (T5)."""
+
+    encoder: TransformerConfig
+    decoder: TransformerConfig
+    vocab_size: int
+    # Original T5 ties the output projection to the embeddings and rescales the decoder's output by
+    # d_model**-0.5 before it; T5 v1.1 / FLAN-T5 has its own lm_head and no rescaling.
+    scale_decoder_output: bool = True
+    decoder_start_token_id: int = 0
+    pad_token_id: int | None = 0
+    eos_token_id: int | None = 1
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.hidden_size
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What `config.json` says: the architecture name and the parsed config."""
 
     architecture: str
     family: str
     task: str
-    config: TransformerConfig | CLIPConfig
+    config: TransformerConfig | CLIPConfig | EncoderDecoderConfig
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -208,6 +245,47 @@ def _clip(raw: dict) -> CLIPConfig:
                       eos_token_id=text["eos_token_id"])
 
 
+def _t5_feed_forward(raw: dict) -> tuple[str, bool]:
+    """T5's `feed_forward_proj`: "relu" (original) or "gated-gelu" (v1.1, FLAN-T5), "gated-silu", ..."""
+    name = raw.get("feed_forward_proj", "relu")
+    parts = name.split("-")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+        raise ValueError(f"unsupported T5 feed_forward_proj {name!r}")
+    # transformers reads "gated-gelu" as the tanh approximation (gelu_new), as the original code computed it.
+    activation = "gelu_new" if name == "gated-gelu" else parts[-1]
+    return _activation(activation), len(parts) == 2
+
+
+def _t5_stack(raw: dict, decoder: bool) -> TransformerConfig:
+    activation, gated = _t5_feed_forward(raw)
+    layers = (raw.get("num_decoder_layers") or raw["num_layers"]) if decoder else raw["num_layers"]
+    eos = raw.get("eos_token_id", 1)
+    return TransformerConfig(
+        family="t5_decoder" if decoder else "t5_encoder", task="base", hidden_size=raw["d_model"],
+        num_layers=layers, num_heads=raw["num_heads"], intermediate_size=raw["d_ff"], activation=activation,
+        layer_norm_eps=raw.get("layer_norm_epsilon", 1e-6), norm_first=True, causal=decoder,
+        vocab_size=raw["vocab_size"], final_norm=True, norm="rms", bias=False, head_dim=raw["d_kv"],
+        scale_attention=False, relative_attention_buckets=raw.get("relative_attention_num_buckets", 32),
+        relative_attention_max_distance=raw.get("relative_attention_max_distance", 128), gated_mlp=gated,
+        cross_attention=decoder, pad_token_id=raw.get("pad_token_id", 0),
+        eos_token_id=eos[0] if isinstance(eos, list) else eos,
+    )
+
+
+def _t5(raw: dict, task: str) -> TransformerConfig | EncoderDecoderConfig:
+    if task == "base":  # T5EncoderModel
+        return _t5_stack(raw, decoder=False)
+    # transformers 5 writes scale_decoder_outputs; older configs say tie_word_embeddings: false for v1.1.
+    scale = raw.get("scale_decoder_outputs", raw.get("tie_word_embeddings", True) is not False)
+    encoder, decoder = _t5_stack(raw, decoder=False), _t5_stack(raw, decoder=True)
+    return EncoderDecoderConfig(
+        encoder=encoder, decoder=decoder, vocab_size=raw["vocab_size"], scale_decoder_output=bool(scale),
+        decoder_start_token_id=next(t for t in (raw.get("decoder_start_token_id"), decoder.pad_token_id, 0)
+                                    if t is not None), pad_token_id=decoder.pad_token_id,
+        eos_token_id=decoder.eos_token_id,
+    )
+
+
 def config_from_json(raw: dict) -> ModelSpec:
     """Parse a `config.json` dict; unsupported architectures raise ValueError naming what is supported."""
     names = raw.get("architectures") or []
@@ -217,7 +295,7 @@ def config_from_json(raw: dict) -> ModelSpec:
         raise ValueError(f"unsupported architecture {names or raw.get('model_type')!r}; supported: {supported}")
     architecture = known[0]
     family, task = ARCHITECTURES[architecture]
-    builders = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "vit": _vit}
+    builders = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "vit": _vit, "t5": _t5}
     config = _clip(raw) if family == "clip" else builders[family](raw, task)
     return ModelSpec(architecture=architecture, family=family, task=task, config=config, raw=raw)
 

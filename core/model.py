@@ -1,11 +1,14 @@
-"""One transformer for every family: BERT, DistilBERT, GPT-2, ViT and both CLIP towers.
+"""One transformer for every family: BERT, DistilBERT, GPT-2, ViT, both CLIP towers and both T5 stacks.
 
 "Attention Is All You Need" (Vaswani et al., 2017) gives the block; the families differ only by the settings
-in `TransformerConfig` (LayerNorm before or after each sublayer, which GELU, causal or bidirectional mask,
-text or patch embeddings), as in openai/CLIP's single `Transformer` class and timm's `Block`. Attention
-probabilities are computed explicitly only when asked for (`output_attentions=True`); otherwise the fused
-`scaled_dot_product_attention` kernel runs. Parameter names here are the core's own: `core.checkpoint` maps
-each checkpoint's names onto them.
+in `TransformerConfig` (LayerNorm before or after each sublayer, which norm, which activation, causal or
+bidirectional mask, learned or relative positions, text or patch embeddings), as in openai/CLIP's single
+`Transformer` class and timm's `Block`. T5 (Raffel et al., 2020) adds parts that its config selects: RMS
+norm, relative position buckets, unscaled scores, a gated feed-forward, and cross-attention, which is the
+same attention module with keys and values taken from the encoder's output. `EncoderDecoder` holds two
+`Transformer` stacks, as `CLIP` holds two towers. Attention probabilities are computed explicitly only when
+asked for (`output_attentions=True`); otherwise the fused `scaled_dot_product_attention` kernel runs.
+Parameter names here are the core's own: `core.checkpoint` maps each checkpoint's names onto them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CLIPConfig, TransformerConfig
+from .config import CLIPConfig, EncoderDecoderConfig, TransformerConfig
 
 
 def quick_gelu(x: torch.Tensor) -> torch.Tensor:
@@ -30,6 +33,7 @@ ACTIVATION_FUNCTIONS = {
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "quick_gelu": quick_gelu,
     "relu": F.relu,
+    "silu": F.silu,
 }
 
 
@@ -44,6 +48,19 @@ class ModelOutput:
     pooler_output: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class Seq2SeqOutput:
+    """Mirrors `transformers`' Seq2SeqLMOutput: the decoder's logits, and what each stack saw."""
+
+    logits: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -65,33 +82,43 @@ class Linear(nn.Linear):
     each thread its own block: about 20 GB/s. The view shares the weight's storage; nothing is copied.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
+        """`outputs` computes only those output features: a cross-attention's query, or its keys and values."""
+        weight, bias = self.weight, self.bias
+        if outputs is not None:
+            weight, bias = weight[outputs], bias[outputs] if bias is not None else None
+        out_features = weight.shape[0]
         threads = torch.get_num_threads()
         one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
-        if threads < 2 or not one_cpu_row or not self.weight.is_contiguous():
-            return super().forward(x)
-        rows = self.out_features - self.out_features % threads  # a remainder (GPT-2's 50257) is done apart
+        if threads < 2 or not one_cpu_row or not weight.is_contiguous():
+            return F.linear(x, weight, bias)
+        rows = out_features - out_features % threads  # a remainder (GPT-2's 50257) is done apart
         # (threads, 1, in) @ (threads, in, rows / threads): each block is x @ W_block^T, as nn.Linear computes.
-        blocks = self.weight[:rows].view(threads, rows // threads, self.in_features).transpose(1, 2)
+        blocks = weight[:rows].view(threads, rows // threads, self.in_features).transpose(1, 2)
         row = x.reshape(1, 1, -1).expand(threads, -1, -1)
-        if self.bias is None:
+        if bias is None:
             y = torch.bmm(row, blocks).view(1, rows)
         else:
-            y = torch.baddbmm(self.bias[:rows].view(threads, 1, -1), row, blocks).view(1, rows)
-        if rows < self.out_features:
-            rest = self.bias[rows:] if self.bias is not None else None
-            y = torch.cat([y, F.linear(x.reshape(1, -1), self.weight[rows:], rest)], dim=1)
-        return y.view(x.shape[:-1] + (self.out_features,))
+            y = torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks).view(1, rows)
+        if rows < out_features:
+            rest = bias[rows:] if bias is not None else None
+            y = torch.cat([y, F.linear(x.reshape(1, -1), weight[rows:], rest)], dim=1)
+        return y.view(x.shape[:-1] + (out_features,))
 
 
 class KVCache:
-    """Keys and values of every layer, preallocated once for the whole generation and filled in place."""
+    """Keys and values of every layer, preallocated once for the whole generation and filled in place.
+
+    A seq2seq decoder also keeps each layer's cross-attention keys and values of the encoder's output in
+    `cross`: they depend on the input only, so they are projected at the first step and reused after.
+    """
 
     def __init__(self, config: TransformerConfig, batch: int, max_length: int, device=None, dtype=None):
         shape = (config.num_layers, batch, config.num_heads, max_length, config.head_size)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0  # positions already stored; advanced by the model after each forward
+        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * config.num_layers
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.length + k.shape[2]
@@ -100,23 +127,47 @@ class KVCache:
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, config: TransformerConfig, layer_index: int):
+class Attention(nn.Module):
+    """Multi-head attention of a sequence over itself or, with `is_cross`, over an encoder's output (`memory`).
+
+    Cross-attention is the same computation with keys and values projected from elsewhere (the original
+    Transformer's encoder-decoder attention), so both use one fused (q, k, v) projection: self-attention
+    applies all of it to x; cross-attention applies the query rows to x and the key/value rows to memory.
+    """
+
+    def __init__(self, config: TransformerConfig, layer_index: int, is_cross: bool = False):
         super().__init__()
-        self.num_heads = config.num_heads
-        self.qkv = Linear(config.hidden_size, 3 * config.hidden_size)
-        self.out = Linear(config.hidden_size, config.hidden_size)
-        self.scale = 1.0 / math.sqrt(config.head_size)
+        self.num_heads, self.head_size = config.num_heads, config.head_size
+        width = config.attention_size
+        self.qkv = Linear(config.hidden_size, 3 * width, bias=config.bias)
+        self.out = Linear(width, config.hidden_size, bias=config.bias)
+        # T5 does not divide by sqrt(head size): its initialisation of the query weights does it instead.
+        self.scale = 1.0 / math.sqrt(config.head_size) if config.scale_attention else 1.0
         if config.attn_scale_by_layer:
             self.scale /= layer_index + 1
         self.layer_index = layer_index
+        self.is_cross = is_cross
+        self.queries, self.keys_values = slice(0, width), slice(width, 3 * width)
 
-    def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None):
-        B, T, C = x.shape
-        # (B, T, 3C) -> 3 x (B, nh, T, hs)
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        if cache is not None:
-            k, v = cache.update(self.layer_index, k, v)
+    def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None, memory=None):
+        B, T, _ = x.shape
+        nh, hs = self.num_heads, self.head_size
+        if self.is_cross:
+            q = self.qkv(x, self.queries).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+            stored = cache.cross[self.layer_index] if cache is not None else None
+            if stored is None:
+                S = memory.shape[1]
+                # (B, S, 2A) -> 2 x (B, nh, S, hs)
+                k, v = self.qkv(memory, self.keys_values).view(B, S, 2, nh, hs).permute(2, 0, 3, 1, 4)
+                if cache is not None:
+                    cache.cross[self.layer_index] = (k, v)
+            else:
+                k, v = stored
+        else:
+            # (B, T, 3A) -> 3 x (B, nh, T, hs)
+            q, k, v = self.qkv(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+            if cache is not None:
+                k, v = cache.update(self.layer_index, k, v)
         probs = None
         if output_attentions:
             scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, Tk)
@@ -126,40 +177,71 @@ class SelfAttention(nn.Module):
             y = probs @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+        y = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, nh, T, hs) -> (B, T, A)
         return self.out(y), probs
 
 
 class MLP(nn.Module):
+    """Two projections around an activation; gated (T5 v1.1, Shazeer 2020 "GLU Variants"): activation(x W0) * x W1.
+
+    The gated form keeps W0 and W1 stacked in `fc1`, so both come out of one product and are split after.
+    """
+
     def __init__(self, config: TransformerConfig):
         super().__init__()
-        self.fc1 = Linear(config.hidden_size, config.intermediate_size)
-        self.fc2 = Linear(config.intermediate_size, config.hidden_size)
+        width = config.intermediate_size
+        self.gated = config.gated_mlp
+        self.fc1 = Linear(config.hidden_size, 2 * width if self.gated else width, bias=config.bias)
+        self.fc2 = Linear(width, config.hidden_size, bias=config.bias)
         self.activation = ACTIVATION_FUNCTIONS[config.activation]
 
     def forward(self, x):
-        return self.fc2(self.activation(self.fc1(x)))
+        h = self.fc1(x)
+        if self.gated:
+            h, gate = h.chunk(2, dim=-1)
+            return self.fc2(self.activation(h) * gate)
+        return self.fc2(self.activation(h))
+
+
+def make_norm(config: TransformerConfig) -> nn.Module:
+    """LayerNorm, or T5's RMS norm: x / sqrt(mean(x^2) + eps) * weight, no mean subtracted, no bias."""
+    if config.norm == "rms":
+        return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
 
 class Block(nn.Module):
-    """Attention and MLP sublayers with residuals; LayerNorm before (pre-LN) or after (post-LN) each."""
+    """Attention, cross-attention (a seq2seq decoder's) and MLP sublayers with residuals; the norm before
+    (pre-LN) or after (post-LN) each."""
 
     def __init__(self, config: TransformerConfig, layer_index: int):
         super().__init__()
         self.norm_first = config.norm_first
-        self.attn = SelfAttention(config, layer_index)
-        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = Attention(config, layer_index)
+        self.norm1 = make_norm(config)
+        self.cross_attn = Attention(config, layer_index, is_cross=True) if config.cross_attention else None
+        self.norm_cross = make_norm(config) if config.cross_attention else None
         self.mlp = MLP(config)
-        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm2 = make_norm(config)
 
-    def forward(self, x, mask=None, is_causal=False, output_attentions=False, cache=None):
+    def _attend(self, norm, attention, x, *arguments):
         if self.norm_first:
-            attended, probs = self.attn(self.norm1(x), mask, is_causal, output_attentions, cache)
-            x = x + attended
-            return x + self.mlp(self.norm2(x)), probs
-        attended, probs = self.attn(x, mask, is_causal, output_attentions, cache)
-        x = self.norm1(x + attended)
-        return self.norm2(x + self.mlp(x)), probs
+            attended, probs = attention(norm(x), *arguments)
+            return x + attended, probs
+        attended, probs = attention(x, *arguments)
+        return norm(x + attended), probs
+
+    def forward(self, x, mask=None, is_causal=False, output_attentions=False, cache=None, memory=None,
+                memory_mask=None):
+        """Returns the new x, the self-attention probabilities and the cross-attention ones (or None)."""
+        x, probs = self._attend(self.norm1, self.attn, x, mask, is_causal, output_attentions, cache)
+        cross_probs = None
+        if self.cross_attn is not None:
+            x, cross_probs = self._attend(self.norm_cross, self.cross_attn, x, memory_mask, False, output_attentions,
+                                          cache, memory)
+        if self.norm_first:
+            return x + self.mlp(self.norm2(x)), probs, cross_probs
+        return self.norm2(x + self.mlp(x)), probs, cross_probs
 
 
 class Embedding(nn.Embedding):
@@ -177,17 +259,18 @@ class TextEmbeddings(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.tokens = Embedding(config.vocab_size, config.hidden_size)
-        self.positions = Embedding(config.max_positions, config.hidden_size)
+        self.positions = Embedding(config.max_positions, config.hidden_size) if config.max_positions else None
         self.token_types = Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.embedding_norm else None
 
     def forward(self, input_ids, token_type_ids=None, past_length: int = 0):
-        T = input_ids.shape[1]
-        if past_length + T > self.positions.num_embeddings:
-            raise ValueError(f"sequence of {past_length + T} tokens exceeds the model's maximum of "
-                             f"{self.positions.num_embeddings}")
-        positions = torch.arange(past_length, past_length + T, device=input_ids.device)
-        x = self.tokens(input_ids) + self.positions(positions)
+        x = self.tokens(input_ids)
+        if self.positions is not None:
+            T = input_ids.shape[1]
+            if past_length + T > self.positions.num_embeddings:
+                raise ValueError(f"sequence of {past_length + T} tokens exceeds the model's maximum of "
+                                 f"{self.positions.num_embeddings}")
+            x = x + self.positions(torch.arange(past_length, past_length + T, device=input_ids.device))
         if self.token_types is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
@@ -215,6 +298,45 @@ class PatchEmbeddings(nn.Module):
         return torch.cat([cls, patches], dim=1) + self.positions
 
 
+class RelativePositionBias(nn.Module):
+    """T5's learned score bias per head for each key-minus-query distance (Raffel et al., 2020, section 2.1).
+
+    Distances are binned: small ones get a bucket each, larger ones share buckets that widen logarithmically
+    up to `max_distance`, beyond which all distances share the last. An encoder's bias tells keys before the
+    query from keys after it (half of the buckets each); a causal decoder's only sees keys before. T5 keeps
+    the table in its first layer and adds the same bias in every layer; here the stack computes it once.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.bidirectional = not config.causal
+        self.num_buckets = config.relative_attention_buckets
+        self.max_distance = config.relative_attention_max_distance
+        self.table = Embedding(self.num_buckets, config.num_heads)
+
+    def buckets(self, relative_position: torch.Tensor) -> torch.Tensor:
+        num_buckets, bucket = self.num_buckets, torch.zeros_like(relative_position)
+        if self.bidirectional:
+            num_buckets //= 2
+            bucket = (relative_position > 0).long() * num_buckets  # keys after the query use the upper half
+            distance = relative_position.abs()
+        else:
+            distance = (-relative_position).clamp(min=0)  # keys after the query are masked anyway
+        exact = num_buckets // 2
+        # Written in the order of mesh-tensorflow's formula, so that floor() lands on the same bucket.
+        widening = exact + (torch.log(distance.float() / exact) / math.log(self.max_distance / exact)
+                            * (num_buckets - exact)).long()
+        widening = widening.clamp(max=num_buckets - 1)
+        return bucket + torch.where(distance < exact, distance, widening)
+
+    def forward(self, query_length: int, key_length: int, past_length: int = 0) -> torch.Tensor:
+        device = self.table.weight.device
+        queries = torch.arange(past_length, past_length + query_length, device=device)[:, None]
+        keys = torch.arange(key_length, device=device)[None, :]
+        bias = self.table(self.buckets(keys - queries))  # (Tq, Tk, nh)
+        return bias.permute(2, 0, 1).unsqueeze(0)  # (1, nh, Tq, Tk)
+
+
 def attention_bias(attention_mask, causal: bool, query_length: int, past_length: int, dtype):
     """Additive mask (B or 1, 1, Tq, Tk): 0 where a query may look, the dtype's minimum where it may not.
 
@@ -234,6 +356,10 @@ def attention_bias(attention_mask, causal: bool, query_length: int, past_length:
     return bias.masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+# Families whose last hidden state is reported after the final norm (the others report it before).
+LAST_HIDDEN_STATE_NORMED = {"gpt2", "t5_encoder", "t5_decoder"}
+
+
 class Transformer(nn.Module):
     """Embeddings, the stack of blocks, and the task head that the config names."""
 
@@ -243,8 +369,9 @@ class Transformer(nn.Module):
         C, eps = config.hidden_size, config.layer_norm_eps
         self.embed = PatchEmbeddings(config) if config.patch_size else TextEmbeddings(config)
         self.pre_norm = nn.LayerNorm(C, eps=eps) if config.pre_norm else None
+        self.position_bias = RelativePositionBias(config) if config.relative_attention_buckets else None
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
-        self.final_norm = nn.LayerNorm(C, eps=eps) if config.final_norm else None
+        self.final_norm = make_norm(config) if config.final_norm else None
         self.pooler = nn.Linear(C, C) if config.pooler else None
         task, family = config.task, config.family
         if task == "masked_lm":
@@ -267,8 +394,11 @@ class Transformer(nn.Module):
         return self.config.id2label
 
     def encode(self, inputs, attention_mask=None, token_type_ids=None, output_attentions=False,
-               output_hidden_states=False, cache: KVCache | None = None):
-        """Run embeddings and blocks; returns (last hidden state, hidden states, attentions)."""
+               output_hidden_states=False, cache: KVCache | None = None, memory=None, memory_mask=None):
+        """Run embeddings and blocks; returns (last hidden state, hidden states, attentions, cross-attentions).
+
+        A seq2seq decoder also takes `memory`, the encoder's output (B, S, C), and its padding mask (B, S).
+        """
         config = self.config
         past = cache.length if cache is not None else 0
         if config.patch_size:
@@ -278,32 +408,41 @@ class Transformer(nn.Module):
         if self.pre_norm is not None:
             x = self.pre_norm(x)
         T = x.shape[1]
-        # The fused kernel's own causal flag is exact and fastest when there is nothing else to mask.
-        simple_causal = config.causal and attention_mask is None and past == 0 and not output_attentions
+        # The fused kernel's own causal flag is exact and fastest when there is nothing else to mask or add.
+        simple_causal = (config.causal and attention_mask is None and past == 0 and not output_attentions
+                         and self.position_bias is None)
         decode_step = config.causal and attention_mask is None and T == 1  # one new query sees every key
         mask = None
         if not (simple_causal or decode_step):
             mask = attention_bias(attention_mask, config.causal, T, past, x.dtype)
             mask = mask.to(x.device) if mask is not None else None
-        hidden_states, attentions = [x], []
+        if self.position_bias is not None:
+            # Added to the scores like the mask, so the two travel together: (B or 1, nh, T, past + T).
+            bias = self.position_bias(T, past + T, past).to(x.dtype)
+            mask = bias if mask is None else mask + bias
+        if memory_mask is not None:
+            memory_mask = attention_bias(memory_mask, False, memory_mask.shape[1], 0, x.dtype).to(x.device)
+        hidden_states, attentions, cross_attentions = [x], [], []
         for block in self.layers:
-            x, probs = block(x, mask, simple_causal, output_attentions, cache)
+            x, probs, cross_probs = block(x, mask, simple_causal, output_attentions, cache, memory, memory_mask)
             hidden_states.append(x)
             attentions.append(probs)
+            cross_attentions.append(cross_probs)
         if cache is not None:
             cache.length += T
         if self.final_norm is not None and not config.final_norm_cls_only:
             x = self.final_norm(x)
-            if config.family == "gpt2":
-                hidden_states[-1] = x  # GPT-2 reports its last hidden state after ln_f; the others before
+            if config.family in LAST_HIDDEN_STATE_NORMED:
+                hidden_states[-1] = x
         return (x, tuple(hidden_states) if output_hidden_states else None,
-                tuple(attentions) if output_attentions else None)
+                tuple(attentions) if output_attentions else None,
+                tuple(cross_attentions) if output_attentions and config.cross_attention else None)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_attentions=False,
                 output_hidden_states=False, pixel_values=None, cache: KVCache | None = None) -> ModelOutput:
         inputs = pixel_values if self.config.patch_size else input_ids
-        x, hidden_states, attentions = self.encode(inputs, attention_mask, token_type_ids, output_attentions,
-                                                   output_hidden_states, cache)
+        x, hidden_states, attentions, _ = self.encode(inputs, attention_mask, token_type_ids, output_attentions,
+                                                      output_hidden_states, cache)
         out = ModelOutput(last_hidden_state=x, hidden_states=hidden_states, attentions=attentions)
         task = self.config.task
         if self.pooler is not None:
@@ -350,13 +489,13 @@ class CLIP(nn.Module):
         return hidden[rows, positions]
 
     def encode_text(self, input_ids, attention_mask=None, output_attentions=False, normalize=True):
-        x, _, attentions = self.text.encode(input_ids, attention_mask, output_attentions=output_attentions)
+        x, _, attentions, _ = self.text.encode(input_ids, attention_mask, output_attentions=output_attentions)
         embeds = self.text_projection(self.pooled_text(input_ids, x))
         embeds = F.normalize(embeds, dim=-1) if normalize else embeds
         return (embeds, attentions) if output_attentions else embeds
 
     def encode_image(self, pixel_values, output_attentions=False, normalize=True):
-        x, _, attentions = self.vision.encode(pixel_values, output_attentions=output_attentions)
+        x, _, attentions, _ = self.vision.encode(pixel_values, output_attentions=output_attentions)
         embeds = self.visual_projection(self.vision.final_norm(x[:, 0]))
         embeds = F.normalize(embeds, dim=-1) if normalize else embeds
         return (embeds, attentions) if output_attentions else embeds
@@ -372,4 +511,61 @@ class CLIP(nn.Module):
         if out.text_embeds is not None and out.image_embeds is not None:
             out.logits_per_text = self.logit_scale.exp() * out.text_embeds @ out.image_embeds.T
             out.logits_per_image = out.logits_per_text.T
+        return out
+
+
+class EncoderDecoder(nn.Module):
+    """T5 (Raffel et al., 2020): a bidirectional encoder reads the input once; a causal decoder writes the
+    output, each of its blocks attending to the encoder's output through cross-attention.
+
+    Both stacks are the core's `Transformer` and share one token embedding (`shared`). Original T5 also ties
+    the output projection to it and scales the decoder's output by d_model**-0.5 first; T5 v1.1 / FLAN-T5
+    has its own `lm_head` and no scaling (`config.scale_decoder_output`).
+    """
+
+    def __init__(self, config: EncoderDecoderConfig):
+        super().__init__()
+        self.config = config
+        self.shared = Embedding(config.vocab_size, config.hidden_size)
+        self.encoder = Transformer(config.encoder)
+        self.decoder = Transformer(config.decoder)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.encoder.embed.tokens.weight = self.shared.weight
+        self.decoder.embed.tokens.weight = self.shared.weight
+
+    def encode(self, input_ids, attention_mask=None, output_attentions=False,
+               output_hidden_states=False) -> ModelOutput:
+        """The encoder alone: run once per input, however many tokens the decoder then writes."""
+        x, hidden_states, attentions, _ = self.encoder.encode(input_ids, attention_mask, None, output_attentions,
+                                                              output_hidden_states)
+        return ModelOutput(last_hidden_state=x, hidden_states=hidden_states, attentions=attentions)
+
+    def decode(self, decoder_input_ids, encoder_hidden_state, attention_mask=None, decoder_attention_mask=None,
+               output_attentions=False, output_hidden_states=False, cache: KVCache | None = None) -> Seq2SeqOutput:
+        """The decoder and the head over an encoded input; `attention_mask` is the input's padding mask.
+
+        With a `cache`, only the new decoder tokens are given; cross-attention keys and values are projected
+        from the encoder's output at the first call and read from the cache after.
+        """
+        x, hidden_states, attentions, cross_attentions = self.decoder.encode(
+            decoder_input_ids, decoder_attention_mask, None, output_attentions, output_hidden_states, cache,
+            memory=encoder_hidden_state, memory_mask=attention_mask)
+        if self.config.scale_decoder_output:
+            x = x * self.config.hidden_size**-0.5
+        return Seq2SeqOutput(logits=self.lm_head(x), decoder_hidden_states=hidden_states,
+                             decoder_attentions=attentions, cross_attentions=cross_attentions)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs: ModelOutput | None = None, output_attentions=False, output_hidden_states=False,
+                cache: KVCache | None = None) -> Seq2SeqOutput:
+        if decoder_input_ids is None:
+            raise ValueError("an encoder-decoder model needs decoder_input_ids (the output written so far, "
+                             "starting with the decoder start token)")
+        if encoder_outputs is None:
+            encoder_outputs = self.encode(input_ids, attention_mask, output_attentions, output_hidden_states)
+        out = self.decode(decoder_input_ids, encoder_outputs.last_hidden_state, attention_mask,
+                          decoder_attention_mask, output_attentions, output_hidden_states, cache)
+        out.encoder_last_hidden_state = encoder_outputs.last_hidden_state
+        out.encoder_hidden_states = encoder_outputs.hidden_states
+        out.encoder_attentions = encoder_outputs.attentions
         return out

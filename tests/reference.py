@@ -20,6 +20,8 @@ def perturb_norms(model: torch.nn.Module, seed: int = 0) -> None:
             if isinstance(module, torch.nn.LayerNorm):
                 module.weight.add_(0.3 * torch.randn(module.weight.shape, generator=generator))
                 module.bias.add_(0.2 * torch.randn(module.bias.shape, generator=generator))
+            if isinstance(module, transformers.models.t5.modeling_t5.T5LayerNorm):  # RMS norm: a weight only
+                module.weight.add_(0.3 * torch.randn(module.weight.shape, generator=generator))
             # Zero-initialised biases would hide a missing bias; give every bias a value.
             if isinstance(module, torch.nn.Linear) and module.bias is not None:
                 module.bias.add_(0.05 * torch.randn(module.bias.shape, generator=generator))
@@ -46,6 +48,19 @@ def gpt2_config(**overrides) -> transformers.GPT2Config:
                   **TEXT_COMMON)
     values.update(overrides)
     return transformers.GPT2Config(**values)
+
+
+def t5_config(generation: str = "v1.1", **overrides) -> transformers.T5Config:
+    """Original T5 (ReLU, embeddings tied to the output with its rescaling) or v1.1 / FLAN-T5 (gated GELU, its
+    own lm_head). Heads of 12 whose concatenation (36) differs from d_model (40), as T5's d_kv allows; few
+    position buckets with a short maximum distance, so that the logarithmic buckets and the last one are used."""
+    values = dict(vocab_size=137, d_model=40, d_kv=12, d_ff=56, num_layers=3, num_decoder_layers=2, num_heads=3,
+                  relative_attention_num_buckets=10, relative_attention_max_distance=24, dropout_rate=0.0,
+                  initializer_factor=1.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                  feed_forward_proj="relu" if generation == "original" else "gated-gelu",
+                  tie_word_embeddings=generation == "original", **TEXT_COMMON)
+    values.update(overrides)
+    return transformers.T5Config(**values)
 
 
 def build(model_class, config, seed: int = 0):
