@@ -267,9 +267,9 @@ def compare_objectives(bert_choice, bert_custom, gpt_choice, gpt_custom, t5_choi
     actual = [i for i in t5.tokenizer.encode(" " + text[start:end]) if i not in t5.tokenizer.special_ids][0]
     top = [(t5_tab.token_text(t5.tokenizer, i), float(p)) for p, i in zip(*[v.tolist() for v in probs.topk(TOP_K)])]
     actual_text = t5_tab.token_text(t5.tokenizer, actual)
-    t5_fig = gfig.step_bars(top, actual_text, float(probs[actual]), f"T5 writes the span back (actual: "
+    t5_fig = tfig.step_bars(top, actual_text, float(probs[actual]), f"T5 writes the span back (actual: "
                             f"{gfig.shown(actual_text)}, p={float(probs[actual]):.3f})", tag="actual",
-                            x_title=f"probability right after {sentinel}")
+                            x_title=f"probability right after {tfig.safe(sentinel)}")
     infill = t5.tokenizer.decode(t5_tab.greedy_output(t5, input_ids, 12), skip_special_tokens=False)
     explanation = (f"**Masked LM (BERT):** `{text[:start]}[MASK]{text[end:]}` → the hidden word, reading both sides.  \n"
                    f"**Next token (GPT):** `{text[:start].rstrip() or '<|endoftext|>'}` ▸ ? — only the left.  \n"

@@ -17,8 +17,29 @@ from app import figures
 from app import gpt_figures as gfig
 
 
+def safe(text: str) -> str:
+    """Plotly reads "<...>" in labels as HTML and drops it; T5's "</s>" and "<extra_id_0>" must stay visible."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_all(tokens: Sequence[str]) -> list[str]:
+    return [safe(t) for t in tokens]
+
+
 def labels(tokens: Sequence[str]) -> list[str]:
-    return figures.unique_labels([gfig.shown(t) for t in tokens])
+    return figures.unique_labels([gfig.shown(safe(t)) for t in tokens])
+
+
+def step_bars(candidates: Sequence[tuple[str, float]], written: str, probability: float, title: str,
+              **options) -> go.Figure:
+    """`gpt_figures.step_bars` with T5's tag-like tokens kept visible."""
+    return gfig.step_bars([(safe(t), p) for t, p in candidates], safe(written), probability, title, **options)
+
+
+def _fit_categories(fig: go.Figure, n_rows: int, n_cols: int) -> None:
+    """Markers on a category heatmap widen plotly's autorange by a band of empty cells; pin the range."""
+    fig.update_yaxes(range=[n_rows - 0.5, -0.5], autorange=False)
+    fig.update_xaxes(range=[-0.5, n_cols - 0.5], autorange=False)
 
 
 def cross_attention(matrix: np.ndarray, output_tokens: Sequence[str], input_tokens: Sequence[str], title: str,
@@ -37,16 +58,21 @@ def cross_attention(matrix: np.ndarray, output_tokens: Sequence[str], input_toke
         fig.add_trace(go.Scatter(x=[cols[j] for _, j in pairs], y=[rows[i] for i, _ in pairs], mode="markers",
                                  marker=dict(symbol="circle-open", size=16, line=dict(width=2.5, color=figures.HIGHLIGHT)),
                                  name="true alignment", hoverinfo="skip", showlegend=True))
-        fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0))
+        fig.update_layout(legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1.0, xanchor="right"))
+        _fit_categories(fig, len(rows), len(cols))
     return fig
 
 
 def self_attention(matrix: np.ndarray, tokens: Sequence[str], title: str, causal: bool) -> go.Figure:
-    return gfig.attention(np.asarray(matrix, dtype=np.float32), list(tokens), title, causal)
+    fig = gfig.attention(np.asarray(matrix, dtype=np.float32), safe_all(tokens), title, causal)
+    if causal and np.shape(fig.data[0].z) == np.shape(matrix):  # the mask's markers widen the axes too
+        _fit_categories(fig, len(tokens), len(tokens))
+    return fig
 
 
 def attention_row(values: Sequence[float], tokens: Sequence[str], title: str, highlight: int | None = None,
                   x_title: str = "attention weight") -> go.Figure:
+    # x_title names the y axis here: the bars stand upright, one per token in reading order.
     """One query's attention over the tokens it may read, as vertical bars in reading order."""
     values = [float(v) for v in values]
     names = labels(tokens)

@@ -26,7 +26,7 @@ from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
 from app.models import MODELS, PRESETS
 from core import t5_analysis
 from core.embedded import grammar, t5_tasks
-from core.generate import sampling_distribution
+from core.generate import generate, sampling_distribution
 
 TITLE = "T5"
 FAMILY = "t5"
@@ -107,7 +107,7 @@ class Heads:
 
     def name(self, decoder: bool = True) -> str:
         layer = self.decoder_layer if decoder else self.encoder_layer
-        return f"layer {layer}, " + ("average of all heads" if self.average else f"head {self.head}")
+        return f"layer {layer}, " + ("mean of heads" if self.average else f"head {self.head}")
 
 
 def heads(model, layer, head, average) -> Heads:
@@ -136,16 +136,14 @@ def alignment_for(loaded, text: str, input_tokens: list[str], output_tokens: lis
     if grammar.parse(english) is None:
         return None
     truth = t5_tasks.translate(english)
-    prefix = len(input_tokens) - 1 - len(english.split())
-    if prefix < 0 or [t.strip() for t in output_tokens[: len(truth.alignment)]] != truth.toy.split()[: len(output_tokens)]:
-        # The model wrote something else: align only as far as its words agree with the reference.
-        agreed = []
-        for written, word, source in zip(output_tokens, truth.toy.split(), truth.alignment):
-            if written.strip() != word:
-                break
-            agreed.append(prefix + source)
-        return agreed or None
-    return [prefix + j for j in truth.alignment]
+    prefix = len(input_tokens) - 1 - len(english.split())  # the task prefix's tokens; </s> ends the input
+    # As far as the model's words agree with the reference translation, each has a known source word.
+    agreed = []
+    for written, word, source in zip(output_tokens, truth.toy.split(), truth.alignment):
+        if written.strip() != word:
+            break
+        agreed.append(prefix + source)
+    return agreed or None
 
 
 # ----- writing ------------------------------------------------------------------------------------------------
@@ -159,42 +157,50 @@ def choose(logits: torch.Tensor, settings: Sampling, generator: torch.Generator)
     return token, probs, logits.float().softmax(-1)
 
 
-def top(tokenizer, probs: torch.Tensor, k: int = NUM_CANDIDATES) -> list[tuple[str, float]]:
-    values, ids = torch.topk(probs, min(k, probs.numel()))
-    return [(token_text(tokenizer, i), float(v)) for i, v in zip(ids.tolist(), values.tolist()) if v > 0]
+def summary_of(tokenizer, index, token, probability, model_probability, candidates, self_row, cross_row,
+               finished) -> dict:
+    """What a view needs to redraw a step later, the attention rows of every layer and head included:
+    self_row (layers, heads, tokens read so far), cross_row (layers, heads, input tokens)."""
+    return dict(index=index, token_id=token, token=token_text(tokenizer, token), probability=probability,
+                model_probability=model_probability,
+                candidates=[(token_text(tokenizer, i), p) for i, p in candidates],
+                self_row=np.asarray(self_row, dtype=np.float32).round(5),
+                cross_row=np.asarray(cross_row, dtype=np.float32).round(5), finished=finished)
 
 
-def step_summary(tokenizer, index, token, probs, model_probs, step: t5_analysis.DecoderStep, finished) -> dict:
-    """What a view needs to redraw a step later, the attention rows of every layer and head included."""
-    return dict(index=index, token_id=token, token=token_text(tokenizer, token), probability=float(probs[token]),
-                model_probability=float(model_probs[token]), candidates=top(tokenizer, probs),
-                self_row=step.self_row.numpy().round(5), cross_row=step.cross_row.numpy().round(5),
-                finished=finished)
+def write(loaded, input_ids, settings: Sampling, max_new_tokens: int):
+    """Stream one summary per new token from the core's seq2seq generation: the encoder reads the input once,
+    the decoder writes with a KV cache, and each step carries its attention rows."""
+    temperature = 0.0 if settings.greedy else settings.temperature
+    stream = generate(loaded.model, input_ids, max_new_tokens, temperature=temperature,
+                      top_k=settings.top_k or None, top_p=settings.top_p, seed=settings.seed,
+                      num_candidates=NUM_CANDIDATES)
+    try:
+        for step in stream:
+            yield summary_of(loaded.tokenizer, step.index, step.token_id, step.probability, step.model_probability,
+                             step.candidates, step.self_attention, step.cross_attention, step.finished)
+    finally:
+        stream.close()
 
 
-def write(loaded, input_ids, settings: Sampling, max_new_tokens: int, start: list[int] | None = None):
-    """Yield one summary per new token: the encoder reads the input once (`model.encode`), then each step
-    re-reads the output so far through the decoder with attention on, so every layer's rows can be shown."""
-    model, tokenizer = loaded.model, loaded.tokenizer
-    encoded = model.encode(torch.tensor([input_ids]))
-    output = list(start or [])
-    generator = torch.Generator().manual_seed(settings.seed + len(output))
-    eos = model.config.eos_token_id
-    for index in range(len(output), len(output) + max_new_tokens):
-        step = t5_analysis.decoder_step(model, input_ids, output, encoded)
-        token, probs, model_probs = choose(step.logits, settings, generator)
-        finished = "eos" if token == eos else "max_new_tokens" if index + 1 == len(start or []) + max_new_tokens else None
-        yield step_summary(tokenizer, index, token, probs, model_probs, step, finished)
-        if finished:
-            return
-        output.append(token)
+def next_step(loaded, input_ids, written: list[int], settings: Sampling) -> dict:
+    """One more token after `written`, for step mode: the decoder re-reads the whole output so far (so a
+    history survives any change of sampling settings), with a fresh seed per step as the GPT tab does."""
+    step = t5_analysis.decoder_step(loaded.model, input_ids, written)
+    generator = torch.Generator().manual_seed(settings.seed + len(written))
+    token, probs, model_probs = choose(step.logits, settings, generator)
+    values, ids = torch.topk(probs, min(NUM_CANDIDATES, probs.numel()))
+    candidates = [(i, v) for i, v in zip(ids.tolist(), values.tolist()) if v > 0]
+    finished = "eos" if token == loaded.model.config.eos_token_id else None
+    return summary_of(loaded.tokenizer, len(written), token, float(probs[token]), float(model_probs[token]),
+                      candidates, step.self_row, step.cross_row, finished)
 
 
 def step_bars(summary: dict, number: int, total: int | None = None):
     of = f" of {total}" if total else ""
-    title = (f"Step {number}{of}: wrote {gfig.shown(summary['token'])} (p={summary['probability']:.3f}; "
-             f"model's own p={summary['model_probability']:.3f})")
-    return gfig.step_bars(summary["candidates"], summary["token"], summary["probability"], title)
+    title = (f"Step {number}{of}: wrote {gfig.shown(summary['token'])} (p={summary['probability']:.3f}, "
+             f"model's {summary['model_probability']:.3f})")
+    return tfig.step_bars(summary["candidates"], summary["token"], summary["probability"], title)
 
 
 def written_tokens(steps: list[dict]) -> list[str]:
@@ -209,14 +215,14 @@ def step_views(steps: list[dict], number: int, input_tokens: list[str], choice: 
     decoder_tokens = ["<start>"] + written_tokens(steps)[: number - 1]
     self_row = choice.pick(np.asarray(summary["self_row"]))
     cross_row = choice.pick(np.asarray(summary["cross_row"]))
-    self_fig = tfig.attention_row(self_row, decoder_tokens, f"Step {number}: decoder self-attention "
-                                  f"({choice.name()}) over the output so far")
-    cross_fig = tfig.attention_row(cross_row, input_tokens, f"Step {number}: cross-attention ({choice.name()}) "
-                                   "over the input tokens")
+    self_fig = tfig.attention_row(self_row, decoder_tokens, f"Step {number}: reads its own output so far",
+                                  x_title=f"self-attention ({choice.name()})")
+    cross_fig = tfig.attention_row(cross_row, input_tokens, f"Step {number}: reads the input",
+                                   x_title=f"cross-attention ({choice.name()})")
     matrix = np.stack([choice.pick(np.asarray(s["cross_row"])) for s in steps[:number]])
     rows = written_tokens(steps)[:number]
-    grid = tfig.cross_attention(matrix, rows, input_tokens, f"Cross-attention, one row per written token "
-                                f"({choice.name()})", alignment=alignment[:number] if alignment else None)
+    grid = tfig.cross_attention(matrix, rows, input_tokens, f"Cross-attention, {choice.name()}",
+                                alignment=alignment[:number] if alignment else None)
     return bars, self_fig, cross_fig, grid
 
 
@@ -300,7 +306,7 @@ def t5_step(choice, custom, text, temperature, top_k, top_p, seed, greedy, layer
                 history, step_slider(history), f"No more steps: {reason}. Press Reset to start again.",
                 model_note(loaded, notes))
     written = [s["token_id"] for s in steps]
-    summary = next(write(loaded, input_ids, settings, 1, start=written))
+    summary = next_step(loaded, input_ids, written, settings)
     history["steps"] = steps = [*steps, summary]
     if summary["token_id"] == loaded.model.config.eos_token_id:
         history["finished"] = "eos"
