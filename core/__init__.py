@@ -5,9 +5,10 @@ The public names mirror `transformers` conventions: `load_model(source)`, `load_
 """
 
 from .checkpoint import load_model, save_model
-from .generate import Step, generate
+from .generate import Seq2SeqStep, Step, generate
 from .hub import CheckpointError
 from .images import load_image_processor
 from .tokenizer import load_tokenizer
 
-__all__ = ["CheckpointError", "Step", "generate", "load_image_processor", "load_model", "load_tokenizer", "save_model"]
+__all__ = ["CheckpointError", "Seq2SeqStep", "Step", "generate", "load_image_processor", "load_model", "load_tokenizer",
+           "save_model"]

@@ -1,9 +1,12 @@
-"""Text tokenizers for the models the playground shows: BERT-style WordPiece, GPT-2 and CLIP byte-level BPE.
+"""Text tokenizers for the models the playground shows: BERT-style WordPiece, GPT-2 and CLIP byte-level BPE,
+and T5's SentencePiece Unigram with its <extra_id_N> sentinels.
 
 `load_tokenizer(source)` opens a local folder or a Hub repo id and returns a `Tokenizer`, a thin wrapper over
 the `tokenizers` library. A folder's `tokenizer.json` is used as it is when present; otherwise the tokenizer is
 assembled from the classic files (`vocab.txt`, or `vocab.json` + `merges.txt`) with the pipeline each model
-family was trained with. The algorithms themselves (WordPiece, BPE) always come from `tokenizers`; this module
+family was trained with (T5's only from its `tokenizer.json`: its `spiece.model` is a SentencePiece file,
+which this module does not read). The algorithms themselves (WordPiece, BPE, Unigram) always come from
+`tokenizers`; this module
 only chooses and wires the pieces, and adds what the app needs on top: readable token pieces with character
 offsets, padded batches that say whether they were truncated, and `save` in a layout `transformers` can open.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +27,8 @@ from tokenizers import Tokenizer as Backend
 
 from .hub import TOKENIZER_FILES, CheckpointError, local_folder
 
-WORDPIECE, GPT2_BPE, CLIP_BPE = "wordpiece", "gpt2-bpe", "clip-bpe"
-KINDS = (WORDPIECE, GPT2_BPE, CLIP_BPE)
+WORDPIECE, GPT2_BPE, CLIP_BPE, UNIGRAM = "wordpiece", "gpt2-bpe", "clip-bpe", "unigram"
+KINDS = (WORDPIECE, GPT2_BPE, CLIP_BPE, UNIGRAM)
 
 _KIND_BY_MODEL_TYPE = {
     "bert": WORDPIECE,
@@ -32,6 +36,7 @@ _KIND_BY_MODEL_TYPE = {
     "gpt2": GPT2_BPE,
     "clip": CLIP_BPE,
     "clip_text_model": CLIP_BPE,
+    "t5": UNIGRAM,
 }
 # tokenizer_config.json names the class that wrote it; a folder saved without config.json still says its kind.
 _KIND_BY_TOKENIZER_CLASS = {
@@ -39,11 +44,13 @@ _KIND_BY_TOKENIZER_CLASS = {
     "DistilBertTokenizer": WORDPIECE,
     "GPT2Tokenizer": GPT2_BPE,
     "CLIPTokenizer": CLIP_BPE,
+    "T5Tokenizer": UNIGRAM,
 }
 _TOKENIZER_CLASS_BY_KIND = {
     WORDPIECE: "BertTokenizerFast",
     GPT2_BPE: "GPT2TokenizerFast",
     CLIP_BPE: "CLIPTokenizerFast",
+    UNIGRAM: "T5Tokenizer",
 }
 
 SPECIAL_ROLES = ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token", "bos_token", "eos_token")
@@ -63,8 +70,12 @@ _DEFAULT_SPECIALS = {
         "eos_token": "<|endoftext|>",
         "pad_token": "<|endoftext|>",
     },
+    # T5 ends every text with </s>; <pad> doubles as the decoder's start token.
+    UNIGRAM: {"unk_token": "<unk>", "pad_token": "<pad>", "eos_token": "</s>"},
 }
-_DEFAULT_MAX_LENGTH = {WORDPIECE: 512, GPT2_BPE: 512, CLIP_BPE: 77}
+_DEFAULT_MAX_LENGTH = {WORDPIECE: 512, GPT2_BPE: 512, CLIP_BPE: 77, UNIGRAM: 512}
+_METASPACE = "\u2581"  # SentencePiece's "▁": the space that starts a word
+_SENTINEL = re.compile(r"<extra_id_(\d+)>")
 # transformers writes a huge sentinel (1e30) when a tokenizer has no length limit of its own.
 _MAX_SENSIBLE_LENGTH = 1_000_000
 
@@ -273,6 +284,13 @@ class Tokenizer:
     def unk_token_id(self) -> int | None:
         return self._special_id("unk_token")
 
+    @property
+    def sentinel_tokens(self) -> tuple[str, ...]:
+        """T5's span-corruption sentinels in order: <extra_id_0>, <extra_id_1>, ... (empty for other kinds)."""
+        numbered = [(int(m.group(1)), token) for token in self.backend.get_vocab(with_added_tokens=True)
+                    if (m := _SENTINEL.fullmatch(token))]
+        return tuple(token for _, token in sorted(numbered))
+
     # ----- encoding ----------------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
@@ -307,6 +325,8 @@ class Tokenizer:
         if self.kind == WORDPIECE:
             # "##ing" continues the previous word; the UI draws pieces side by side, so the marker goes.
             return piece[2:] if piece.startswith("##") and len(piece) > 2 else piece
+        if self.kind == UNIGRAM:
+            return piece.replace(_METASPACE, " ")
         if self.kind == CLIP_BPE and piece.endswith(_CLIP_END_OF_WORD):
             piece = piece[: -len(_CLIP_END_OF_WORD)]
         return _bytes_piece_to_text(piece)
@@ -372,6 +392,10 @@ class Tokenizer:
             config.update(_wordpiece_options(self.backend))
         if self.kind == GPT2_BPE:
             config["add_prefix_space"] = False
+        if self.kind == UNIGRAM:
+            # Without these, transformers' T5Tokenizer adds 100 sentinels of its own to a vocabulary with fewer.
+            config["extra_ids"] = len(self.sentinel_tokens)
+            config["additional_special_tokens"] = list(self.sentinel_tokens)
         text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
         (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
         return folder
@@ -411,6 +435,8 @@ def _kind_from_backend(backend: Backend) -> str | None:
         return WORDPIECE
     if isinstance(model, models.BPE):
         return CLIP_BPE if model.end_of_word_suffix == _CLIP_END_OF_WORD else GPT2_BPE
+    if isinstance(model, models.Unigram):
+        return UNIGRAM
     return None
 
 
@@ -537,6 +563,11 @@ def load_tokenizer(source: str | os.PathLike) -> Tokenizer:
     tokenizer_json = folder / "tokenizer.json"
     vocab_txt, vocab_json, merges_txt = folder / "vocab.txt", folder / "vocab.json", folder / "merges.txt"
     has_bpe_files = vocab_json.is_file() and merges_txt.is_file()
+    if not tokenizer_json.is_file() and kind in (None, UNIGRAM) and (folder / "spiece.model").is_file():
+        raise CheckpointError(
+            f"{folder} has only spiece.model, a SentencePiece file this app does not read; the T5 tokenizer is "
+            "read from tokenizer.json, which is missing (every T5 repository on the Hub has one: copy it in)."
+        )
 
     if tokenizer_json.is_file():
         try:
@@ -565,6 +596,8 @@ def load_tokenizer(source: str | os.PathLike) -> Tokenizer:
                     f"{folder} has no tokenizer: missing tokenizer.json, vocab.txt, or vocab.json + merges.txt."
                 )
         specials = _special_names(kind, tokenizer_config, special_map)
+        if kind == UNIGRAM:
+            raise CheckpointError(f"{folder} has no tokenizer.json, the only file a T5 tokenizer is read from.")
         if kind == WORDPIECE:
             if not vocab_txt.is_file():
                 raise CheckpointError(f"{folder} has neither tokenizer.json nor vocab.txt (needed for WordPiece).")

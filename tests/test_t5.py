@@ -201,3 +201,193 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
     save_file(tensors, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="lacks shared.weight or encoder.embed_tokens.weight"):
         load_model(folder)
+
+
+# --- generation ------------------------------------------------------------------------------------------
+
+
+def generating_pair(tmp_path, generation: str):
+    """A pair whose greedy output varies: a random original T5 with full-size embeddings mostly repeats the
+    token it was fed (the embedding tied to the output dominates the residual stream), so it is scaled down."""
+    reference = build(transformers.T5ForConditionalGeneration, t5_config(generation))
+    if generation == "original":
+        with torch.no_grad():
+            reference.shared.weight.mul_(0.1)
+    folder = write_t5(reference, tmp_path / f"generating-{generation}", generation, "hub")
+    reference = transformers.T5ForConditionalGeneration.from_pretrained(folder, attn_implementation="eager").eval()
+    return reference, load_model(folder)
+
+
+SOURCE = torch.randint(2, 137, (1, 13), generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_greedy_generate_equals_transformers(generation, tmp_path):
+    reference, model = generating_pair(tmp_path, generation)
+    expected = reference.generate(SOURCE, max_new_tokens=20, do_sample=False)[0].tolist()
+    assert expected[0] == model.config.decoder_start_token_id
+    steps = list(generate(model, SOURCE, max_new_tokens=20, temperature=0))
+    tokens = [s.token_id for s in steps]
+    assert tokens == expected[1:]
+    assert len(set(tokens)) >= 3, tokens  # a sequence that changes, not one token repeated
+    # The v1.1 model writes the end-of-sequence token (1) at its 15th step; the original never does in 20.
+    assert steps[-1].finished == ("eos" if generation == "v1.1" else "max_new_tokens")
+    assert len(steps) == (15 if generation == "v1.1" else 20)
+
+
+def test_cached_decoding_equals_full_recomputation(tmp_path):
+    """Each step's probabilities and attention rows equal one full forward over the whole written sequence;
+    the encoder runs once and each layer projects the input's cross-attention keys and values once."""
+    _, model = generating_pair(tmp_path, "v1.1")
+    calls = {"encoder": 0, "cross_keys_values": 0}
+    encode = model.encoder.encode
+
+    def counting_encode(*args, **kwargs):
+        calls["encoder"] += 1
+        return encode(*args, **kwargs)
+
+    def count_cross_projection(module, args):
+        if len(args) > 1 and args[1] == module_slices[module]:
+            calls["cross_keys_values"] += 1
+
+    model.encoder.encode = counting_encode
+    module_slices = {layer.cross_attn.qkv: layer.cross_attn.keys_values for layer in model.decoder.layers}
+    hooks = [qkv.register_forward_pre_hook(count_cross_projection) for qkv in module_slices]
+    steps = list(generate(model, SOURCE, max_new_tokens=12, temperature=0, eos_token_id=None))
+    for hook in hooks:
+        hook.remove()
+    assert calls == {"encoder": 1, "cross_keys_values": len(model.decoder.layers)}
+    written = [model.config.decoder_start_token_id] + [s.token_id for s in steps]
+    with torch.no_grad():
+        full = model(SOURCE, decoder_input_ids=torch.tensor([written[:-1]]), output_attentions=True)
+    probs = full.logits[0].softmax(-1)
+    for i, step in enumerate(steps):
+        assert abs(step.model_probability - float(probs[i, step.token_id])) < 1e-5
+        assert step.token_id == int(probs[i].argmax())
+        assert step.cross_attention.shape == (2, 3, SOURCE.shape[1])
+        cross = torch.stack([a[0, :, i] for a in full.cross_attentions])
+        own = torch.stack([a[0, :, i, :i + 1] for a in full.decoder_attentions])
+        assert max_difference(step.cross_attention, cross) < 1e-5
+        assert max_difference(step.self_attention, own) < 1e-5
+    # The cache alone, fed in pieces, gives the full forward's logits.
+    cache = KVCache(model.config.decoder, 1, len(written))
+    encoded = model.encode(SOURCE).last_hidden_state
+    ids = torch.tensor([written])
+    pieces = [model.decode(ids[:, :5], encoded, cache=cache).logits]
+    pieces += [model.decode(ids[:, t:t + 1], encoded, cache=cache).logits for t in range(5, len(written) - 1)]
+    assert max_difference(full.logits, torch.cat(pieces, dim=1)) < TOLERANCE
+
+
+def test_seq2seq_sampling_is_seeded_and_attentions_optional(tmp_path):
+    _, model = generating_pair(tmp_path, "v1.1")
+    run = lambda **kw: [s.token_id for s in generate(model, SOURCE, 10, eos_token_id=None, **kw)]  # noqa: E731
+    assert run(temperature=1.0, seed=3) == run(temperature=1.0, seed=3)
+    assert run(temperature=2.0, seed=3) != run(temperature=2.0, seed=4)
+    step = next(generate(model, SOURCE, 3, temperature=0, attentions=False))
+    assert step.cross_attention is None and step.self_attention is None
+    with pytest.raises(ValueError, match="empty"):
+        next(generate(model, [], 3, temperature=0))
+
+
+# --- tokenizer -------------------------------------------------------------------------------------------
+
+TEXTS = ["The quick  brown fox <extra_id_0> over <extra_id_1>.", "translate English to German: Zürich ßtraße 😀",
+         "  leading and trailing  ", "summarize: studies have shown that owning a dog is good for you", "",
+         "Café déjà vu,\tnaïve\ncoöperation!<extra_id_2>"]
+
+
+def write_t5_tokenizer(folder: Path, sentinels: int = 100) -> Path:
+    """A small tokenizer.json shaped like the Hub's T5 ones: Unigram with <pad> </s> <unk> at 0, 1, 2, words
+    split on whitespace and marked with "▁", "</s>" appended, and the sentinels after the vocabulary, highest
+    first (so <extra_id_0> has the last id). NFKC stands in for SentencePiece's precompiled normaliser."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.Unigram())
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    trainer = trainers.UnigramTrainer(vocab_size=150, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>")
+    backend.train_from_iterator([t for t in TEXTS if "extra_id" not in t] * 10 + ["the house is wonderful"] * 10,
+                                trainer)
+    backend.add_special_tokens([f"<extra_id_{i}>" for i in reversed(range(sentinels))])
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                           special_tokens=[("</s>", 1)])
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    folder.mkdir(parents=True, exist_ok=True)
+    backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+         "extra_ids": sentinels, "model_max_length": 512}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def t5_tokenizers(tmp_path_factory):
+    from core import load_tokenizer
+
+    folder = write_t5_tokenizer(tmp_path_factory.mktemp("t5-tokenizer"))
+    return load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def test_tokenizer_round_trips_equal_transformers(t5_tokenizers):
+    ours, theirs = t5_tokenizers
+    pieces = ours.backend.get_vocab_size(with_added_tokens=False)
+    assert ours.kind == "unigram" and ours.vocab_size == len(theirs) == pieces + 100
+    for text in TEXTS:
+        ids = ours.encode(text)
+        assert ids == theirs(text)["input_ids"], text
+        assert ids[-1] == ours.eos_token_id == 1
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+        offsets = theirs(text, return_offsets_mapping=True)["offset_mapping"]
+        tokens = ours.tokenize(text)
+        assert [(t.start, t.end) for t in tokens] == [tuple(o) for o in offsets], text
+        assert [t.id for t in tokens] == ids
+    unseen = "a zebra 🦓"  # characters the tokenizer was not trained on become <unk>, in both
+    assert ours.unk_token_id in ours.encode(unseen) and ours.encode(unseen) == theirs(unseen)["input_ids"]
+
+
+def test_tokenizer_sentinels_batches_and_readable_pieces(t5_tokenizers):
+    ours, theirs = t5_tokenizers
+    assert ours.sentinel_tokens == tuple(f"<extra_id_{i}>" for i in range(100))
+    last = ours.vocab_size - 1
+    assert ours.token_to_id("<extra_id_0>") == theirs.convert_tokens_to_ids("<extra_id_0>") == last
+    assert ours.token_to_id("<extra_id_99>") == theirs.convert_tokens_to_ids("<extra_id_99>") == last - 99
+    assert {ours.token_to_id(t) for t in ours.sentinel_tokens} <= ours.special_ids
+    tokens = ours.tokenize("the house <extra_id_0>")
+    # "▁" is shown as the space it stands for: the pieces read as the text.
+    assert "".join(t.text for t in tokens if not t.special) == " the house"
+    assert all("▁" not in t.text and t.text == t.piece.replace("▁", " ") for t in tokens)
+    assert tokens[-2].special and tokens[-2].text == "<extra_id_0>" and tokens[-1].text == "</s>"
+    ids, mask = ours.batch(TEXTS)
+    expected = theirs(TEXTS, padding=True)
+    assert ids.tolist() == expected["input_ids"] and mask.tolist() == expected["attention_mask"]
+    cut = ours.batch(TEXTS, max_length=8)
+    expected = theirs(TEXTS, padding=True, truncation=True, max_length=8)
+    assert cut.input_ids.tolist() == expected["input_ids"] and cut.any_truncated
+
+
+@pytest.mark.parametrize("sentinels", [100, 7])
+def test_saved_tokenizer_opens_in_transformers(sentinels, tmp_path):
+    from core import load_tokenizer
+
+    ours = load_tokenizer(write_t5_tokenizer(tmp_path / "source", sentinels))
+    ours.save(tmp_path / "saved")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "saved")
+    pieces = ours.backend.get_vocab_size(with_added_tokens=False)
+    assert len(theirs) == ours.vocab_size == pieces + sentinels  # no sentinels added by transformers
+    for text in TEXTS:
+        assert theirs(text)["input_ids"] == ours.encode(text) == load_tokenizer(tmp_path / "saved").encode(text)
+
+
+def test_tokenizer_without_tokenizer_json_names_what_is_missing(tmp_path):
+    from core import load_tokenizer
+
+    (tmp_path / "spiece").mkdir()
+    (tmp_path / "spiece" / "spiece.model").write_bytes(b"\x0a\x05<unk>")
+    with pytest.raises(CheckpointError, match="only spiece.model.*tokenizer.json, which is missing"):
+        load_tokenizer(tmp_path / "spiece")
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(CheckpointError, match="no tokenizer.json, the only file a T5 tokenizer is read from"):
+        load_tokenizer(tmp_path / "config-only")

@@ -482,8 +482,8 @@ def test_missing_files_raise_checkpoint_error(folders, tmp_path):
         load_tokenizer(gpt2)
     other = tmp_path / "other"
     other.mkdir()
-    write_json(other / "config.json", {"model_type": "t5"})
-    with pytest.raises(CheckpointError, match="t5"):
+    write_json(other / "config.json", {"model_type": "bart"})
+    with pytest.raises(CheckpointError, match="bart"):
         load_tokenizer(other)
 
 
