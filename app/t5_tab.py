@@ -215,10 +215,10 @@ def step_views(steps: list[dict], number: int, input_tokens: list[str], choice: 
     decoder_tokens = ["<start>"] + written_tokens(steps)[: number - 1]
     self_row = choice.pick(np.asarray(summary["self_row"]))
     cross_row = choice.pick(np.asarray(summary["cross_row"]))
-    self_fig = tfig.attention_row(self_row, decoder_tokens, f"Step {number}: reads its own output so far",
-                                  x_title=f"self-attention ({choice.name()})")
-    cross_fig = tfig.attention_row(cross_row, input_tokens, f"Step {number}: reads the input",
-                                   x_title=f"cross-attention ({choice.name()})")
+    self_fig = tfig.attention_row(self_row, decoder_tokens, f"Step {number} reads its output · {choice.name()}",
+                                  x_title="self-attention")
+    cross_fig = tfig.attention_row(cross_row, input_tokens, f"Step {number} reads the input · {choice.name()}",
+                                   x_title="cross-attention")
     matrix = np.stack([choice.pick(np.asarray(s["cross_row"])) for s in steps[:number]])
     rows = written_tokens(steps)[:number]
     grid = tfig.cross_attention(matrix, rows, input_tokens, f"Cross-attention, {choice.name()}",

@@ -8,7 +8,8 @@ import random
 import transformers
 
 from core.embedded import grammar, t5_tasks
-from core.embedded.train import T5_SENTINELS, save_t5_tokenizer, train_t5_unigram
+from core.embedded.train import T5_SENTINELS, train_t5_unigram
+from core.tokenizer import UNIGRAM, Tokenizer, load_tokenizer
 
 
 def test_lexicon_is_one_to_one_apart_from_a_and_an():
@@ -97,7 +98,9 @@ def test_unigram_tokenizer_has_t5_layout_and_whole_words(tmp_path):
     assert backend.id_to_token(size - T5_SENTINELS) == "<extra_id_99>"
     for word in ("dogs", "children", t5_tasks.LEXICON["children"], t5_tasks.LEXICON["runs"]):
         assert len(backend.encode(word, add_special_tokens=False).ids) == 1, word
-    save_t5_tokenizer(backend, tmp_path, 48)
+    Tokenizer(backend, UNIGRAM, model_max_length=48).save(tmp_path)
+    ours = load_tokenizer(tmp_path)
+    assert ours.sentinel_tokens[:2] == ("<extra_id_0>", "<extra_id_1>") and len(ours.sentinel_tokens) == T5_SENTINELS
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert type(theirs).__name__.startswith("T5Tokenizer")
     for text in [examples[0].source, examples[1].source, examples[1].target, "Unknown Wörds,  42!"]:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from ..checkpoint import build_model, save_model
 from ..config import config_from_json
-from ..tokenizer import CLIP_BPE, GPT2_BPE, WORDPIECE, Tokenizer
+from ..tokenizer import CLIP_BPE, GPT2_BPE, UNIGRAM, WORDPIECE, Tokenizer
 from . import grammar, shapes
 from .pixels import clip_processor_config, pixel_values, vit_processor_config
 
@@ -628,17 +628,6 @@ def train_clip(folder: Path, steps: int | None = None) -> dict:
 # ------------------------------------------------------------------------------------------------ tiny-t5
 
 
-def t5_tokenizer_config(max_length: int) -> dict:
-    return {"tokenizer_class": "T5Tokenizer", "model_max_length": max_length, "extra_ids": T5_SENTINELS,
-            "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
-
-
-def save_t5_tokenizer(backend: Backend, folder: Path, max_length: int) -> None:
-    backend.save(str(folder / "tokenizer.json"))
-    text = json.dumps(t5_tokenizer_config(max_length), indent=2) + "\n"
-    (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
-
-
 def seq2seq_rows(backend: Backend, examples: list, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(sources, targets) padded with <pad> (id 0), each ending in </s>; too-long rows raise (none are)."""
     sources = [e.ids for e in backend.encode_batch([x.source for x in examples])]
@@ -678,7 +667,7 @@ def train_t5(folder: Path, steps: int | None = None) -> dict:
 
     loss = run_loop(model, recipe, steps, loss_fn, "tiny-t5")
     save_model(model, folder, config)
-    save_t5_tokenizer(backend, folder, recipe.extra["max_length"])
+    Tokenizer(backend, UNIGRAM, model_max_length=recipe.extra["max_length"]).save(folder)
     return {"final_loss": loss, "examples": len(examples)}
 
 
