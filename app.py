@@ -1,6 +1,8 @@
 """Transformer Playground: `python app.py` serves the app on http://127.0.0.1:7860.
 
 Flags: --port, --host, --share (off by default), --download (fetch every Hub preset for offline use).
+Without --host/--port the app listens where GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say (a Hugging Face Space
+sets 0.0.0.0 and its port), else on 127.0.0.1:7860.
 """
 
 from __future__ import annotations
@@ -18,14 +20,27 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # from ~20 to ~2 tokens/s while another request computed (`python -m bench` prints the policy it ran under).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# The page being served, kept at module level: Gradio's reloaders (a Space's dev mode, `gradio app.py`) look
+# the running page up by this name in the started module, and swap in the one a re-run of this file builds.
+demo = None
 
-def main(argv: list[str] | None = None) -> int:
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    port = os.environ.get("GRADIO_SERVER_PORT") or "7860"  # argparse converts a string default with `type`
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default=host,
+                        help=f"address to listen on (default {host}: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=port,
+                        help=f"port to listen on (default {port}: GRADIO_SERVER_PORT, else 7860)")
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
     parser.add_argument("--download", action="store_true", help="download all Hub presets, then exit")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global demo
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from core.runtime import configure_threads
@@ -42,9 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     from app.ui import build_demo, launch_options
 
     demo = build_demo()
+    # Outside the reloader this blocks until the server stops; when a reloader re-runs this file it returns
+    # at once and the reloader serves the new `demo` instead.
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Only a failed --download ends with an error status. No sys.exit otherwise: a reloader re-runs this file in
+    # its own thread, which a SystemExit would end, and the watching with it.
+    if status:
+        sys.exit(status)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from app import bert_figures, inputs
-from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
+                            model_picker)
 from app.export import json_file
 from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
 from app.figures import bars as bar_figure
@@ -29,6 +30,7 @@ FAMILY = "bert"
 
 # Defaults chosen for the embedded tiny-bert, trained on a toy grammar of lowercase sentences.
 DEFAULT_TEXT = "the keys to the old cabinet are on the table ."
+DEFAULT_NEXT_SENTENCE = "she takes them and opens the cabinet ."
 DEFAULT_MASK_TEXT = "the keys to the old cabinet [MASK] on the table ."
 DEFAULT_CONTEXT_A = "the old man sits on the bench ."
 DEFAULT_CONTEXT_B = "the birds near the old bench sing ."
@@ -39,8 +41,6 @@ DEFAULT_HEAD_TEXT = "the teacher that watches the birds sings quietly ."
 DEFAULT_QUESTION = "where are the keys ?"
 DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
 
-MAX_LAYERS, MAX_HEADS = 24, 16  # what handlers accept; they clamp to the loaded model's own sizes
-PRESET_SIZE = 12  # layers and heads of the largest preset (bert-base)
 MAX_TOP_K = 20
 MAX_SHOWN_MASKS = 6
 MAX_ANSWER_TOKENS = 30
@@ -142,8 +142,16 @@ def _task(loaded) -> str:
     return loaded.model.config.task
 
 
+def _has_mlm(loaded) -> bool:
+    return _task(loaded) == "masked_lm" and loaded.tokenizer.mask_token_id is not None
+
+
+def _has_next_sentence_head(loaded) -> bool:
+    return loaded.model.config.next_sentence_head
+
+
 def _require_mlm(loaded) -> None:
-    if _task(loaded) != "masked_lm" or loaded.tokenizer.mask_token_id is None:
+    if not _has_mlm(loaded):
         raise gr.Error(f"{loaded.name} is a {loaded.architecture}, without a masked-LM head. Pick tiny-bert "
                        "(embedded) or bert-base-uncased for this view.")
 
@@ -203,8 +211,8 @@ def compute_attention(loaded, text, text_b="", layer=1, head=1, hide_specials=Fa
     text = inputs.text(text, "text")
     text_b = inputs.text(text_b, "second sentence", allow_empty=True)
     config = loaded.model.config
-    asked_layer = inputs.integer(layer, "layer", 1, MAX_LAYERS, 1)
-    asked_head = inputs.integer(head, "head", 1, MAX_HEADS, 1)
+    asked_layer = inputs.integer(layer, "layer", 1, API_MAX_LAYERS, 1)
+    asked_head = inputs.integer(head, "head", 1, API_MAX_HEADS, 1)
     layer, head = min(asked_layer, config.num_layers), min(asked_head, config.num_heads)
     hide_specials, renormalise = bool(hide_specials), bool(renormalise)
     enc = encode(loaded, text, text_b)
@@ -294,10 +302,7 @@ def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
     return View({"figure": figure}, data, notes)
 
 
-def compute_pretraining(loaded, text, seed=0) -> View:
-    _require_mlm(loaded)
-    text = inputs.text(text, "text")
-    seed = inputs.integer(seed, "seed", 0, 2**31 - 1, 0)
+def _masked_lm_part(loaded, text: str, seed: int) -> View:
     tokenizer = loaded.tokenizer
     enc = encode(loaded, text)
     corruption = ba.corrupt_for_mlm(enc.ids, enc.special, mask_token_id=tokenizer.mask_token_id,
@@ -337,6 +342,72 @@ def compute_pretraining(loaded, text, seed=0) -> View:
             "p_original": p_original, "correct": correct, "accuracy": accuracy,
             "columns": PRETRAINING_COLUMNS, "rows": rows}
     return View({"highlighted": highlighted, "table": rows, "figure": figure}, data, notes)
+
+
+NEXT_SENTENCE_LABELS = ("IsNext", "NotNext")  # the order of the head's two outputs (label 0: B follows A)
+
+
+def next_sentence_probability(loaded, first: str, second: str) -> tuple[float, Encoded]:
+    """P(IsNext) that the head gives "[CLS] first [SEP] second [SEP]", and the pair as encoded."""
+    enc = encode(loaded, first, second)
+    input_ids, type_ids = enc.tensors()
+    with torch.inference_mode():
+        out = loaded.model(input_ids, token_type_ids=type_ids)
+    # BertForPreTraining keeps `logits` for the masked LM; BertForNextSentencePrediction has only these.
+    logits = out.seq_relationship_logits if out.seq_relationship_logits is not None else out.logits
+    return float(logits[0].float().softmax(dim=-1)[0]), enc
+
+
+def _next_sentence_part(loaded, text: str, sentence_b: str) -> View:
+    if not _has_next_sentence_head(loaded):
+        message = (f"{loaded.name} has no next-sentence-prediction (NSP) head: this {loaded.architecture} "
+                   "checkpoint cannot say whether sentence B follows the text.")
+        return View({"next_sentence": message_figure("This checkpoint has no next-sentence-prediction head.")},
+                    {"next_sentence": {"has_head": False}},
+                    [f"{message} bert-base-uncased has one: its file keeps both pre-training heads."])
+    if not sentence_b:
+        return View({"next_sentence": message_figure("Write a sentence B to ask whether it follows the text.")},
+                    {"next_sentence": {"has_head": True, "pairs": []}}, [])
+    pairs, groups, notes = [], [], []
+    for first, second, title in ((text, sentence_b, "text → B (as written)"),
+                                 (sentence_b, text, "B → text (swapped)")):
+        is_next, enc = next_sentence_probability(loaded, first, second)
+        pairs.append({"first": first, "second": second, "is_next": is_next, "not_next": 1 - is_next})
+        groups.append((title, list(NEXT_SENTENCE_LABELS), [is_next, 1 - is_next]))
+        notes.append(enc.truncation)
+    figure = bert_figures.bar_groups(groups, "Does the second follow the first?",
+                                     highlight=[0 if g[2][0] >= 0.5 else 1 for g in groups])
+    notes.append(
+        f"**Next-sentence prediction**: the pair goes in as [CLS] A [SEP] B [SEP] (B with segment id 1), and a "
+        f"two-way classifier on the pooled [CLS] answers IsNext or NotNext: P(IsNext) = {pairs[0]['is_next']:.3f} "
+        f"as written, {pairs[1]['is_next']:.3f} swapped. In pre-training, half of the B sentences were the real "
+        "next sentence and half a random sentence from the corpus (Devlin et al., 2019), so a change of topic "
+        "gives NotNext away. ALBERT (Lan et al., 2020) argues the head learns topic more than order, and trains on "
+        "swapped pairs like the second one instead; RoBERTa (Liu et al., 2019) drops the task altogether.")
+    return View({"next_sentence": figure}, {"next_sentence": {"has_head": True, "pairs": pairs}}, notes)
+
+
+def compute_pretraining(loaded, text, seed=0, sentence_b=DEFAULT_NEXT_SENTENCE) -> View:
+    """BERT's two pre-training tasks: masked LM on the text, next-sentence prediction on (text, sentence B).
+
+    Each part shows what this checkpoint has a head for, and says so where it has none.
+    """
+    if not _has_mlm(loaded) and not _has_next_sentence_head(loaded):
+        raise gr.Error(f"{loaded.name} is a {loaded.architecture}, without a masked-LM head or a next-sentence "
+                       "head. Pick tiny-bert (embedded) or bert-base-uncased for this view.")
+    text = inputs.text(text, "text")
+    seed = inputs.integer(seed, "seed", 0, 2**31 - 1, 0)
+    sentence_b = inputs.text(sentence_b, "sentence B", allow_empty=True)
+    if _has_mlm(loaded):
+        view = _masked_lm_part(loaded, text, seed)
+    else:
+        message = f"{loaded.name} ({loaded.architecture}) has no masked-LM head."
+        view = View({"highlighted": [], "table": [], "figure": message_figure(message)}, {"seed": seed}, [message])
+    next_sentence = _next_sentence_part(loaded, text, sentence_b)
+    view.outputs.update(next_sentence.outputs)
+    view.data.update(sentence_b=sentence_b, **next_sentence.data)
+    view.notes += next_sentence.notes
+    return view
 
 
 PRETRAINING_COLUMNS = ["position", "original", "input became", "rule", "top prediction", "probability", "right?"]
@@ -515,10 +586,10 @@ def fill_mask_view(choice, custom, text, position, top_k):
 
 
 @handler
-def pretraining_view(choice, custom, text, seed):
+def pretraining_view(choice, custom, text, seed, sentence_b=DEFAULT_NEXT_SENTENCE):
     loaded, fallback = get_model(FAMILY, choice, custom)
-    view = compute_pretraining(loaded, text, seed)
-    return _package(view, loaded, fallback, "bert-pretraining", ["highlighted", "table", "figure"])
+    view = compute_pretraining(loaded, text, seed, sentence_b)
+    return _package(view, loaded, fallback, "bert-pretraining", ["highlighted", "table", "figure", "next_sentence"])
 
 
 @handler
@@ -572,14 +643,6 @@ def _outputs_row(key: str):
     return download, note
 
 
-def _initial_sizes(choice: str) -> tuple[int, int]:
-    try:
-        config = get_model(FAMILY, choice, "")[0].model.config
-        return config.num_layers, config.num_heads
-    except Exception:  # no embedded model yet: the handler clamps whatever arrives
-        return 12, 12
-
-
 def _initial_positions(choice: str) -> list[str]:
     try:
         return position_options(get_model(FAMILY, choice, "")[0], DEFAULT_MASK_TEXT)
@@ -608,12 +671,11 @@ def build() -> None:
             with gr.Row():
                 att_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
                 att_b = gr.Textbox("", label="Second sentence (optional)", lines=2, scale=1)
-            # Gradio checks API values against the bounds set here, so they start wide enough for every preset
-            # (12 x 12); opening this view or picking a model refits them, and the handler clamps the rest.
-            layers, heads = (max(PRESET_SIZE, n) for n in _initial_sizes(model.value))
+            # Gradio checks API values against the bounds set here, so they fit every model (the handler clamps);
+            # opening the page or this view, or picking a model, narrows what the page shows to its model.
             with gr.Row():
-                att_layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
-                att_head = gr.Slider(1, heads, value=1, step=1, label="Head")
+                att_layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="bert-layer")
+                att_head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="bert-head")
                 att_hide = gr.Checkbox(False, label="Hide [CLS] / [SEP]")
                 att_renorm = gr.Checkbox(True, label="…and renormalise rows to sum to 1")
             att_button = gr.Button("Show attention", variant="primary", elem_id="bert-attention-button")
@@ -633,16 +695,21 @@ def build() -> None:
             mlm_button = gr.Button("Predict the masked tokens", variant="primary", elem_id="bert-fill-mask")
             mlm_plot = gr.Plot(label="Predictions")
             mlm_file, mlm_note = _outputs_row("mlm")
-            gr.Markdown("### Pretraining: 15% of tokens, the 80/10/10 rule")
+            gr.Markdown("### Pre-training: masked LM (15% of tokens, the 80/10/10 rule) and next-sentence "
+                        "prediction")
             with gr.Row():
-                pre_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=3)
+                pre_text = gr.Textbox(DEFAULT_TEXT, label="Text (sentence A)", lines=2, scale=3)
                 pre_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=1)
+            pre_b = gr.Textbox(DEFAULT_NEXT_SENTENCE, label="Sentence B: does it follow the text? (next-sentence "
+                               "prediction)", lines=1)
             pre_button = gr.Button("Corrupt and predict", variant="primary", elem_id="bert-pretraining")
             pre_highlight = gr.HighlightedText(label="What the model was given", show_legend=True,
                                                combine_adjacent=False,
                                                color_map={"→ [MASK]": "#56b4e9", "→ random token": "#e69f00",
                                                           "unchanged": "#009e73"})
-            pre_plot = gr.Plot(label="Probability of the original token")
+            with gr.Row():
+                pre_plot = gr.Plot(label="Masked LM: probability of the original token", scale=3)
+                pre_nsp_plot = gr.Plot(label="Next-sentence prediction", scale=2)
             pre_table = gr.Dataframe(headers=PRETRAINING_COLUMNS, label="Chosen positions", interactive=False,
                                      wrap=True)
             pre_file, pre_note = _outputs_row("pretraining")
@@ -680,8 +747,9 @@ def build() -> None:
                      **VIEWS)
     mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
                      api_name="bert_fill_mask", **VIEWS)
-    pre_button.click(pretraining_view, picked + [pre_text, pre_seed],
-                     [pre_highlight, pre_table, pre_plot, pre_file, pre_note], api_name="bert_pretraining", **VIEWS)
+    pre_button.click(pretraining_view, picked + [pre_text, pre_seed, pre_b],
+                     [pre_highlight, pre_table, pre_plot, pre_nsp_plot, pre_file, pre_note],
+                     api_name="bert_pretraining", **VIEWS)
     ctx_button.click(contextual_view, picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
                      api_name="bert_contextual", **VIEWS)
     cls_button.click(cls_view, picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
@@ -694,3 +762,4 @@ def build() -> None:
                 show_progress="hidden", trigger_mode="always_last")
     for trigger in (model.change, custom.submit, attention_tab.select):
         trigger(refresh_sliders, picked, [att_layer, att_head], api_visibility="private", show_progress="hidden")
+    fit_on_open(lambda: refresh_sliders(model.value, ""), [att_layer, att_head])

@@ -19,7 +19,8 @@ import numpy as np
 from app import export, inputs, t5_tab
 from app import gpt_figures as gfig
 from app import t5_figures as tfig
-from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
+                            model_picker)
 from app.gpt_tab import head_name, join_notes, layer_head, pick_head, token_text
 from app.models import PRESETS
 from core import gpt_analysis, t5_analysis
@@ -87,6 +88,20 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
     note = notes_line(bert, notes["bert"], gpt, notes["gpt"])
     (bert_mask, bert_attention), (gpt_mask, gpt_attention) = results["bert"], results["gpt"]
     return bert_mask, gpt_mask, bert_attention, gpt_attention, note, export.json_file(data, "compare-attention")
+
+
+def fit_sliders(bert_choice, bert_custom, gpt_choice, gpt_custom):
+    """Layer and head slider ranges that reach the deeper and wider of the two models (each is clamped to its own)."""
+    shapes = []
+    for family, choice, custom in (("bert", bert_choice, bert_custom), ("gpt", gpt_choice, gpt_custom)):
+        try:
+            config = load(family, choice, custom)[0].model.config
+        except gr.Error:  # the view itself reports a model that cannot be loaded
+            continue
+        shapes.append((config.num_layers, config.num_heads))
+    if not shapes:
+        return gr.update(), gr.update()
+    return gr.update(maximum=max(s[0] for s in shapes)), gr.update(maximum=max(s[1] for s in shapes))
 
 
 # ----- masked word vs next word -------------------------------------------------------------------------------
@@ -196,8 +211,8 @@ def compare_families(bert_choice, bert_custom, gpt_choice, gpt_custom, t5_choice
     """Five masks beside five real attentions on one sentence: BERT (bidirectional), GPT (causal) and T5's
     encoder (bidirectional), decoder (causal) and cross-attention (full, output rows x input columns)."""
     text = inputs.text(text, "text")
-    layer = inputs.integer(layer, "Layer", 1, 48, 1)
-    head = inputs.integer(head, "Head", 1, 64, 1)
+    layer = inputs.integer(layer, "Layer", 1, API_MAX_LAYERS, 1)
+    head = inputs.integer(head, "Head", 1, API_MAX_HEADS, 1)
     average = bool(average)
     bert, bert_note = load("bert", bert_choice, bert_custom)
     gpt, gpt_note = load("gpt", gpt_choice, gpt_custom)
@@ -347,8 +362,11 @@ def build() -> None:
     with gr.Tabs():
         with gr.Tab("Attention", id="compare-attention"):
             with gr.Row():
-                layer = gr.Slider(1, 12, value=1, step=1, label="Layer", info="clamped to each model's depth")
-                head = gr.Slider(0, 12, value=0, step=1, label="Head", info="0 = average over heads")
+                # Declared for the API up to any model's size; the page shows the larger pair's (fit_sliders).
+                layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer",
+                                  info="clamped to each model's depth", elem_id="compare-layer")
+                head = gr.Slider(0, API_MAX_HEADS, value=0, step=1, label="Head", info="0 = average over heads",
+                                 elem_id="compare-head")
                 attention_button = gr.Button("Compare attention", variant="primary", elem_id="compare-attention-btn")
             with gr.Row():
                 bert_mask = gr.Plot(label="BERT mask")
@@ -386,9 +404,9 @@ def build() -> None:
                         "the sentence as a translation task and its decoder reads what it wrote.")
             t5_choice, t5_custom = model_picker("t5")
             with gr.Row():
-                family_layer = gr.Slider(1, 12, value=1, step=1, label="Layer", info="numbered from 1; clamped "
+                family_layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", info="numbered from 1; clamped "
                                          "to each model's depth")
-                family_head = gr.Slider(1, 12, value=1, step=1, label="Head", info="used when not averaging")
+                family_head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging")
                 family_average = gr.Checkbox(True, label="Average over heads")
             families_button = gr.Button("Show all five attentions", variant="primary", elem_id="compare-families-btn")
             family_plots = []
@@ -427,3 +445,7 @@ def build() -> None:
     tokenize_button.click(compare_tokenizers, models,
                           [bert_pieces, gpt_pieces, clip_pieces, counts, tokenize_note, tokenize_file],
                           api_name="compare_tokenizers", **VIEWS)
+    pickers = [bert_choice, bert_custom, gpt_choice, gpt_custom]
+    for trigger in (bert_choice.change, gpt_choice.change, bert_custom.submit, gpt_custom.submit):
+        trigger(fit_sliders, pickers, [layer, head], api_visibility="private", show_progress="hidden")
+    fit_on_open(lambda: fit_sliders(bert_choice.value, "", gpt_choice.value, ""), [layer, head])

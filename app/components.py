@@ -10,6 +10,7 @@ import gradio as gr
 
 from app.models import MODELS, PRESETS, Loaded, availability, preset_names
 from core import CheckpointError
+from core.config import SIZE_BOUNDS
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,24 @@ log = logging.getLogger(__name__)
 # in a slot of their own. Light helpers (pickers, sliders, resets) keep Gradio's default.
 VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
 STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
+
+# Upper bounds of the layer, head and position (patch) sliders as declared, which is what Gradio checks a value
+# from the API against before a handler runs: those of the largest model a tab may load (the loader's bounds on
+# a config), not of the model the page opened with, which refused layer 10 of a 24-layer custom model. Handlers
+# clamp to the model actually used and say so; the page narrows what it shows to its own model (fit_on_open).
+_LOADER_BOUNDS = {pattern: high for pattern, _, high in SIZE_BOUNDS}
+API_MAX_LAYERS = _LOADER_BOUNDS["layers"]
+API_MAX_HEADS = _LOADER_BOUNDS["heads"]
+API_MAX_POSITIONS = _LOADER_BOUNDS["positions"]
+
+
+def fit_on_open(fit, outputs) -> None:
+    """When a page opens, narrow `outputs` (sliders) to its own model with `fit()`, which returns their updates.
+
+    Outside the queue: one light call per page, which a lecture hall opening the page at once must not fill
+    the queue with. Each page's narrowed range is its own (Gradio keeps updated properties per session).
+    """
+    gr.on(None, fit, None, outputs, queue=False, api_visibility="private", show_progress="hidden")
 
 
 def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:

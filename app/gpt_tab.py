@@ -17,7 +17,8 @@ import numpy as np
 from app import export, inputs
 from app import figures
 from app import gpt_figures as gfig
-from app.components import STREAMS, VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
+                            model_note, model_picker)
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -426,7 +427,6 @@ def build() -> None:
     gr.Markdown(EXPLAIN)
     choice, custom = model_picker(FAMILY)
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
-    layers, heads = model_shape(DEFAULT_MODEL)
     with gr.Accordion("Sampling settings (Generate and Step by step)", open=True):
         with gr.Row():
             # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
@@ -464,8 +464,10 @@ def build() -> None:
             step_file = gr.File(label="Step history (JSON)")
         with gr.Tab("Attention", id="gpt-attention"):
             with gr.Row():
-                layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
-                head = gr.Slider(0, heads, value=0, step=1, label="Head", info="0 = average over heads")
+                # Declared for the API up to any model's size; the page shows its model's (shape_sliders).
+                layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="gpt-layer")
+                head = gr.Slider(0, API_MAX_HEADS, value=0, step=1, label="Head", info="0 = average over heads",
+                                 elem_id="gpt-head")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
             with gr.Row():
                 attention_plot = gr.Plot(label="Causal attention")
@@ -511,3 +513,4 @@ def build() -> None:
                       **VIEWS)
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
+    fit_on_open(lambda: shape_sliders(choice.value, ""), [layer, head])

@@ -1,8 +1,10 @@
 """Model sources for the tabs: embedded models that always work, Hub presets when cached or reachable.
 
-Models are loaded once per process through a small bounded cache (never in `gr.State`, which is per session
-and deep-copied). A failed load leaves the cache, and so the previously used model, untouched; an uncached
-preset while offline falls back to the embedded model of its family with a note that the tab shows.
+Models are loaded once per process through a cache bounded by bytes (never in `gr.State`, which is per session
+and deep-copied). Concurrent requests for a model not yet loaded wait for one load. A failed load leaves the
+cache, and so the previously used model, untouched, and keeps nothing of its own alive; an uncached preset
+while offline falls back to the embedded model of its family with a note that the tab shows. The tab's
+families are checked against config.json before any weights are fetched (core.load_model).
 """
 
 from __future__ import annotations
@@ -10,17 +12,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import CheckpointError, load_model
-from core.hub import cached_folder, hub_folder, hub_reachable, is_repo_id
+from core.hub import PLAN_FILES, cached_folder, hub_folder, hub_reachable, is_repo_id
 from core.tokenizer import load_tokenizer
+
+from .housekeeping import whole_number_setting
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Loaded models may hold this many megabytes of weights in all (PLAYGROUND_MODEL_CACHE_MB overrides it): every
+# Hub preset at once (about 3.3 GB) fits, and so does one more model at the per-model cap (core.checkpoint).
+MODEL_CACHE_MB = 5000
+WEIGHTS_OR_INDEX = ("model.safetensors", "model.safetensors.index.json")
 # An override lets tests and development point the embedded presets at other folders of the same layout.
 EMBEDDED_DIR = Path(os.environ.get("PLAYGROUND_EMBEDDED_DIR", ASSETS / "models"))
 
@@ -95,35 +104,95 @@ def availability(preset: Preset, online: bool | None = None) -> str:
     """"embedded", "cached", "downloadable" or "unavailable offline"."""
     if preset.embedded:
         return "embedded"
-    if cached_folder(preset.source) is not None:
+    folder = cached_folder(preset.source)
+    # The weights, not just config.json: a load refused or broken off may have left the small files alone.
+    if folder is not None and any((folder / name).is_file() for name in WEIGHTS_OR_INDEX):
         return "cached"
     online = hub_reachable() if online is None else online
     return "downloadable" if online else "unavailable offline"
 
 
-def _open(folder_or_repo: str | Path, name: str, family: str) -> Loaded:
-    model = load_model(folder_or_repo)
-    tokenizer = processor = None
-    if family in ("bert", "gpt", "clip", "t5"):
-        tokenizer = load_tokenizer(folder_or_repo)
-    if family in ("vit", "clip"):
-        from core.images import load_image_processor
+# The core families each tab can show, and what the tab needs, in words for the message when a model is not one.
+# CLIP's image tower alone (CLIPVisionModel, the image encoder of IP-Adapter) is a ViT with a pre-norm: the ViT
+# tab's patches, attention and positions views read it as they read a ViT.
+TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit", "clip_vision"), "clip": ("clip",),
+                "t5": ("t5",)}
+TAB_NEEDS = {
+    "bert": "a BERT or DistilBERT model",
+    "gpt": "a GPT-2 model",
+    "vit": "a ViT model (or CLIP's image tower, CLIPVisionModel)",
+    "t5": "a T5 model (T5ForConditionalGeneration)",
+    "clip": "a CLIPModel: zero-shot classification, search and the contrastive view compare texts with images, "
+            "so they need both towers (such as openai/clip-vit-base-patch32)",
+}
+CLIP_TOWERS = {"clip_text": "CLIP's text tower alone", "clip_vision": "CLIP's image tower alone"}
 
-        processor = load_image_processor(folder_or_repo)
-    expected = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit",), "clip": ("clip",),
-                "t5": ("t5",)}[family]
-    if model.spec.family not in expected:
-        raise CheckpointError(f"{name} is a {model.spec.architecture}; this tab needs a {family.upper()} model")
-    return Loaded(name=name, model=model, tokenizer=tokenizer, processor=processor)
+
+def _tab_mismatch(name: str, spec, tab: str) -> str | None:
+    """Why the `tab` cannot show the model of this spec, or None when it can."""
+    if spec.family in TAB_FAMILIES[tab]:
+        return None
+    what = f"{spec.architecture}, {CLIP_TOWERS[spec.family]}" if spec.family in CLIP_TOWERS else spec.architecture
+    return f"{name} is a {what}; the {tab.upper()} tab needs {TAB_NEEDS[tab]}."
+
+
+def _open(folder: str | Path, name: str, family: str) -> Loaded:
+    try:
+        model = load_model(folder, check_spec=lambda spec: _tab_mismatch(name, spec, family))
+        tokenizer = processor = None
+        if family in ("bert", "gpt", "clip", "t5"):
+            tokenizer = load_tokenizer(folder)
+        if family in ("vit", "clip"):
+            from core.images import load_image_processor
+
+            processor = load_image_processor(folder)
+        return Loaded(name=name, model=model, tokenizer=tokenizer, processor=processor)
+    except BaseException as error:
+        # A tokenizer that fails after the model loaded: the traceback must not keep the model alive.
+        traceback.clear_frames(error.__traceback__)
+        raise
+
+
+def loaded_bytes(loaded: Loaded) -> int:
+    """Bytes of a loaded model's tensors, each storage counted once (tied embeddings share one)."""
+    model = loaded.model
+    if not hasattr(model, "parameters"):
+        return 0
+    storages = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+class _Flight:
+    """One load in progress; the requests for the same model wait on it instead of loading their own copy."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.loaded: Loaded | None = None
+        self.error = ""  # the load's message when it failed: each waiter raises a fresh error with it
 
 
 class ModelCache:
-    """At most `capacity` loaded models per process, least recently used dropped first; thread-safe."""
+    """Loaded models up to `max_bytes` of weights in all, least recently used dropped first; thread-safe.
 
-    def __init__(self, capacity: int = 4):
-        self.capacity = capacity
+    The most recent model always stays, even alone over the budget (the per-model cap bounds it).
+    """
+
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes = max_bytes if max_bytes is not None else (
+            whole_number_setting("PLAYGROUND_MODEL_CACHE_MB", MODEL_CACHE_MB) * 1_000_000)
         self._entries: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
+        self._sizes: dict[tuple[str, str], int] = {}
+        self._loading: dict[tuple[str, str], _Flight] = {}
         self._lock = threading.Lock()
+        self.loads = 0  # loads started, for tests and diagnostics
+
+    @property
+    def cached_bytes(self) -> int:
+        with self._lock:
+            return sum(self._sizes.values())
 
     def get(self, family: str, choice: str, custom_repo: str = "") -> tuple[Loaded, str]:
         """The model for a dropdown choice or a custom Hub repo id, and a note for the screen (or "").
@@ -157,16 +226,42 @@ class ModelCache:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key], note
+            flight = self._loading.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._loading[key] = _Flight()
+                self.loads += 1
+        if not leader:
+            flight.done.wait()
+            if flight.loaded is None:
+                raise CheckpointError(flight.error or f"loading {name} failed")
+            return flight.loaded, note
         # Outside the lock: a download must not block other tabs. Hub ids resolve to their snapshot folder
-        # first, so that a user-typed id is never read as a local path.
-        folder = Path(source) if embedded else hub_folder(source)
-        loaded = _open(folder, name, family)
+        # (config.json and the weights' index alone; the rest follows once the model is checked), so that a
+        # user-typed id is never read as a local path.
+        try:
+            folder = Path(source) if embedded else hub_folder(source, PLAN_FILES)
+            flight.loaded = _open(folder, name, family)
+            self._store(key, flight.loaded)
+        except CheckpointError as error:
+            flight.error = str(error)
+        finally:
+            with self._lock:
+                del self._loading[key]
+            flight.done.set()
+        if flight.loaded is None:
+            raise CheckpointError(flight.error)  # fresh: no frame of the failed load comes with it
+        return flight.loaded, note
+
+    def _store(self, key: tuple[str, str], loaded: Loaded) -> None:
+        size = loaded_bytes(loaded)
         with self._lock:
             self._entries[key] = loaded
+            self._sizes[key] = size
             self._entries.move_to_end(key)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-        return loaded, note
+            while len(self._entries) > 1 and sum(self._sizes.values()) > self.max_bytes:
+                oldest, _ = self._entries.popitem(last=False)
+                del self._sizes[oldest]
 
 
 MODELS = ModelCache()
@@ -174,12 +269,12 @@ MODELS = ModelCache()
 
 def download_presets() -> list[str]:
     """Fetch every Hub preset into the standard cache ahead of an offline lecture; returns what failed."""
-    from core.hub import local_folder
+    from core.checkpoint import fetch_checkpoint
 
     failed = []
     for repo in hub_presets():
         try:
-            local_folder(repo)
+            fetch_checkpoint(repo)  # the weights too, after the same checks as any load
             log.info("cached %s", repo)
         except CheckpointError as error:
             failed.append(f"{repo}: {error}")

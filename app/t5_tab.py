@@ -21,7 +21,8 @@ import torch
 from app import export, figures, inputs
 from app import gpt_figures as gfig
 from app import t5_figures as tfig
-from app.components import STREAMS, VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
+                            model_note, model_picker)
 from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
 from app.models import MODELS, PRESETS
 from core import t5_analysis
@@ -516,8 +517,9 @@ def build() -> None:
                       elem_id="t5-input")
     layers, n_heads = model_shape(EMBEDDED)
     with gr.Row():
-        layer = gr.Slider(1, max(layers, 2), value=layers, step=1, label="Layer", info="numbered from 1")
-        head = gr.Slider(1, max(n_heads, 2), value=1, step=1, label="Head", info="used when not averaging")
+        # The declared bounds are the loader's, so the API reaches any model's layers; the page narrows them.
+        layer = gr.Slider(1, API_MAX_LAYERS, value=layers, step=1, label="Layer", info="numbered from 1")
+        head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging")
         average = gr.Checkbox(True, label="Average over heads")
     with gr.Accordion("Sampling settings (Write and Step by step)", open=False):
         with gr.Row():
@@ -610,6 +612,7 @@ def build() -> None:
                       [span_input, span_summary, span_table, span_note, span_file], api_name="t5_span_corruption",
                       **VIEWS)
     task_button.click(t5_task, [choice, custom, task], [text], api_name="t5_task")
+    fit_on_open(lambda: shape_sliders(choice.value, ""), [layer, head])
     for event in (choice.change, custom.submit):
         event(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
         event(task_picker, [choice, custom], [task], api_visibility="private")

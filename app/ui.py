@@ -7,8 +7,10 @@ what the whole page shares: theme, CSS for presenter mode, and the queue limits 
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, t5_tab, vit_tab
+from app.fair_queue import FairQueue
 
 TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("t5", t5_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
 
@@ -63,12 +65,15 @@ def build_demo(max_queue: int | None = None) -> gr.Blocks:
                     module.build()
     # Two CPU cores: the model views and the streamed generations run in two small concurrency groups
     # (app.components.VIEWS, STREAMS), light helpers two at a time each; a bounded queue, and a clear "busy"
-    # answer beyond it.
-    demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2)
+    # answer beyond it. Each visitor has a share of it (app.fair_queue), and no event may skip it: with
+    # api_open Gradio would also run them from a direct POST to /run/<endpoint>, outside the queue and its limits
+    # (a Space closes that by default, any other server only when told).
+    demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2, api_open=False)
     return demo
 
 
 def launch_options() -> dict:
-    # The lifespan runs the size sweep of uploads and results (app.housekeeping) while the server is up.
+    # The lifespan runs the size sweep of uploads and results (app.housekeeping) while the server is up; the
+    # middleware refuses a visitor's request to join the queue beyond their share (app.fair_queue).
     return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "10mb", "ssr_mode": False, "show_error": True,
-            "app_kwargs": {"lifespan": housekeeping.lifespan}}
+            "app_kwargs": {"lifespan": housekeeping.lifespan, "middleware": [Middleware(FairQueue)]}}

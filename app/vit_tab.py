@@ -15,15 +15,15 @@ import gradio as gr
 import torch
 
 from app import inputs
-from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.components import (API_MAX_HEADS, API_MAX_LAYERS, API_MAX_POSITIONS, VIEWS, fit_on_open, get_model, handler,
+                            model_note, model_picker)
 from app.export import json_file
 from app.figures import bars
-from app.models import Loaded, embedded_folder
+from app.models import Loaded
 from app.vision_common import BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown, picture_file
 from app.vision_figures import (attention_distance_figure, head_maps_figure, overlay_figure, patch_grid_picture,
                                 patch_sequence_strip, position_similarity_figure)
 from core import analysis
-from core.config import read_config
 
 TITLE = "ViT"
 FAMILY = "vit"
@@ -118,10 +118,14 @@ def vit_attention(image, model_choice, custom_repo="", layer=0, head=0, patch=0)
     """[CLS] attention of one layer and head over the image, all heads of that layer, and one patch's row."""
     loaded, picture, note = _prepare(image, model_choice, custom_repo)
     config = loaded.model.config
+    asked = (layer, head, patch)
     layer = inputs.integer(layer, "layer", 0, config.num_layers - 1, 0)
     head = inputs.integer(head, "head", 0, config.num_heads - 1, 0)
     gh, gw = _grid(loaded)
     patch = inputs.integer(patch, "patch", 0, gh * gw - 1, 0)
+    if any(a is not None and a != used for a, used in zip(asked, (layer, head, patch))):
+        note += (f"  \nℹ️ This model has layers 0–{config.num_layers - 1}, heads 0–{config.num_heads - 1} and "
+                 f"patches 0–{gh * gw - 1}: showing layer {layer}, head {head}, patch {patch}.")
     run = _run(loaded, picture)
     cls_maps = analysis.cls_attention_grid(run.attentions, (gh, gw))[layer].numpy()  # (heads, gh, gw)
     weights = run.attentions[layer][0, head]  # (T, T)
@@ -223,17 +227,7 @@ def patch_from_click(grid_picture, model_choice, custom_repo, evt: gr.SelectData
 # ----------------------------------------------------------------------------------------------------------
 # Layout and wiring
 
-def _embedded_shape() -> tuple[int, int, int]:
-    """(layers, heads, patches) of the embedded model, read from its config.json only (no weights loaded)."""
-    try:
-        config = read_config(embedded_folder(FAMILY)).config
-        return config.num_layers, config.num_heads, config.grid_size ** 2
-    except (OSError, ValueError, KeyError):
-        return 12, 12, 196  # ViT-B/16; the sliders are reset when a model is chosen anyway
-
-
 def build() -> None:
-    num_layers, num_heads, num_patches = _embedded_shape()
     gr.Markdown("A Vision Transformer cuts the picture into square patches, turns each into a token, and lets "
                 "the tokens attend to each other. Pick a picture, then step through what the model does.")
     model, custom = model_picker(FAMILY)
@@ -256,9 +250,12 @@ def build() -> None:
 
     with gr.Tab("Attention"):
         with gr.Row():
-            layer = gr.Slider(0, num_layers - 1, value=0, step=1, label="Layer (0 = first block)")
-            head = gr.Slider(0, num_heads - 1, value=0, step=1, label="Head")
-            patch = gr.Slider(0, num_patches - 1, value=0, step=1, label="Patch (or click one in the Patches view)")
+            # Declared for the API up to any model's size (the handler clamps); the page shows its model's.
+            layer = gr.Slider(0, API_MAX_LAYERS - 1, value=0, step=1, label="Layer (0 = first block)",
+                              elem_id="vit-layer")
+            head = gr.Slider(0, API_MAX_HEADS - 1, value=0, step=1, label="Head", elem_id="vit-head")
+            patch = gr.Slider(0, API_MAX_POSITIONS - 1, value=0, step=1,
+                              label="Patch (or click one in the Patches view)", elem_id="vit-patch")
         attention_btn = gr.Button("Show attention", variant="primary", elem_id="vit-attention-btn")
         with gr.Row():
             cls_plot = gr.Plot(label="[CLS] attention", elem_id="vit-cls-plot")
@@ -301,3 +298,4 @@ def build() -> None:
         vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")
+    fit_on_open(lambda: model_limits(model.value, ""), [layer, head, patch])

@@ -1,9 +1,10 @@
 """`python -m bench`: the core against `transformers`, and the app's latencies, in one run.
 
-Real-size models (GPT-2 small, BERT-base, ViT-B/16, CLIP ViT-B/32) are built from their configs with random
-weights: no download. The two sides run alternately and medians are reported, because the machine is shared
-and noisy. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app` leaves out
-the app-level figures. Needs the test dependencies (transformers is the reference).
+Real-size models (GPT-2 small, BERT-base, ViT-B/16, CLIP ViT-B/32, T5-small) are built from their configs with
+random weights: no download. The two sides run alternately and medians are reported, because the machine is shared
+and noisy. The load-peak rows load GPT-2 and BERT, each in a fresh process, and compare its peak resident memory
+with the weights' bytes. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app`
+leaves out the app-level figures. Needs the test dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -88,17 +89,21 @@ def configs(quick: bool):
                 text_config=dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128),
                 vision_config=dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128,
                                    image_size=64, patch_size=32), projection_dim=32),
+            "t5": transformers.T5Config(d_model=64, d_kv=32, d_ff=128, num_layers=2, num_heads=2,
+                                        decoder_start_token_id=0),
         }
     return {
         "gpt2": transformers.GPT2Config(),  # GPT-2 small, 124M
         "bert": transformers.BertConfig(),  # BERT-base
         "vit": transformers.ViTConfig(num_labels=1000),  # ViT-B/16, 224x224
         "clip": transformers.CLIPConfig(),  # CLIP ViT-B/32 defaults
+        "t5": transformers.T5Config(decoder_start_token_id=0),  # t5-small's shape, 60M
     }
 
 
 MODEL_CLASSES = {"gpt2": "GPT2LMHeadModel", "bert": "BertForMaskedLM", "vit": "ViTForImageClassification",
-                 "clip": "CLIPModel"}
+                 "clip": "CLIPModel", "t5": "T5ForConditionalGeneration"}
+SEQ2SEQ = {"t5"}  # measured by their decoding row only
 
 
 def build_pair(family: str, config, folder: str):
@@ -185,6 +190,40 @@ def bench_decode(reference, model, reps: int, bandwidth: float, quick: bool) -> 
     return rows
 
 
+def bench_decode_seq2seq(reference, model, reps: int) -> list[Row]:
+    """T5: the encoder reads 16 tokens once, then the decoder writes 48, greedily, on both sides."""
+    source = torch.randint(0, 400, (1, 16), generator=torch.Generator().manual_seed(1))
+    new = 48
+    reference.generation_config.eos_token_id = None  # write all 48 on both sides, choosing freely
+
+    def run_core(attentions=False):
+        return [s.token_id for s in generate(model, source, new, temperature=0, eos_token_id=None,
+                                             attentions=attentions)]
+
+    def run_reference():
+        with torch.inference_mode():
+            return reference.generate(source, attention_mask=torch.ones_like(source), max_new_tokens=new,
+                                      do_sample=False)[0, 1:].tolist()
+
+    steps = list(generate(model, source, new, temperature=0, eos_token_id=None))
+    tokens = [s.token_id for s in steps]
+    same = tokens == run_reference() == run_core()
+    # Random T5 weights mostly repeat one token, so the probabilities of each step are compared too.
+    with torch.inference_mode():
+        scores = reference.generate(source, attention_mask=torch.ones_like(source), max_new_tokens=new,
+                                    do_sample=False, output_scores=True, return_dict_in_generate=True).scores
+    probability_gap = max(abs(float(score[0].softmax(-1)[token]) - step.model_probability)
+                          for score, token, step in zip(scores, tokens, steps))
+    core_s, reference_s = alternate(run_core, run_reference, reps)
+    with_rows_s = median_time(lambda: run_core(attentions=True), reps)
+    core_tps, reference_tps = new / core_s, new / reference_s
+    return [Row("decode T5 fp32 (tokens/s)", core_tps, reference_tps, "tok/s", ">= 1.2x transformers",
+                core_tps >= 1.2 * reference_tps,
+                [f"speed-up {core_tps / reference_tps:.2f}x", f"greedy tokens identical: {same}",
+                 f"{len(set(tokens))} distinct of {new}, step probabilities within {probability_gap:.1e}",
+                 f"with attention rows streamed {new / with_rows_s:.1f} tok/s"])]
+
+
 def peak_rss_with_models(folders: list[str]) -> float:
     """Peak resident memory (MB) of a fresh process that loads the given core models."""
     import subprocess
@@ -196,6 +235,45 @@ def peak_rss_with_models(folders: list[str]) -> float:
     out = subprocess.run([sys.executable, "-c", code, *folders], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return float(out.stdout.strip().splitlines()[-1])
+
+
+LOAD_PEAK_CODE = """
+import json, sys
+from pathlib import Path
+import torch
+from core import load_model
+def status(key):
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
+baseline = status("VmRSS")
+Path("/proc/self/clear_refs").write_text("5")  # VmHWM restarts from here: the load's own peak
+model = load_model(sys.argv[1])
+storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers()]}
+print(json.dumps({"peak": status("VmHWM") - baseline, "weights": sum(storages.values())}))
+"""
+
+
+def load_peak(folder: str) -> tuple[float, float]:
+    """(peak resident bytes of loading `folder` above the process's size before it, the weights' bytes), in a
+    fresh process."""
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", LOAD_PEAK_CODE, folder], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures["peak"], figures["weights"]
+
+
+def bench_load_peak(folders: dict[str, str], quick: bool) -> list[Row]:
+    rows = []
+    for family in ("gpt2", "bert"):
+        peak, weights = load_peak(folders[family])
+        ratio = peak / weights
+        rows.append(Row(f"load peak / weights, {family} (x)", ratio, None, "x", "<= 1.25x",
+                        None if quick else ratio <= 1.25,
+                        [f"peak +{peak / 1e6:.0f} MB for {weights / 1e6:.0f} MB of weights"
+                         + (" (tiny: fixed costs dominate)" if quick else "")]))
+    return rows
 
 
 def print_table(rows: list[Row]) -> None:
@@ -227,9 +305,13 @@ def main(argv=None) -> int:
             pairs[family] = build_pair(family, config, os.path.join(tmp, family))
         bandwidth = memory_bandwidth(64 if args.quick else 1024)
         rows += bench_decode(*pairs["gpt2"], reps, bandwidth, args.quick)
+        rows += bench_decode_seq2seq(*pairs["t5"], reps)
+        for family in SEQ2SEQ:
+            del pairs[family]
         rows += bench_forward(pairs, cfgs, reps, args.quick)
-        folders = {family: os.path.join(tmp, family) for family in cfgs}
+        folders = {family: os.path.join(tmp, family) for family in cfgs if family not in SEQ2SEQ}
         del pairs
+        rows += bench_load_peak(folders, args.quick)
         rows.append(Row("peak RSS, 4 models loaded (MB)", peak_rss_with_models(list(folders.values())), None, "MB",
                         "report", None, ["GPT-2 small, BERT-base, ViT-B/16, CLIP B/32" if not args.quick else "tiny"]))
         if not args.skip_app:

@@ -6,14 +6,23 @@ differ from what `save_pretrained` writes today, and all of these load: keys wit
 (`h.0.attn...` rather than `transformer.h.0...`), LayerNorm `gamma`/`beta`, tied output embeddings absent
 from the file, T5's embedding stored as `shared.weight` and/or per stack (`encoder.embed_tokens.weight`),
 and sharded safetensors with an index. Weights are read from safetensors only.
+
+The app loads what strangers name, on a shared server, so a load proves each step cheap before it takes the
+next: config.json alone (sizes in bounds, family as asked), the parameter count it implies and the weight
+files' sizes against a cap, every tensor's name and shape from the safetensors headers (`plan_checkpoint`),
+and only then reads tensors, one at a time, straight into the tensors the model keeps (`materialize`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import math
+import os
 import re
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +30,8 @@ import torch
 from safetensors.torch import save_file
 
 from .config import EncoderDecoderConfig, ModelSpec, read_config
-from .hub import CheckpointError, local_folder
+from .hub import (CHECKPOINT_FILES, PLAN_FILES, CheckpointError, display_name, fetch_files, local_folder, megabytes,
+                  snapshot_repo)
 from .model import CLIP, EncoderDecoder, Transformer
 
 log = logging.getLogger(__name__)
@@ -32,11 +42,12 @@ class Rule:
     """One core tensor built from one or more checkpoint tensors.
 
     kind: "copy"; "concat" (BERT-style separate q/k/v stacked into the core's fused qkv); "transpose"
-    (GPT-2's Conv1D stores weights in-by-out); "same" (one tensor that checkpoints store under any of the
-    names, T5's embedding: those present must be equal). `extra_dims` leading singleton dimensions in the
-    checkpoint (ViT's cls_token is (1, 1, C)). `base` rules live under the base-model prefix (`bert.`,
-    `transformer.`). `tie`: the core tensor this one shares when the checkpoint lacks it or holds an equal
-    copy (T5's lm_head, tied to the embedding in original T5, its own in v1.1), as `transformers` decides.
+    (GPT-2's Conv1D stores weights in-by-out); "any" (one tensor that checkpoints store under one or more of
+    the names, T5's embedding: the first present is read, the others are copies and are not). `extra_dims`
+    leading singleton dimensions in the checkpoint (ViT's cls_token is (1, 1, C)). `base` rules live under
+    the base-model prefix (`bert.`, `transformer.`). `tie`: the core tensor this one shares when the
+    checkpoint lacks it (T5's lm_head: absent in original T5, tied to the embedding; its own in v1.1), as
+    `transformers` decides.
     """
 
     core: str
@@ -78,6 +89,7 @@ def _bert_rules(n: int) -> list[Rule]:
                     *_norm("mlm_norm", "cls.predictions.transform.LayerNorm", base=False),
                     Rule("lm_head.weight", ("cls.predictions.decoder.weight",), base=False),
                     Rule("lm_head.bias", ("cls.predictions.bias",), base=False),
+                    *_linear("nsp", "cls.seq_relationship", base=False),
                     *_linear("classifier", "classifier", base=False), *_linear("qa", "qa_outputs", base=False)]
 
 
@@ -133,10 +145,10 @@ def _vit_rules(n: int) -> list[Rule]:
     return rules + _linear("classifier", "classifier", base=False)
 
 
-def _clip_tower_rules(core: str, src: str, n: int) -> list[Rule]:
+def _clip_encoder_rules(core: str, src: str, n: int) -> list[Rule]:
     rules = []
     for i in range(n):
-        layer, source = f"{core}.layers.{i}", f"{src}.encoder.layers.{i}"
+        layer, source = f"{core}layers.{i}", f"{src}encoder.layers.{i}"
         rules += [*_qkv(f"{layer}.attn.qkv", [f"{source}.self_attn.{x}" for x in ("q_proj", "k_proj", "v_proj")]),
                   *_linear(f"{layer}.attn.out", f"{source}.self_attn.out_proj"),
                   *_norm(f"{layer}.norm1", f"{source}.layer_norm1"),
@@ -146,17 +158,26 @@ def _clip_tower_rules(core: str, src: str, n: int) -> list[Rule]:
     return rules
 
 
+def _clip_text_rules(n: int, core: str = "", src: str = "") -> list[Rule]:
+    """The text tower: under `text.`/`text_model.` in a CLIPModel, at the top of a CLIPTextModel."""
+    return [Rule(f"{core}embed.tokens.weight", (f"{src}embeddings.token_embedding.weight",)),
+            Rule(f"{core}embed.positions.weight", (f"{src}embeddings.position_embedding.weight",)),
+            *_clip_encoder_rules(core, src, n),
+            *_norm(f"{core}final_norm", f"{src}final_layer_norm")]
+
+
+def _clip_vision_rules(n: int, core: str = "", src: str = "") -> list[Rule]:
+    return [Rule(f"{core}embed.patch.weight", (f"{src}embeddings.patch_embedding.weight",)),
+            Rule(f"{core}embed.cls", (f"{src}embeddings.class_embedding",)),
+            Rule(f"{core}embed.positions", (f"{src}embeddings.position_embedding.weight",)),
+            *_norm(f"{core}pre_norm", f"{src}pre_layrnorm"),
+            *_clip_encoder_rules(core, src, n),
+            *_norm(f"{core}final_norm", f"{src}post_layernorm")]
+
+
 def _clip_rules(text_layers: int, vision_layers: int) -> list[Rule]:
-    return [Rule("text.embed.tokens.weight", ("text_model.embeddings.token_embedding.weight",)),
-            Rule("text.embed.positions.weight", ("text_model.embeddings.position_embedding.weight",)),
-            *_clip_tower_rules("text", "text_model", text_layers),
-            *_norm("text.final_norm", "text_model.final_layer_norm"),
-            Rule("vision.embed.patch.weight", ("vision_model.embeddings.patch_embedding.weight",)),
-            Rule("vision.embed.cls", ("vision_model.embeddings.class_embedding",)),
-            Rule("vision.embed.positions", ("vision_model.embeddings.position_embedding.weight",)),
-            *_norm("vision.pre_norm", "vision_model.pre_layrnorm"),
-            *_clip_tower_rules("vision", "vision_model", vision_layers),
-            *_norm("vision.final_norm", "vision_model.post_layernorm"),
+    return [*_clip_text_rules(text_layers, "text.", "text_model."),
+            *_clip_vision_rules(vision_layers, "vision.", "vision_model."),
             Rule("text_projection.weight", ("text_projection.weight",)),
             Rule("visual_projection.weight", ("visual_projection.weight",)),
             Rule("logit_scale", ("logit_scale",))]
@@ -190,29 +211,32 @@ def _t5_stack_rules(core: str, src: str, config) -> list[Rule]:
 
 def _t5_rules(config) -> list[Rule]:
     if not isinstance(config, EncoderDecoderConfig):  # T5EncoderModel
-        return [Rule("embed.tokens.weight", ("shared.weight", "encoder.embed_tokens.weight"), "same"),
+        return [Rule("embed.tokens.weight", ("shared.weight", "encoder.embed_tokens.weight"), "any"),
                 *_t5_stack_rules("", "encoder", config)]
     return [Rule("shared.weight", ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
-                 "same"),
+                 "any"),
             *_t5_stack_rules("encoder.", "encoder", config.encoder),
             *_t5_stack_rules("decoder.", "decoder", config.decoder),
             Rule("lm_head.weight", ("lm_head.weight",), tie="shared.weight")]
 
 
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
+# A CLIP tower saved alone: transformers 5 writes a CLIPTextModel's keys bare, and a ...WithProjection's under
+# text_model./vision_model. beside the projection; older CLIPTextModel files (Stable Diffusion's) use it too.
 PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
-            "t5": ""}
+            "clip_text": "text_model.", "clip_vision": "vision_model.", "t5": ""}
 
 # Tensors that checkpoints carry and the core deliberately does not use, with the reason.
 IGNORED = {
     "bert": [(r"embeddings\.position_ids$", "position index buffer, recomputed"),
              (r"embeddings\.token_type_ids$", "zero buffer, recomputed"),
-             (r"cls\.seq_relationship\.", "next-sentence-prediction head of BertForPreTraining, not shown"),
              (r"cls\.predictions\.decoder\.bias$", "duplicate of cls.predictions.bias (tied)")],
     "distilbert": [(r"embeddings\.position_ids$", "position index buffer, recomputed")],
     "gpt2": [(r"h\.\d+\.attn\.(masked_)?bias$", "causal mask buffer; the core builds masks on the fly")],
     "vit": [(r"embeddings\.mask_token$", "masked-image-modelling token, unused for classification")],
     "clip": [(r"position_ids$", "position index buffer, recomputed")],
+    "clip_text": [(r"position_ids$", "position index buffer, recomputed")],
+    "clip_vision": [(r"position_ids$", "position index buffer, recomputed")],
     "t5": [(r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",
             "cross-attention has no position bias; older checkpoints carry an unused table")],
 }
@@ -229,8 +253,34 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
         return _clip_rules(c.text.num_layers, c.vision.num_layers)
     if spec.family == "t5":
         return _t5_rules(c)
+    if spec.family in ("clip_text", "clip_vision"):
+        tower = _clip_text_rules if spec.family == "clip_text" else _clip_vision_rules
+        projection = "text_projection" if spec.family == "clip_text" else "visual_projection"
+        return [*tower(c.num_layers), Rule("projection.weight", (f"{projection}.weight",), base=False)]
     builders = {"bert": _bert_rules, "distilbert": _distilbert_rules, "gpt2": _gpt2_rules, "vit": _vit_rules}
     return builders[spec.family](c.num_layers)
+
+
+def fit_optional_parts(spec: ModelSpec, names) -> ModelSpec:
+    """The spec with the optional parts this checkpoint has, and without those it lacks.
+
+    A part `transformers` would build from nothing (random numbers and a "newly initialized" warning) the core
+    leaves out, so nothing it shows is invented: a BertModel or ViTModel saved with `add_pooling_layer=False`
+    has no pooler. BERT's next-sentence head goes with the file rather than the architecture name: bert-base-
+    uncased's config.json says BertForMaskedLM, yet its file carries the head (`cls.seq_relationship`) and the
+    pooler that feeds it, so it gets them; a BertForPreTraining file without them opens as a masked LM alone.
+    `names` are the file's tensor names.
+    """
+    config = spec.config
+    names = {_normalise(name, PREFIXES[spec.family]) for name in names}
+    changes = {}
+    if spec.task == "base" and config.pooler and "pooler.dense.weight" not in names:
+        changes["pooler"] = False
+    if spec.family == "bert" and spec.task == "masked_lm":
+        carried = {"cls.seq_relationship.weight", "pooler.dense.weight"} <= names
+        if carried != config.next_sentence_head:
+            changes.update(next_sentence_head=carried, pooler=carried)
+    return dataclasses.replace(spec, config=dataclasses.replace(config, **changes)) if changes else spec
 
 
 def build_model(spec: ModelSpec) -> Transformer | CLIP | EncoderDecoder:
@@ -247,68 +297,118 @@ def build_model(spec: ModelSpec) -> Transformer | CLIP | EncoderDecoder:
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
                       "BOOL": torch.bool}
-MAX_HEADER_BYTES = 100_000_000  # the header is JSON names and offsets; anything larger is not a checkpoint
+# The header is JSON names and offsets: GPT-2's takes 15 kB, a shard of a large model some hundreds of kB. Parsed,
+# JSON takes several times its size, so a hostile 100 MB header (the safetensors library's own limit) would
+# cost far more than the model this app could load.
+MAX_HEADER_BYTES = 10_000_000
+# A model's weights may take at most this much memory (PLAYGROUND_MAX_MODEL_MB overrides it). Sized for a
+# 16 GB Space shared by several users: the largest preset (CLIP B/32) takes 605 MB, gpt2-medium 1.5 GB still
+# loads, gpt2-large (3.1 GB) and anything larger is refused before a byte of its weights is fetched.
+MAX_MODEL_MB = 1600
+# Weight files a repository may ship at its root; an index naming anything else (a subfolder's file, a path)
+# is refused rather than followed.
+WEIGHT_FILE = re.compile(r"^model[\w.-]*\.safetensors$")
 
 
-def read_safetensors_file(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of one .safetensors file, read into memory the model owns.
+def max_model_bytes() -> int:
+    """The size cap on a model's weights in bytes: PLAYGROUND_MAX_MODEL_MB if set, else MAX_MODEL_MB."""
+    text = os.environ.get("PLAYGROUND_MAX_MODEL_MB", "").strip()
+    if not text:
+        return MAX_MODEL_MB * 1_000_000
+    if not text.isdigit() or int(text) == 0:
+        raise ValueError(f"PLAYGROUND_MAX_MODEL_MB must be a whole number of megabytes above 0, not {text!r}")
+    return int(text) * 1_000_000
 
-    `safetensors.torch.load_file` returns tensors backed by a private memory map: every page of it that the
-    conversion reads (q, k and v before they are stacked, GPT-2's weights before they are transposed) stays
-    resident beside the converted copy, and the four real-size models peaked at 4.6 GB for 1.8 GB of weights.
-    Plain reads into fresh tensors hold each byte once. The format is an 8-byte header length, a JSON header
-    of dtype, shape and byte offsets per tensor, then the bytes (little-endian); all of it is checked.
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """Where one tensor lies in a safetensors file, from its header: nothing of it is read yet."""
+
+    file: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int  # from the start of the file
+    nbytes: int
+
+
+def read_safetensors_header(path: Path, label: str = "") -> dict[str, StoredTensor]:
+    """The tensors one .safetensors file declares, checked against the file's size; no tensor is read.
+
+    The format is an 8-byte header length, a JSON header of dtype, shape and byte offsets per tensor, then the
+    bytes (little-endian). Sizes are checked before anything is allocated: a header may claim any shape.
     """
+    where = f"{label}: {path.name}" if label else path.name
     size = path.stat().st_size
     with open(path, "rb") as file:
         header_length = int.from_bytes(file.read(8), "little")
         if not 0 < header_length <= min(MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(f"{path.name} is not a safetensors file (header length {header_length})")
+            raise CheckpointError(f"{where} is not a safetensors file (header length {header_length})")
         try:
             header = json.loads(file.read(header_length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{path.name}: unreadable safetensors header ({error})") from None
-        if not isinstance(header, dict):
-            raise CheckpointError(f"{path.name}: the safetensors header is not a JSON object")
-        header.pop("__metadata__", None)
-        data_start = 8 + header_length
-        tensors = {}
-        for name, entry in header.items():
-            try:
-                dtype = SAFETENSORS_DTYPES[entry["dtype"]]
-                shape = [int(n) for n in entry["shape"]]
-                begin, end = (int(n) for n in entry["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise CheckpointError(f"{path.name}: tensor {name} has an unsupported entry {entry!r}"[:300]) from None
-            # Sizes are checked before anything is allocated: a header may claim any shape.
-            nbytes = math.prod(shape) * dtype.itemsize
-            if min(shape, default=0) < 0 or end - begin != nbytes or begin < 0 or data_start + end > size:
-                raise CheckpointError(f"{path.name}: tensor {name} does not match its byte range")
-            tensor = torch.empty(shape, dtype=dtype)
-            as_bytes = tensor.reshape(-1).view(torch.uint8)
-            file.seek(data_start + begin)
-            if file.readinto(as_bytes.numpy()) != as_bytes.numel():
-                raise CheckpointError(f"{path.name}: file ends inside tensor {name}")
-            tensors[name] = tensor
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise CheckpointError(f"{where}: unreadable safetensors header ({type(error).__name__})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{where}: the safetensors header is not a JSON object")
+    header.pop("__metadata__", None)
+    data_start = 8 + header_length
+    stored = {}
+    for name, entry in header.items():
+        try:
+            dtype = SAFETENSORS_DTYPES[entry["dtype"]]
+            shape = tuple(int(n) for n in entry["shape"])
+            begin, end = (int(n) for n in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{where}: tensor {name} has an unsupported entry {entry!r}"[:300]) from None
+        nbytes = math.prod(shape) * dtype.itemsize
+        if min(shape, default=0) < 0 or end - begin != nbytes or begin < 0 or data_start + end > size:
+            raise CheckpointError(f"{where}: tensor {name} does not match its byte range")
+        stored[name] = StoredTensor(path, dtype, shape, data_start + begin, nbytes)
+    return stored
+
+
+def _read_into(stored: StoredTensor, file, out: torch.Tensor) -> None:
+    """Fill `out` (contiguous, as many elements as `stored`) with the stored values, converting the dtype."""
+    target = out if out.dtype == stored.dtype else torch.empty(stored.shape, dtype=stored.dtype)
+    as_bytes = target.reshape(-1).view(torch.uint8)
+    file.seek(stored.offset)
+    if file.readinto(as_bytes.numpy()) != stored.nbytes:
+        raise CheckpointError(f"{stored.file.name}: file ends inside a tensor")
+    if target is not out:
+        out.copy_(target.view(out.shape))
+
+
+def read_safetensors_file(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one .safetensors file, read into memory the model owns (plain reads into fresh
+    tensors: `safetensors.torch.load_file`'s memory map would keep every page it touched resident beside
+    the converted copies)."""
+    tensors = {}
+    with open(path, "rb") as file:
+        for name, stored in read_safetensors_header(Path(path)).items():
+            tensors[name] = torch.empty(stored.shape, dtype=stored.dtype)
+            _read_into(stored, file, tensors[name])
     return tensors
 
 
-def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a folder's weights: `model.safetensors` or the shards named by its index."""
-    folder = Path(folder)
+def weight_files(folder: Path, label: str) -> list[str]:
+    """The root weight files of a folder: the shards its index names, else `model.safetensors`. A Hub
+    snapshot may not hold them yet (`fetch_files` brings them once their size is known to fit)."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
-        why = f" (found only {', '.join(pickles)}, which are pickle files and are never loaded)" if pickles else ""
-        raise CheckpointError(f"no safetensors weights in {folder}{why}")
-    tensors: dict[str, torch.Tensor] = {}
-    for name in files:
-        tensors.update(read_safetensors_file(folder / name))
-    return tensors
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError, AttributeError):
+            raise CheckpointError(f"{label}: model.safetensors.index.json is not a safetensors index") from None
+        strange = [str(name) for name in names if not isinstance(name, str) or not WEIGHT_FILE.match(name)]
+        if strange or not names:
+            raise CheckpointError(f"{label}: model.safetensors.index.json names {strange[:1] or 'no'} weight "
+                                  "files; only root model*.safetensors files are read")
+        return names
+    if (folder / "model.safetensors").is_file() or snapshot_repo(folder) is not None:
+        return ["model.safetensors"]
+    pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
+    why = f" (found only {', '.join(pickles)}, which are pickle files and are never loaded)" if pickles else ""
+    raise CheckpointError(f"no safetensors weights in {label}{why}")
 
 
 def _normalise(key: str, prefix: str) -> str:
@@ -318,17 +418,43 @@ def _normalise(key: str, prefix: str) -> str:
     return re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
 
 
-def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
-                       tied: set[str]) -> dict[str, torch.Tensor]:
-    """Map checkpoint tensors onto the core's names; account for every tensor, check every shape.
+def _converted_shape(rule: Rule, shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The shape `rule` makes of checkpoint tensors of these shapes, or None if they cannot be combined."""
+    if rule.kind == "concat":
+        if any(not s or s[1:] != shapes[0][1:] for s in shapes):
+            return None
+        shape = (sum(s[0] for s in shapes), *shapes[0][1:])
+    elif rule.kind == "transpose":
+        shape = shapes[0][::-1] if len(shapes[0]) == 2 else None
+    else:
+        shape = shapes[0]
+    for _ in range(rule.extra_dims):
+        if not shape or shape[0] != 1:
+            return None
+        shape = shape[1:]
+    return shape
 
-    `expected` holds the core's tensors (for names and shapes); `tied` names core tensors that share
-    storage with the input embeddings and may be absent from the file. A tensor that a rule's `tie` shares
-    is the same object in the returned state as the one it shares.
+
+@dataclass(frozen=True)
+class Step:
+    """One core tensor to build: its rule and the stored tensors it reads."""
+
+    rule: Rule
+    parts: tuple[StoredTensor, ...]
+
+
+def plan_checkpoint(spec: ModelSpec, stored: dict[str, StoredTensor], expected: dict[str, torch.Tensor],
+                    tied: dict[str, str]) -> list[Step]:
+    """Map checkpoint tensors onto the core's names from their headers alone; account for every tensor,
+    check every shape. Nothing is read: a tensor the core does not know, or of the wrong shape, is refused
+    before a byte of it is in memory, and tensors ignored on purpose are never read.
+
+    `expected` holds the core's tensors (for names and shapes; meta tensors will do); `tied` names core
+    tensors that share storage with the input embeddings and may be absent from the file.
     """
     prefix = PREFIXES[spec.family]
-    remaining = {_normalise(key, prefix): value for key, value in tensors.items()}
-    state: dict[str, torch.Tensor] = {}
+    remaining = {_normalise(key, prefix): value for key, value in stored.items()}
+    steps: list[Step] = []
     unused_parts: list[str] = []
     for rule in rules_for(spec):
         present = [s in remaining for s in rule.sources]
@@ -342,36 +468,25 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
             for source in rule.sources:
                 remaining.pop(source, None)  # equal to the embeddings when present; the tie is made on load
             continue
-        if rule.tie and not any(present):
-            state[rule.core] = state[rule.tie]
-            continue
-        if rule.kind == "same":
+        if rule.kind == "any":
             if not any(present):
                 raise CheckpointError(f"checkpoint lacks {' or '.join(rule.sources)} (needed for {rule.core})")
-            named = {s: remaining.pop(s) for s, here in zip(rule.sources, present) if here}
-            parts = list(named.values())
-            if any(not torch.equal(parts[0], other) for other in parts[1:]):
-                raise CheckpointError(f"checkpoint holds different tensors for {', '.join(named)}, which are one "
-                                      f"embedding ({rule.core})")
+            found = [s for s, here in zip(rule.sources, present) if here]
+            parts = [remaining.pop(found[0])]
+            for copy in found[1:]:
+                # The same tensor stored again under another name: transformers ties it, so it is not read.
+                if tuple(remaining.pop(copy).shape) != tuple(parts[0].shape):
+                    raise CheckpointError(f"{copy} and {found[0]} differ in shape; the core shares one "
+                                          f"embedding ({rule.core})")
         elif not all(present):
             missing = [s for s, here in zip(rule.sources, present) if not here]
             raise CheckpointError(f"checkpoint lacks {', '.join(missing)} (needed for {rule.core})")
         else:
             parts = [remaining.pop(s) for s in rule.sources]
-        if rule.kind == "concat":
-            value = torch.cat(parts, dim=0)
-        elif rule.kind == "transpose":
-            value = parts[0].t()
-        else:
-            value = parts[0]
-        for _ in range(rule.extra_dims):
-            value = value.squeeze(0)
-        if value.shape != expected[rule.core].shape:
-            raise CheckpointError(f"shape of {rule.sources[0]} is {tuple(parts[0].shape)}; the config implies "
+        if _converted_shape(rule, [p.shape for p in parts]) != tuple(expected[rule.core].shape):
+            raise CheckpointError(f"shape of {rule.sources[0]} is {parts[0].shape}; the config implies "
                                   f"{tuple(expected[rule.core].shape)} for {rule.core}")
-        if rule.tie and torch.equal(value, state[rule.tie]):
-            value = state[rule.tie]  # an equal copy: share one tensor, as transformers ties it
-        state[rule.core] = value.contiguous()
+        steps.append(Step(rule, tuple(parts)))
     for pattern, reason in IGNORED[spec.family] + IGNORED_BY_ARCHITECTURE.get(spec.architecture, []):
         for key in [k for k in remaining if re.search(pattern, k)]:
             log.debug("ignoring %s: %s", key, reason)
@@ -381,9 +496,46 @@ def convert_checkpoint(spec: ModelSpec, tensors: dict[str, torch.Tensor], expect
     if unused_parts:
         log.info("%s does not use %d checkpoint tensors (%s ...)", spec.architecture, len(unused_parts),
                  unused_parts[0])
-    missing = set(expected) - set(state) - set(tied)
+    missing = set(expected) - {step.rule.core for step in steps} - set(tied)
     if missing:
         raise CheckpointError(f"checkpoint lacks tensors for {sorted(missing)[:8]}")
+    return steps
+
+
+def _target_dtype(step: Step, dtype: torch.dtype | None) -> torch.dtype:
+    stored = step.parts[0].dtype
+    return dtype if dtype is not None and stored.is_floating_point else stored
+
+
+def materialize(steps: list[Step], expected: dict[str, torch.Tensor], dtype=None) -> dict[str, torch.Tensor]:
+    """Read and convert the planned tensors one at a time, each straight into the tensor the model keeps.
+
+    q, k and v are read into their rows of the fused qkv, so nothing is stacked; only a transpose (GPT-2's
+    Conv1D) or a dtype change needs one stored tensor's worth of scratch, freed before the next. The peak of
+    a load is so the weights plus the largest tensor, not twice the weights.
+    """
+    state: dict[str, torch.Tensor] = {}
+    with contextlib.ExitStack() as stack:
+        files = {}
+        for step in steps:
+            for part in step.parts:
+                if part.file not in files:
+                    files[part.file] = stack.enter_context(open(part.file, "rb"))
+            value = torch.empty(expected[step.rule.core].shape, dtype=_target_dtype(step, dtype))
+            if step.rule.kind == "concat":
+                row = 0
+                for part in step.parts:
+                    _read_into(part, files[part.file], value[row:row + part.shape[0]])
+                    row += part.shape[0]
+            elif step.rule.kind == "transpose":
+                part = step.parts[0]
+                scratch = torch.empty(part.shape, dtype=part.dtype)
+                _read_into(part, files[part.file], scratch)
+                value.copy_(scratch.t())
+                del scratch
+            else:
+                _read_into(step.parts[0], files[step.parts[0].file], value)
+            state[step.rule.core] = value
     return state
 
 
@@ -397,6 +549,14 @@ def tied_names(model) -> dict[str, str]:
     return {}
 
 
+def absent_ties(spec: ModelSpec, checkpoint_names) -> dict[str, str]:
+    """Core tensors that share another because the checkpoint lacks their own (a rule's `tie`)."""
+    prefix = PREFIXES[spec.family]
+    present = {_normalise(name, prefix) for name in checkpoint_names}
+    return {rule.core: rule.tie for rule in rules_for(spec)
+            if rule.tie and not any(source in present for source in rule.sources)}
+
+
 def _share_tied(model, state: dict[str, torch.Tensor]) -> None:
     """Names that held one tensor in `state` become one Parameter again after an assigning load (tied weights)."""
     owners: dict[int, str] = {}
@@ -407,27 +567,91 @@ def _share_tied(model, state: dict[str, torch.Tensor]) -> None:
             setattr(model.get_submodule(module_name), attribute, model.get_parameter(owner))
 
 
-def load_model(source, device=None, dtype=None):
+def load_model(source, device=None, dtype=None, check_spec=None, max_bytes=None):
     """Open a checkpoint folder or Hub repo id as a core model in eval mode.
 
-    The model remembers its `spec` (architecture and config) and `folder`. Errors name the problem:
-    unsupported architecture, missing files, pickle-only weights, or an uncached repo while offline.
+    The model remembers its `spec` (architecture and config) and `folder`. In order, and each before anything
+    larger happens: config.json is read alone and checked (sizes in bounds; `check_spec`, when given, is called
+    with the spec and may return a message refusing it: the app's tabs refuse a family they cannot show); the parameter count the config implies is held against the size cap
+    (`max_bytes`, default `max_model_bytes()`); the weight files' sizes (the Hub's metadata before fetching
+    them) likewise; then every tensor's name and shape from the safetensors headers; only then are tensors
+    read, one at a time. Errors name the problem and the checkpoint by repo id or folder name, never by path.
+    A failed load keeps nothing alive: the error raised is a fresh one, holding no frame with a tensor in it.
     """
-    folder = local_folder(source)
+    try:
+        return _load_model(source, device, dtype, check_spec, max_bytes)
+    except CheckpointError as error:
+        message = str(error)
+    except BaseException as error:
+        traceback.clear_frames(error.__traceback__)  # the frames' locals (tensors) go; the lines stay for logs
+        raise
+    raise CheckpointError(message)
+
+
+def fetch_checkpoint(source, check_spec=None, max_bytes=None) -> Path:
+    """Every check of `load_model` and every file it needs in the local cache, without reading a tensor; the
+    folder (`python app.py --download` fetches the presets so)."""
+    try:
+        return _plan_load(source, None, check_spec, max_bytes)[0]
+    except CheckpointError as error:
+        message = str(error)
+    raise CheckpointError(message)
+
+
+def _plan_load(source, dtype, check_spec, max_bytes):
+    """(folder, spec, meta model, its expected tensors, tied names, steps): all checked, nothing read."""
+    folder = local_folder(source, PLAN_FILES)
+    label = display_name(folder)
     try:
         spec = read_config(folder)
     except (ValueError, KeyError, FileNotFoundError) as error:
-        raise CheckpointError(f"cannot use {source}: {error}") from None
-    tensors = read_safetensors(folder)
+        raise CheckpointError(f"cannot use {label}: {error}") from None
+    refusal = check_spec(spec) if check_spec is not None else None
+    if refusal:
+        raise CheckpointError(refusal)
     with torch.device("meta"):
-        model = build_model(spec)  # no random init of weights that are about to be replaced
-    expected = {name: value for name, value in model.state_dict().items()}
+        model = build_model(spec)  # shapes only: no memory, no random init of weights that are about to be replaced
+    expected = dict(model.state_dict())
     tied = tied_names(model)
-    state = convert_checkpoint(spec, tensors, expected, tied)
-    for name, source in tied.items():
-        state[name] = state[source]
+    cap = max_model_bytes() if max_bytes is None else max_bytes
+    parameters = sum(value.numel() for name, value in expected.items() if name not in tied)
+    least = parameters * (dtype.itemsize if dtype is not None else 2)  # no float checkpoint stores less
+    if least > cap:
+        raise CheckpointError(f"{label}: its config implies {parameters / 1e6:,.0f} M parameters, at least "
+                              f"{megabytes(least)}; this server loads models of at most {megabytes(cap)} "
+                              "(PLAYGROUND_MAX_MODEL_MB).")
+    files = weight_files(folder, label)
+    fetch_files(folder, files, cap, optional=CHECKPOINT_FILES)  # the tokenizer's files come with the weights
+    stored: dict[str, StoredTensor] = {}
+    for name in files:
+        stored.update(read_safetensors_header(folder / name, label))
+    fitted = fit_optional_parts(spec, stored)
+    if fitted is not spec:  # the file lacks an optional part (pooler, NSP head), or carries one: rebuild to fit
+        spec = fitted
+        with torch.device("meta"):
+            model = build_model(spec)
+        expected = dict(model.state_dict())
+        tied = tied_names(model)
+    tied = {**tied, **absent_ties(spec, stored)}  # T5's lm_head when the file has none of its own
+    try:
+        steps = plan_checkpoint(spec, stored, expected, tied)
+    except CheckpointError as error:
+        raise CheckpointError(f"{label}: {error}") from None
+    weights = sum(expected[s.rule.core].numel() * _target_dtype(s, dtype).itemsize for s in steps)
+    if weights > cap:
+        raise CheckpointError(f"{label}: its weights take {megabytes(weights)}; this server loads models of at most "
+                              f"{megabytes(cap)} (PLAYGROUND_MAX_MODEL_MB).")
+    return folder, spec, model, expected, tied, steps
+
+
+def _load_model(source, device, dtype, check_spec, max_bytes):
+    folder, spec, model, expected, tied, steps = _plan_load(source, dtype, check_spec, max_bytes)
+    state = materialize(steps, expected, dtype)
+    for name, shared in tied.items():
+        state[name] = state[shared]
     model.load_state_dict(state, assign=True)
-    _share_tied(model, state)
+    _share_tied(model, state)  # tied names one Parameter again, as before the load
+    del state
     model.folder = folder
     model.eval().requires_grad_(False)
     if device is not None or dtype is not None:

@@ -10,14 +10,19 @@ the architecture from the "architectures" field rather than guessing it from ten
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-# "architectures" value -> (family, task). BertForPreTraining opens as a masked LM: its NSP head is ignored.
+# "architectures" value -> (family, task). BertForPreTraining opens as a masked LM with its next-sentence-
+# prediction head (so does a BertForMaskedLM file that carries the head: core.checkpoint.fit_optional_parts);
+# the CLIP towers alone are the families clip_text and clip_vision.
 ARCHITECTURES: dict[str, tuple[str, str]] = {
     "BertModel": ("bert", "base"),
     "BertForMaskedLM": ("bert", "masked_lm"),
     "BertForPreTraining": ("bert", "masked_lm"),
+    "BertForNextSentencePrediction": ("bert", "next_sentence_prediction"),
     "BertForSequenceClassification": ("bert", "sequence_classification"),
     "BertForTokenClassification": ("bert", "token_classification"),
     "BertForQuestionAnswering": ("bert", "question_answering"),
@@ -32,7 +37,14 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "ViTForImageClassification": ("vit", "image_classification"),
     "CLIPModel": ("clip", "contrastive"),
     "T5ForConditionalGeneration": ("t5", "seq2seq_lm"),
+    "T5WithLMHeadModel": ("t5", "seq2seq_lm"),  # the same model's name in older T5 repositories' config.json
     "T5EncoderModel": ("t5", "base"),
+    "MT5ForConditionalGeneration": ("t5", "seq2seq_lm"),  # multilingual T5: the v1.1 architecture
+    "MT5EncoderModel": ("t5", "base"),
+    "CLIPTextModel": ("clip_text", "base"),
+    "CLIPTextModelWithProjection": ("clip_text", "projection"),
+    "CLIPVisionModel": ("clip_vision", "base"),
+    "CLIPVisionModelWithProjection": ("clip_vision", "projection"),
 }
 
 # Names that checkpoints use for activations -> the three (plus ReLU) the block implements.
@@ -52,7 +64,7 @@ class TransformerConfig:
     """One transformer stack with its embeddings and head."""
 
     family: str  # bert | distilbert | gpt2 | vit | clip_text | clip_vision | t5_encoder | t5_decoder
-    task: str  # base | masked_lm | causal_lm | sequence_classification | ... | image_classification
+    task: str  # base | masked_lm | causal_lm | sequence_classification | ... | image_classification | projection
     hidden_size: int
     num_layers: int
     num_heads: int
@@ -69,12 +81,13 @@ class TransformerConfig:
     final_norm: bool = False  # LayerNorm after the last block (GPT-2 ln_f, ViT layernorm, CLIP final LN)
     final_norm_cls_only: bool = False  # CLIP vision applies it to the pooled [CLS] only
     pooler: bool = False  # BERT/ViT dense+tanh on [CLS]
+    scale_attention: bool = True  # divide scores by sqrt(head size); not GPT-2 with scale_attn_weights=False, nor T5
     attn_scale_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx
+    qkv_bias: bool = True  # ViT's qkv_bias=False drops the query/key/value biases
     # T5 (Raffel et al., 2020): its parts, each usable on its own
     norm: str = "layer"  # layer | rms (T5: scale only, no mean subtracted, no bias)
     bias: bool = True  # biases in the attention and MLP projections (T5 has none)
     head_dim: int = 0  # per-head size when it is not hidden_size / num_heads (T5's d_kv); 0 = that quotient
-    scale_attention: bool = True  # divide scores by sqrt(head size); T5 folds it into its initialisation
     relative_attention_buckets: int = 0  # T5 relative position bias buckets; 0 = none
     relative_attention_max_distance: int = 128  # distances beyond this share the last bucket
     gated_mlp: bool = False  # activation(x W0) * (x W1) before the output projection (T5 v1.1's gated GELU)
@@ -85,6 +98,8 @@ class TransformerConfig:
     num_channels: int = 3
     patch_bias: bool = True
     # heads
+    next_sentence_head: bool = False  # BERT's NSP classifier on the pooled [CLS] (BertForPreTraining)
+    projection_dim: int = 0  # CLIP tower alone "WithProjection": pooled state -> shared embedding space
     num_labels: int = 0
     id2label: tuple[str, ...] = ()
     tie_word_embeddings: bool = True
@@ -146,10 +161,17 @@ class ModelSpec:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-def _labels(raw: dict) -> tuple[tuple[str, ...], int]:
+LABELLED_TASKS = ("sequence_classification", "token_classification", "image_classification")
+
+
+def _labels(raw: dict, task: str) -> tuple[tuple[str, ...], int]:
+    """Class names and count of a classifier head. transformers 5 writes neither `id2label` nor `num_labels`
+    for its default of two labels, so a config without both means two (named LABEL_0, LABEL_1 by the model)."""
+    if task not in LABELLED_TASKS:
+        return (), 0
     id2label = raw.get("id2label") or {}
     labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int)) if id2label else ()
-    return labels, len(labels) or int(raw.get("num_labels", 0) or 0)
+    return labels, len(labels) or int(raw.get("num_labels", 2))
 
 
 def _activation(name: str) -> str:
@@ -159,22 +181,25 @@ def _activation(name: str) -> str:
 
 
 def _bert(raw: dict, task: str) -> TransformerConfig:
-    labels, num_labels = _labels(raw)
+    labels, num_labels = _labels(raw, task)
+    # BertForPreTraining and BertForNextSentencePrediction classify the pooled [CLS]: IsNext or NotNext.
+    next_sentence = task == "next_sentence_prediction" or "BertForPreTraining" in raw["architectures"]
     return TransformerConfig(
         family="bert", task=task, hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
         num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
         activation=_activation(raw.get("hidden_act", "gelu")), layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
         norm_first=False, causal=False, max_positions=raw["max_position_embeddings"],
         vocab_size=raw["vocab_size"], type_vocab_size=raw.get("type_vocab_size", 2), embedding_norm=True,
-        pooler=task in ("base", "sequence_classification"), num_labels=num_labels, id2label=labels,
+        pooler=task in ("base", "sequence_classification") or next_sentence, next_sentence_head=next_sentence,
+        num_labels=num_labels, id2label=labels,
         tie_word_embeddings=raw.get("tie_word_embeddings", True), pad_token_id=raw.get("pad_token_id", 0),
     )
 
 
 def _distilbert(raw: dict, task: str) -> TransformerConfig:
-    if raw.get("sinusoidal_pos_embds"):
-        raise ValueError("DistilBERT with sinusoidal position embeddings is not supported")
-    labels, num_labels = _labels(raw)
+    # sinusoidal_pos_embds=True needs nothing of its own: transformers writes the fixed sine table into
+    # position_embeddings.weight, which is read like a learned one.
+    labels, num_labels = _labels(raw, task)
     return TransformerConfig(
         family="distilbert", task=task, hidden_size=raw["dim"], num_layers=raw["n_layers"],
         num_heads=raw["n_heads"], intermediate_size=raw["hidden_dim"],
@@ -186,8 +211,9 @@ def _distilbert(raw: dict, task: str) -> TransformerConfig:
 
 
 def _gpt2(raw: dict, task: str) -> TransformerConfig:
-    if raw.get("reorder_and_upcast_attn") or not raw.get("scale_attn_weights", True):
-        raise ValueError("GPT-2 variants with reordered or unscaled attention are not supported")
+    # reorder_and_upcast_attn=True scales inside the product and computes scores in fp32 under mixed precision:
+    # in fp32 the same numbers as the core's attention, so the flag needs nothing (transformers itself applies
+    # it only in its eager attention, not in the default fused one).
     hidden = raw["n_embd"]
     return TransformerConfig(
         family="gpt2", task=task, hidden_size=hidden, num_layers=raw["n_layer"], num_heads=raw["n_head"],
@@ -195,6 +221,7 @@ def _gpt2(raw: dict, task: str) -> TransformerConfig:
         activation=_activation(raw.get("activation_function", "gelu_new")),
         layer_norm_eps=raw.get("layer_norm_epsilon", 1e-5), norm_first=True, causal=True,
         max_positions=raw["n_positions"], vocab_size=raw["vocab_size"], final_norm=True,
+        scale_attention=bool(raw.get("scale_attn_weights", True)),
         attn_scale_by_layer=bool(raw.get("scale_attn_by_inverse_layer_idx", False)),
         tie_word_embeddings=raw.get("tie_word_embeddings", True), bos_token_id=raw.get("bos_token_id"),
         eos_token_id=raw.get("eos_token_id"), pad_token_id=raw.get("pad_token_id"),
@@ -202,47 +229,59 @@ def _gpt2(raw: dict, task: str) -> TransformerConfig:
 
 
 def _vit(raw: dict, task: str) -> TransformerConfig:
-    labels, num_labels = _labels(raw)
+    labels, num_labels = _labels(raw, task)
     return TransformerConfig(
         family="vit", task=task, hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
         num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
         activation=_activation(raw.get("hidden_act", "gelu")), layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
         norm_first=True, causal=False, final_norm=True, pooler=task == "base" and raw.get("add_pooling_layer", True),
+        qkv_bias=bool(raw.get("qkv_bias", True)),
         image_size=raw["image_size"], patch_size=raw["patch_size"], num_channels=raw.get("num_channels", 3),
         num_labels=num_labels, id2label=labels,
     )
 
 
-def _clip(raw: dict) -> CLIPConfig:
-    # transformers fills omitted sub-config fields with CLIP ViT-B/32 defaults; so do we.
-    text = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-            "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
-            "layer_norm_eps": 1e-5, "eos_token_id": 2, "bos_token_id": 1, "pad_token_id": 1}
-    text.update(raw.get("text_config") or {})
-    vision = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-              "image_size": 224, "patch_size": 32, "num_channels": 3, "hidden_act": "quick_gelu",
-              "layer_norm_eps": 1e-5}
-    vision.update(raw.get("vision_config") or {})
-    common = dict(norm_first=True, final_norm=True)
-    text_cfg = TransformerConfig(
-        family="clip_text", task="base", hidden_size=text["hidden_size"], num_layers=text["num_hidden_layers"],
+# transformers fills fields a CLIP config omits with the defaults of CLIP ViT-B/32 (CLIPTextConfig,
+# CLIPVisionConfig); so do we, for the joint model's sub-configs and for a tower saved alone.
+CLIP_TEXT_DEFAULTS = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+                      "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+                      "layer_norm_eps": 1e-5, "eos_token_id": 49407, "bos_token_id": 49406, "pad_token_id": 1,
+                      "projection_dim": 512}
+CLIP_VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                        "num_attention_heads": 12, "image_size": 224, "patch_size": 32, "num_channels": 3,
+                        "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "projection_dim": 512}
+
+
+def _clip_text(given: dict, task: str) -> TransformerConfig:
+    text = {**CLIP_TEXT_DEFAULTS, **given}
+    return TransformerConfig(
+        family="clip_text", task=task, hidden_size=text["hidden_size"], num_layers=text["num_hidden_layers"],
         num_heads=text["num_attention_heads"], intermediate_size=text["intermediate_size"],
-        activation=_activation(text["hidden_act"]), layer_norm_eps=text["layer_norm_eps"], causal=True,
-        max_positions=text["max_position_embeddings"], vocab_size=text["vocab_size"],
+        activation=_activation(text["hidden_act"]), layer_norm_eps=text["layer_norm_eps"], norm_first=True,
+        causal=True, final_norm=True, max_positions=text["max_position_embeddings"], vocab_size=text["vocab_size"],
         eos_token_id=text["eos_token_id"], bos_token_id=text.get("bos_token_id"),
-        pad_token_id=text.get("pad_token_id"), **common,
+        pad_token_id=text.get("pad_token_id"), projection_dim=text["projection_dim"] if task == "projection" else 0,
     )
-    vision_cfg = TransformerConfig(
-        family="clip_vision", task="base", hidden_size=vision["hidden_size"],
+
+
+def _clip_vision(given: dict, task: str) -> TransformerConfig:
+    vision = {**CLIP_VISION_DEFAULTS, **given}
+    return TransformerConfig(
+        family="clip_vision", task=task, hidden_size=vision["hidden_size"],
         num_layers=vision["num_hidden_layers"], num_heads=vision["num_attention_heads"],
         intermediate_size=vision["intermediate_size"], activation=_activation(vision["hidden_act"]),
-        layer_norm_eps=vision["layer_norm_eps"], causal=False, pre_norm=True, final_norm_cls_only=True,
-        image_size=vision["image_size"], patch_size=vision["patch_size"], num_channels=vision["num_channels"],
-        patch_bias=False, **common,
+        layer_norm_eps=vision["layer_norm_eps"], norm_first=True, causal=False, pre_norm=True, final_norm=True,
+        final_norm_cls_only=True, image_size=vision["image_size"], patch_size=vision["patch_size"],
+        num_channels=vision["num_channels"], patch_bias=False,
+        projection_dim=vision["projection_dim"] if task == "projection" else 0,
     )
-    return CLIPConfig(text=text_cfg, vision=vision_cfg, projection_dim=raw.get("projection_dim", 512),
-                      logit_scale_init=raw.get("logit_scale_init_value", 2.6592),
-                      eos_token_id=text["eos_token_id"])
+
+
+def _clip(raw: dict) -> CLIPConfig:
+    text = _clip_text(raw.get("text_config") or {}, "base")
+    return CLIPConfig(text=text, vision=_clip_vision(raw.get("vision_config") or {}, "base"),
+                      projection_dim=raw.get("projection_dim", 512),
+                      logit_scale_init=raw.get("logit_scale_init_value", 2.6592), eos_token_id=text.eos_token_id)
 
 
 def _t5_feed_forward(raw: dict) -> tuple[str, bool]:
@@ -276,7 +315,9 @@ def _t5(raw: dict, task: str) -> TransformerConfig | EncoderDecoderConfig:
     if task == "base":  # T5EncoderModel
         return _t5_stack(raw, decoder=False)
     # transformers 5 writes scale_decoder_outputs; older configs say tie_word_embeddings: false for v1.1.
-    scale = raw.get("scale_decoder_outputs", raw.get("tie_word_embeddings", True) is not False)
+    # mT5 never rescales (transformers' MT5 has no such step, whatever its config says).
+    scale = raw.get("model_type") != "mt5" and raw.get("scale_decoder_outputs",
+                                                       raw.get("tie_word_embeddings", True) is not False)
     encoder, decoder = _t5_stack(raw, decoder=False), _t5_stack(raw, decoder=True)
     return EncoderDecoderConfig(
         encoder=encoder, decoder=decoder, vocab_size=raw["vocab_size"], scale_decoder_output=bool(scale),
@@ -295,13 +336,88 @@ def config_from_json(raw: dict) -> ModelSpec:
         raise ValueError(f"unsupported architecture {names or raw.get('model_type')!r}; supported: {supported}")
     architecture = known[0]
     family, task = ARCHITECTURES[architecture]
-    builders = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "vit": _vit, "t5": _t5}
+    builders = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "vit": _vit, "clip_text": _clip_text,
+                "clip_vision": _clip_vision, "t5": _t5}
     config = _clip(raw) if family == "clip" else builders[family](raw, task)
     return ModelSpec(architecture=architecture, family=family, task=task, config=config, raw=raw)
 
 
+# Bounds on the size fields of any family's config, by what the field's name says it counts. They keep a
+# hostile or broken config.json from costing minutes (a meta-device model of 200,000 layers) or crashing on a
+# division before the parameter count and the size cap (core.checkpoint) judge what is left. The largest
+# real checkpoints of these architectures sit far inside them (GPT-3 has 96 layers, T5-11B 128 heads).
+SIZE_BOUNDS: list[tuple[str, int, int]] = [
+    (r"_token_id$", -1, 2**31 - 1),  # token ids index nothing when the model is built; any int will do
+    (r"layers", 0, 128),
+    (r"heads", 1, 512),
+    (r"type_vocab", 0, 1024),
+    (r"vocab", 0, 1_048_576),  # 0: a part without it (a vision tower has no vocabulary, a text one no image)
+    (r"positions", 0, 1_048_576),
+    (r"image_size", 0, 4096),
+    (r"patch_size", 0, 4096),
+    (r"channels", 1, 64),
+    (r"labels", 0, 1_000_000),
+    (r"", 0, 1_048_576),  # every other whole number: hidden and intermediate widths, projection sizes
+]
+MAX_CONFIG_BYTES = 2_000_000  # config.json is a few kB; CLIP's with id2label tables some tens of kB
+
+
+def _check_number(path: str, value, annotation: str) -> None:
+    if annotation.startswith("int"):
+        if value is None and "None" in annotation:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path} must be a whole number, not {value!r}"[:200])
+        low, high = next((low, high) for pattern, low, high in SIZE_BOUNDS if re.search(pattern, path))
+        if not low <= value <= high:
+            raise ValueError(f"{path} = {value} is outside the range this app loads ({low} to {high:,})")
+    elif annotation.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{path} must be a finite number, not {value!r}"[:200])
+
+
+def check_sizes(config, prefix: str = "") -> None:
+    """Raise ValueError naming the first field of `config` (any family's frozen dataclass, nested ones
+    included) that is of the wrong type or out of bounds, or heads that do not divide the width they split."""
+    names = {f.name for f in fields(config)}
+    for item in fields(config):
+        value = getattr(config, item.name)
+        path = f"{prefix}{item.name}"
+        if is_dataclass(value):
+            check_sizes(value, f"{path}.")
+        else:
+            annotation = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", str(item.type))
+            _check_number(path, value, annotation)
+    # Attention splits the width into equal heads unless the config names its own head size (T5's d_kv).
+    own_head_size = any(getattr(config, name, 0) for name in names if re.search(r"head_(size|dim)|d_kv", name))
+    if {"image_size", "patch_size"} <= names and config.image_size and not 0 < config.patch_size <= config.image_size:
+        raise ValueError(f"{prefix}patch_size = {config.patch_size} does not fit {prefix}image_size = "
+                         f"{config.image_size}")
+    if {"hidden_size", "num_heads"} <= names and not own_head_size:
+        if config.hidden_size % config.num_heads:
+            raise ValueError(f"{prefix}num_heads = {config.num_heads} does not divide {prefix}hidden_size = "
+                             f"{config.hidden_size}")
+
+
 def read_config(folder: Path) -> ModelSpec:
+    """The spec of a folder's config.json, checked: a malformed file raises ValueError saying what is wrong
+    (never a KeyError, TypeError or ZeroDivisionError from deeper down)."""
     path = Path(folder) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no config.json in {folder}")
-    return config_from_json(json.loads(path.read_text()))
+        raise FileNotFoundError("no config.json")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"config.json is {path.stat().st_size / 1e6:,.0f} MB, not a model configuration")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"config.json is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config.json holds a {type(raw).__name__}, not an object of settings")
+    try:
+        spec = config_from_json(raw)
+    except KeyError as error:
+        raise ValueError(f"config.json lacks the setting {error.args[0]!r}") from None
+    except (TypeError, AttributeError, ValueError, OverflowError) as error:
+        raise ValueError(f"config.json has a setting of the wrong kind: {error}"[:300]) from None
+    check_sizes(spec.config)
+    return spec

@@ -3,6 +3,13 @@
 Only safetensors weights are ever fetched or read; pickle files (`pytorch_model.bin`) are refused, because
 unpickling runs arbitrary code. Offline, a repository that is not cached fails at once with a clear message
 instead of the Hub client's retry loop (about 30 s).
+
+A repository is fetched in stages, so that nothing large arrives before it is known to be wanted: first
+config.json and the weights' index alone (`hub_folder` with `PLAN_FILES`), then, once `core.checkpoint` has
+checked the config against the caller's needs and the size cap, only the root weight files the index names,
+whose sizes the Hub's file metadata states before anything is downloaded, with the tokenizer's small files
+(`fetch_files`). Messages name the repo id (or a local
+folder's own name) and file names, never a path of the server.
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ import os
 import re
 import socket
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 from urllib.parse import urlparse
 
 log = logging.getLogger(__name__)
 
-# Everything a model folder needs, and nothing that can execute code.
+# The small files of a model folder, and nothing that can execute code. Weights are fetched apart, by name,
+# after their size is checked (`fetch_files`): a "*.safetensors" pattern would also match every subfolder's
+# weights (a diffusion pipeline's unet/, vae/, text_encoder/...).
 CHECKPOINT_FILES = [
     "config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
+    "model.safetensors.index.json",  # which root files hold the weights
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -30,7 +39,12 @@ CHECKPOINT_FILES = [
     "merges.txt",
     "preprocessor_config.json",
 ]
-TOKENIZER_FILES = [p for p in CHECKPOINT_FILES if "safetensors" not in p]
+TOKENIZER_FILES = CHECKPOINT_FILES
+# What a load reads first, alone: the settings and the index saying which files hold the weights.
+PLAN_FILES = ["config.json", "model.safetensors.index.json"]
+# Any one of the small files above larger than this is not what it claims to be (BERT's vocab.txt is 230 kB,
+# the largest tokenizer.json of a 250k vocabulary about 20 MB).
+MAX_SMALL_FILE_BYTES = 64_000_000
 
 # "owner/name" or a legacy single name such as "gpt2"; no path separators beyond one slash, no "..".
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
@@ -78,6 +92,84 @@ def _connect(endpoint_url: str, timeout: float) -> bool:
         return False
 
 
+def megabytes(size: float) -> str:
+    """A size for messages: whole megabytes, with one decimal below 10 MB."""
+    return f"{size / 1e6:,.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"
+
+
+def snapshot_repo(folder: str | os.PathLike) -> tuple[str, str] | None:
+    """(repo id, commit) when `folder` is a snapshot of the Hugging Face cache
+    (`.../models--owner--name/snapshots/<commit>`), else None."""
+    folder = Path(folder)
+    repo_folder = folder.parent.parent.name
+    if folder.parent.name != "snapshots" or not repo_folder.startswith("models--"):
+        return None
+    return repo_folder.removeprefix("models--").replace("--", "/"), folder.name
+
+
+def display_name(source: str | os.PathLike) -> str:
+    """What messages call a checkpoint: its repo id, or a local folder's own name; never a server path."""
+    repo = snapshot_repo(source)
+    if repo is not None:
+        return repo[0]
+    text = str(source)
+    return text if is_repo_id(text) and not Path(text).is_absolute() else Path(text).name or text
+
+
+def remote_files(repo_id: str, revision: str | None = None) -> tuple[str, dict[str, int]]:
+    """The commit and every file of a Hub repository with its size in bytes, from the Hub's metadata (one
+    request, nothing downloaded)."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception as error:
+        raise CheckpointError(f"Cannot open Hub repository {repo_id!r}: {type(error).__name__}") from None
+    return info.sha or revision or "main", {s.rfilename: int(s.size or 0) for s in info.siblings or []}
+
+
+def _download(repo_id: str, name: str, commit: str | None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, name, revision=commit))
+    except Exception as error:
+        raise CheckpointError(f"Cannot fetch {name} of {repo_id!r}: {type(error).__name__}") from None
+
+
+def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = None, what: str = "weights",
+                optional: list[str] | tuple[str, ...] = ()) -> None:
+    """Make sure the root files `names` are in `folder`, fetching the missing ones from the Hub when `folder` is a
+    cache snapshot. Sizes come from the Hub's metadata first: over `max_total_bytes` in all, nothing is fetched.
+    The `optional` small files that the repository has and the snapshot lacks come too (offline, none).
+    """
+    missing = [name for name in names if not (folder / name).is_file()]
+    lacking = [name for name in optional if not (folder / name).is_file()]
+    repo = snapshot_repo(folder)
+    if repo is None or not (missing or lacking):
+        if missing:
+            raise CheckpointError(f"{display_name(folder)} lacks {', '.join(missing[:4])}")
+        return
+    repo_id, commit = repo
+    if not hub_reachable():
+        if missing:
+            raise CheckpointError(f"{repo_id!r}: {', '.join(missing[:4])} not in the local Hugging Face cache and "
+                                  "the Hub cannot be reached (offline).")
+        return
+    _, sizes = remote_files(repo_id, commit)
+    absent = [name for name in missing if name not in sizes]
+    if absent:
+        raise CheckpointError(f"{repo_id!r} has no {', '.join(absent[:4])}")
+    total = sum(sizes[name] for name in names if name in sizes)
+    if max_total_bytes is not None and total > max_total_bytes:
+        raise CheckpointError(f"{repo_id!r}: its {what} take {megabytes(total)}; this server loads models of at most "
+                              f"{megabytes(max_total_bytes)} (PLAYGROUND_MAX_MODEL_MB).")
+    small = [name for name in lacking if 0 < sizes.get(name, 0) <= MAX_SMALL_FILE_BYTES]
+    for name in missing + small:
+        log.info("downloading %s of %s (%d bytes)", name, repo_id, sizes[name])
+        _download(repo_id, name, commit)
+
+
 def cached_folder(repo_id: str, patterns: list[str] | None = None) -> Path | None:
     """The cached snapshot of `repo_id` if one with a config.json is on disk, else None (no network)."""
     from huggingface_hub import snapshot_download
@@ -100,12 +192,14 @@ def local_folder(source: str | os.PathLike, patterns: list[str] | None = None) -
 def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
     """The snapshot folder of Hub repo `repo_id`, from the cache when present, else downloaded.
 
-    Only safetensors and JSON/text files are fetched. `repo_id` is never read as a local path, even when a
+    Only small JSON/text files are fetched here (`patterns`, by default all of them; a load asks for
+    `PLAN_FILES` alone), each first checked for size in the Hub's metadata; the weights and the other small
+    files come later, once the model is checked, from `fetch_files`. `repo_id` is never read as a local path, even when a
     folder of that name exists: the app passes user-typed ids here, and a local path is something only the
     person starting the app may name.
     """
     if not is_repo_id(repo_id):
-        raise CheckpointError(f"{repo_id!r} is neither a local folder nor a valid Hub repo id (owner/name).")
+        raise CheckpointError(f"{display_name(repo_id)!r} is neither a local folder nor a valid Hub repo id (owner/name).")
     folder = cached_folder(repo_id, patterns)
     if folder is not None:
         return folder
@@ -114,15 +208,23 @@ def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
             f"{repo_id!r} is not in the local Hugging Face cache and the Hub cannot be reached (offline). "
             "Run `python app.py --download` while online, or use an embedded model."
         )
-    from huggingface_hub import HfApi, snapshot_download
-
-    try:
-        files = HfApi().list_repo_files(repo_id)
-    except Exception as error:
-        raise CheckpointError(f"Cannot open Hub repository {repo_id!r}: {type(error).__name__}: {error}") from None
-    if not any(name.endswith(".safetensors") for name in files):
+    _, sizes = remote_files(repo_id)
+    if not any(name.endswith(".safetensors") and "/" not in name for name in sizes):
         raise CheckpointError(
             f"Hub repository {repo_id!r} has no safetensors weights; pickle files are never loaded for safety."
         )
-    log.info("downloading %s", repo_id)
-    return Path(snapshot_download(repo_id, allow_patterns=patterns or CHECKPOINT_FILES))
+    # Root files only (a pattern without a slash never matches inside a subfolder), each of a plausible size.
+    wanted = [name for name in sizes if "/" not in name and any(fnmatch(name, p) for p in patterns or CHECKPOINT_FILES)]
+    oversized = [name for name in wanted if sizes[name] > MAX_SMALL_FILE_BYTES]
+    if oversized:
+        raise CheckpointError(f"{repo_id!r}: {oversized[0]} is {megabytes(sizes[oversized[0]])}, far larger than "
+                              "such a file can be; it is not fetched.")
+    if "config.json" not in wanted:
+        raise CheckpointError(f"Hub repository {repo_id!r} has no config.json")
+    log.info("downloading the small files of %s", repo_id)
+    # By branch, not commit, so that the cache records where "main" points and finds the snapshot offline.
+    folder = _download(repo_id, "config.json", None).parent
+    for name in wanted:
+        if name != "config.json":
+            _download(repo_id, name, snapshot_repo(folder)[1])
+    return folder

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .hub import CheckpointError, local_folder
+from .hub import CheckpointError, display_name, local_folder
 
 log = logging.getLogger(__name__)
 
@@ -458,13 +458,13 @@ def load_image_processor(source: str | os.PathLike) -> ImageProcessor:
     folder = local_folder(source, patterns=["preprocessor_config.json", "config.json"])
     path = folder / "preprocessor_config.json"
     if not path.is_file():
-        raise CheckpointError(f"{str(source)!r} has no preprocessor_config.json; it is not an image model.")
+        raise CheckpointError(f"{display_name(folder)} has no preprocessor_config.json; it is not an image model.")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"Cannot read {path}: {error}") from None
+        raise CheckpointError(f"{display_name(folder)}: Cannot read preprocessor_config.json ({type(error).__name__})") from None
     if not isinstance(config, Mapping):
-        raise CheckpointError(f"{path} does not hold a JSON object.")
+        raise CheckpointError(f"{display_name(folder)}: preprocessor_config.json does not hold a JSON object.")
     return processor_from_config(config)
 
 

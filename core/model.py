@@ -46,6 +46,9 @@ class ModelOutput:
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None
+    seq_relationship_logits: torch.Tensor | None = None  # BertForPreTraining's NSP head: (B, 2), IsNext first
+    text_embeds: torch.Tensor | None = None  # CLIP towers alone, with projection (not normalised, as transformers)
+    image_embeds: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -139,7 +142,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads, self.head_size = config.num_heads, config.head_size
         width = config.attention_size
-        self.qkv = Linear(config.hidden_size, 3 * width, bias=config.bias)
+        self.qkv = Linear(config.hidden_size, 3 * width, bias=config.bias and config.qkv_bias)
         self.out = Linear(width, config.hidden_size, bias=config.bias)
         # T5 does not divide by sqrt(head size): its initialisation of the query weights does it instead.
         self.scale = 1.0 / math.sqrt(config.head_size) if config.scale_attention else 1.0
@@ -356,6 +359,17 @@ def attention_bias(attention_mask, causal: bool, query_length: int, past_length:
     return bias.masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+def pool_at_end_of_text(input_ids, hidden, eos_token_id: int):
+    """CLIP's text summary: the hidden state at the end-of-text token of each sequence (B, C)."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if eos_token_id == 2:
+        # Legacy checkpoints (openai/clip-*): the end-of-text token has the highest id in the vocabulary.
+        positions = input_ids.argmax(dim=-1)
+    else:
+        positions = (input_ids == eos_token_id).int().argmax(dim=-1)
+    return hidden[rows, positions]
+
+
 # Families whose last hidden state is reported after the final norm (the others report it before).
 LAST_HIDDEN_STATE_NORMED = {"gpt2", "t5_encoder", "t5_decoder"}
 
@@ -386,12 +400,17 @@ class Transformer(nn.Module):
             self.classifier = nn.Linear(C, config.num_labels)
         elif task == "question_answering":
             self.qa = nn.Linear(C, 2)
+        elif task == "projection":
+            self.projection = nn.Linear(C, config.projection_dim, bias=False)
+        if config.next_sentence_head:
+            self.nsp = nn.Linear(C, 2)
         if config.tie_word_embeddings and task in ("masked_lm", "causal_lm"):
             self.lm_head.weight = self.embed.tokens.weight
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.config.id2label
+        # Without an id2label table transformers names the classes LABEL_0, LABEL_1, ...; so do we.
+        return self.config.id2label or tuple(f"LABEL_{i}" for i in range(self.config.num_labels))
 
     def encode(self, inputs, attention_mask=None, token_type_ids=None, output_attentions=False,
                output_hidden_states=False, cache: KVCache | None = None, memory=None, memory_mask=None):
@@ -447,6 +466,18 @@ class Transformer(nn.Module):
         task = self.config.task
         if self.pooler is not None:
             out.pooler_output = torch.tanh(self.pooler(x[:, 0]))
+        elif self.config.family == "clip_text":
+            out.pooler_output = pool_at_end_of_text(inputs, x, self.config.eos_token_id)
+        elif self.config.family == "clip_vision":
+            out.pooler_output = self.final_norm(x[:, 0])
+        if self.config.next_sentence_head:
+            # (B, 2): IsNext, NotNext. BertForNextSentencePrediction calls them logits; BertForPreTraining
+            # keeps logits for the masked LM and names these seq_relationship_logits.
+            next_sentence = self.nsp(out.pooler_output)
+            if task == "next_sentence_prediction":
+                out.logits = next_sentence
+            else:
+                out.seq_relationship_logits = next_sentence
         if task == "masked_lm":
             h = self.mlm_norm(ACTIVATION_FUNCTIONS[self.config.activation](self.mlm_dense(x)))
             out.logits = self.lm_head(h)
@@ -464,6 +495,12 @@ class Transformer(nn.Module):
             out.logits = self.classifier(x[:, 0])
         elif task == "question_answering":
             out.start_logits, out.end_logits = self.qa(x).unbind(dim=-1)
+        elif task == "projection":
+            embeds = self.projection(out.pooler_output)
+            if self.config.family == "clip_text":
+                out.text_embeds = embeds
+            else:
+                out.image_embeds = embeds
         return out
 
 
@@ -480,13 +517,7 @@ class CLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init))
 
     def pooled_text(self, input_ids, hidden):
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        if self.config.eos_token_id == 2:
-            # Legacy checkpoints (openai/clip-*): the end-of-text token has the highest id in the vocabulary.
-            positions = input_ids.argmax(dim=-1)
-        else:
-            positions = (input_ids == self.config.eos_token_id).int().argmax(dim=-1)
-        return hidden[rows, positions]
+        return pool_at_end_of_text(input_ids, hidden, self.config.eos_token_id)
 
     def encode_text(self, input_ids, attention_mask=None, output_attentions=False, normalize=True):
         x, _, attentions, _ = self.text.encode(input_ids, attention_mask, output_attentions=output_attentions)

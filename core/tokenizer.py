@@ -25,7 +25,7 @@ import torch
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as Backend
 
-from .hub import TOKENIZER_FILES, CheckpointError, local_folder
+from .hub import TOKENIZER_FILES, CheckpointError, display_name, local_folder
 
 WORDPIECE, GPT2_BPE, CLIP_BPE, UNIGRAM = "wordpiece", "gpt2-bpe", "clip-bpe", "unigram"
 KINDS = (WORDPIECE, GPT2_BPE, CLIP_BPE, UNIGRAM)
@@ -37,6 +37,7 @@ _KIND_BY_MODEL_TYPE = {
     "clip": CLIP_BPE,
     "clip_text_model": CLIP_BPE,
     "t5": UNIGRAM,
+    "mt5": UNIGRAM,
 }
 # tokenizer_config.json names the class that wrote it; a folder saved without config.json still says its kind.
 _KIND_BY_TOKENIZER_CLASS = {
@@ -410,7 +411,7 @@ def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid JSON: {error}") from None
+        raise CheckpointError(f"{display_name(path.parent)}: {path.name} is not valid JSON ({type(error).__name__})") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -565,18 +566,18 @@ def load_tokenizer(source: str | os.PathLike) -> Tokenizer:
     has_bpe_files = vocab_json.is_file() and merges_txt.is_file()
     if not tokenizer_json.is_file() and kind in (None, UNIGRAM) and (folder / "spiece.model").is_file():
         raise CheckpointError(
-            f"{folder} has only spiece.model, a SentencePiece file this app does not read; the T5 tokenizer is "
-            "read from tokenizer.json, which is missing (every T5 repository on the Hub has one: copy it in)."
+            f"{display_name(folder)} has only spiece.model, a SentencePiece file this app does not read; the T5 "
+            "tokenizer is read from tokenizer.json, which is missing (every T5 repository on the Hub has one)."
         )
 
     if tokenizer_json.is_file():
         try:
             backend = Backend.from_file(str(tokenizer_json))
         except Exception as error:  # the Rust side reports several kinds of parse errors
-            raise CheckpointError(f"{tokenizer_json} cannot be read: {error}") from None
+            raise CheckpointError(f"{display_name(folder)}: tokenizer.json cannot be read: {error}"[:300]) from None
         kind = kind or _kind_from_backend(backend)
         if kind is None:
-            raise CheckpointError(f"{tokenizer_json} holds a tokenizer of a kind this app does not support.")
+            raise CheckpointError(f"{display_name(folder)}: tokenizer.json holds a tokenizer of a kind this app does not support.")
     else:
         if kind is None:
             # No config says what the files are; the files themselves tell WordPiece from BPE.
@@ -588,25 +589,26 @@ def load_tokenizer(source: str | os.PathLike) -> Tokenizer:
                     kind = CLIP_BPE if _CLIP_END_OF_WORD in merges.read(100_000) else GPT2_BPE
             elif config.get("model_type"):
                 raise CheckpointError(
-                    f"{folder} is a {config['model_type']!r} model, whose tokenizer can only be read from a "
+                    f"{display_name(folder)} is a {config['model_type']!r} model, whose tokenizer can only be read from a "
                     "tokenizer.json, and the folder has none."
                 )
             else:
                 raise CheckpointError(
-                    f"{folder} has no tokenizer: missing tokenizer.json, vocab.txt, or vocab.json + merges.txt."
+                    f"{display_name(folder)} has no tokenizer: missing tokenizer.json, vocab.txt, or vocab.json + merges.txt."
                 )
         specials = _special_names(kind, tokenizer_config, special_map)
         if kind == UNIGRAM:
-            raise CheckpointError(f"{folder} has no tokenizer.json, the only file a T5 tokenizer is read from.")
+            raise CheckpointError(f"{display_name(folder)} has no tokenizer.json, the only file a T5 tokenizer is "
+                                  "read from.")
         if kind == WORDPIECE:
             if not vocab_txt.is_file():
-                raise CheckpointError(f"{folder} has neither tokenizer.json nor vocab.txt (needed for WordPiece).")
+                raise CheckpointError(f"{display_name(folder)} has neither tokenizer.json nor vocab.txt (needed for WordPiece).")
             backend = _build_wordpiece(vocab_txt, specials, tokenizer_config)
         else:
             if not has_bpe_files:
                 missing = " and ".join(p.name for p in (vocab_json, merges_txt) if not p.is_file())
                 raise CheckpointError(
-                    f"{folder} has no tokenizer.json and no {missing} (needed for byte-level BPE)."
+                    f"{display_name(folder)} has no tokenizer.json and no {missing} (needed for byte-level BPE)."
                 )
             build = _build_clip if kind == CLIP_BPE else _build_gpt2
             backend = build(vocab_json, merges_txt, specials)

@@ -24,7 +24,7 @@ def embedded_dir(tmp_path, monkeypatch):
 
 
 def test_embedded_preset_loads_once_and_is_cached(embedded_dir):
-    cache = models.ModelCache(capacity=2)
+    cache = models.ModelCache()
     first, note = cache.get("bert", "tiny-bert (embedded)")
     second, _ = cache.get("bert", "tiny-bert (embedded)")
     assert first is second and note == ""
@@ -56,15 +56,26 @@ def test_a_repo_id_is_never_read_as_a_local_folder(embedded_dir, monkeypatch):
         models.ModelCache().get("bert", "tiny-bert (embedded)", custom_repo="tiny-bert")
 
 
-def test_cache_is_bounded_and_drops_the_least_recently_used(monkeypatch):
+def test_cache_is_bounded_by_bytes_and_drops_the_least_recently_used(monkeypatch):
+    """Four models of 400 bytes in a 1,000-byte cache: two stay, whatever their count would allow."""
     opened = []
     monkeypatch.setattr(models, "_open", lambda folder, name, family: opened.append(name) or object())
-    cache = models.ModelCache(capacity=2)
+    monkeypatch.setattr(models, "loaded_bytes", lambda loaded: 400)
+    cache = models.ModelCache(max_bytes=1000)
     bert, _ = cache.get("bert", "tiny-bert (embedded)")
     cache.get("gpt", "tiny-gpt (embedded)")
     assert cache.get("bert", "tiny-bert (embedded)")[0] is bert  # a hit: bert becomes the most recent
     cache.get("vit", "tiny-vit (embedded)")  # evicts gpt, the least recently used
-    assert len(cache._entries) == 2
+    assert len(cache._entries) == 2 and cache.cached_bytes == 800
     cache.get("bert", "tiny-bert (embedded)")
     cache.get("gpt", "tiny-gpt (embedded)")
     assert opened == ["tiny-bert (embedded)", "tiny-gpt (embedded)", "tiny-vit (embedded)", "tiny-gpt (embedded)"]
+
+
+def test_a_model_over_the_cache_budget_alone_still_serves(monkeypatch):
+    monkeypatch.setattr(models, "_open", lambda folder, name, family: object())
+    monkeypatch.setattr(models, "loaded_bytes", lambda loaded: 5000)
+    cache = models.ModelCache(max_bytes=1000)
+    cache.get("bert", "tiny-bert (embedded)")
+    big, _ = cache.get("gpt", "tiny-gpt (embedded)")
+    assert list(cache._entries.values()) == [big] and cache.cached_bytes == 5000

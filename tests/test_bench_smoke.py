@@ -17,11 +17,14 @@ def test_bench_quick_prints_the_table():
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
-    for row in ("decode fp32 (tokens/s)", "decode bf16 weights", "forward+attentions bert", "forward+attentions vit",
-                "forward+attentions clip", "peak RSS", "app cold start", "first streamed token (s)",
+    for row in ("decode fp32 (tokens/s)", "decode bf16 weights", "decode T5 fp32 (tokens/s)", "forward+attentions bert",
+                "forward+attentions vit", "forward+attentions clip", "peak RSS", "load peak / weights, gpt2",
+                "load peak / weights, bert", "app cold start", "first streamed token (s)",
                 "default /bert_attention (s)"):
         assert row in out, out
-    assert "greedy tokens identical: True" in out
+    for row in ("decode fp32 (tokens/s)", "decode T5 fp32 (tokens/s)"):
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        assert "greedy tokens identical: True" in line, line
     assert "failed:" not in out, out
     # Each preset served from the built cache answered its view with a time, not an error.
     for row in ("/bert_attention, bert-base-uncased", "/gpt_step, gpt2", "/clip_zero_shot, openai/clip-vit-base-patch32",

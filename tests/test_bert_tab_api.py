@@ -61,12 +61,13 @@ def test_bert_fill_mask(client):
 
 
 def test_bert_pretraining(client):
-    highlighted, table, plot, path, note = client.predict(EMBEDDED, "", bt.DEFAULT_TEXT, 5,
-                                                          api_name="/bert_pretraining")
+    highlighted, table, plot, nsp_plot, path, note = client.predict(EMBEDDED, "", bt.DEFAULT_TEXT, 5,
+                                                                    api_name="/bert_pretraining")
     data = _numbers(path)
     assert len(table["data"]) == len(data["positions"]) >= 1
     assert 0 <= data["accuracy"] <= 1 and "Accuracy" in note
     assert _plot(plot)["data"] and highlighted
+    assert data["sentence_b"] == bt.DEFAULT_NEXT_SENTENCE and _plot(nsp_plot)  # tiny-bert: "no NSP head" figure
     _note(note)
 
 

@@ -8,7 +8,7 @@ VIEWS = [
     ("Tokens", "bert-view-tokens", "bert-tokenize", "bert-note-tokens", 1, "tokens"),
     ("Attention", "bert-view-attention", "bert-attention-button", "bert-note-attention", 3, "attention"),
     ("Masked LM", "bert-view-mlm", "bert-fill-mask", "bert-note-mlm", 1, "fill-mask"),
-    ("Masked LM", "bert-view-mlm", "bert-pretraining", "bert-note-pretraining", 2, "pretraining"),
+    ("Masked LM", "bert-view-mlm", "bert-pretraining", "bert-note-pretraining", 3, "pretraining"),
     ("Contextual embeddings", "bert-view-contextual", "bert-contextual", "bert-note-contextual", 1, "contextual"),
     ("[CLS] as summary", "bert-view-cls", "bert-cls-similarity", "bert-note-cls", 1, "cls"),
     ("Downstream heads", "bert-view-heads", "bert-heads", "bert-note-heads", 1, "heads"),

@@ -1,4 +1,4 @@
-"""Short versions of the load and soak scripts: they run end to end and report their figures."""
+"""Short versions of the load, soak and hostile-load scripts: they run end to end and report their figures."""
 
 import subprocess
 import sys
@@ -24,3 +24,10 @@ def test_soak_smoke():
     out = run("tools.soak", "--requests", "30")
     assert "RSS slope over the last" in out
     assert "upload folder MB" in out
+
+
+def test_hostile_loads_smoke():
+    out = run("tools.hostile_loads", "--only", "many-layers,wrong-family", "--unknown-mb", "1")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "num_layers = 200000" in rows["many-layers"]
+    assert "refused x3" in rows["wrong-family"] and "tab needs a BERT or DistilBERT model" in rows["wrong-family"]

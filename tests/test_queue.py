@@ -25,9 +25,9 @@ BROWSER_MESSAGE = "This application is currently busy. Please try again."
 GENERATE_DATA = ["tiny-gpt (embedded)", "", "the dog", 2, 1.0, 0, 1.0, 0, False]
 
 
-@pytest.fixture
-def small_queue(monkeypatch):
-    """An app whose queue holds 2 waiting events; each generation first waits `delay.seconds` (a busy model)."""
+def slow_app(monkeypatch, max_queue: int) -> SimpleNamespace:
+    """An app whose queue holds `max_queue` waiting events; each generation first waits `delay.seconds` (a busy
+    model). Close it with `.demo.close()`."""
     from app.ui import build_demo, launch_options
 
     delay = SimpleNamespace(seconds=1.5, starts=[])
@@ -39,11 +39,20 @@ def small_queue(monkeypatch):
         yield from real_generate(*args, **kwargs)
 
     monkeypatch.setattr(gpt_tab, "generate", slow_generate)
-    demo = build_demo(max_queue=MAX_QUEUE)
+    demo = build_demo(max_queue=max_queue)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", delay=delay)
-    demo.close()
+    return SimpleNamespace(url=f"http://127.0.0.1:{port}/", delay=delay, demo=demo)
+
+
+@pytest.fixture
+def small_queue(monkeypatch):
+    """An app whose queue holds 2 waiting events, with slow generations (see slow_app). Its tests are about the
+    page-wide bound, so one client's share is set above what they send (their share is tested on its own)."""
+    monkeypatch.setenv("PLAYGROUND_PENDING_PER_VISITOR", str(JOBS + 1))
+    app = slow_app(monkeypatch, MAX_QUEUE)
+    yield app
+    app.demo.close()
 
 
 def test_queue_overflow_gets_a_busy_answer_at_once_and_the_server_lives_on(small_queue):
@@ -146,3 +155,53 @@ def test_the_page_shows_busy_when_the_queue_is_full(small_queue, browser):
         assert BROWSER_MESSAGE.rstrip(".") in toast.inner_text()
     finally:
         page.close()
+
+
+def test_one_visitor_cannot_fill_the_queue_and_is_told_why(monkeypatch):
+    """A client keeping many generations pending gets its share (3 here) and a clear refusal beyond it; the
+    queue (6) keeps room, so another visitor's view is admitted and answers meanwhile. Without the share the
+    hog would hold 1 running + 6 waiting events and the other visitor would be refused as "busy"."""
+    from gradio_client import Client
+
+    from app.fair_queue import REFUSED_STATUS
+
+    share, jobs = 3, 12
+    monkeypatch.setenv("PLAYGROUND_PENDING_PER_VISITOR", str(share))
+    app = slow_app(monkeypatch, max_queue=6)
+    try:
+        hog = Client(app.url, verbose=False)
+        submitted = [hog.submit(prompt="the dog", max_new_tokens=5, api_name="/gpt_generate") for _ in range(jobs)]
+        refused = []
+        for job in submitted:
+            try:
+                job.result(timeout=1)
+            except httpx.HTTPStatusError as error:
+                refused.append(error.response)
+            except TimeoutError:  # admitted: still waiting or running
+                pass
+        assert len(refused) == jobs - share, len(refused)
+        for response in refused:
+            assert response.status_code == REFUSED_STATUS
+            assert "You already have 3 requests waiting or running" in response.json()["detail"]
+
+        other = Client(app.url, verbose=False)
+        table = other.predict(api_name="/bert_tokenize")[0]
+        assert table["data"], table
+        assert not all(job.done() for job in submitted), "the hog's generations ended before the other visitor's turn"
+        admitted = [job.result(timeout=60) for job in submitted if not job.done() or job.exception() is None]
+        assert len(admitted) == share and all(text.startswith("the dog") for text, *_ in admitted)
+
+        # Plain HTTP calls name no session: they share the address's allowance.
+        with httpx.Client(base_url=app.url, timeout=10) as http:
+            codes = [http.post("/gradio_api/call/gpt_generate", json={"data": GENERATE_DATA}).status_code
+                     for _ in range(share + 2)]
+        assert codes == [200] * share + [REFUSED_STATUS] * 2, codes
+    finally:
+        app.demo.close()
+
+
+def test_no_event_skips_the_queue(app_url):
+    """Gradio's direct route would run an event outside the queue, its groups and its per-visitor share."""
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        response = http.post("/gradio_api/run/bert_tokenize", json={"data": ["tiny-bert (embedded)", "", "a", ""]})
+    assert response.status_code == 404 and "join the queue" in response.json()["detail"], response.text

@@ -49,7 +49,7 @@ def write_t5(reference, folder: Path, generation: str, layout: str) -> Path:
     config = reference.config.to_dict()
     config.pop("scale_decoder_outputs", None)
     config["tie_word_embeddings"] = generation == "original"
-    config["architectures"] = ["T5ForConditionalGeneration"]
+    config["architectures"] = [type(reference).__name__]
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -122,6 +122,19 @@ def test_t5_matches_transformers(generation, layout, tmp_path):
     assert max(diffs.values()) < TOLERANCE, diffs
 
 
+def test_mt5_matches_transformers(tmp_path):
+    """mT5 is the v1.1 architecture under its own names; its output is never rescaled, even when its config.json
+    says its embeddings are tied (written here as an original T5 would be: tied, no lm_head)."""
+    reference = build(transformers.MT5ForConditionalGeneration,
+                      transformers.MT5Config(**t5_config("v1.1").to_dict()))
+    folder = write_t5(reference, tmp_path / "mt5", "original", "hub")
+    reference = transformers.MT5ForConditionalGeneration.from_pretrained(folder, attn_implementation="eager").eval()
+    model = load_model(folder)
+    assert model.spec.architecture == "MT5ForConditionalGeneration" and not model.config.scale_decoder_output
+    diffs = differences(reference, model, padded_batch(reference.config.vocab_size))
+    assert max(diffs.values()) < TOLERANCE, diffs
+
+
 def test_attentions_are_peaked_and_positions_matter(tmp_path):
     """Guards the setup: uniform attention or an unused position bias would hide a wrong mask or bucket."""
     reference, model = pair(tmp_path, "v1.1")
@@ -188,13 +201,13 @@ def test_save_model_writes_what_transformers_opens(generation, tmp_path):
         assert max_difference(reopened(**inputs).logits[target], model(**inputs).logits[target]) < TOLERANCE
 
 
-def test_checkpoint_errors_name_the_problem(tmp_path):
+def test_checkpoint_embedding_errors_name_the_problem(tmp_path):
     reference = build(transformers.T5ForConditionalGeneration, t5_config("v1.1"))
-    folder = write_t5(reference, tmp_path / "differing", "v1.1", "hub")
+    folder = write_t5(reference, tmp_path / "embedding", "v1.1", "hub")
     tensors = load_file(str(folder / "model.safetensors"))
-    tensors["decoder.embed_tokens.weight"] = tensors["decoder.embed_tokens.weight"] + 1
+    tensors["decoder.embed_tokens.weight"] = torch.zeros(50, 40)  # a decoder with a vocabulary of its own
     save_file(tensors, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="different tensors for .*decoder.embed_tokens"):
+    with pytest.raises(CheckpointError, match="decoder.embed_tokens.weight and shared.weight differ in shape"):
         load_model(folder)
     for key in ("decoder.embed_tokens.weight", "encoder.embed_tokens.weight", "shared.weight"):
         tensors.pop(key)
