@@ -30,7 +30,8 @@ def test_t5_tab_buttons_with_defaults(page, app_url):
 
     inner_tab(page, "Span corruption")
     page.click("#t5-spans-btn")
-    page.get_by_text("The model wrote").first.wait_for(timeout=60_000)
+    panel = page.locator("#t5-spans-btn").locator("xpath=ancestor::div[@role='tabpanel'][1]")
+    panel.get_by_text("The model wrote").first.wait_for(timeout=120_000)  # in this panel: other tabs say it too
     page.wait_for_timeout(300)
     assert page.locator(TOAST).count() == 0
     shot(page, "t5-span-corruption")
