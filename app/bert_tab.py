@@ -37,7 +37,7 @@ DEFAULT_CONTEXT_B = "the birds near the old bench sing ."
 DEFAULT_WORD = "bench"
 DEFAULT_CLS_A = "the dog runs in the garden ."
 DEFAULT_CLS_B = "the dogs run in the garden ."
-DEFAULT_HEAD_TEXT = "the teacher that watches the birds sings quietly ."
+DEFAULT_HEAD_TEXT = "anna smith sees the happy dog in new york ."
 DEFAULT_QUESTION = "where are the keys ?"
 DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
 
@@ -45,10 +45,11 @@ MAX_TOP_K = 20
 MAX_SHOWN_MASKS = 6
 MAX_ANSWER_TOKENS = 30
 NO_POSITION = "none: use the [MASK] written in the text"
+# Presets with each head: the embedded fine-tuned tiny-berts (offline) and the Hub models.
 HEAD_PRESETS = {
-    "sequence_classification": "distilbert-base-uncased-finetuned-sst-2-english",
-    "token_classification": "dslim/bert-base-NER",
-    "question_answering": "distilbert-base-cased-distilled-squad",
+    "sequence_classification": ("tiny-bert-sentiment (embedded)", "distilbert-base-uncased-finetuned-sst-2-english"),
+    "token_classification": ("tiny-bert-ner (embedded)", "dslim/bert-base-NER"),
+    "question_answering": ("tiny-bert-qa (embedded)", "distilbert-base-cased-distilled-squad"),
 }
 BIDIRECTIONAL = ("BERT's attention is **bidirectional**: every token attends to every token, before and after "
                  "it; there is no causal mask.")
@@ -478,11 +479,12 @@ def compute_cls_similarity(loaded, sentence_a, sentence_b) -> View:
 
 
 def _no_head(loaded) -> View:
-    lines = "; ".join(f"{task.replace('_', ' ')} → **{name}**" for task, name in HEAD_PRESETS.items())
+    lines = "; ".join(f"{task.replace('_', ' ')} → **{embedded}** or **{hub}**"
+                      for task, (embedded, hub) in HEAD_PRESETS.items())
     message = (f"{loaded.name} ({loaded.architecture}) has no downstream head.")
     return View({"highlighted": [], "figure": message_figure(message + " Pick a fine-tuned preset.")},
-                {"head": None}, [f"{message} Pick a preset that has one: {lines}. (Offline, they work once "
-                                  "downloaded with `python app.py --download`.)"])
+                {"head": None}, [f"{message} Pick a preset that has one: {lines}. (The embedded ones work "
+                                  "offline; the Hub ones once downloaded with `python app.py --download`.)"])
 
 
 def _labels(loaded) -> list[str]:

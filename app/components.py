@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # in a slot of their own. Light helpers (pickers, sliders, resets) keep Gradio's default.
 VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
 STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
+# The Learn tab's live training runs are long (up to a minute) and use a core each: one at a time, in a group
+# of their own, so they never hold up the views or the generations.
+LEARN = {"concurrency_id": "learn", "concurrency_limit": 1}
 
 # Upper bounds of the layer, head and position (patch) sliders as declared, which is what Gradio checks a value
 # from the API against before a handler runs: those of the largest model a tab may load (the loader's bounds on
@@ -49,7 +52,7 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     click on a view does not wait for a download with no sign of life.
     """
     presets = PRESETS[family]
-    info = "; ".join(f"{p.name}: {availability(p, online=False)}" for p in presets[1:])
+    info = "; ".join(f"{p.name}: {availability(p, online=False)}" for p in presets if not p.embedded)
     with gr.Row():
         dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model",
                                info=f"Offline status — {info}" if info else None, scale=2)

@@ -40,17 +40,23 @@ class Preset:
     source: str  # Hub repo id, or an embedded folder name
     embedded: bool = False
     about: str = ""
+    offline: str = ""  # the embedded folder used when this Hub preset cannot be had offline ("": the family's first)
 
 
 PRESETS: dict[str, list[Preset]] = {
     "bert": [
         Preset("tiny-bert (embedded)", "tiny-bert", True, "4-layer masked LM trained here on a toy grammar"),
+        Preset("tiny-bert-sentiment (embedded)", "tiny-bert-sentiment", True,
+               "tiny-bert fine-tuned here: sentence polarity from [CLS]"),
+        Preset("tiny-bert-ner (embedded)", "tiny-bert-ner", True, "tiny-bert fine-tuned here: people and places, BIO"),
+        Preset("tiny-bert-qa (embedded)", "tiny-bert-qa", True, "tiny-bert fine-tuned here: answers to where-questions"),
         Preset("bert-base-uncased", "bert-base-uncased", about="BERT base, masked LM (Devlin et al., 2019)"),
         Preset("distilbert-base-uncased-finetuned-sst-2-english", "distilbert-base-uncased-finetuned-sst-2-english",
-               about="sentiment head on [CLS]"),
-        Preset("dslim/bert-base-NER", "dslim/bert-base-NER", about="named-entity labels per token"),
+               about="sentiment head on [CLS]", offline="tiny-bert-sentiment"),
+        Preset("dslim/bert-base-NER", "dslim/bert-base-NER", about="named-entity labels per token",
+               offline="tiny-bert-ner"),
         Preset("distilbert-base-cased-distilled-squad", "distilbert-base-cased-distilled-squad",
-               about="question answering: start/end span"),
+               about="question answering: start/end span", offline="tiny-bert-qa"),
     ],
     "gpt": [
         Preset("tiny-gpt (embedded)", "tiny-gpt", True, "4-layer GPT-2 trained here on a toy grammar"),
@@ -174,6 +180,15 @@ class _Flight:
         self.error = ""  # the load's message when it failed: each waiter raises a fresh error with it
 
 
+def offline_fallback(family: str, preset: Preset) -> Preset:
+    """The embedded preset that stands in for `preset` offline: the one doing the same task (a fine-tuned
+    tiny-bert for a fine-tuned Hub model) when it is there, else the family's first."""
+    for candidate in PRESETS[family]:
+        if candidate.embedded and candidate.source == preset.offline and (EMBEDDED_DIR / candidate.source).is_dir():
+            return candidate
+    return PRESETS[family][0]
+
+
 class ModelCache:
     """Loaded models up to `max_bytes` of weights in all, least recently used dropped first; thread-safe.
 
@@ -217,7 +232,7 @@ class ModelCache:
             if preset.embedded:
                 source, embedded = str(EMBEDDED_DIR / preset.source), True
             elif availability(preset) == "unavailable offline":
-                fallback = PRESETS[family][0]
+                fallback = offline_fallback(family, preset)
                 note = (f"{preset.name} is not downloaded and the Hub cannot be reached: "
                         f"showing the embedded {fallback.name} instead.")
                 name, source, embedded = fallback.name, str(EMBEDDED_DIR / fallback.source), True

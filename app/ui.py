@@ -1,4 +1,4 @@
-"""Assembles the page: header, presenter-mode switch, and one tab per model family plus Compare.
+"""Assembles the page: header, presenter-mode switch, one tab per model family, Compare and Learn.
 
 Each tab module builds its own part from core calls (`build()`); this module only places them, and holds
 what the whole page shares: theme, CSS for presenter mode, and the queue limits fitted to a 2-core machine.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import bert_tab, clip_tab, compare_tab, gpt_tab, housekeeping, t5_tab, vit_tab
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, t5_tab, vit_tab
 from app.fair_queue import FairQueue
 
-TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("t5", t5_tab), ("vit", vit_tab), ("clip", clip_tab), ("compare", compare_tab)]
+TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("t5", t5_tab), ("vit", vit_tab), ("clip", clip_tab), ("head", head_tab),
+        ("compare", compare_tab), ("learn", learn_tab)]
 
 # Presenter mode: larger type and higher contrast for a projector; plotly's inline font sizes are overridden.
 CSS = """

@@ -4,7 +4,8 @@ Real-size models (GPT-2 small, BERT-base, ViT-B/16, CLIP ViT-B/32, T5-small) are
 random weights: no download. The two sides run alternately and medians are reported, because the machine is shared
 and noisy. The load-peak rows load GPT-2 and BERT, each in a fresh process, and compare its peak resident memory
 with the weights' bytes. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app`
-leaves out the app-level figures. Needs the test dependencies (transformers is the reference).
+leaves out the app-level figures; `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
+run). Needs the test dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -292,11 +293,17 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny configs, one repetition: a smoke run")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per side (default 5, quick 1)")
     parser.add_argument("--skip-app", action="store_true", help="leave out the app-level figures")
+    parser.add_argument("--learn", action="store_true", help="only the Learn tab's live trainers (bench/learn_bench.py)")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     threads = configure_threads()
     print(f"torch {torch.__version__}, {threads} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
           f"reps {reps}, {'quick' if args.quick else 'real-size'}")
+    if args.learn:
+        from bench.learn_bench import bench_learn
+
+        print_table(bench_learn(Row, args.quick))
+        return 0
     cfgs = configs(args.quick)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:

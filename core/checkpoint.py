@@ -56,6 +56,7 @@ class Rule:
     extra_dims: int = 0
     base: bool = True
     tie: str = ""
+    heads: int = 0  # "heads_qkv": GPT-NeoX's fused q/k/v stored head by head, (nh, 3, hs) rows -> (3, nh, hs)
 
 
 def _linear(core: str, source: str, kind: str = "copy", base: bool = True) -> list[Rule]:
@@ -220,11 +221,42 @@ def _t5_rules(config) -> list[Rule]:
             Rule("lm_head.weight", ("lm_head.weight",), tie="shared.weight")]
 
 
+def _llama_rules(n: int) -> list[Rule]:
+    """Llama and Qwen2: separate q/k/v (Qwen2's with biases, which a Llama file lacks and its core has not),
+    gate and up projections stacked into the gated MLP's fc1 with the gate (the activated half) first."""
+    rules = [Rule("embed.tokens.weight", ("embed_tokens.weight",)), Rule("final_norm.weight", ("norm.weight",))]
+    for i in range(n):
+        layer, src = f"layers.{i}", f"layers.{i}"
+        rules += [*_qkv(f"{layer}.attn.qkv", [f"{src}.self_attn.{x}_proj" for x in "qkv"]),
+                  Rule(f"{layer}.attn.out.weight", (f"{src}.self_attn.o_proj.weight",)),
+                  Rule(f"{layer}.norm1.weight", (f"{src}.input_layernorm.weight",)),
+                  Rule(f"{layer}.mlp.fc1.weight", (f"{src}.mlp.gate_proj.weight", f"{src}.mlp.up_proj.weight"),
+                       "concat"),
+                  Rule(f"{layer}.mlp.fc2.weight", (f"{src}.mlp.down_proj.weight",)),
+                  Rule(f"{layer}.norm2.weight", (f"{src}.post_attention_layernorm.weight",))]
+    return rules + [Rule("lm_head.weight", ("lm_head.weight",), base=False)]
+
+
+def _gpt_neox_rules(config) -> list[Rule]:
+    rules = [Rule("embed.tokens.weight", ("embed_in.weight",)), *_norm("final_norm", "final_layer_norm")]
+    for i in range(config.num_layers):
+        layer, src = f"layers.{i}", f"layers.{i}"
+        rules += [*_norm(f"{layer}.norm1", f"{src}.input_layernorm"),
+                  *_norm(f"{layer}.norm2", f"{src}.post_attention_layernorm"),
+                  *[Rule(f"{layer}.attn.qkv.{p}", (f"{src}.attention.query_key_value.{p}",), "heads_qkv",
+                         heads=config.num_heads) for p in ("weight", "bias")],
+                  *_linear(f"{layer}.attn.out", f"{src}.attention.dense"),
+                  *_linear(f"{layer}.mlp.fc1", f"{src}.mlp.dense_h_to_4h"),
+                  *_linear(f"{layer}.mlp.fc2", f"{src}.mlp.dense_4h_to_h")]
+    return rules + [Rule("lm_head.weight", ("embed_out.weight",), base=False)]
+
+
 # Base-model prefix that `transformers` puts before base keys in a model with a head.
 # A CLIP tower saved alone: transformers 5 writes a CLIPTextModel's keys bare, and a ...WithProjection's under
 # text_model./vision_model. beside the projection; older CLIPTextModel files (Stable Diffusion's) use it too.
 PREFIXES = {"bert": "bert.", "distilbert": "distilbert.", "gpt2": "transformer.", "vit": "vit.", "clip": "",
-            "clip_text": "text_model.", "clip_vision": "vision_model.", "t5": ""}
+            "clip_text": "text_model.", "clip_vision": "vision_model.", "t5": "",
+            "llama": "model.", "gpt_neox": "gpt_neox."}
 
 # Tensors that checkpoints carry and the core deliberately does not use, with the reason.
 IGNORED = {
@@ -237,6 +269,9 @@ IGNORED = {
     "clip": [(r"position_ids$", "position index buffer, recomputed")],
     "clip_text": [(r"position_ids$", "position index buffer, recomputed")],
     "clip_vision": [(r"position_ids$", "position index buffer, recomputed")],
+    "llama": [(r"self_attn\.rotary_emb\.inv_freq$", "rotary frequencies buffer (older files); recomputed")],
+    "gpt_neox": [(r"attention\.(masked_)?bias$", "causal mask buffer; the core builds masks on the fly"),
+                 (r"attention\.rotary_emb\.inv_freq$", "rotary frequencies buffer; recomputed")],
     "t5": [(r"^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",
             "cross-attention has no position bias; older checkpoints carry an unused table")],
 }
@@ -253,11 +288,14 @@ def rules_for(spec: ModelSpec) -> list[Rule]:
         return _clip_rules(c.text.num_layers, c.vision.num_layers)
     if spec.family == "t5":
         return _t5_rules(c)
+    if spec.family == "gpt_neox":
+        return _gpt_neox_rules(c)
     if spec.family in ("clip_text", "clip_vision"):
         tower = _clip_text_rules if spec.family == "clip_text" else _clip_vision_rules
         projection = "text_projection" if spec.family == "clip_text" else "visual_projection"
         return [*tower(c.num_layers), Rule("projection.weight", (f"{projection}.weight",), base=False)]
-    builders = {"bert": _bert_rules, "distilbert": _distilbert_rules, "gpt2": _gpt2_rules, "vit": _vit_rules}
+    builders = {"bert": _bert_rules, "distilbert": _distilbert_rules, "gpt2": _gpt2_rules, "vit": _vit_rules,
+                "llama": _llama_rules}
     return builders[spec.family](c.num_layers)
 
 
@@ -527,6 +565,13 @@ def materialize(steps: list[Step], expected: dict[str, torch.Tensor], dtype=None
                 for part in step.parts:
                     _read_into(part, files[part.file], value[row:row + part.shape[0]])
                     row += part.shape[0]
+            elif step.rule.kind == "heads_qkv":
+                part = step.parts[0]
+                scratch = torch.empty(part.shape, dtype=part.dtype)
+                _read_into(part, files[part.file], scratch)
+                heads = step.rule.heads
+                value.copy_(scratch.view(heads, 3, -1, *part.shape[1:]).transpose(0, 1).reshape(part.shape))
+                del scratch
             elif step.rule.kind == "transpose":
                 part = step.parts[0]
                 scratch = torch.empty(part.shape, dtype=part.dtype)

@@ -41,6 +41,9 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "T5EncoderModel": ("t5", "base"),
     "MT5ForConditionalGeneration": ("t5", "seq2seq_lm"),  # multilingual T5: the v1.1 architecture
     "MT5EncoderModel": ("t5", "base"),
+    "LlamaForCausalLM": ("llama", "causal_lm"),
+    "Qwen2ForCausalLM": ("llama", "causal_lm"),  # Llama with query/key/value biases
+    "GPTNeoXForCausalLM": ("gpt_neox", "causal_lm"),
     "CLIPTextModel": ("clip_text", "base"),
     "CLIPTextModelWithProjection": ("clip_text", "projection"),
     "CLIPVisionModel": ("clip_vision", "base"),
@@ -63,7 +66,7 @@ ACTIVATIONS = {
 class TransformerConfig:
     """One transformer stack with its embeddings and head."""
 
-    family: str  # bert | distilbert | gpt2 | vit | clip_text | clip_vision | t5_encoder | t5_decoder
+    family: str  # bert | distilbert | gpt2 | vit | clip_text | clip_vision | t5_encoder | t5_decoder | llama
     task: str  # base | masked_lm | causal_lm | sequence_classification | ... | image_classification | projection
     hidden_size: int
     num_layers: int
@@ -83,7 +86,7 @@ class TransformerConfig:
     pooler: bool = False  # BERT/ViT dense+tanh on [CLS]
     scale_attention: bool = True  # divide scores by sqrt(head size); not GPT-2 with scale_attn_weights=False, nor T5
     attn_scale_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx
-    qkv_bias: bool = True  # ViT's qkv_bias=False drops the query/key/value biases
+    qkv_bias: bool | None = None  # query/key/value biases; None = as `bias` (ViT: False; Qwen2: True, no other bias)
     # T5 (Raffel et al., 2020): its parts, each usable on its own
     norm: str = "layer"  # layer | rms (T5: scale only, no mean subtracted, no bias)
     bias: bool = True  # biases in the attention and MLP projections (T5 has none)
@@ -92,6 +95,13 @@ class TransformerConfig:
     relative_attention_max_distance: int = 128  # distances beyond this share the last bucket
     gated_mlp: bool = False  # activation(x W0) * (x W1) before the output projection (T5 v1.1's gated GELU)
     cross_attention: bool = False  # each block also attends to an encoder's output (a seq2seq decoder)
+    # Llama family (Touvron et al., 2023): rotary positions, grouped-query attention, SwiGLU (gated_mlp, silu)
+    rope_theta: float = 0.0  # rotary position embeddings' base (Su et al., 2021, RoFormer); 0 = none
+    rope_llama3: tuple[float, ...] = ()  # Llama 3.1's rope_scaling: (factor, low_freq, high_freq, original_max)
+    num_kv_heads: int = 0  # grouped-query attention (Ainslie et al., 2023): heads of keys and values; 0 = num_heads
+    context_length: int = 0  # longest sequence of a model without learned positions; 0 = no limit
+    rotary_dim: int = 0  # features of each head that rotary positions turn (GPT-NeoX's partial rotary); 0 = all
+    parallel_residual: bool = False  # x + attention(norm1(x)) + mlp(norm2(x)) in one step (GPT-NeoX, GPT-J)
     # vision
     image_size: int = 0
     patch_size: int = 0
@@ -110,6 +120,15 @@ class TransformerConfig:
     @property
     def head_size(self) -> int:
         return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def key_value_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the model takes: its learned positions', or the length it was trained for."""
+        return self.max_positions or self.context_length or 1_048_576
 
     @property
     def attention_size(self) -> int:
@@ -327,6 +346,67 @@ def _t5(raw: dict, task: str) -> TransformerConfig | EncoderDecoderConfig:
     )
 
 
+def _rope_llama3(raw: dict) -> tuple[float, ...]:
+    """Llama 3.1's "llama3" rope_scaling; other scalings would silently change positions, so they are refused."""
+    scaling = raw.get("rope_scaling") or raw.get("rope_parameters") or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return ()
+    if kind != "llama3":
+        raise ValueError(f"unsupported rope_scaling {kind!r} (supported: default, llama3)")
+    return (float(scaling["factor"]), float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"]),
+            float(scaling["original_max_position_embeddings"]))
+
+
+def _rope_theta(raw: dict) -> float:
+    # transformers 5 writes rope_theta inside rope_parameters; older config.json files have it at the top level.
+    parameters = raw.get("rope_parameters") or {}
+    return float(parameters.get("rope_theta", raw.get("rope_theta", 10000.0)))
+
+
+def _llama(raw: dict, task: str) -> TransformerConfig:
+    """LlamaForCausalLM and Qwen2ForCausalLM: pre-RMS-norm blocks, rotary positions, grouped-query attention,
+    SwiGLU feed-forward. Qwen2 differs only by biases on the query, key and value projections."""
+    qwen2 = "Qwen2ForCausalLM" in raw["architectures"]
+    if raw.get("mlp_bias") or (raw.get("attention_bias") and not qwen2):
+        raise ValueError("Llama checkpoints with attention_bias or mlp_bias are not supported")
+    if raw.get("use_sliding_window"):
+        raise ValueError("Qwen2 sliding-window attention is not supported")
+    eos = raw.get("eos_token_id")
+    return TransformerConfig(
+        family="llama", task=task, hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
+        num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
+        activation=_activation(raw.get("hidden_act", "silu")), layer_norm_eps=raw.get("rms_norm_eps", 1e-6),
+        norm_first=True, causal=True, vocab_size=raw["vocab_size"], final_norm=True, norm="rms", bias=False,
+        qkv_bias=qwen2, head_dim=raw.get("head_dim") or 0, gated_mlp=True, rope_theta=_rope_theta(raw),
+        rope_llama3=_rope_llama3(raw), num_kv_heads=raw.get("num_key_value_heads") or raw["num_attention_heads"],
+        context_length=raw.get("max_position_embeddings", 0),
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)), bos_token_id=raw.get("bos_token_id"),
+        eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=raw.get("pad_token_id"),
+    )
+
+
+def _gpt_neox(raw: dict, task: str) -> TransformerConfig:
+    """GPTNeoXForCausalLM (Pythia): LayerNorm with biases, rotary positions on a fraction of each head, and
+    (use_parallel_residual) attention and MLP reading the same input side by side."""
+    if _rope_llama3(raw) or raw.get("attention_bias", True) is False:
+        raise ValueError("GPT-NeoX with rope scaling or without attention biases is not supported")
+    parameters = raw.get("rope_parameters") or {}
+    fraction = float(parameters.get("partial_rotary_factor", raw.get("rotary_pct", 1.0)))
+    head_size = raw["hidden_size"] // raw["num_attention_heads"]
+    return TransformerConfig(
+        family="gpt_neox", task=task, hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
+        num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
+        activation=_activation(raw.get("hidden_act", "gelu")), layer_norm_eps=raw.get("layer_norm_eps", 1e-5),
+        norm_first=True, causal=True, vocab_size=raw["vocab_size"], final_norm=True,
+        rope_theta=float(parameters.get("rope_theta", raw.get("rotary_emb_base", 10000.0))),
+        rotary_dim=int(head_size * fraction), parallel_residual=bool(raw.get("use_parallel_residual", True)),
+        context_length=raw.get("max_position_embeddings", 0),
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)), bos_token_id=raw.get("bos_token_id"),
+        eos_token_id=raw.get("eos_token_id"), pad_token_id=raw.get("pad_token_id"),
+    )
+
+
 def config_from_json(raw: dict) -> ModelSpec:
     """Parse a `config.json` dict; unsupported architectures raise ValueError naming what is supported."""
     names = raw.get("architectures") or []
@@ -337,7 +417,8 @@ def config_from_json(raw: dict) -> ModelSpec:
     architecture = known[0]
     family, task = ARCHITECTURES[architecture]
     builders = {"bert": _bert, "distilbert": _distilbert, "gpt2": _gpt2, "vit": _vit, "clip_text": _clip_text,
-                "clip_vision": _clip_vision, "t5": _t5}
+                "clip_vision": _clip_vision, "t5": _t5, "llama": _llama,
+                "gpt_neox": _gpt_neox}
     config = _clip(raw) if family == "clip" else builders[family](raw, task)
     return ModelSpec(architecture=architecture, family=family, task=task, config=config, raw=raw)
 
@@ -349,6 +430,7 @@ def config_from_json(raw: dict) -> ModelSpec:
 SIZE_BOUNDS: list[tuple[str, int, int]] = [
     (r"_token_id$", -1, 2**31 - 1),  # token ids index nothing when the model is built; any int will do
     (r"layers", 0, 128),
+    (r"kv_heads", 0, 512),  # 0: as many as the query heads
     (r"heads", 1, 512),
     (r"type_vocab", 0, 1024),
     (r"vocab", 0, 1_048_576),  # 0: a part without it (a vision tower has no vocabulary, a text one no image)
@@ -393,6 +475,9 @@ def check_sizes(config, prefix: str = "") -> None:
     if {"image_size", "patch_size"} <= names and config.image_size and not 0 < config.patch_size <= config.image_size:
         raise ValueError(f"{prefix}patch_size = {config.patch_size} does not fit {prefix}image_size = "
                          f"{config.image_size}")
+    if {"num_heads", "num_kv_heads"} <= names and config.num_kv_heads and config.num_heads % config.num_kv_heads:
+        raise ValueError(f"{prefix}num_kv_heads = {config.num_kv_heads} does not divide {prefix}num_heads = "
+                         f"{config.num_heads}")
     if {"hidden_size", "num_heads"} <= names and not own_head_size:
         if config.hidden_size % config.num_heads:
             raise ValueError(f"{prefix}num_heads = {config.num_heads} does not divide {prefix}hidden_size = "

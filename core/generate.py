@@ -129,10 +129,10 @@ def generate(model, input_ids, max_new_tokens: int, temperature: float = 1.0, to
     prompt_length = ids.shape[1]
     if prompt_length == 0:
         raise ValueError("the prompt is empty")
-    if prompt_length >= config.max_positions:
-        raise ValueError(f"the prompt has {prompt_length} tokens; the model's maximum is {config.max_positions}")
+    if prompt_length >= config.max_length:
+        raise ValueError(f"the prompt has {prompt_length} tokens; the model's maximum is {config.max_length}")
     eos = config.eos_token_id if eos_token_id == -1 else eos_token_id
-    total = min(config.max_positions, prompt_length + max(0, int(max_new_tokens)))
+    total = min(config.max_length, prompt_length + max(0, int(max_new_tokens)))
     parameter = next(model.parameters())
     cache = KVCache(config, 1, total, device=parameter.device, dtype=parameter.dtype)
     logits = model(ids.to(parameter.device), cache=cache).logits[0, -1]
@@ -143,7 +143,7 @@ def generate(model, input_ids, max_new_tokens: int, temperature: float = 1.0, to
         if eos is not None and token == eos:
             finished = "eos"
         elif cache.length + 1 >= total:
-            finished = "max_length" if total == config.max_positions else "max_new_tokens"
+            finished = "max_length" if total == config.max_length else "max_new_tokens"
         yield Step(index=index, finished=finished, **chosen)
         if finished:
             return

@@ -1,11 +1,15 @@
-"""One transformer for every family: BERT, DistilBERT, GPT-2, ViT, both CLIP towers and both T5 stacks.
+"""One transformer for every family: BERT, DistilBERT, GPT-2, ViT, both CLIP towers, both T5 stacks, Llama, Qwen2.
 
 "Attention Is All You Need" (Vaswani et al., 2017) gives the block; the families differ only by the settings
 in `TransformerConfig` (LayerNorm before or after each sublayer, which norm, which activation, causal or
 bidirectional mask, learned or relative positions, text or patch embeddings), as in openai/CLIP's single
 `Transformer` class and timm's `Block`. T5 (Raffel et al., 2020) adds parts that its config selects: RMS
 norm, relative position buckets, unscaled scores, a gated feed-forward, and cross-attention, which is the
-same attention module with keys and values taken from the encoder's output. `EncoderDecoder` holds two
+same attention module with keys and values taken from the encoder's output. Llama and Qwen2 (Touvron et al.,
+2023) select more: rotary positions applied to queries and keys, fewer key/value heads than query heads
+(grouped-query attention, cached per key/value head), and the gated feed-forward with SiLU (SwiGLU);
+GPT-NeoX (Pythia) rotates part of each head only and runs attention and MLP side by side.
+`EncoderDecoder` holds two
 `Transformer` stacks, as `CLIP` holds two towers. Attention probabilities are computed explicitly only when
 asked for (`output_attentions=True`); otherwise the fused `scaled_dot_product_attention` kernel runs.
 Parameter names here are the core's own: `core.checkpoint` maps each checkpoint's names onto them.
@@ -117,7 +121,8 @@ class KVCache:
     """
 
     def __init__(self, config: TransformerConfig, batch: int, max_length: int, device=None, dtype=None):
-        shape = (config.num_layers, batch, config.num_heads, max_length, config.head_size)
+        # One entry per key/value head: grouped-query attention stores each group's keys once.
+        shape = (config.num_layers, batch, config.key_value_heads, max_length, config.head_size)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0  # positions already stored; advanced by the model after each forward
@@ -130,19 +135,69 @@ class KVCache:
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
 
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: the rotation's partner of each feature."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair of features (i, i + hs/2) of x (B, nh, T, hs) by its position's angle (GPT-NeoX's
+    half-split layout, which Llama's Hub checkpoints use, rather than RoFormer's interleaved pairs)."""
+    return x * cos + rotate_half(x) * sin
+
+
+def llama3_frequencies(inverse: torch.Tensor, factor: float, low_factor: float, high_factor: float,
+                       original_length: float) -> torch.Tensor:
+    """Llama 3.1's rope scaling: wavelengths longer than the original context / low_factor are stretched by
+    `factor`, those shorter than original / high_factor kept, those between interpolated smoothly."""
+    wavelength = 2 * math.pi / inverse
+    scaled = torch.where(wavelength > original_length / low_factor, inverse / factor, inverse)
+    smooth = (original_length / wavelength - low_factor) / (high_factor - low_factor)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    between = (wavelength >= original_length / high_factor) & (wavelength <= original_length / low_factor)
+    return torch.where(between, blended, scaled)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embeddings (Su et al., 2021): queries and keys rotated by angles position * frequency,
+    so that their product depends on the distance between positions only. Nothing is learned."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.head_size = config.rotary_dim or config.head_size  # the rotated features: all, or GPT-NeoX's first few
+        self.theta, self.llama3 = config.rope_theta, config.rope_llama3
+
+    def forward(self, start: int, length: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (T, hs) of positions start .. start + length - 1, in fp32 then cast, as transformers."""
+        # Computed per call rather than kept as a buffer: a model built on the meta device has no values to keep.
+        exponents = torch.arange(0, self.head_size, 2, dtype=torch.int64, device=device).float() / self.head_size
+        inverse = 1.0 / (self.theta ** exponents)
+        if self.llama3:
+            inverse = llama3_frequencies(inverse, *self.llama3)
+        positions = torch.arange(start, start + length, device=device, dtype=torch.float32)
+        angles = positions[:, None] * inverse[None, :]  # (T, hs/2)
+        angles = torch.cat((angles, angles), dim=-1)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
 class Attention(nn.Module):
     """Multi-head attention of a sequence over itself or, with `is_cross`, over an encoder's output (`memory`).
 
     Cross-attention is the same computation with keys and values projected from elsewhere (the original
     Transformer's encoder-decoder attention), so both use one fused (q, k, v) projection: self-attention
     applies all of it to x; cross-attention applies the query rows to x and the key/value rows to memory.
+    Grouped-query attention (Llama 2 70B and later, Qwen2) projects fewer key/value heads than query heads;
+    each group of query heads shares one, so the cache holds only those.
     """
 
     def __init__(self, config: TransformerConfig, layer_index: int, is_cross: bool = False):
         super().__init__()
         self.num_heads, self.head_size = config.num_heads, config.head_size
-        width = config.attention_size
-        self.qkv = Linear(config.hidden_size, 3 * width, bias=config.bias and config.qkv_bias)
+        self.num_kv_heads = config.key_value_heads
+        width, kv_width = config.attention_size, self.num_kv_heads * config.head_size
+        qkv_bias = config.bias if config.qkv_bias is None else config.qkv_bias
+        self.qkv = Linear(config.hidden_size, width + 2 * kv_width, bias=qkv_bias)
         self.out = Linear(width, config.hidden_size, bias=config.bias)
         # T5 does not divide by sqrt(head size): its initialisation of the query weights does it instead.
         self.scale = 1.0 / math.sqrt(config.head_size) if config.scale_attention else 1.0
@@ -150,36 +205,48 @@ class Attention(nn.Module):
             self.scale /= layer_index + 1
         self.layer_index = layer_index
         self.is_cross = is_cross
-        self.queries, self.keys_values = slice(0, width), slice(width, 3 * width)
+        self.widths = (width, kv_width, kv_width)
+        self.queries, self.keys_values = slice(0, width), slice(width, width + 2 * kv_width)
 
-    def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None, memory=None):
+    def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None, memory=None, rotary=None):
+        """`rotary`: the (cos, sin) of the new positions, which rotate queries and keys before caching."""
         B, T, _ = x.shape
-        nh, hs = self.num_heads, self.head_size
+        nh, nkv, hs = self.num_heads, self.num_kv_heads, self.head_size
         if self.is_cross:
             q = self.qkv(x, self.queries).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
             stored = cache.cross[self.layer_index] if cache is not None else None
             if stored is None:
                 S = memory.shape[1]
                 # (B, S, 2A) -> 2 x (B, nh, S, hs)
-                k, v = self.qkv(memory, self.keys_values).view(B, S, 2, nh, hs).permute(2, 0, 3, 1, 4)
+                k, v = self.qkv(memory, self.keys_values).view(B, S, 2, nkv, hs).permute(2, 0, 3, 1, 4)
                 if cache is not None:
                     cache.cross[self.layer_index] = (k, v)
             else:
                 k, v = stored
         else:
-            # (B, T, 3A) -> 3 x (B, nh, T, hs)
-            q, k, v = self.qkv(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+            # (B, T, A + 2 kv) -> (B, nh, T, hs), 2 x (B, nkv, T, hs)
+            q, k, v = self.qkv(x).split(self.widths, dim=-1)
+            q = q.view(B, T, nh, hs).transpose(1, 2)
+            k, v = (t.view(B, T, nkv, hs).transpose(1, 2) for t in (k, v))
+            if rotary is not None:
+                turned = rotary[0].shape[-1]  # GPT-NeoX turns the first features of each head, keeps the rest
+                q, k = (torch.cat((apply_rotary(t[..., :turned], *rotary), t[..., turned:]), dim=-1)
+                        if turned < hs else apply_rotary(t, *rotary) for t in (q, k))
             if cache is not None:
                 k, v = cache.update(self.layer_index, k, v)
         probs = None
+        groups = nh // nkv
         if output_attentions:
+            if groups > 1:
+                k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
             scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, Tk)
             if mask is not None:
                 scores = scores + mask
             probs = scores.softmax(dim=-1)
             y = probs @ v
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale,
+                                               enable_gqa=groups > 1)
         y = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, nh, T, hs) -> (B, T, A)
         return self.out(y), probs
 
@@ -206,10 +273,28 @@ class MLP(nn.Module):
         return self.fc2(self.activation(h))
 
 
+class RMSNorm(nn.Module):
+    """T5's and Llama's RMS norm: x / sqrt(mean(x^2) + eps) * weight, no mean subtracted, no bias.
+
+    The statistics are taken in fp32 whatever the model's dtype, and the result cast back before the weight
+    multiplies it, as both were trained (and as transformers computes them): bf16 squares would lose digits.
+    """
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
 def make_norm(config: TransformerConfig) -> nn.Module:
-    """LayerNorm, or T5's RMS norm: x / sqrt(mean(x^2) + eps) * weight, no mean subtracted, no bias."""
+    """LayerNorm, or RMS norm (T5, Llama)."""
     if config.norm == "rms":
-        return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        return RMSNorm(config.hidden_size, config.layer_norm_eps)
     return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
 
@@ -219,7 +304,7 @@ class Block(nn.Module):
 
     def __init__(self, config: TransformerConfig, layer_index: int):
         super().__init__()
-        self.norm_first = config.norm_first
+        self.norm_first, self.parallel_residual = config.norm_first, config.parallel_residual
         self.attn = Attention(config, layer_index)
         self.norm1 = make_norm(config)
         self.cross_attn = Attention(config, layer_index, is_cross=True) if config.cross_attention else None
@@ -235,9 +320,12 @@ class Block(nn.Module):
         return norm(x + attended), probs
 
     def forward(self, x, mask=None, is_causal=False, output_attentions=False, cache=None, memory=None,
-                memory_mask=None):
+                memory_mask=None, rotary=None):
         """Returns the new x, the self-attention probabilities and the cross-attention ones (or None)."""
-        x, probs = self._attend(self.norm1, self.attn, x, mask, is_causal, output_attentions, cache)
+        if self.parallel_residual:  # both sublayers read the block's input
+            attended, probs = self.attn(self.norm1(x), mask, is_causal, output_attentions, cache, None, rotary)
+            return x + attended + self.mlp(self.norm2(x)), probs, None
+        x, probs = self._attend(self.norm1, self.attn, x, mask, is_causal, output_attentions, cache, None, rotary)
         cross_probs = None
         if self.cross_attn is not None:
             x, cross_probs = self._attend(self.norm_cross, self.cross_attn, x, memory_mask, False, output_attentions,
@@ -371,7 +459,7 @@ def pool_at_end_of_text(input_ids, hidden, eos_token_id: int):
 
 
 # Families whose last hidden state is reported after the final norm (the others report it before).
-LAST_HIDDEN_STATE_NORMED = {"gpt2", "t5_encoder", "t5_decoder"}
+LAST_HIDDEN_STATE_NORMED = {"gpt2", "t5_encoder", "t5_decoder", "llama", "gpt_neox"}
 
 
 class Transformer(nn.Module):
@@ -384,6 +472,7 @@ class Transformer(nn.Module):
         self.embed = PatchEmbeddings(config) if config.patch_size else TextEmbeddings(config)
         self.pre_norm = nn.LayerNorm(C, eps=eps) if config.pre_norm else None
         self.position_bias = RelativePositionBias(config) if config.relative_attention_buckets else None
+        self.rotary = RotaryEmbedding(config) if config.rope_theta else None
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.final_norm = make_norm(config) if config.final_norm else None
         self.pooler = nn.Linear(C, C) if config.pooler else None
@@ -441,9 +530,11 @@ class Transformer(nn.Module):
             mask = bias if mask is None else mask + bias
         if memory_mask is not None:
             memory_mask = attention_bias(memory_mask, False, memory_mask.shape[1], 0, x.dtype).to(x.device)
+        rotary = self.rotary(past, T, x.dtype, x.device) if self.rotary is not None else None
         hidden_states, attentions, cross_attentions = [x], [], []
         for block in self.layers:
-            x, probs, cross_probs = block(x, mask, simple_causal, output_attentions, cache, memory, memory_mask)
+            x, probs, cross_probs = block(x, mask, simple_causal, output_attentions, cache, memory, memory_mask,
+                                          rotary)
             hidden_states.append(x)
             attentions.append(probs)
             cross_attentions.append(cross_probs)

@@ -11,6 +11,8 @@ import torch
 import transformers
 
 TEXT_COMMON = dict(attn_implementation="eager")
+RMS_NORMS = (transformers.models.t5.modeling_t5.T5LayerNorm, transformers.models.llama.modeling_llama.LlamaRMSNorm,
+             transformers.models.qwen2.modeling_qwen2.Qwen2RMSNorm)
 
 
 def perturb_norms(model: torch.nn.Module, seed: int = 0) -> None:
@@ -20,7 +22,7 @@ def perturb_norms(model: torch.nn.Module, seed: int = 0) -> None:
             if isinstance(module, torch.nn.LayerNorm):
                 module.weight.add_(0.3 * torch.randn(module.weight.shape, generator=generator))
                 module.bias.add_(0.2 * torch.randn(module.bias.shape, generator=generator))
-            if isinstance(module, transformers.models.t5.modeling_t5.T5LayerNorm):  # RMS norm: a weight only
+            if isinstance(module, RMS_NORMS):  # a weight only
                 module.weight.add_(0.3 * torch.randn(module.weight.shape, generator=generator))
             # Zero-initialised biases would hide a missing bias; give every bias a value.
             if isinstance(module, torch.nn.Linear) and module.bias is not None:
@@ -61,6 +63,31 @@ def t5_config(generation: str = "v1.1", **overrides) -> transformers.T5Config:
                   tie_word_embeddings=generation == "original", **TEXT_COMMON)
     values.update(overrides)
     return transformers.T5Config(**values)
+
+
+def llama_config(qwen2: bool = False, **overrides):
+    """Grouped-query attention (4 query heads sharing 2 key/value heads) of 12 features each, whose
+    concatenation (48) differs from the width (40); a small rotary base so that positions turn fast."""
+    values = dict(vocab_size=257, hidden_size=40, head_dim=12, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, intermediate_size=72, max_position_embeddings=128, rms_norm_eps=1e-5,
+                  initializer_range=0.2, rope_theta=500.0, tie_word_embeddings=False, bos_token_id=1,
+                  eos_token_id=2, pad_token_id=0, **TEXT_COMMON)
+    if qwen2:
+        values.pop("head_dim")  # Qwen2's head size is always hidden_size / heads
+        values["hidden_size"] = 48
+    values.update(overrides)
+    return (transformers.Qwen2Config if qwen2 else transformers.LlamaConfig)(**values)
+
+
+def gpt_neox_config(**overrides) -> transformers.GPTNeoXConfig:
+    """Pythia's layout: a quarter of each head's 16 features rotated, attention and MLP in parallel."""
+    values = dict(vocab_size=263, hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=88,
+                  max_position_embeddings=128, initializer_range=0.2, layer_norm_eps=1e-5,
+                  rope_parameters={"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.25},
+                  use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
+                  attention_dropout=0.0, hidden_dropout=0.0, **TEXT_COMMON)
+    values.update(overrides)
+    return transformers.GPTNeoXConfig(**values)
 
 
 def build(model_class, config, seed: int = 0):

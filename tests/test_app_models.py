@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import transformers
 
@@ -79,3 +80,27 @@ def test_a_model_over_the_cache_budget_alone_still_serves(monkeypatch):
     cache.get("bert", "tiny-bert (embedded)")
     big, _ = cache.get("gpt", "tiny-gpt (embedded)")
     assert list(cache._entries.values()) == [big] and cache.cached_bytes == 5000
+
+
+@pytest.mark.parametrize("preset, embedded", [("distilbert-base-uncased-finetuned-sst-2-english", "tiny-bert-sentiment"),
+                                              ("dslim/bert-base-NER", "tiny-bert-ner"),
+                                              ("distilbert-base-cased-distilled-squad", "tiny-bert-qa")])
+def test_an_uncached_head_preset_falls_back_to_the_embedded_model_with_that_head(preset, embedded, monkeypatch):
+    monkeypatch.setattr(models, "availability", lambda p, online=None: "embedded" if p.embedded else "unavailable offline")
+    loaded, note = models.ModelCache().get("bert", preset)
+    assert loaded.name == f"{embedded} (embedded)" and preset in note
+    assert loaded.model.config.task != "masked_lm"
+
+
+def test_embedded_heads_answer_the_default_inputs_offline():
+    from app import bert_tab as bt
+
+    cache = models.ModelCache()
+    entities = bt.compute_heads(cache.get("bert", "tiny-bert-ner (embedded)")[0], bt.DEFAULT_HEAD_TEXT)
+    found = {(bt.DEFAULT_HEAD_TEXT[e["start"]:e["end"]], e["type"]) for e in entities.data["entities"]}
+    assert found == {("anna smith", "PER"), ("new york", "LOC")}
+    sentiment = bt.compute_heads(cache.get("bert", "tiny-bert-sentiment (embedded)")[0], bt.DEFAULT_HEAD_TEXT)
+    assert sentiment.data["labels"][int(np.argmax(sentiment.data["probabilities"]))] == "POSITIVE"  # "happy"
+    answer = bt.compute_heads(cache.get("bert", "tiny-bert-qa (embedded)")[0], "", bt.DEFAULT_QUESTION,
+                              bt.DEFAULT_CONTEXT)
+    assert answer.data["answer"] == "on the table"

@@ -32,3 +32,14 @@ def test_bench_quick_prints_the_table():
         line = next((line for line in out.splitlines() if row in line), None)
         assert line is not None, out
         assert re.search(r"\(s\)\s+\d+\.\d+", line), line
+
+
+def test_bench_learn_quick_reports_every_trainer_and_the_transfer_figure():
+    result = subprocess.run([sys.executable, "-m", "bench", "--learn", "--quick"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for row in ("learn: transfer", "learn: pre-training, masked LM", "learn: pre-training, next token",
+                "learn: ViT learns 2D", "learn: CLIP aligns", "transfer entities, N=32", "transfer sentiment, N=32"):
+        line = next((line for line in result.stdout.splitlines() if row in line), None)
+        assert line is not None, result.stdout
+        assert re.search(r"\s\d+\.\d+\s", line), line

@@ -310,3 +310,45 @@ def test_example_gallery():
     for seed in range(5):
         for _, c in shapes.example_gallery(seed, exclude_combos=HELD_OUT_COMBOS):
             assert (c.split()[2], c.split()[3]) not in HELD_OUT_COMBOS
+
+
+# ----- labelled data for the fine-tuned heads ---------------------------------------------------------------------
+
+
+def test_sentiment_labels_follow_the_polarity_words_and_are_balanced():
+    examples = grammar.sentiment_examples(200, grammar.TRAIN_SEED, "train")
+    for example in examples:
+        assert grammar.is_grammatical(example.text)
+        assert example.label == ("POSITIVE" if grammar.polarity(example.text) > 0 else "NEGATIVE")
+    assert sum(e.label == "POSITIVE" for e in examples) == 100
+    held_out = grammar.sentiment_examples(200, grammar.EVAL_SEED, "held_out")
+    assert not {e.text for e in examples} & {e.text for e in held_out}
+    assert all(grammar.is_held_out(e.text) for e in held_out)
+
+
+def test_entity_tags_mark_exactly_the_names():
+    names = {w for name in grammar.PERSON_FIRST_NAMES + grammar.PERSON_LAST_NAMES for w in name.split()}
+    places = {w for place in grammar.PLACE_NAMES for w in place.split()}
+    kinds = set()
+    for example in grammar.entity_examples(300, grammar.TRAIN_SEED, "train"):
+        assert len(example.words) == len(example.tags) and example.words[-1] == "."
+        for i, (word, tag) in enumerate(zip(example.words, example.tags)):
+            if tag == "O":
+                assert word not in names and (word not in places or word == "new" and example.words[i + 1] != "york")
+            else:
+                kinds.add(tag)
+                assert word in (names if tag.endswith("PER") else places)
+                assert tag.startswith("B-") or example.tags[i - 1][2:] == tag[2:]  # I- only continues
+    assert kinds == {"B-PER", "I-PER", "B-LOC", "I-LOC"}
+
+
+def test_questions_are_answered_by_a_span_of_their_passage():
+    for example in grammar.question_examples(300, grammar.TRAIN_SEED, "train"):
+        start = example.answer_start
+        assert example.context[start:start + len(example.answer)] == example.answer
+        assert example.answer.split()[0] in grammar.LOCATIVE_PREPOSITIONS
+        subject = example.question.removeprefix("where ").removesuffix(" ?").split(" ", 1)[1]
+        # The sentence holding the answer is about the asked subject (and only it has that head noun).
+        sentence = example.context[:start].rsplit(" . ", 1)[-1]
+        assert sentence.startswith(subject + " ")
+        assert all(grammar.is_grammatical(s + " .") for s in example.context.removesuffix(" .").split(" . "))

@@ -107,9 +107,37 @@ def test_clip_matches_transformers():
     assert model.config.eos_token_id == load_tokenizer(folder("tiny-clip")).eos_token_id
 
 
+HEAD_CLASSES = {"tiny-bert-sentiment": transformers.BertForSequenceClassification,
+                "tiny-bert-ner": transformers.BertForTokenClassification,
+                "tiny-bert-qa": transformers.BertForQuestionAnswering}
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_CLASSES))
+def test_fine_tuned_heads_match_transformers(name):
+    tokenizer = load_tokenizer(folder(name))
+    encoding = tokenizer.backend.encode("where are the keys ?", "anna smith sees the keys on the table in new york .")
+    ids, types = torch.tensor([encoding.ids]), torch.tensor([encoding.type_ids])
+    reference = hf_model(HEAD_CLASSES[name], name)
+    with torch.no_grad():
+        ref = reference(input_ids=ids, token_type_ids=types)
+        out = load_model(folder(name))(ids, token_type_ids=types)
+    if name == "tiny-bert-qa":
+        assert max_difference(ref.start_logits, out.start_logits) < TOLERANCE
+        assert max_difference(ref.end_logits, out.end_logits) < TOLERANCE
+    else:
+        assert max_difference(ref.logits, out.logits) < TOLERANCE
+        labels = grammar.SENTIMENT_LABELS if name == "tiny-bert-sentiment" else grammar.ENTITY_LABELS
+        assert [reference.config.id2label[i] for i in range(len(labels))] == list(labels)
+    # The encoder was fine-tuned from tiny-bert's, not drawn anew: its word embeddings stay close to it.
+    base = load_model(folder("tiny-bert")).embed.tokens.weight
+    tuned = load_model(folder(name)).embed.tokens.weight
+    assert torch.nn.functional.cosine_similarity(base, tuned, dim=-1).mean() > 0.9
+
+
 def test_configs_name_standard_architectures():
     expected = {"tiny-bert": ("BertForMaskedLM", "bert"), "tiny-gpt": ("GPT2LMHeadModel", "gpt2"),
-                "tiny-vit": ("ViTForImageClassification", "vit"), "tiny-clip": ("CLIPModel", "clip")}
+                "tiny-vit": ("ViTForImageClassification", "vit"), "tiny-clip": ("CLIPModel", "clip"),
+                **{name: (cls.__name__, "bert") for name, cls in HEAD_CLASSES.items()}}
     for name, (architecture, model_type) in expected.items():
         config = transformers.AutoConfig.from_pretrained(folder(name))
         assert config.architectures == [architecture] and config.model_type == model_type
@@ -128,6 +156,9 @@ def test_held_out_quality():
     assert metrics["tiny-vit"]["accuracy"] >= 0.95
     assert metrics["tiny-vit"]["position_grid_score"] > 0
     assert metrics["tiny-clip"]["unseen_combo_accuracy"] >= 0.80
+    assert metrics["tiny-bert-sentiment"]["accuracy"] >= 0.95
+    assert metrics["tiny-bert-ner"]["entity_f1"] >= 0.90
+    assert metrics["tiny-bert-qa"]["exact_match"] >= 0.85
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -32,6 +32,11 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
                alignment_hit_rate (reported, no threshold): teacher-forced on the reference translation,
                the last decoder layer's cross-attention averaged over heads, at the step that writes each
                Toy word: how often its argmax over the source tokens is that word's true English word.
+    tiny-bert-sentiment  accuracy on held-out sentences with a polarity (`grammar.sentiment_examples`).
+    tiny-bert-ner        entity-level F1 (span and type exact, CoNLL) and per-word accuracy on held-out
+                         sentences with people and places; each word's label is read from its first piece.
+    tiny-bert-qa         exact_match: the best span (start <= end, inside the passage, start + end logit
+                         highest) is exactly the answer's tokens, on held-out passages and questions.
 """
 
 from __future__ import annotations
@@ -49,11 +54,11 @@ from ..generate import generate
 from ..tokenizer import load_tokenizer
 from . import grammar, shapes, t5_tasks
 from .pixels import pixel_values, read_processor_config
-from .train import DEFAULT_ROOT, END_OF_TEXT
+from .train import DEFAULT_ROOT, END_OF_TEXT, HEAD_NAMES
 
 SIZES = {
-    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "pairs": 1000},
-    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "pairs": 200},
+    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000, "pairs": 1000},
+    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200, "pairs": 200},
 }
 VERB_NUMBER = {
     form: number
@@ -273,6 +278,17 @@ def evaluate_t5(folder: Path, n: int) -> dict:
             "sentences": n, "examples": examples}
 
 
+@torch.inference_mode()
+def evaluate_head(folder: Path, name: str, n: int) -> dict:
+    from .heads import TASKS
+
+    task = TASKS[name]
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    examples = task.examples(n, grammar.EVAL_SEED, "held_out")
+    metrics = task.metric(model, examples, tokenizer)  # one padded batch: a few hundred short rows
+    return {**{k: round(v, 4) for k, v in metrics.items()}, "examples": n}
+
+
 def evaluate(root: Path | str | None = None, small: bool = False, names=None) -> dict:
     """Metrics of every shipped model under `root` (default assets/models), as one JSON-ready dict."""
     root = Path(root or DEFAULT_ROOT)
@@ -284,6 +300,7 @@ def evaluate(root: Path | str | None = None, small: bool = False, names=None) ->
         "tiny-vit": lambda: evaluate_vit(root / "tiny-vit", size["images"]),
         "tiny-clip": lambda: evaluate_clip(root / "tiny-clip", size["clip_images"]),
         "tiny-t5": lambda: evaluate_t5(root / "tiny-t5", size["pairs"]),
+        **{name: (lambda name=name: evaluate_head(root / name, name, size["head"])) for name in HEAD_NAMES},
     }
     out = {}
     for name, job in jobs.items():

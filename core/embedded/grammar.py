@@ -333,6 +333,172 @@ def agreement_examples(n: int, seed: int, split: str = "all") -> list[AgreementE
     return out
 
 
+# ------------------------------------------------------------------------- labelled data for fine-tuned heads
+#
+# Three supervised tasks whose labels follow exactly from how a sentence was generated, for the fine-tuned
+# embedded heads (tiny-bert-sentiment, -ner, -qa) and the transfer-learning lesson. Splits work as for the
+# corpus: an example is held out when `is_held_out` holds for its text (for QA: question and passage).
+
+POSITIVE_WORDS = frozenset({"lovely", "pretty", "happy", "kind", "brave", "clever", "clean", "warm", "bright",
+                            "famous", "happily", "likes", "like", "loves", "love", "helps", "help", "smiles",
+                            "smile", "laughs", "laugh", "dances", "dance", "sings", "sing"})
+NEGATIVE_WORDS = frozenset({"ugly", "sad", "dirty", "broken", "tired", "hungry", "cold", "dark", "cries", "cry",
+                            "pushes", "push", "chases", "chase"})
+SENTIMENT_LABELS = ("NEGATIVE", "POSITIVE")
+
+
+@dataclass(frozen=True)
+class SentimentExample:
+    """A sentence and its polarity: more positive than negative words is POSITIVE, the reverse NEGATIVE."""
+
+    text: str
+    label: str
+
+
+def polarity(sentence: str) -> int:
+    """Positive minus negative words of `sentence` (0: no polarity, or a tie)."""
+    words = sentence.split()
+    return sum(w in POSITIVE_WORDS for w in words) - sum(w in NEGATIVE_WORDS for w in words)
+
+
+def sentiment_examples(n: int, seed: int, split: str = "all") -> list[SentimentExample]:
+    """`n` sentences of the language with a clear polarity, labels alternating so the classes are balanced."""
+    _in_split("", split)
+    rng = random.Random(f"sentiment-{seed}")
+    out: list[SentimentExample] = []
+    while len(out) < n:
+        sentence = generate_sentence(rng)
+        score, wanted = polarity(sentence), SENTIMENT_LABELS[len(out) % 2]
+        if score and SENTIMENT_LABELS[score > 0] == wanted and _in_split(sentence, split):
+            out.append(SentimentExample(sentence, wanted))
+    return out
+
+
+# Names extend the language: a person is a singular animate noun phrase, a place follows "in", "near" or
+# "from". "new york" shares "new" with the adjective, so the tagger has to read the context.
+PERSON_FIRST_NAMES = ("anna", "ben", "clara", "david", "emma", "omar", "lucy", "sam", "maria", "tom", "nora", "leo")
+PERSON_LAST_NAMES = ("smith", "jones", "taylor", "patel", "garcia", "miller")
+PLACE_NAMES = ("paris", "london", "rome", "berlin", "tokyo", "cairo", "oslo", "lima", "madrid", "vienna",
+               "new york", "hong kong", "buenos aires")
+ENTITY_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+
+
+@dataclass(frozen=True)
+class EntityExample:
+    """A sentence as words with one BIO tag per word (PER: people, LOC: places)."""
+
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+def _tagged(words: list[str], kind: str | None) -> list[tuple[str, str]]:
+    if kind is None:
+        return [(w, "O") for w in words]
+    return [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(words)]
+
+
+def _person(rng: random.Random) -> list[tuple[str, str]]:
+    words = [rng.choice(PERSON_FIRST_NAMES)]
+    if rng.random() < 0.3:
+        words.append(rng.choice(PERSON_LAST_NAMES))
+    return _tagged(words, "PER")
+
+
+def _place(rng: random.Random) -> list[tuple[str, str]]:
+    return _tagged(rng.choice(PLACE_NAMES).split(), "LOC")
+
+
+def _entity_sentence(rng: random.Random) -> list[tuple[str, str]]:
+    """Subject (a person or a noun phrase, perhaps "from" a place), then a verb phrase that may name a
+    person as its object and a place after "in"/"near"."""
+    if rng.random() < 0.55:
+        subject, num, animate = _person(rng), SG, True
+    else:
+        words, num, animate = _gen_np(rng, animate=rng.random() < 0.7)
+        subject = _tagged(words, None)
+    if rng.random() < 0.2:
+        subject += _tagged(["from"], None) + _place(rng)
+    place = _tagged([rng.choice(("in", "near"))], None) + _place(rng)
+    r = rng.random()
+    if animate and r < 0.4:
+        obj = _person(rng) if rng.random() < 0.5 else _tagged(_gen_np(rng)[0], None)
+        verb = _tagged([_form(TRANSITIVE_VERBS, rng, num)], None) + obj
+        predicate = verb + place if rng.random() < 0.5 else verb
+    elif animate and r < 0.65:
+        predicate = _tagged([_form(INTRANSITIVE_VERBS, rng, num)], None) + place
+    elif r < 0.85:
+        predicate = _tagged([_form(LOCATIVE_VERBS, rng, num)], None) + place
+    else:
+        predicate = _tagged([COPULA[0] if num == SG else COPULA[1]], None) + place
+    return subject + predicate + _tagged([END], None)
+
+
+def entity_examples(n: int, seed: int, split: str = "all") -> list[EntityExample]:
+    """`n` sentences with people and places, tagged per word in BIO."""
+    _in_split("", split)
+    rng = random.Random(f"entities-{seed}")
+    out: list[EntityExample] = []
+    while len(out) < n:
+        pairs = _entity_sentence(rng)
+        example = EntityExample(tuple(w for w, _ in pairs), tuple(t for _, t in pairs))
+        if _in_split(example.text, split):
+            out.append(example)
+    return out
+
+
+@dataclass(frozen=True)
+class QuestionExample:
+    """A "where" question whose answer is a span of the passage: `context[answer_start:][:len(answer)]`."""
+
+    question: str
+    context: str
+    answer: str
+    answer_start: int
+
+
+def _located_sentence(rng: random.Random, noun_taken: set[str]) -> tuple[list[str], list[str], list[str], str]:
+    """(subject's simple noun phrase, its modifier, the place phrase, the verb) with a head noun not yet used."""
+    while True:
+        subject, num, animate = _gen_np(rng)
+        if subject[-1] not in noun_taken:
+            break
+    noun_taken.add(subject[-1])
+    modifier = _gen_pp(rng, False) if rng.random() < 0.3 else []
+    verb = _form(LOCATIVE_VERBS, rng, num) if rng.random() < 0.5 else COPULA[0] if num == SG else COPULA[1]
+    return subject, modifier, _gen_pp(rng, True), verb
+
+
+def question_examples(n: int, seed: int, split: str = "all") -> list[QuestionExample]:
+    """`n` passages of 1 or 2 located sentences ("the keys to the old cabinet are on the table .") and a
+    question about one of their subjects ("where are the keys ?"), answered by its place ("on the table")."""
+    _in_split("", split)
+    rng = random.Random(f"questions-{seed}")
+    out: list[QuestionExample] = []
+    while len(out) < n:
+        taken: set[str] = set()
+        parts = [_located_sentence(rng, taken) for _ in range(rng.randint(1, 2))]
+        asked = rng.randrange(len(parts))
+        sentences, answer_start, cursor = [], 0, 0
+        for i, (subject, modifier, place, verb) in enumerate(parts):
+            before = " ".join([*subject, *modifier, verb]) + " "
+            if i == asked:
+                answer_start = cursor + len(before)
+            sentence = before + " ".join(place) + " " + END
+            sentences.append(sentence)
+            cursor += len(sentence) + 1
+        subject, _, place, verb = parts[asked]
+        copula = COPULA[0] if _VERB[verb][1] == SG else COPULA[1]
+        question = f"where {copula} {' '.join(subject)} ?"
+        example = QuestionExample(question, " ".join(sentences), " ".join(place), answer_start)
+        if _in_split(example.question + " " + example.context, split):
+            out.append(example)
+    return out
+
+
 # -------------------------------------------------------------------------------------------------- parser
 
 

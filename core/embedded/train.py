@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as Backend
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
@@ -42,7 +43,9 @@ from ..tokenizer import CLIP_BPE, GPT2_BPE, UNIGRAM, WORDPIECE, Tokenizer
 from . import grammar, shapes
 from .pixels import clip_processor_config, pixel_values, vit_processor_config
 
-MODEL_NAMES = ("tiny-bert", "tiny-gpt", "tiny-vit", "tiny-clip", "tiny-t5")
+BASE_NAMES = ("tiny-bert", "tiny-gpt", "tiny-vit", "tiny-clip", "tiny-t5")
+HEAD_NAMES = ("tiny-bert-sentiment", "tiny-bert-ner", "tiny-bert-qa")  # fine-tuned from tiny-bert (heads.py)
+MODEL_NAMES = BASE_NAMES + HEAD_NAMES
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "assets" / "models"
 # One thread: on a shared 2-core machine two threads stall on each other whenever another process runs
 # (4x slower, measured), and a fixed count keeps the arithmetic, hence the weights, reproducible.
@@ -75,6 +78,10 @@ RECIPES: dict[str, Recipe] = {
     "tiny-t5": Recipe(steps=4000, batch_size=64, lr=2e-3, extra={"sentences": 100_000, "max_length": 48}),
     "tiny-clip": Recipe(steps=3200, batch_size=64, lr=1e-3, weight_decay=0.05,
                         extra={"images": 20_000, "colours_per_batch": 3}),
+    # Fine-tuning: a smaller learning rate than pre-training, for a few hundred steps (Devlin et al., 2019, §A.3).
+    "tiny-bert-sentiment": Recipe(steps=400, batch_size=32, lr=3e-4, warmup=0.1, extra={"examples": 4000}),
+    "tiny-bert-ner": Recipe(steps=400, batch_size=32, lr=3e-4, warmup=0.1, extra={"examples": 4000}),
+    "tiny-bert-qa": Recipe(steps=2000, batch_size=32, lr=5e-4, warmup=0.1, extra={"examples": 20000}),
 }
 
 
@@ -349,27 +356,57 @@ def learning_rate(step: int, steps: int, recipe: Recipe) -> float:
     return recipe.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def run_loop(model: nn.Module, recipe: Recipe, steps: int, loss_fn, name: str) -> float:
-    """`loss_fn(step)` returns the loss of one fresh batch; returns the mean loss of the last 5% of steps."""
-    model.train()
-    opt = optimiser(model, recipe)
-    tail: list[float] = []
+class TrainingLoop:
+    """The one optimisation loop, steppable: `loss_fn(step)` returns the loss of one fresh batch, and each
+    `step()` applies AdamW with the recipe's learning rate for that step and clips the gradients at 1.
+
+    `run_loop` drives it to the end for `core.embedded train`; the live training views (`core.learn`) drive
+    the same object a few steps at a time between redraws."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe, steps: int, loss_fn):
+        self.model, self.recipe, self.steps, self.loss_fn = model, recipe, steps, loss_fn
+        self.optimiser = optimiser(model, recipe)
+        self.step_index = 0
+        self.losses: list[float] = []
+        model.train()
+
+    @property
+    def finished(self) -> bool:
+        return self.step_index >= self.steps
+
+    def step(self) -> float:
+        """One optimiser step; returns its loss."""
+        for group in self.optimiser.param_groups:
+            group["lr"] = learning_rate(self.step_index, self.steps, self.recipe)
+        loss = self.loss_fn(self.step_index)
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimiser.step()
+        self.step_index += 1
+        self.losses.append(loss.item())
+        return self.losses[-1]
+
+    def run(self, n: int) -> list[float]:
+        """Up to `n` more steps (fewer at the end); returns their losses."""
+        done = [self.step() for _ in range(min(n, self.steps - self.step_index))]
+        return done
+
+
+def run_loop(model: nn.Module, recipe: Recipe, steps: int, loss_fn, name: str, on_step=None) -> float:
+    """Train to the end; returns the mean loss of the last 5% of steps. `on_step(step, loss)`, if given, is
+    called after every step (the ViT trainer records its position embeddings from it)."""
+    loop = TrainingLoop(model, recipe, steps, loss_fn)
     bar = tqdm(range(steps), desc=name, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(step, steps, recipe)
-        loss = loss_fn(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        value = loss.item()
-        if step >= steps - max(1, steps // 20):
-            tail.append(value)
+        value = loop.step()
+        if on_step is not None:
+            on_step(step + 1, value)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{value:.3f}")
     bar.close()
     model.eval()
+    tail = loop.losses[steps - max(1, steps // 20):]
     return sum(tail) / len(tail)
 
 
@@ -534,10 +571,47 @@ def train_vit(folder: Path, steps: int | None = None) -> dict:
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         return F.cross_entropy(model(pixel_values=batch).logits, targets[rows], label_smoothing=0.05)
 
-    loss = run_loop(model, recipe, steps, loss_fn, "tiny-vit")
+    recorder = PositionRecorder(model, steps)
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-vit", on_step=recorder)
     save_model(model, folder, config)
     (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    recorder.save(folder / REPLAY_FILE)
     return {"final_loss": loss}
+
+
+REPLAY_FILE = "training_replay.safetensors"
+
+
+def snapshot_steps(steps: int, count: int = 12) -> list[int]:
+    """Steps at which to record: `count` geometrically spaced ones (dense early, where the position
+    embeddings change fastest) and every eighth of the run (so a slider over them also moves evenly)."""
+    if steps <= count:
+        return list(range(steps + 1))
+    geometric = (round(steps ** (i / (count - 1))) for i in range(count))
+    return sorted({0, *geometric, *(steps * i // 8 for i in range(1, 9))})
+
+
+class PositionRecorder:
+    """`on_step` hook of `train_vit`: the patch position embeddings at `snapshot_steps` (fp16, [CLS]
+    excluded) and every step's loss, so that the app can replay how the grid emerged: a few hundred KB,
+    not checkpoints."""
+
+    def __init__(self, model: nn.Module, steps: int):
+        self.model, self.wanted = model, set(snapshot_steps(steps))
+        self.steps, self.positions, self.losses = [], [], []
+        self(0, None)
+
+    def __call__(self, step: int, loss: float | None) -> None:
+        if loss is not None:
+            self.losses.append(loss)
+        if step in self.wanted:
+            self.steps.append(step)
+            self.positions.append(self.model.embed.positions[1:].detach().to(torch.float16).clone())
+
+    def save(self, path: Path) -> None:
+        save_file({"steps": torch.tensor(self.steps), "positions": torch.stack(self.positions),
+                   "losses": torch.tensor(self.losses, dtype=torch.float32)}, str(path),
+                  metadata={"what": "tiny-vit position embeddings (patches only) during training"})
 
 
 # ---------------------------------------------------------------------------------------------- tiny-clip
@@ -676,7 +750,7 @@ TRAINERS = {"tiny-bert": train_bert, "tiny-gpt": train_gpt, "tiny-vit": train_vi
 
 def train(name: str, root: Path | str | None = None, steps: int | None = None) -> Path:
     """Train `name` (one of MODEL_NAMES) from scratch and write its folder `root/name`; returns the folder."""
-    if name not in TRAINERS:
+    if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
     torch.set_num_threads(THREADS)
     folder = Path(root or DEFAULT_ROOT) / name
@@ -684,8 +758,18 @@ def train(name: str, root: Path | str | None = None, steps: int | None = None) -
     for stale in folder.iterdir():
         if stale.is_file():
             stale.unlink()
-    start = time.perf_counter()
-    info = TRAINERS[name](folder, steps)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    if name in HEAD_NAMES:
+        from .heads import train_head
+
+        # The encoder comes from the tiny-bert next to it (`train all --out DIR` trains that first), else
+        # from the shipped one.
+        base = folder.parent / "tiny-bert"
+        base = base if (base / "model.safetensors").is_file() else DEFAULT_ROOT / "tiny-bert"
+        info = train_head(name, folder, base, steps)
+    else:
+        info = TRAINERS[name](folder, steps)
     info["seconds"] = round(time.perf_counter() - start, 1)
+    info["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
     print(f"{name}: {json.dumps(info)} -> {folder}", file=sys.stderr)
     return folder

@@ -1,0 +1,273 @@
+"""The Learn tab: watch models learn, live. One sub-view per lesson of `core.learn`.
+
+Each run is a real optimisation streamed to the page: the curves grow and the figure of the moment is redrawn
+every few steps. Runs are bounded (a step cap and `core.learn.MAX_SECONDS`), stoppable (Stop cancels the
+stream, and the generator, hence the training, ends with it), seeded, and train private models: fresh ones,
+or copies read from the embedded folders, never the cached models that the other tabs show. They run one at
+a time in a concurrency group of their own (`app.components.LEARN`).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+
+import gradio as gr
+
+from app import inputs
+from app.components import LEARN, handler
+from app.figures import _layout, heatmap, lines
+from app.models import EMBEDDED_DIR
+from app.vision_figures import matrix_figure, position_similarity_figure
+from core import learn
+
+TITLE = "Learn"
+# Step caps: what a lesson reaches in about a minute on one contended core (measured), and the redraw period.
+CAPS = {"transfer": 300, "pretrain": 1500, "vit": 800, "clip": 300}
+EVERY = {"transfer": 20, "pretrain": 100, "vit": 50, "clip": 20}
+LABEL_COUNTS = (8, 16, 32, 64, 128, 256, 512)
+TASKS = ("entities", "sentiment")
+OBJECTIVES = ("mlm", "next-token")
+MAX_SEED = 10_000
+MAX_PAIRS = 16
+
+
+# ----- figures ---------------------------------------------------------------------------------------------------------
+
+
+def curves_figure(curves: dict, names: list[str], title: str, y_title: str) -> go.Figure:
+    """Some of a lesson's curves against the step; curves may have different steps (all share the x axis)."""
+    fig = go.Figure()
+    palette = ["#0072b2", "#e69f00", "#009e73", "#cc79a7"]
+    for i, name in enumerate(names):
+        points = curves.get(name, [])
+        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers",
+                                 name=name, line=dict(color=palette[i % len(palette)], width=3)))
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title=y_title)
+    return _layout(fig, title, 360)
+
+
+def status_line(frame: learn.Frame, cap: int) -> str:
+    why = {"cap": f"reached its cap of {cap} steps", "time": f"reached the {learn.MAX_SECONDS:.0f} s limit",
+           "stop": "was stopped"}
+    state = f"finished: {why[frame.stopped]}" if frame.stopped else "training…"
+    return f"**Step {frame.step} / {cap}**, {frame.seconds:.1f} s — {state}"
+
+
+def similarity_grid(similarity: np.ndarray, grid: int) -> np.ndarray:
+    return np.asarray(similarity).reshape(grid, grid, grid, grid)
+
+
+def patch_figure(similarity: np.ndarray, grid: int, patch: int, title: str) -> go.Figure:
+    patch = min(max(patch, 0), grid * grid - 1)
+    labels = [str(i) for i in range(grid)]
+    fig = heatmap(np.asarray(similarity)[patch], labels, labels, title, zmin=-1, zmax=1, x_title="column",
+                  y_title="row", height=360)
+    row, col = divmod(patch, grid)
+    fig.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
+                  line=dict(color="#e66101", width=3))
+    return fig
+
+
+# ----- handlers (each named as its API endpoint) -----------------------------------------------------------------------
+
+
+def _steps(value, lesson: str) -> int:
+    return inputs.integer(value, "steps", 1, CAPS[lesson], CAPS[lesson])
+
+
+@handler
+def learn_transfer(task="entities", n_labels=32, seed=0, max_steps=CAPS["transfer"]):
+    task = inputs.choice(task, "task", TASKS)
+    n_labels = inputs.integer(n_labels, "labelled examples", LABEL_COUNTS[0], LABEL_COUNTS[-1], 32)
+    seed, cap = inputs.integer(seed, "seed", 0, MAX_SEED, 0), _steps(max_steps, "transfer")
+    lesson = learn.TransferLesson(EMBEDDED_DIR / "tiny-bert", n_labels=n_labels, seed=seed, steps=cap, task=task)
+    metric = "entity F1" if task == "entities" else "accuracy"
+    for frame in learn.run_lesson(lesson, cap, EVERY["transfer"]):
+        score = frame.picture["accuracy"]
+        figure = curves_figure(frame.curves, ["pre-trained", "from scratch"],
+                               f"Held-out {metric} with {n_labels} labelled sentences", metric)
+        figure.update_yaxes(range=[0, 1.02])
+        summary = (f"{status_line(frame, cap)}  \nHeld-out {metric}: pre-trained **{score['pre-trained']:.2f}**, "
+                   f"from scratch **{score['from scratch']:.2f}**.")
+        yield figure, summary
+
+
+@handler
+def learn_pretrain(objective="mlm", seed=0, max_steps=CAPS["pretrain"]):
+    objective = inputs.choice(objective, "objective", OBJECTIVES)
+    seed, cap = inputs.integer(seed, "seed", 0, MAX_SEED, 0), _steps(max_steps, "pretrain")
+    lesson = learn.PretrainLesson(EMBEDDED_DIR, objective, seed=seed, steps=cap)
+    for frame in learn.run_lesson(lesson, cap, EVERY["pretrain"]):
+        figure = curves_figure(frame.curves, ["loss"], "Training loss (cross-entropy per predicted token)", "loss")
+        asked = "Fill-in of" if objective == "mlm" else "Greedy continuation of"
+        rows = "\n".join(f"| {step} | {html.escape(text)} |" for step, text in reversed(frame.picture["samples"]))
+        table = (f"{status_line(frame, cap)}  \n{asked} `{frame.picture['input']}`, newest first:\n\n"
+                 f"| step | the model's answer |\n| --- | --- |\n{rows}")
+        yield figure, table
+
+
+@handler
+def learn_vit(seed=0, patch=27, max_steps=CAPS["vit"]):
+    seed, cap = inputs.integer(seed, "seed", 0, MAX_SEED, 0), _steps(max_steps, "vit")
+    lesson = learn.VitLesson(seed=seed, steps=cap)
+    patch = inputs.integer(patch, "patch", 0, lesson.grid ** 2 - 1, 27)
+    for frame in learn.run_lesson(lesson, cap, EVERY["vit"]):
+        similarity, grid = frame.picture["similarity"], frame.picture["grid"]
+        mosaic = position_similarity_figure(similarity_grid(similarity, grid),
+                                            f"Every patch's position embedding vs every other, step {frame.step}")
+        one = patch_figure(similarity, grid, patch, f"Patch {patch} (row {patch // grid}, column {patch % grid})")
+        curves = curves_figure(frame.curves, ["loss", "batch accuracy"], "Training loss and batch accuracy", "")
+        yield mosaic, one, curves, status_line(frame, cap)
+
+
+@handler
+def learn_vit_replay(snapshot=-1, patch=27):
+    replay = learn.vit_replay(EMBEDDED_DIR / "tiny-vit")
+    count, grid = len(replay["steps"]), replay["grid"]
+    index = inputs.integer(snapshot, "snapshot", -1, count - 1, count - 1)
+    index = count - 1 if index < 0 else index
+    patch = inputs.integer(patch, "patch", 0, grid * grid - 1, 27)
+    step, similarity = replay["steps"][index], replay["similarity"][index]
+    mosaic = position_similarity_figure(similarity_grid(similarity, grid), f"tiny-vit at step {step}")
+    one = patch_figure(similarity, grid, patch, f"Patch {patch} at step {step}")
+    losses = replay["losses"]
+    curve = lines(list(range(1, len(losses) + 1)), {"loss": losses}, "tiny-vit's training loss (the marker: this "
+                  "snapshot)", x_title="step", height=300)
+    curve.add_vline(x=max(step, 1), line=dict(color="#e66101", width=2, dash="dash"))
+    note = (f"Snapshot {index + 1} of {count}: step {step} of {replay['steps'][-1]}. Saved by "
+            f"`python -m core.embedded train tiny-vit`" + (f"; {replay['about']}." if replay["about"] else "."))
+    return mosaic, one, curve, note
+
+
+@handler
+def learn_clip(n_pairs=8, seed=0, max_steps=CAPS["clip"]):
+    n_pairs = inputs.integer(n_pairs, "pairs", 2, MAX_PAIRS, 8)
+    seed, cap = inputs.integer(seed, "seed", 0, MAX_SEED, 0), _steps(max_steps, "clip")
+    lesson = learn.ClipLesson(EMBEDDED_DIR, n_pairs=n_pairs, seed=seed, steps=cap)
+    for frame in learn.run_lesson(lesson, cap, EVERY["clip"]):
+        picture = frame.picture
+        short = [c[:40] for c in picture["captions"]]
+        matrix = matrix_figure(picture["similarity"], short, short,
+                               f"Cosine similarity, pictures (rows) × captions (columns), step {frame.step}",
+                               zmin=-1, zmax=1, y_title="picture of", x_title="caption")
+        losses = curves_figure(frame.curves, ["image → text loss", "text → image loss"], "InfoNCE, both directions",
+                               "cross-entropy")
+        temperature = curves_figure(frame.curves, ["temperature"], "Learned temperature τ = 1 / exp(logit_scale)", "τ")
+        summary = (f"{status_line(frame, cap)}  \nRight caption ranked first for **{picture['diagonal_wins']:.0%}** of "
+                   f"the pictures; temperature τ = {picture['temperature']:.4f}.")
+        yield matrix, losses, temperature, summary
+
+
+def _snapshot_count() -> int:
+    try:
+        return len(learn.vit_replay(EMBEDDED_DIR / "tiny-vit")["steps"])
+    except FileNotFoundError:
+        return 1
+
+
+def stopped() -> str:
+    return "⏹ Stopped: the run ended at the step shown above."
+
+
+# ----- layout and wiring -----------------------------------------------------------------------------------------------
+
+
+def _run_row(prefix: str):
+    with gr.Row():
+        run = gr.Button("Train", variant="primary", elem_id=f"learn-{prefix}-run")
+        stop = gr.Button("Stop", variant="stop", elem_id=f"learn-{prefix}-stop")
+    return run, stop
+
+
+def _seed(prefix: str):
+    return gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id=f"learn-{prefix}-seed")
+
+
+def _cap(lesson: str):
+    return gr.Slider(1, CAPS[lesson], value=CAPS[lesson], step=1, label=f"Step cap (and at most {learn.MAX_SECONDS:.0f} s)",
+                     elem_id=f"learn-{lesson}-cap")
+
+
+def build() -> None:
+    gr.Markdown("Watch a model learn, live: each view trains a small model here, on this machine, for at most a "
+                "minute. The same seed gives the same curves. Nothing trained here changes the models the other "
+                "tabs use.")
+    with gr.Tab("Transfer learning", elem_id="learn-view-transfer"):
+        gr.Markdown("BERT is pre-trained on unlabelled text, then fine-tuned with few labels. The same head is "
+                    "trained twice on the same labelled sentences and batches: on **tiny-bert's pre-trained "
+                    "encoder** and on the **same architecture from random weights**. In *entities* the words' "
+                    "roles (a name after “in” is a place) are what masked-LM pre-training learned, so it transfers; "
+                    "in *sentiment* the polarity of a word is not in the grammar's word order, and pre-training "
+                    "helps far less.")
+        with gr.Row():
+            tr_task = gr.Radio(list(TASKS), value="entities", label="Task")
+            tr_n = gr.Dropdown(list(LABEL_COUNTS), value=32, label="Labelled examples (N)")
+            tr_seed, tr_cap = _seed("transfer"), _cap("transfer")
+        tr_run, tr_stop = _run_row("transfer")
+        tr_status = gr.Markdown(elem_id="learn-transfer-status")
+        tr_plot = gr.Plot(label="Held-out score", elem_id="learn-transfer-plot")
+    with gr.Tab("Pre-training objectives", elem_id="learn-view-pretrain"):
+        gr.Markdown("A fresh 2-layer model learns the toy grammar from nothing: **masked LM** (BERT: 15% of tokens "
+                    "chosen; of those 80% become [MASK], 10% a random token, 10% stay) or **next-token "
+                    "prediction** (GPT). Every few steps it fills in the same masked sentence, or continues the "
+                    "same prompt: gibberish turns into grammar.")
+        with gr.Row():
+            pt_objective = gr.Radio(list(OBJECTIVES), value="mlm", label="Objective")
+            pt_seed, pt_cap = _seed("pretrain"), _cap("pretrain")
+        pt_run, pt_stop = _run_row("pretrain")
+        with gr.Row():
+            pt_plot = gr.Plot(label="Loss", elem_id="learn-pretrain-plot")
+            pt_samples = gr.Markdown(elem_id="learn-pretrain-samples")
+    with gr.Tab("ViT learns 2D", elem_id="learn-view-vit"):
+        gr.Markdown("A ViT reads its patches as a 1D sequence with one learned vector per position. Nothing tells "
+                    "it which patches are neighbours, yet training on shifted shapes makes the position "
+                    "embeddings of the same row and column similar: the 2D grid appears.")
+        with gr.Row():
+            vit_seed, vit_cap = _seed("vit"), _cap("vit")
+            vit_patch = gr.Slider(0, 63, value=27, step=1, label="Patch to compare (row × 8 + column)")
+        vit_run, vit_stop = _run_row("vit")
+        vit_status = gr.Markdown(elem_id="learn-vit-status")
+        with gr.Row():
+            vit_mosaic = gr.Plot(label="All patches", elem_id="learn-vit-mosaic")
+            vit_one = gr.Plot(label="One patch", elem_id="learn-vit-patch")
+        vit_curves = gr.Plot(label="Training")
+        gr.Markdown("### Replay: tiny-vit's training, from snapshots of its position embeddings")
+        with gr.Row():
+            replay_index = gr.Slider(-1, _snapshot_count() - 1, value=-1, step=1, label="Snapshot (-1: the last)")
+            replay_button = gr.Button("Show snapshot", elem_id="learn-vit-replay")
+        replay_note = gr.Markdown(elem_id="learn-vit-replay-note")
+        with gr.Row():
+            replay_mosaic = gr.Plot(label="All patches (replay)")
+            replay_one = gr.Plot(label="One patch (replay)")
+        replay_curve = gr.Plot(label="tiny-vit loss")
+    with gr.Tab("CLIP aligns", elem_id="learn-view-clip"):
+        gr.Markdown("A fresh small CLIP sees N pictures and their N captions. The InfoNCE loss asks each picture "
+                    "to pick its own caption among the N (rows) and each caption its picture (columns), at a "
+                    "learned temperature: the diagonal lights up.")
+        with gr.Row():
+            clip_n = gr.Slider(2, MAX_PAIRS, value=8, step=1, label="Pairs (N)")
+            clip_seed, clip_cap = _seed("clip"), _cap("clip")
+        clip_run, clip_stop = _run_row("clip")
+        clip_status = gr.Markdown(elem_id="learn-clip-status")
+        clip_matrix = gr.Plot(label="N × N similarity", elem_id="learn-clip-matrix")
+        with gr.Row():
+            clip_loss = gr.Plot(label="Loss")
+            clip_temperature = gr.Plot(label="Temperature")
+
+    runs = [
+        (tr_run, tr_stop, learn_transfer, [tr_task, tr_n, tr_seed, tr_cap], [tr_plot, tr_status], tr_status),
+        (pt_run, pt_stop, learn_pretrain, [pt_objective, pt_seed, pt_cap], [pt_plot, pt_samples], pt_samples),
+        (vit_run, vit_stop, learn_vit, [vit_seed, vit_patch, vit_cap], [vit_mosaic, vit_one, vit_curves, vit_status],
+         vit_status),
+        (clip_run, clip_stop, learn_clip, [clip_n, clip_seed, clip_cap],
+         [clip_matrix, clip_loss, clip_temperature, clip_status], clip_status),
+    ]
+    for run, stop, function, ins, outs, status in runs:
+        event = run.click(function, ins, outs, api_name=function.__name__, **LEARN)
+        stop.click(stopped, None, status, cancels=[event], api_visibility="private")
+    replay_button.click(learn_vit_replay, [replay_index, vit_patch],
+                        [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay")

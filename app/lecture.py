@@ -1,0 +1,208 @@
+"""What makes the page work in a lecture, shared by every tab: live controls, pace, presenter mode, links.
+
+- `live(...)` makes a view answer its sliders and switches when they are let go, without a button press.
+  The views it is used for keep their forward pass in a cache, so a redraw only slices what was computed.
+- `pace_slider()` and `wait_for_pace()`: a streamed generation can be slowed to a pace a room can watch.
+- Presenter mode (large type that the back row can read, compact header) is CSS here and a class on <body>.
+- `Shared` collects what a tab offers to the page: the inputs a shareable link restores, and the controls
+  presenter mode retunes. `app.ui` assembles them; a new tab returns one from its `build()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from app.components import VIEWS
+
+# ----- live controls --------------------------------------------------------------------------------------------
+
+
+def live(controls, fn, inputs, outputs, scroll_to: str | None = None) -> None:
+    """Redraw `outputs` with `fn(*inputs)` when any of `controls` is let go (sliders) or changed by the user.
+
+    Sliders answer on release, not on every step of a drag: one redraw per gesture. Choices (checkboxes,
+    radios, dropdowns) answer on `input`, which fires for the user's changes only, so that a model switch
+    that refits a slider does not start a redraw of its own. These events are not part of the public API:
+    the button's endpoint takes the same values.
+    """
+    for control in controls:
+        event = control.release if isinstance(control, gr.Slider) else control.input
+        # A name of its own: an unnamed private event would take the function's name before the public one.
+        event(fn, inputs, outputs, api_name=f"{fn.__name__}_live", api_visibility="private",
+              trigger_mode="always_last", show_progress="minimal", **VIEWS)
+
+
+# ----- pace of a streamed generation ----------------------------------------------------------------------------
+
+PRESENTER_PACE = 4.0  # tokens per second: slow enough to read aloud, fast enough not to bore
+MAX_PACE = 20.0
+
+
+def pace_slider(**kwargs) -> gr.Slider:
+    """Tokens per second for a streamed generation; 0 = as fast as the model writes. Presenter mode sets 4."""
+    return gr.Slider(0, MAX_PACE, value=0, step=0.5, label="Pace (tokens/s)", info="0 = as fast as possible",
+                     elem_classes=["pace"], **kwargs)
+
+
+def wait_for_pace(pace, started: float) -> None:
+    """Sleep so that one token takes at least 1/pace seconds since `started` (a `time.monotonic()` value)."""
+    try:
+        pace = float(pace or 0)
+    except (TypeError, ValueError):
+        return
+    if pace > 0:
+        pace = min(pace, MAX_PACE)
+        time.sleep(max(0.0, 1.0 / pace - (time.monotonic() - started)))
+
+
+# ----- what a tab offers to the whole page ----------------------------------------------------------------------
+
+
+@dataclass
+class Shared:
+    """A tab's share of the page: `inputs` by a short name for links (`?tab=gpt&gpt.prompt=…`), and
+    `paces`, the pace sliders presenter mode turns to PRESENTER_PACE."""
+
+    inputs: dict[str, gr.components.Component] = field(default_factory=dict)
+    paces: list[gr.Slider] = field(default_factory=list)
+
+
+# ----- shareable links ------------------------------------------------------------------------------------------
+
+MAX_LINK_TEXT = 2000  # characters of one shared text field; the handlers cap text at the same length
+
+
+def link_query(tab: str, presenter: bool, names: list[str], values: list) -> str:
+    """The query part of a link that reopens the page on `tab` with these inputs ("?tab=gpt&gpt.prompt=…")."""
+    from urllib.parse import urlencode
+
+    pairs = [("tab", tab)] + ([("presenter", "1")] if presenter else [])
+    pairs += [(name, str(value)[:MAX_LINK_TEXT]) for name, value in zip(names, values)
+              if name.startswith(f"{tab}.") and isinstance(value, (str, int, float)) and str(value) != ""]
+    return "?" + urlencode(pairs)
+
+
+def restored_values(query: dict, tab_keys: list[str], names: list[str], components: list) -> list:
+    """Updates for the tabs and each shared input from a link's query: the value where the link has a usable
+    one (a text field's text, a dropdown's known choice), else no change."""
+    updates = [gr.Tabs(selected=query["tab"]) if query.get("tab") in tab_keys else gr.skip()]
+    for name, component in zip(names, components):
+        value = query.get(name)
+        if value is None or len(value) > MAX_LINK_TEXT:
+            updates.append(gr.skip())
+        elif isinstance(component, gr.Dropdown):
+            choices = [choice[1] if isinstance(choice, tuple) else choice for choice in component.choices]
+            updates.append(value if value in choices else gr.skip())
+        else:
+            updates.append(value)
+    return updates
+
+
+# Runs in the browser after the server built the query: a full address to copy, and onto the clipboard.
+LINK_JS = """(query) => {
+  if (!query || !query.startsWith('?')) return query;
+  const link = window.location.origin + window.location.pathname + query;
+  if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
+  return link;
+}"""
+
+
+# ----- presenter mode and the page's look ------------------------------------------------------------------------
+
+PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', !!on); return on; }"
+URL_PRESENTER_JS = """() => {
+  const on = new URLSearchParams(window.location.search).get('presenter') === '1';
+  document.body.classList.toggle('presenter', on);
+  return on;
+}"""
+
+
+# Installed once when the page opens (plain DOM, so new tabs get it too):
+# - a click on a view's main button, when the space below it would not show a result, scrolls the button to the
+#   top of the window, so its results appear below it in view: the lecturer never scrolls in front of the room;
+# - arrow keys move between tabs (Gradio's tab bar has no keyboard navigation of its own);
+# - a slider moved with the keyboard answers when the key is let go, as a mouse release does (Gradio fires
+#   "release" on pointerup only).
+PAGE_JS = """() => {
+  if (window.__lectureReady) return;
+  window.__lectureReady = true;
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('.tabitem button.primary');
+    if (!button) return;
+    const box = button.getBoundingClientRect();
+    if (window.innerHeight - box.bottom < Math.min(480, 0.65 * window.innerHeight)) {
+      window.scrollBy({top: box.top - 8, behavior: 'instant'});
+    }
+  }, true);
+  document.addEventListener('keydown', (event) => {
+    const tab = event.target.closest && event.target.closest('[role=tab]');
+    if (!tab || !['ArrowRight', 'ArrowLeft', 'Home', 'End'].includes(event.key)) return;
+    const tabs = [...tab.parentElement.querySelectorAll('[role=tab]')].filter((t) => t.offsetParent !== null);
+    const here = tabs.indexOf(tab);
+    const next = {ArrowRight: here + 1, ArrowLeft: here - 1 + tabs.length, Home: 0, End: tabs.length - 1}[event.key];
+    const target = tabs[next % tabs.length];
+    event.preventDefault();
+    target.focus();
+    target.click();
+  });
+  document.addEventListener('keyup', (event) => {
+    const keys = ['ArrowRight', 'ArrowLeft', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
+    if (event.target.matches && event.target.matches('input[type=range]') && keys.includes(event.key)) {
+      event.target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+    }
+  });
+}"""
+
+
+def presenter_pace(on: bool) -> float:
+    """The pace presenter mode gives a streamed generation: PRESENTER_PACE tokens/s on, as fast as possible off."""
+    return PRESENTER_PACE if on else 0.0
+
+
+# Presenter mode is for a projector or a screen share: what the audience reads (inputs, labels, plot text) grows,
+# prose that the lecturer speaks (intros, tab descriptions) folds away so results stay above the fold.
+CSS = """
+.offline-badge { display: inline-block; margin-top: 1.6em; padding: 2px 10px; border-radius: 999px;
+  border: 1px solid var(--border-color-primary); font-size: var(--text-sm); white-space: nowrap; cursor: help; }
+.model-picker .offline-badge-box { flex: 0 0 auto !important; min-width: 0 !important; }
+.note-box { border-left: 4px solid #e66101; padding: 4px 10px; }
+footer { display: none !important; }
+#share-link-row { align-items: center; }
+/* Keyboard users see where they are: tabs, buttons, inputs, sliders and the presenter switch. */
+:is(button, [role=tab], input, textarea, select, .offline-badge):focus-visible {
+  outline: 3px solid #e66101 !important; outline-offset: 2px; }
+
+/* Dark mode: figures are drawn on the server with a light template. Gradio restyles some of them, but not all (a
+   streamed GPT figure stayed white); these rules make every figure follow the page: no paper, light text. */
+.dark .js-plotly-plot .main-svg { background: transparent !important; }
+.dark .js-plotly-plot .bglayer rect.bg { fill: #1f2937 !important; }
+.dark .js-plotly-plot :is(.gridlayer, .zerolinelayer) path { stroke: #4b5563 !important; }
+.dark .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar, .legendtitletext) text,
+.dark .js-plotly-plot :is(text.gtitle, text.legendtext, text.annotation-text) { fill: #e5e7eb !important; }
+
+/* Phones: plotly titles never wrap, so they get smaller instead of running off the figure's edge. */
+@media (max-width: 500px) { .js-plotly-plot text.gtitle { font-size: 12px !important; } }
+
+body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
+body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
+  --body-text-color: #000; --block-label-text-size: 18px; --block-info-text-size: 17px;
+  --input-text-size: 20px; --section-header-text-size: 20px; }
+body.presenter .prose, body.presenter label, body.presenter button { font-size: 20px !important; }
+body.presenter textarea, body.presenter input, body.presenter .token, body.presenter .textfield,
+body.presenter [data-testid="block-info"], body.presenter [data-testid="block-label"],
+body.presenter .label-wrap span, body.presenter .options .item { font-size: 20px !important; }
+body.presenter .intro-text, body.presenter .tab-intro { display: none !important; }
+body.presenter #intro h1 { font-size: 26px !important; margin: 0 !important; }
+body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar) text,
+body.presenter .js-plotly-plot :is(text.legendtext, text.annotation-text) { font-size: 18px !important; }
+body.presenter .js-plotly-plot text.gtitle { font-size: 22px !important; }
+body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,
+body.presenter:not(.dark) .js-plotly-plot :is(text.gtitle, text.legendtext) { fill: #000 !important; }
+body.presenter input[type=range] { height: 10px; }
+body.presenter input[type=range]::-webkit-slider-thumb { width: 26px; height: 26px; }
+body.presenter input[type=range]::-moz-range-thumb { width: 26px; height: 26px; }
+body.presenter .gradio-container { filter: contrast(1.1); }
+"""
