@@ -9,10 +9,10 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, vit_tab
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, t5_tab, vit_tab
 from app.fair_queue import FairQueue
 
-TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("head", head_tab),
+TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("t5", t5_tab), ("vit", vit_tab), ("clip", clip_tab), ("head", head_tab),
         ("compare", compare_tab), ("learn", learn_tab)]
 
 # Presenter mode: larger type and higher contrast for a projector; plotly's inline font sizes are overridden.
