@@ -20,6 +20,7 @@ import torch
 from app import bert_figures, inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
                             model_picker)
+from app.lecture import Shared, live
 from app.export import json_file
 from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
 from app.figures import bars as bar_figure
@@ -41,6 +42,9 @@ DEFAULT_HEAD_TEXT = "anna smith sees the happy dog in new york ."
 DEFAULT_QUESTION = "where are the keys ?"
 DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
 
+# The attention view opens on a head with a pattern a class can see at once: in the embedded tiny-bert, layer 2
+# head 1 sends 64% of each word's attention to the word before it (the other heads of layers 1-2: under 25%).
+DEFAULT_LAYER, DEFAULT_HEAD = 2, 1
 MAX_TOP_K = 20
 MAX_SHOWN_MASKS = 6
 MAX_ANSWER_TOKENS = 30
@@ -139,6 +143,13 @@ def forward(loaded, encoded: Encoded):
     return _forward(loaded.model, encoded.ids, encoded.type_ids)
 
 
+@functools.lru_cache(maxsize=4)
+def _masked_lm_logits(model, ids: tuple[int, ...], type_ids: tuple[int, ...]) -> torch.Tensor:
+    # Moving the top-k slider re-asks for the same masked input: one forward serves every k.
+    with torch.inference_mode():
+        return model(torch.tensor([ids]), token_type_ids=torch.tensor([type_ids])).logits[0]
+
+
 def _task(loaded) -> str:
     return loaded.model.config.task
 
@@ -208,12 +219,13 @@ def compute_tokens(loaded, text, text_b="") -> View:
 # ----- attention -----------------------------------------------------------------------------------------------------
 
 
-def compute_attention(loaded, text, text_b="", layer=1, head=1, hide_specials=False, renormalise=True) -> View:
+def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT_HEAD, hide_specials=False,
+                      renormalise=True) -> View:
     text = inputs.text(text, "text")
     text_b = inputs.text(text_b, "second sentence", allow_empty=True)
     config = loaded.model.config
-    asked_layer = inputs.integer(layer, "layer", 1, API_MAX_LAYERS, 1)
-    asked_head = inputs.integer(head, "head", 1, API_MAX_HEADS, 1)
+    asked_layer = inputs.integer(layer, "layer", 1, API_MAX_LAYERS, DEFAULT_LAYER)
+    asked_head = inputs.integer(head, "head", 1, API_MAX_HEADS, DEFAULT_HEAD)
     layer, head = min(asked_layer, config.num_layers), min(asked_head, config.num_heads)
     hide_specials, renormalise = bool(hide_specials), bool(renormalise)
     enc = encode(loaded, text, text_b)
@@ -279,10 +291,10 @@ def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
         ids[int(position.split(" ")[0])] = tokenizer.mask_token_id
     masked = [i for i, token in enumerate(ids) if token == tokenizer.mask_token_id]
     if not masked:
-        raise gr.Error("There is nothing to predict: write [MASK] in the text, or pick a token to mask.")
+        raise gr.Error("There is nothing to predict: write [MASK] in the text, or pick a token to mask."
+                       + inputs.mask_hint(text, tokenizer.mask_token or "[MASK]"))
     shown = masked[:MAX_SHOWN_MASKS]
-    with torch.inference_mode():
-        logits = loaded.model(torch.tensor([ids]), token_type_ids=torch.tensor([enc.type_ids])).logits[0]
+    logits = _masked_lm_logits(loaded.model, tuple(ids), enc.type_ids)
     values, indices = ba.top_predictions(logits, shown, top_k)
     groups, predictions = [], []
     for p, position_index in enumerate(shown):
@@ -652,18 +664,19 @@ def _initial_positions(choice: str) -> list[str]:
         return [NO_POSITION]
 
 
-def build() -> None:
+def build() -> Shared:
     gr.Markdown("BERT reads the whole sentence at once, in both directions. Pick a model, then try each view; "
-                "every button works with the text already filled in.")
+                "every button works with the text already filled in.", elem_classes=["tab-intro"])
     model, custom = model_picker(FAMILY)
     picked = [model, custom]
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Tokens", id="bert-tokens", elem_id="bert-view-tokens"):
             with gr.Row():
                 tok_text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=2, scale=2)
                 tok_b = gr.Textbox("", label="Second sentence (optional, segment B)", lines=2, scale=1)
             tok_button = gr.Button("Tokenize", variant="primary", elem_id="bert-tokenize")
             tok_highlight = gr.HighlightedText(label="WordPiece tokens", show_legend=True, combine_adjacent=False,
+                                               elem_id="bert-tokens-result",
                                                color_map={"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"})
             tok_plot = gr.Plot(label="Tokens by position")
             tok_table = gr.Dataframe(headers=TOKEN_COLUMNS, label="Pieces, ids and positions", interactive=False,
@@ -676,14 +689,15 @@ def build() -> None:
             # Gradio checks API values against the bounds set here, so they fit every model (the handler clamps);
             # opening the page or this view, or picking a model, narrows what the page shows to its model.
             with gr.Row():
-                att_layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="bert-layer")
-                att_head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="bert-head")
+                att_layer = gr.Slider(1, API_MAX_LAYERS, value=DEFAULT_LAYER, step=1, label="Layer",
+                                      elem_id="bert-layer")
+                att_head = gr.Slider(1, API_MAX_HEADS, value=DEFAULT_HEAD, step=1, label="Head", elem_id="bert-head")
                 att_hide = gr.Checkbox(False, label="Hide [CLS] / [SEP]")
                 att_renorm = gr.Checkbox(True, label="…and renormalise rows to sum to 1")
             att_button = gr.Button("Show attention", variant="primary", elem_id="bert-attention-button")
             gr.Markdown(BIDIRECTIONAL)
             with gr.Row():
-                att_head_plot = gr.Plot(label="One head")
+                att_head_plot = gr.Plot(label="One head", elem_id="bert-attention-head")
                 att_average_plot = gr.Plot(label="Average over heads")
             att_grid_plot = gr.Plot(label="Every layer and head")
             att_file, att_note = _outputs_row("attention")
@@ -749,6 +763,12 @@ def build() -> None:
                      **VIEWS)
     mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
                      api_name="bert_fill_mask", **VIEWS)
+    # Sliders and switches redraw at once from the cached forward pass; the buttons are for new text.
+    live([att_layer, att_head, att_hide, att_renorm], attention_view,
+         picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
+         [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note])
+    live([mlm_k, mlm_position], fill_mask_view, picked + [mlm_text, mlm_position, mlm_k],
+         [mlm_plot, mlm_file, mlm_note])
     pre_button.click(pretraining_view, picked + [pre_text, pre_seed, pre_b],
                      [pre_highlight, pre_table, pre_plot, pre_nsp_plot, pre_file, pre_note],
                      api_name="bert_pretraining", **VIEWS)
@@ -765,3 +785,5 @@ def build() -> None:
     for trigger in (model.change, custom.submit, attention_tab.select):
         trigger(refresh_sliders, picked, [att_layer, att_head], api_visibility="private", show_progress="hidden")
     fit_on_open(lambda: refresh_sliders(model.value, ""), [att_layer, att_head])
+    return Shared(inputs={"model": model, "custom": custom, "text": tok_text, "attention_text": att_text,
+                          "mask_text": mlm_text})

@@ -21,14 +21,15 @@ from app import gpt_figures as gfig
 from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
                             model_picker)
-from app.gpt_tab import head_name, join_notes, layer_head, pick_head, token_text
+from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
+from app.lecture import Shared, live
 from app.models import PRESETS
 from core import gpt_analysis, t5_analysis
 from core.embedded import t5_tasks
 
 TITLE = "Compare"
 DEFAULT_TEXT = "the keys to the old cabinet are on the table ."
-DEFAULT_WORD = "cabinet"
+DEFAULT_WORD = "are"  # BERT reads "keys" and "on the table" around it: p 0.46 against GPT's 0.000 (embedded models)
 MAX_TOKENS = 64
 TOP_K = 10
 PIECE_COLOURS = {"a": "#a6cee3", "b": "#fdbf6f"}  # alternating, so that adjacent pieces stay apart
@@ -63,9 +64,10 @@ def model_tokens(loaded, text: str) -> tuple[list[int], list[str], str]:
 
 
 @handler
-def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, layer, head):
+def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, layer=1, head=1, average=False):
     """Masks (full vs triangular) and real attention of both models on the same text."""
     text = inputs.text(text, "text")
+    average = bool(average)
     bert, bert_note = load("bert", bert_choice, bert_custom)
     gpt, gpt_note = load("gpt", gpt_choice, gpt_custom)
     results, data = {}, {}
@@ -74,17 +76,17 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
         ids, tokens, cut_note = model_tokens(loaded, text)
         causal = loaded.model.config.causal
         layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
-        maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
-        matrix = pick_head(maps, layer_n, head_n)
+        maps = attention_maps(loaded.model, ids)  # (L, nh, T, T), cached: the sliders only slice it
+        matrix = pick_head(maps, layer_n, head_n, average)
         visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
         kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"
         mask_fig = gfig.can_see(visible, tokens, f"{key.upper()} mask ({kind})")
-        attention_fig = gfig.attention(matrix, tokens, f"{key.upper()}: layer {layer_n}, {head_name(head_n)}",
-                                       causal)
+        title = f"{key.upper()}: layer {layer_n}, {head_name(head_n, average)}"
+        attention_fig = gfig.attention(matrix, tokens, title, causal)
         results[key] = (mask_fig, attention_fig)
         notes[key] += [cut_note, clamp]
-        data[key] = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=head_n or "average",
-                         can_see=visible.astype(int), attention=matrix)
+        data[key] = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
+                         average_over_heads=average, can_see=visible.astype(int), attention=matrix)
     note = notes_line(bert, notes["bert"], gpt, notes["gpt"])
     (bert_mask, bert_attention), (gpt_mask, gpt_attention) = results["bert"], results["gpt"]
     return bert_mask, gpt_mask, bert_attention, gpt_attention, note, export.json_file(data, "compare-attention")
@@ -111,7 +113,8 @@ def find_word(text: str, word: str) -> tuple[int, int]:
     """Character span of the first whole-word occurrence of `word` in `text` (case-insensitive)."""
     match = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE)
     if match is None:
-        raise gr.Error(f"The word {word!r} is not in the text; choose a word that appears in it.")
+        hint = inputs.closest(word, re.findall(r"\w+", text))
+        raise gr.Error(f"The word {word!r} is not in the text; choose a word that appears in it.{hint}")
     return match.span()
 
 
@@ -303,6 +306,21 @@ def highlighted(tokens) -> list[tuple[str, str]]:
     return [(t.text, "ab"[i % 2]) for i, t in enumerate(tokens)]
 
 
+# Vocabulary sizes of the real tokenizers, for the comparison note (bert-base-uncased, gpt2, openai/clip-vit-*).
+REAL_VOCABULARIES = (("BERT", 30_522), ("GPT-2", 50_257), ("CLIP", 49_408))
+
+
+def vocabulary_note(names: list[str], sizes: list[int]) -> str:
+    """Says when a vocabulary is tiny, so that many short pieces are not read as how the real model tokenizes."""
+    small = [f"{name} ({size:,})" for name, size in zip(names, sizes) if size < 5_000]
+    if not small:
+        return ""
+    real = " / ".join(f"{size:,}" for _, size in REAL_VOCABULARIES)
+    return (f"ℹ️ The embedded tokenizers have tiny vocabularies: {', '.join(small)} pieces, against {real} for "
+            "the real BERT / GPT-2 / CLIP. With so few pieces, words the toy grammar never used fall apart into "
+            "short pieces or letters; the real tokenizers keep most English words whole.")
+
+
 @handler
 def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
     """The same text cut by WordPiece (BERT), GPT-2 byte-level BPE and CLIP BPE: pieces and counts."""
@@ -333,6 +351,7 @@ def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
         note += "  \n" + model_note(clip, clip_note)
     else:
         note += "  \n⚠️ " + clip_note
+    note += "  \n" + vocabulary_note([row[0] for row in rows], [row[2] for row in rows])
     table = dict(headers=["model", "tokenizer", "vocab", "tokens", "text tokens", "pieces"], data=rows)
     return shown["bert"], shown["gpt"], shown["clip"], table, note, export.json_file(data, "compare-tokenizers")
 
@@ -342,16 +361,16 @@ def compare_tokenizers(bert_choice, bert_custom, gpt_choice, gpt_custom, text):
 OVERVIEW = """
 | Architecture | Attention mask | Trained to | Kind | Example | Where to see it |
 |---|---|---|---|---|---|
-| **Encoder-only** | bidirectional: every token sees every token | fill in masked words | discriminative (understanding: classify, tag, answer) | BERT, DistilBERT, ViT | **BERT** and **ViT** tabs; *Attention* and *Masked word vs next word* here |
+| **Encoder-only** | bidirectional: every token sees every token | BERT: fill in masked words (self-supervised); ViT: name the picture's class (supervised, labelled images such as ImageNet) | discriminative (understanding: classify, tag, answer) | BERT, DistilBERT, ViT | **BERT** and **ViT** tabs; *Attention* and *Masked word vs next word* here |
 | **Decoder-only** | causal: token *i* sees tokens 0…*i* | predict the next token | generative (writes text) | GPT-2 | **GPT** tab; *Attention* and *Masked word vs next word* here |
 | **Encoder-decoder** | encoder bidirectional, decoder causal, plus cross attention from every output token to every input token | map an input text to an output text | generative, conditioned on an input (translation, summaries) | original Transformer (Vaswani et al., 2017), T5, BART | the **T5** tab; live below |
 | **Two encoders, one space** | text tower (causal in CLIP) and image tower (bidirectional) | match images with their captions | contrastive (similarity, not generation) | CLIP | **CLIP** tab; its tokenizer in *Tokenizers* here |
 """
 
 
-def build() -> None:
+def build() -> Shared:
     gr.Markdown("The same sentence through an **encoder** (BERT, sees both sides) and a **decoder** (GPT, sees "
-                "only the left).")
+                "only the left).", elem_classes=["tab-intro"])
     with gr.Row():
         with gr.Column():
             bert_choice, bert_custom = model_picker("bert")
@@ -359,17 +378,18 @@ def build() -> None:
             gpt_choice, gpt_custom = model_picker("gpt")
     text = gr.Textbox(DEFAULT_TEXT, label="Sentence", lines=2, max_lines=6, elem_id="compare-text")
     models = [bert_choice, bert_custom, gpt_choice, gpt_custom, text]
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Attention", id="compare-attention"):
             with gr.Row():
                 # Declared for the API up to any model's size; the page shows the larger pair's (fit_sliders).
                 layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer",
                                   info="clamped to each model's depth", elem_id="compare-layer")
-                head = gr.Slider(0, API_MAX_HEADS, value=0, step=1, label="Head", info="0 = average over heads",
+                head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="clamped to each model's heads",
                                  elem_id="compare-head")
+                average = gr.Checkbox(False, label="Average over heads")
                 attention_button = gr.Button("Compare attention", variant="primary", elem_id="compare-attention-btn")
             with gr.Row():
-                bert_mask = gr.Plot(label="BERT mask")
+                bert_mask = gr.Plot(label="BERT mask", elem_id="compare-bert-mask")
                 gpt_mask = gr.Plot(label="GPT mask")
             with gr.Row():
                 bert_attention = gr.Plot(label="BERT attention")
@@ -430,9 +450,11 @@ def build() -> None:
             objectives_note = gr.Markdown(elem_classes="note-box")
             objectives_file = gr.File(label="Objectives (JSON)")
 
-    attention_button.click(compare_attention, [*models, layer, head],
+    attention_button.click(compare_attention, [*models, layer, head, average],
                            [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],
                            api_name="compare_attention", **VIEWS)
+    live([layer, head, average], compare_attention, [*models, layer, head, average],
+         [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file])
     predict_button.click(compare_predictions, [*models, word],
                          [bert_bars, gpt_bars, explanation, predict_note, predict_file],
                          api_name="compare_predictions", **VIEWS)
@@ -449,3 +471,4 @@ def build() -> None:
     for trigger in (bert_choice.change, gpt_choice.change, bert_custom.submit, gpt_custom.submit):
         trigger(fit_sliders, pickers, [layer, head], api_visibility="private", show_progress="hidden")
     fit_on_open(lambda: fit_sliders(bert_choice.value, "", gpt_choice.value, ""), [layer, head])
+    return Shared(inputs={"bert_model": bert_choice, "gpt_model": gpt_choice, "text": text, "word": word})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
 
@@ -52,11 +53,13 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     click on a view does not wait for a download with no sign of life.
     """
     presets = PRESETS[family]
-    info = "; ".join(f"{p.name}: {availability(p, online=False)}" for p in presets if not p.embedded)
-    with gr.Row():
-        dropdown = gr.Dropdown(preset_names(family), value=presets[0].name, label="Model",
-                               info=f"Offline status — {info}" if info else None, scale=2)
-        custom = gr.Textbox("", label="…or any Hub repo id", placeholder="owner/name", scale=1, max_lines=1)
+    with gr.Row(elem_classes=["model-picker"], equal_height=True):
+        dropdown = gr.Dropdown(preset_names(family), value=default_choice(family), label="Model", scale=3,
+                               min_width=220)
+        custom = gr.Textbox("", label="…or any Hub repo id", placeholder="owner/name", scale=2, max_lines=1,
+                            min_width=160)
+        with gr.Column(scale=0, min_width=150, elem_classes=["offline-badge-box"]):
+            gr.HTML(offline_badge(presets))
     status = gr.Markdown("", elem_classes=["model-status"])
 
     def preload(choice, custom_repo, progress=gr.Progress(track_tqdm=True)):
@@ -67,6 +70,26 @@ def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     dropdown.change(preload, [dropdown, custom], status, api_visibility="private")
     custom.submit(preload, [dropdown, custom], status, api_visibility="private")
     return dropdown, custom
+
+
+def default_choice(family: str) -> str:
+    """The model a tab opens with: the family's main Hub preset when it is already cached (a Space preloads it
+    with `preload_from_hub`, a lecturer with `--download`), so students meet a model that knows real text and
+    photos; otherwise the embedded one, which always works offline."""
+    presets = PRESETS[family]
+    hub = next((p for p in presets if not p.embedded), None)  # the family's main Hub model comes first of them
+    if hub is not None and availability(hub, online=False) == "cached":
+        return hub.name
+    return presets[0].name
+
+
+def offline_badge(presets) -> str:
+    """A short badge ("offline: 1 of 3 ready"); hovering it lists every preset's offline status."""
+    states = [(p.name, availability(p, online=False)) for p in presets]
+    ready = sum(state in ("embedded", "cached") for _, state in states)
+    details = "\n".join(f"{name}: {state}" for name, state in states)
+    return (f'<span class="offline-badge" tabindex="0" title="{html.escape(details)}" '
+            f'aria-label="{html.escape(details)}">offline: {ready} of {len(states)} ready ⓘ</span>')
 
 
 def get_model(family: str, choice: str, custom_repo: str = "") -> tuple[Loaded, str]:

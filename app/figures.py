@@ -19,6 +19,7 @@ ALTERNATE = "Cividis"
 DIVERGING = [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#e66101"]]  # blue-white-orange, colour-blind safe
 HIGHLIGHT = "#e66101"
 BASE = "#5e81ac"
+NEUTRAL_TEXT = "#8a8a8a"  # text drawn on the page's background: readable on light and dark themes alike
 MAX_CELLS = 160
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
 # The process-wide default template, set once: passing a template in each figure's layout makes plotly
@@ -27,19 +28,40 @@ FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
 pio.templates.default = "plotly_white"
 
 
-def unique_labels(tokens: Sequence[str]) -> list[str]:
-    """Position-prefixed labels, so that repeated tokens ("the ... the") stay separate rows and columns."""
-    return [f"{i} {token}" for i, token in enumerate(tokens)]
+def unique_labels(tokens: Sequence[str], first_position: int = 0) -> list[str]:
+    """Position-prefixed labels, so that repeated tokens ("the ... the") stay separate rows and columns.
+
+    The number is the token's real position in the input (`first_position` for a slice that does not start
+    at 0), the same number every view and table uses for it.
+    """
+    return [f"{i} {token}" for i, token in enumerate(tokens, start=first_position)]
 
 
 TITLE_ROOM = 100  # px above the plot area: gradio draws the component label over the figure's top-left corner
+TITLE_LINE = 52  # characters per title line: a half-width plot at 1024 px, or a presenter-mode title, fits it
+TITLE_LINE_HEIGHT = 24
+
+
+def wrap_title(title: str, width: int = TITLE_LINE) -> str:
+    """Long titles broken into lines at spaces (plotly never wraps, it clips), joined by <br>."""
+    lines, line = [], ""
+    for word in title.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "<br>".join([*lines, line])
 
 
 def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
-    """Shared look: the title sits just above the plot area, clear of gradio's label (also in presenter mode)."""
+    """Shared look: the title sits just above the plot area, clear of gradio's label (also in presenter mode),
+    wrapped rather than clipped in narrow plots."""
+    title = wrap_title(title) if "<br>" not in title else title
+    extra = TITLE_LINE_HEIGHT * title.count("<br>")
     fig.update_layout(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30)),
-                      font=FONT, margin=dict(l=10, r=10, t=TITLE_ROOM, b=10),
-                      height=height + TITLE_ROOM - 48 if height else None)
+                      font=FONT, margin=dict(l=10, r=10, t=TITLE_ROOM + extra, b=10),
+                      height=height + TITLE_ROOM + extra - 48 if height else None)
     return fig
 
 
@@ -96,7 +118,8 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, *, highligh
     colours = [HIGHLIGHT if i == highlight else BASE for i in range(len(labels))]
     fig = go.Figure(go.Bar(x=list(values), y=unique_labels(labels) if len(set(labels)) < len(labels) else labels,
                            orientation="h", marker_color=colours, text=[f"{v:.3f}" for v in values],
-                           textposition="auto", hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+                           textposition="auto", outsidetextfont=dict(color=NEUTRAL_TEXT),
+                           hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(title=x_title)
     return _layout(fig, title, height or max(260, 34 * len(labels) + 80))

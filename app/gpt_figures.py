@@ -84,10 +84,14 @@ def can_see(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
     return fig
 
 
-def surprisal_bars(tokens: Sequence[str], bits: Sequence[float], title: str) -> go.Figure:
-    """Surprisal of each predicted token (bits), top to bottom in reading order, the highest marked."""
+def surprisal_bars(tokens: Sequence[str], bits: Sequence[float], title: str, first_position: int = 1) -> go.Figure:
+    """Surprisal of each predicted token (bits), top to bottom in reading order, the highest marked.
+
+    `tokens` are the predicted ones, which start at position 1 (position 0 has no prediction); labels carry
+    their real positions.
+    """
     bits = [float(b) for b in bits]
-    labels = figures.unique_labels([shown(t) for t in tokens])
+    labels = figures.unique_labels([shown(t) for t in tokens], first_position)
     highlight = int(np.argmax(bits)) if bits else None
     fig = figures.bars(labels, bits, title, highlight=highlight, x_title="surprisal, bits (−log₂ p)")
     fig.data[0].text = [f"{b:.2f}" for b in bits]

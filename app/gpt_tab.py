@@ -8,13 +8,15 @@ history browsable); causal attention with the "can see" table; per-token surpris
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
 
-from app import export, inputs
+from app import export, inputs, lecture
 from app import figures
 from app import gpt_figures as gfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 TITLE = "GPT"
 FAMILY = "gpt"
 DEFAULT_MODEL = PRESETS[FAMILY][0].name
-DEFAULT_PROMPT = "the keys to the old cabinet"
+DEFAULT_PROMPT = "the old man"  # the embedded model continues it grammatically at the default settings
 
 MAX_NEW_TOKENS = 200
 MAX_TEMPERATURE = 5.0
@@ -183,40 +185,74 @@ FINISH_WORDS = {"eos": "the model wrote <|endoftext|>, the end of a text",
                 "max_length": "reached the model's maximum length"}
 
 
+# Generated tokens coloured by the probability the sampler gave them: three bins with a legend read faster in a
+# lecture than a continuous scale, and the same colours work on light and dark backgrounds.
+PROBABILITY_BINS = ((0.5, "p ≥ 0.5"), (0.1, "0.1 ≤ p < 0.5"), (0.0, "p < 0.1"))
+PROBABILITY_COLOURS = {"p ≥ 0.5": "#1a9850", "0.1 ≤ p < 0.5": "#e6a817", "p < 0.1": "#d73027"}
+
+
+def probability_bin(probability: float) -> str:
+    return next(name for low, name in PROBABILITY_BINS if probability >= low)
+
+
+def coloured_tokens(prompt: str, summaries: list[dict]) -> list[tuple[str, str | None]]:
+    """The prompt uncoloured, then each generated token in the colour of its probability bin."""
+    return [(prompt, None)] + [(summary["token"], probability_bin(summary["probability"])) for summary in summaries]
+
+
 @handler
-def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top_p, seed, greedy):
-    """Stream (text so far, this step's candidates, status, model note, download) after every new token."""
+def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top_p, seed, greedy, pace=0.0):
+    """Stream (text so far, this step's candidates, status, model note, download, coloured tokens, steps,
+    step browser) after every new token, at most `pace` tokens per second (0: as fast as the model writes).
+
+    The last update shows the last written token (not the end-of-text step) and makes every step browsable.
+    """
     settings = sampling(temperature, top_k, top_p, max_new_tokens, seed, greedy)
+    pace = inputs.number(pace, "Pace", 0.0, lecture.MAX_PACE, 0.0)
     loaded, note = load(choice, custom)
     tokenizer, model = loaded.tokenizer, loaded.model
     typed = prompt_ids(tokenizer, model, prompt)
     prompt, ids = typed.shown, typed.ids
     notes = join_notes(note, typed.note, "; ".join(settings.notes))
     temperature = 0.0 if settings.greedy else settings.temperature
-    steps, new_ids = [], []
+    steps, written, new_ids = [], [], []
     stream = generate(model, ids, settings.max_new_tokens, temperature=temperature, top_k=settings.top_k or None,
                       top_p=settings.top_p, seed=settings.seed, num_candidates=NUM_CANDIDATES)
+    started = time.monotonic()
     try:
         for step in stream:
             summary = step_summary(tokenizer, step)
             steps.append(summary)
             if step.finished != "eos":
                 new_ids.append(step.token_id)
+                written.append(summary)
             text = prompt + tokenizer.decode(new_ids)
-            status = f"Token {len(steps)} of at most {settings.max_new_tokens} · {settings.describe()}."
+            # Counts written tokens: a final <|endoftext|> is a step (in the JSON) but not a token of the text.
+            status = f"Token {len(written)} of at most {settings.max_new_tokens} · {settings.describe()}."
             if step.finished:
                 status += f" Stopped: {FINISH_WORDS.get(step.finished, step.finished)}."
-            figure = step_figure(summary, len(steps))
-            if step.finished:
                 break
-            yield text, figure, status, with_note(loaded, notes), None
+            lecture.wait_for_pace(pace, started)
+            started = time.monotonic()
+            yield (text, step_figure(summary, len(steps)), status, with_note(loaded, notes), None,
+                   coloured_tokens(prompt, written), gr.skip(), gr.skip())
     finally:
         stream.close()  # also when the client left: the core generator ends here, no further forward passes
     if not steps:
         raise gr.Error("The model could not write anything more: the prompt already fills its context.")
     data = dict(model=loaded.name, prompt=prompt, prompt_ids=ids, settings=settings.as_dict(),
                 generated_ids=new_ids, text=text, steps=steps)
-    yield text, figure, status, with_note(loaded, notes), export.json_file(data, "gpt-generate")
+    browsable = dict(steps=written or steps)  # ends on the last written token; <|endoftext|> stays in the JSON
+    last = len(browsable["steps"])
+    yield (text, step_figure(browsable["steps"][-1], last, last), status, with_note(loaded, notes),
+           export.json_file(data, "gpt-generate"), coloured_tokens(prompt, written), browsable,
+           step_slider(browsable))
+
+
+def stopped(status):
+    """The status line once Stop cancelled a generation: what was written stays, and says it was stopped."""
+    status = status or ""
+    return status if "Stopped" in status else (status + " Stopped by you.").strip()
 
 
 # ----- step mode ----------------------------------------------------------------------------------------------
@@ -311,43 +347,57 @@ def gpt_step_export(history):
 
 
 def layer_head(model, layer, head) -> tuple[int, int, str]:
-    """1-based layer and head (0 = the average over heads), clamped to this model's shape."""
+    """1-based layer and head, clamped to this model's shape; the note says what was changed."""
     config = model.config
     layer_n = inputs.integer(layer, "Layer", 1, config.num_layers, 1)
-    head_n = inputs.integer(head, "Head", 0, config.num_heads, 0)
+    head_n = inputs.integer(head, "Head", 1, config.num_heads, 1)
     note = ""
     try:
         if (float(layer), float(head)) != (layer_n, head_n):
-            note = (f"This model has {config.num_layers} layers and {config.num_heads} heads: showing layer "
-                    f"{layer_n}, {'the head average' if head_n == 0 else f'head {head_n}'}.")
+            note = (f"This model has {config.num_layers} layers and {config.num_heads} heads (numbered from 1): "
+                    f"showing layer {layer_n}, head {head_n}.")
     except (TypeError, ValueError):
         pass
     return layer_n, head_n, note
 
 
-def pick_head(maps: np.ndarray, layer: int, head: int) -> np.ndarray:
-    """One layer's attention (T, T): one head (1-based), or the mean over heads for head 0."""
+@functools.lru_cache(maxsize=4)
+def _attention_maps(model, ids: tuple[int, ...]) -> np.ndarray:
+    return gpt_analysis.attention_maps(model, list(ids)).numpy()
+
+
+def attention_maps(model, ids) -> np.ndarray:
+    """Every layer's attention (L, nh, T, T), cached per (model, ids): moving the layer or head slider, or
+    switching the head average, redraws from one forward pass. The array is shared: read it, never write."""
+    return _attention_maps(model, tuple(ids))
+
+
+def pick_head(maps: np.ndarray, layer: int, head: int, average: bool = False) -> np.ndarray:
+    """One layer's attention (T, T): one head (1-based), or the mean over its heads when `average` is on."""
     per_layer = maps[layer - 1]  # (nh, T, T)
-    return per_layer.mean(axis=0) if head == 0 else per_layer[head - 1]
+    return per_layer.mean(axis=0) if average else per_layer[head - 1]
 
 
-def head_name(head: int) -> str:
-    return "average of all heads" if head == 0 else f"head {head}"
+def head_name(head: int, average: bool = False) -> str:
+    return "average of all heads" if average else f"head {head}"
 
 
 @handler
-def gpt_attention(choice, custom, prompt, layer, head):
-    """The chosen layer/head's attention with the future masked, and the causal 'can see' table."""
+def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False):
+    """The chosen layer/head's attention (or the layer's head average) with the future masked, and the causal
+    'can see' table."""
     loaded, note = load(choice, custom)
     ids, tokens, cut = view_tokens(loaded, prompt)
     layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
-    maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()  # (L, nh, T, T)
-    matrix = pick_head(maps, layer_n, head_n)
+    average = bool(average)
+    maps = attention_maps(loaded.model, ids)  # (L, nh, T, T)
+    matrix = pick_head(maps, layer_n, head_n, average)
     visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
-    attention = gfig.causal_attention(matrix, tokens, f"Layer {layer_n}, {head_name(head_n)} (× = future, masked)")
+    attention = gfig.causal_attention(matrix, tokens,
+                                      f"Layer {layer_n}, {head_name(head_n, average)} (× = future, masked)")
     table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
-    data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=head_n or "average",
-                attention=matrix, can_see=visible.astype(int))
+    data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
+                average_over_heads=average, attention=matrix, can_see=visible.astype(int))
     return attention, table, with_note(loaded, note, cut, clamp), export.json_file(data, "gpt-attention")
 
 
@@ -419,33 +469,45 @@ def shape_sliders(choice, custom):
 EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019) reads the text left to right and
 predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
 settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
-whose probability reaches p). The embedded **tiny-gpt** was trained on a toy English grammar, so try
+whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
+the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
 sentences like *the keys to the old cabinet*."""
 
 
-def build() -> None:
-    gr.Markdown(EXPLAIN)
+def build() -> lecture.Shared:
+    gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
-    with gr.Accordion("Sampling settings (Generate and Step by step)", open=True):
+    # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
+    with gr.Row(elem_id="gpt-sampling"):
+        # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
+        temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
+                                info="0 = greedy; low = safe, high = wild", min_width=150)
+        top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit", min_width=150)
+        top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit", min_width=150)
+        max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens", min_width=150)
+    with gr.Accordion("Seed and greedy decoding", open=False):
         with gr.Row():
-            # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
-            temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
-                                    info="0 = greedy; low = safe, high = wild")
-            top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit")
-            top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit")
-        with gr.Row():
-            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             greedy = gr.Checkbox(False, label="Greedy (always the most probable token)")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Generate", id="gpt-generate"):
-            with gr.Row():
-                go_button = gr.Button("Generate", variant="primary", elem_id="gpt-generate-btn")
-                stop_button = gr.Button("Stop", variant="stop")
-            out_text = gr.Textbox(label="Text so far", lines=3, interactive=False)
-            out_bars = gr.Plot(label="This step's next-token probabilities")
-            out_status = gr.Markdown()
+            with gr.Row(equal_height=True):
+                go_button = gr.Button("Generate", variant="primary", elem_id="gpt-generate-btn", scale=1)
+                stop_button = gr.Button("Stop", variant="stop", elem_id="gpt-stop-btn", scale=1)
+                pace = lecture.pace_slider(scale=2, elem_id="gpt-pace")
+            with gr.Row(elem_classes=["result-row"]):
+                out_coloured = gr.HighlightedText(label="Text so far, new tokens coloured by their probability",
+                                                  color_map=PROBABILITY_COLOURS, show_legend=True,
+                                                  combine_adjacent=False, elem_id="gpt-coloured", scale=2)
+                out_bars = gr.Plot(label="This step's next-token probabilities (p: after the sampling settings; "
+                                   "model's own p: the softmax before them)", elem_id="gpt-bars", scale=3)
+            out_status = gr.Markdown(elem_id="gpt-status")
+            generated = gr.State({"steps": []})
+            generated_browse = gr.Slider(1, 2, value=1, step=1, interactive=False, label="Browse steps",
+                                         elem_id="gpt-generate-browse")
+            with gr.Accordion("Plain text", open=False):
+                out_text = gr.Textbox(label="Text so far", lines=3, interactive=False, elem_id="gpt-text")
             out_note = gr.Markdown(elem_classes="note-box")
             out_file = gr.File(label="Download the steps (JSON)")
         with gr.Tab("Step by step", id="gpt-step"):
@@ -466,17 +528,17 @@ def build() -> None:
             with gr.Row():
                 # Declared for the API up to any model's size; the page shows its model's (shape_sliders).
                 layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="gpt-layer")
-                head = gr.Slider(0, API_MAX_HEADS, value=0, step=1, label="Head", info="0 = average over heads",
-                                 elem_id="gpt-head")
+                head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="gpt-head")
+                average = gr.Checkbox(False, label="Average over heads", elem_id="gpt-average")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
             with gr.Row():
-                attention_plot = gr.Plot(label="Causal attention")
+                attention_plot = gr.Plot(label="Causal attention", elem_id="gpt-attention-plot")
                 can_see_plot = gr.Plot(label="Can see")
             attention_note = gr.Markdown(elem_classes="note-box")
             attention_file = gr.File(label="Attention numbers (JSON)")
         with gr.Tab("Surprisal", id="gpt-surprisal"):
             surprisal_button = gr.Button("Measure surprisal", variant="primary", elem_id="gpt-surprisal-btn")
-            surprisal_text = gr.HighlightedText(label="Surprisal per token (darker = more surprising)",
+            surprisal_text = gr.HighlightedText(label="Surprisal per token (stronger colour = more surprising)",
                                                 show_legend=False, show_inline_category=False)
             surprisal_plot = gr.Plot(label="Surprisal, bits")
             surprisal_summary = gr.Markdown()
@@ -494,18 +556,23 @@ def build() -> None:
     model_inputs = [choice, custom, prompt]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
     # A streamed generation holds its worker for seconds: it runs in its own group (STREAMS), beside the views.
-    run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy],
-                          [out_text, out_bars, out_status, out_note, out_file], api_name="gpt_generate", **STREAMS)
-    stop_button.click(None, None, None, cancels=[run], api_visibility="private")
+    run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy, pace],
+                          [out_text, out_bars, out_status, out_note, out_file, out_coloured, generated,
+                           generated_browse], api_name="gpt_generate", **STREAMS)
+    generated_browse.release(gpt_step_view, [generated_browse, generated], [out_bars, out_status],
+                             api_name="gpt_generate_browse", api_visibility="private")
+    stop_button.click(stopped, out_status, out_status, cancels=[run], api_visibility="private", queue=False)
     step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
                       [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step", **VIEWS)
     browse.release(gpt_step_view, [browse, history], [step_bars, step_status], api_name="gpt_step_view")
     reset_button.click(gpt_step_reset, [prompt], [step_text, step_bars, history, browse, step_status, step_note],
                        api_name="gpt_step_reset")
     step_export.click(gpt_step_export, [history], [step_file], api_name="gpt_step_export")
-    attention_button.click(gpt_attention, [*model_inputs, layer, head],
+    attention_button.click(gpt_attention, [*model_inputs, layer, head, average],
                            [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
                            **VIEWS)
+    lecture.live([layer, head, average], gpt_attention, [*model_inputs, layer, head, average],
+         [attention_plot, can_see_plot, attention_note, attention_file])
     surprisal_button.click(gpt_surprisal, model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
                            api_name="gpt_surprisal", **VIEWS)
@@ -514,3 +581,4 @@ def build() -> None:
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     fit_on_open(lambda: shape_sliders(choice.value, ""), [layer, head])
+    return lecture.Shared(inputs={"model": choice, "custom": custom, "prompt": prompt}, paces=[pace])

@@ -7,7 +7,9 @@ Errors are `gr.Error`s, which Gradio shows as a message while the app keeps runn
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 import unicodedata
 
 import gradio as gr
@@ -63,3 +65,23 @@ def lines(value, name: str, max_items: int = MAX_LIST_ITEMS, max_chars: int = 20
         if len(item) > max_chars:
             raise gr.Error(f"One of the {name} is longer than {max_chars} characters.")
     return items
+
+
+# ----- friendly near-misses: a common slip gets a hint, not only a refusal -------------------------------------
+
+MASK_SLIPS = re.compile(r"\[\s*mask\s*\]|<mask>|\bMASK\b|_{3,}", flags=re.IGNORECASE)
+
+
+def mask_hint(text: str, mask_token: str = "[MASK]") -> str:
+    """' Did you mean [MASK]?' when the text holds a look-alike ("[mask]", "<mask>", "MASK", "___"), else ''."""
+    slip = MASK_SLIPS.search(text)
+    if slip is None or slip.group(0) == mask_token:
+        return ""
+    return f" You wrote {slip.group(0)!r}: did you mean {mask_token} (capital letters, square brackets)?"
+
+
+def closest(word: str, candidates, limit: int = 3) -> str:
+    """' Did you mean …?' naming the candidates closest to `word` (case-insensitive), or '' if none is close."""
+    lowered = {candidate.lower(): candidate for candidate in candidates}
+    near = difflib.get_close_matches(word.lower(), list(lowered), n=limit, cutoff=0.6)
+    return f" Did you mean {' or '.join(repr(lowered[n]) for n in near)}?" if near else ""

@@ -32,6 +32,19 @@ def example_paths() -> list[str]:
     return [str(path) for path in files]
 
 
+def photo_note(family: str, choice: str) -> str:
+    """A visible warning under the examples while the embedded model is picked: it knows only drawn shapes,
+    so a photo gets the name of the nearest shape. Empty for a model trained on photos."""
+    from app.models import PRESETS
+
+    presets = PRESETS[family]
+    if choice != presets[0].name or len(presets) < 2:
+        return ""
+    return (f"📷 **Photos need a model trained on photos.** The embedded {presets[0].name} learned only the drawn "
+            f"shapes (the first examples), so it names a photo after the nearest shape. For the photos pick "
+            f"{presets[1].name} (cached on a Space; offline, fetch it first with `python app.py --download`).")
+
+
 def default_image(name: str) -> str:
     return str(IMAGES / name)
 
@@ -122,7 +135,7 @@ def notes_markdown(model_line: str, notes: list[str]) -> str:
 
 
 __all__ = ["IMAGES", "MAX_IMAGE_PIXELS", "PICTURES_DIR", "BoundedCache", "default_image", "example_paths",
-           "fingerprint", "load_picture", "notes_markdown", "picture_file", "sketch"]
+           "fingerprint", "load_picture", "notes_markdown", "photo_note", "picture_file", "sketch"]
 
 
 PICTURES_DIR = Path(tempfile.mkdtemp(prefix="playground-pictures-"))  # bounded by app.housekeeping

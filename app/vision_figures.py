@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from app.figures import BASE, HIGHLIGHT, MAGNITUDE, _layout, bars
@@ -46,16 +47,18 @@ def _font(size: int):
 
 
 def patch_grid_picture(visible: Image.Image, patch_size: int, highlight: int | None = None,
-                       side: int = DISPLAY_SIDE) -> Image.Image:
-    """The model's input with the patch grid drawn over it and each patch's index in its corner.
+                       side: int = DISPLAY_SIDE, heat: np.ndarray | None = None) -> Image.Image:
+    """The model's input with the patch grid drawn over it and each patch's number in its corner.
 
-    Indices run row-major, left to right then top to bottom: the order in which the patches enter the
-    sequence (position 0 is [CLS], so patch i is token i + 1). `highlight` outlines one patch.
+    Numbers run row-major, left to right then top to bottom, and are the patches' positions in the sequence:
+    position 0 is [CLS], so the patches are 1 … N. `highlight` outlines one patch, by its 0-based grid index.
     """
     big, factor = _enlarged(visible, side)
-    draw = ImageDraw.Draw(big)
     step = patch_size * factor
     gh, gw = visible.height // patch_size, visible.width // patch_size
+    if heat is not None:  # one viridis cell per patch, half transparent, scaled to the map's own maximum
+        big = Image.blend(big.convert("RGB"), _heat_picture(np.asarray(heat, dtype=np.float32), big.size), 0.55)
+    draw = ImageDraw.Draw(big)
     for k in range(1, gw):
         draw.line([(k * step, 0), (k * step, big.height)], fill=(40, 40, 40), width=1)
     for k in range(1, gh):
@@ -63,12 +66,20 @@ def patch_grid_picture(visible: Image.Image, patch_size: int, highlight: int | N
     font = _font(max(8, min(13, step // 3)))
     for r in range(gh):
         for c in range(gw):  # black on a thin white outline: readable on light and dark pictures
-            draw.text((c * step + 3, r * step + 2), str(r * gw + c), fill=(0, 0, 0), font=font,
+            draw.text((c * step + 3, r * step + 2), str(r * gw + c + 1), fill=(0, 0, 0), font=font,
                       stroke_width=1, stroke_fill=(255, 255, 255))
     if highlight is not None and 0 <= highlight < gh * gw:
         r, c = divmod(highlight, gw)
         draw.rectangle([c * step, r * step, (c + 1) * step - 1, (r + 1) * step - 1], outline=HIGHLIGHT, width=3)
     return big
+
+
+def _heat_picture(heat: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A (gh, gw) map as viridis cells, enlarged without smoothing to `size` (every cell one patch)."""
+    top = float(heat.max()) or 1.0
+    colours = sample_colorscale(MAGNITUDE, list(np.clip(heat.ravel() / top, 0.0, 1.0)), colortype="tuple")
+    cells = np.array([[round(255 * channel) for channel in colour] for colour in colours], dtype=np.uint8)
+    return Image.fromarray(cells.reshape(*heat.shape, 3)).resize(size, Image.NEAREST)
 
 
 def patch_sequence_strip(visible: Image.Image, patch_size: int, shown: int = 10, tile: int = 44) -> Image.Image:
@@ -102,16 +113,20 @@ def patch_sequence_strip(visible: Image.Image, patch_size: int, shown: int = 10,
 
 def overlay_figure(visible: Image.Image, grid_map: np.ndarray, title: str, *, marked_patch: int | None = None,
                    opacity: float = 0.6, value_name: str = "attention", zmax: float | None = None) -> go.Figure:
-    """The picture with a (gh, gw) map drawn over it, one semi-transparent cell per patch (viridis)."""
+    """The picture with a (gh, gw) map drawn over it, one semi-transparent cell per patch (viridis).
+
+    `marked_patch` is the 0-based grid index of a patch to outline; hovering names patches by their
+    sequence position (1 … N), as the patch grid does.
+    """
     grid_map = np.asarray(grid_map, dtype=np.float32)
     gh, gw = grid_map.shape
     big, _ = _enlarged(visible, DISPLAY_SIDE)
     cell_w, cell_h = big.width / gw, big.height / gh
-    index = np.arange(gh * gw).reshape(gh, gw)
+    position = np.arange(1, gh * gw + 1).reshape(gh, gw)  # sequence positions: [CLS] is 0
     fig = go.Figure(go.Image(source=data_uri(big), hoverinfo="skip"))
     fig.add_trace(go.Heatmap(
         z=grid_map, x0=cell_w / 2, dx=cell_w, y0=cell_h / 2, dy=cell_h, colorscale=MAGNITUDE, opacity=opacity,
-        zmin=0.0, zmax=zmax if zmax is not None else float(grid_map.max()) or 1.0, customdata=index,
+        zmin=0.0, zmax=zmax if zmax is not None else float(grid_map.max()) or 1.0, customdata=position,
         hovertemplate=f"patch %{{customdata}}<br>{value_name}: %{{z:.4f}}<extra></extra>",
         colorbar=dict(thickness=12, title=dict(text=value_name, side="right")),
     ))
@@ -131,12 +146,12 @@ def head_maps_figure(maps: np.ndarray, title: str, per_row: int = 6) -> go.Figur
     cols = min(per_row, heads)
     rows = -(-heads // cols)
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.015, vertical_spacing=0.08,
-                        subplot_titles=[f"head {h}" for h in range(heads)])
+                        subplot_titles=[f"head {h + 1}" for h in range(heads)])
     top = float(maps.max()) or 1.0
     for h in range(heads):
         fig.add_trace(go.Heatmap(z=maps[h], colorscale=MAGNITUDE, zmin=0, zmax=top, showscale=h == 0,
                                  colorbar=dict(thickness=10),
-                                 hovertemplate=f"head {h}<br>row %{{y}}, col %{{x}}: %{{z:.4f}}<extra></extra>"),
+                                 hovertemplate=f"head {h + 1}<br>row %{{y}}, col %{{x}}: %{{z:.4f}}<extra></extra>"),
                       h // cols + 1, h % cols + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")
@@ -179,12 +194,13 @@ def attention_distance_figure(distance: np.ndarray, title: str = "Mean attention
     fig = go.Figure()
     for h in range(heads):
         fig.add_trace(go.Scatter(
-            x=np.arange(layers) + (h - (heads - 1) / 2) * 0.03, y=distance[:, h], mode="markers",
-            name=f"head {h}", marker=dict(size=9, color=OKABE_ITO[h % len(OKABE_ITO)],
+            x=np.arange(1, layers + 1) + (h - (heads - 1) / 2) * 0.03, y=distance[:, h], mode="markers",
+            name=f"head {h + 1}", marker=dict(size=9, color=OKABE_ITO[h % len(OKABE_ITO)],
                                           symbol=["circle", "square", "diamond", "triangle-up"][h // 8 % 4]),
-            customdata=np.arange(layers), hovertemplate=f"layer %{{customdata}}, head {h}: %{{y:.1f}} px<extra></extra>",
+            customdata=np.arange(1, layers + 1),
+            hovertemplate=f"layer %{{customdata}}, head {h + 1}: %{{y:.1f}} px<extra></extra>",
         ))
-    fig.update_xaxes(title="layer (depth)", tickmode="array", tickvals=list(range(layers)))
+    fig.update_xaxes(title="layer (depth)", tickmode="array", tickvals=list(range(1, layers + 1)))
     fig.update_yaxes(title="mean attention distance (pixels)", rangemode="tozero")
     return _layout(fig, title, 420)
 

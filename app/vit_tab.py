@@ -20,7 +20,9 @@ from app.components import (API_MAX_HEADS, API_MAX_LAYERS, API_MAX_POSITIONS, VI
 from app.export import json_file
 from app.figures import bars
 from app.models import Loaded
-from app.vision_common import BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown, picture_file
+from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown,
+                               photo_note, picture_file)
+from app.lecture import Shared, live
 from app.vision_figures import (attention_distance_figure, head_maps_figure, overlay_figure, patch_grid_picture,
                                 patch_sequence_strip, position_similarity_figure)
 from core import analysis
@@ -114,31 +116,36 @@ def _triple(values) -> str:
 
 
 @handler
-def vit_attention(image, model_choice, custom_repo="", layer=0, head=0, patch=0):
-    """[CLS] attention of one layer and head over the image, all heads of that layer, and one patch's row."""
+def vit_attention(image, model_choice, custom_repo="", layer=1, head=1, patch=1):
+    """[CLS] attention of one layer and head over the image, all heads of that layer, and one patch's row.
+
+    Layers and heads count from 1; a patch is named by its position in the sequence ([CLS] is 0, so the
+    patches are 1 … N, the numbers drawn on the patch grid and the sequence strip).
+    """
     loaded, picture, note = _prepare(image, model_choice, custom_repo)
     config = loaded.model.config
     asked = (layer, head, patch)
-    layer = inputs.integer(layer, "layer", 0, config.num_layers - 1, 0)
-    head = inputs.integer(head, "head", 0, config.num_heads - 1, 0)
+    layer = inputs.integer(layer, "layer", 1, config.num_layers, 1)
+    head = inputs.integer(head, "head", 1, config.num_heads, 1)
     gh, gw = _grid(loaded)
-    patch = inputs.integer(patch, "patch", 0, gh * gw - 1, 0)
+    patch = inputs.integer(patch, "patch", 1, gh * gw, 1)
     if any(a is not None and a != used for a, used in zip(asked, (layer, head, patch))):
-        note += (f"  \nℹ️ This model has layers 0–{config.num_layers - 1}, heads 0–{config.num_heads - 1} and "
-                 f"patches 0–{gh * gw - 1}: showing layer {layer}, head {head}, patch {patch}.")
+        note += (f"  \nℹ️ This model has layers 1–{config.num_layers}, heads 1–{config.num_heads} and "
+                 f"patches 1–{gh * gw}: showing layer {layer}, head {head}, patch {patch}.")
     run = _run(loaded, picture)
-    cls_maps = analysis.cls_attention_grid(run.attentions, (gh, gw))[layer].numpy()  # (heads, gh, gw)
-    weights = run.attentions[layer][0, head]  # (T, T)
-    row = weights[1 + patch]
+    cls_maps = analysis.cls_attention_grid(run.attentions, (gh, gw))[layer - 1].numpy()  # (heads, gh, gw)
+    weights = run.attentions[layer - 1][0, head - 1]  # (T, T)
+    row = weights[patch]  # the patch's own query row: sequence position = patch number
     patch_map = row[1:].reshape(gh, gw).numpy()
     cls_share = float(weights[0, 0])
-    cls_fig = overlay_figure(run.visible, cls_maps[head],
+    cls_fig = overlay_figure(run.visible, cls_maps[head - 1],
                              f"[CLS] attention, layer {layer}, head {head} ({cls_share:.1%} stays on [CLS])")
     heads_fig = head_maps_figure(cls_maps, f"[CLS] attention of every head in layer {layer}")
     patch_fig = overlay_figure(run.visible, patch_map,
                                f"Where patch {patch} looks, layer {layer}, head {head} "
-                               f"({float(row[0]):.1%} on [CLS])", marked_patch=patch)
+                               f"({float(row[0]):.1%} on [CLS])", marked_patch=patch - 1)
     data = {"model": loaded.name, "layer": layer, "head": head, "patch": patch, "grid": [gh, gw],
+            "numbering": "layers and heads from 1; patch = position in the sequence ([CLS] = 0)",
             "cls_attention_all_heads": cls_maps, "cls_to_cls": cls_share, "patch_attention": patch_map,
             "patch_to_cls": float(row[0])}
     return cls_fig, heads_fig, patch_fig, note, json_file(data, "vit-attention")
@@ -206,13 +213,34 @@ def model_limits(model_choice, custom_repo=""):
         return gr.update(), gr.update(), gr.update()
     config = loaded.model.config
     gh, gw = _grid(loaded)
-    return (gr.update(maximum=config.num_layers - 1, value=0),
-            gr.update(maximum=config.num_heads - 1, value=0),
-            gr.update(maximum=gh * gw - 1, value=0))
+    return (gr.update(maximum=config.num_layers, value=1),
+            gr.update(maximum=config.num_heads, value=1),
+            gr.update(maximum=gh * gw, value=1))
+
+
+@handler
+def vit_patch_in_place(image, model_choice, custom_repo="", layer=1, head=1, patch=1):
+    """The patch grid with one patch outlined and its attention (layer, head) laid over the picture, where
+    the patch was clicked; and a line saying what is shown. Private: the Patches view's answer to a click."""
+    loaded, picture, _ = _prepare(image, model_choice, custom_repo)
+    config = loaded.model.config
+    layer = inputs.integer(layer, "layer", 1, config.num_layers, 1)
+    head = inputs.integer(head, "head", 1, config.num_heads, 1)
+    gh, gw = _grid(loaded)
+    patch = inputs.integer(patch, "patch", 1, gh * gw, 1)
+    run = _run(loaded, picture)
+    row = run.attentions[layer - 1][0, head - 1, patch]  # the patch's query row; sequence position = patch
+    heat = row[1:].reshape(gh, gw).numpy()
+    grid = patch_grid_picture(run.visible, config.patch_size, highlight=patch - 1, heat=heat)
+    r, c = divmod(patch - 1, gw)
+    caption = (f"**Where patch {patch} looks** (row {r + 1}, column {c + 1}; outlined), layer {layer}, head "
+               f"{head}: yellow = most attention, dark violet = least (viridis); {float(row[0]):.1%} goes to [CLS]. Layer and head are set in "
+               "the Attention view; click another patch to move.")
+    return picture_file(grid), caption
 
 
 def patch_from_click(grid_picture, model_choice, custom_repo, evt: gr.SelectData):
-    """The patch index under a click on the patch-grid picture."""
+    """The patch under a click on the patch-grid picture, as its sequence position (1 … N)."""
     loaded, _ = get_model(FAMILY, model_choice, custom_repo)
     gh, gw = _grid(loaded)
     if grid_picture is None or evt is None or not evt.index:
@@ -221,15 +249,16 @@ def patch_from_click(grid_picture, model_choice, custom_repo, evt: gr.SelectData
     x, y = evt.index[:2]
     col = min(gw - 1, max(0, int(x * gw // width)))
     row = min(gh - 1, max(0, int(y * gh // height)))
-    return row * gw + col
+    return row * gw + col + 1
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Layout and wiring
 
-def build() -> None:
+def build() -> Shared:
     gr.Markdown("A Vision Transformer cuts the picture into square patches, turns each into a token, and lets "
-                "the tokens attend to each other. Pick a picture, then step through what the model does.")
+                "the tokens attend to each other. Pick a picture, then step through what the model does.",
+                elem_classes=["tab-intro"])
     model, custom = model_picker(FAMILY)
     with gr.Row():
         image = gr.Image(value=default_image(DEFAULT_IMAGE), type="filepath", image_mode=None, label="Picture",
@@ -237,13 +266,17 @@ def build() -> None:
         with gr.Column():
             gr.Examples(example_paths(), inputs=image, label="Examples (shapes are what the embedded model knows)",
                         examples_per_page=8)
+            photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="vit-photo-note")
     note = gr.Markdown(elem_classes="note-box")
 
     with gr.Tab("Patches"):
         patches_btn = gr.Button("Cut into patches", variant="primary", elem_id="vit-patches-btn")
         with gr.Row():
-            grid_picture = gr.Image(label="As the model sees it: patch grid (click a patch)", type="pil",
-                                    format="png", interactive=False, height=420, elem_id="vit-grid")
+            with gr.Column():
+                grid_picture = gr.Image(label="As the model sees it: patch grid (click a patch)", type="pil",
+                                        format="png", interactive=False, height=420, elem_id="vit-grid")
+                patch_caption = gr.Markdown("Click a patch of the grid to see where it looks.",
+                                            elem_id="vit-patch-caption")
             shapes = gr.Markdown(elem_id="vit-shapes")
         strip = gr.Image(label="Flattened into a sequence: [CLS], then the patches in reading order (numbers: position in the sequence)", type="pil",
                          format="png", interactive=False, height=110)
@@ -251,10 +284,9 @@ def build() -> None:
     with gr.Tab("Attention"):
         with gr.Row():
             # Declared for the API up to any model's size (the handler clamps); the page shows its model's.
-            layer = gr.Slider(0, API_MAX_LAYERS - 1, value=0, step=1, label="Layer (0 = first block)",
-                              elem_id="vit-layer")
-            head = gr.Slider(0, API_MAX_HEADS - 1, value=0, step=1, label="Head", elem_id="vit-head")
-            patch = gr.Slider(0, API_MAX_POSITIONS - 1, value=0, step=1,
+            layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="vit-layer")
+            head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="vit-head")
+            patch = gr.Slider(1, API_MAX_POSITIONS, value=1, step=1,
                               label="Patch (or click one in the Patches view)", elem_id="vit-patch")
         attention_btn = gr.Button("Show attention", variant="primary", elem_id="vit-attention-btn")
         with gr.Row():
@@ -289,13 +321,20 @@ def build() -> None:
     attention_inputs = [*common, layer, head, patch]
     attention_outputs = [cls_plot, heads_plot, patch_plot, note, attention_file]
     attention_btn.click(vit_attention, attention_inputs, attention_outputs, api_name="vit_attention", **VIEWS)
+    live([layer, head, patch], vit_attention, attention_inputs, attention_outputs)
+    live([fusion, discard], vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file])
     rollout_btn.click(vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file],
                       api_name="vit_rollout", **VIEWS)
     classify_btn.click(vit_classify, common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)
     positions_btn.click(vit_positions, common, [similarity_plot, distance_plot, note, positions_file],
                         api_name="vit_positions", **VIEWS)
+    # A click on a patch answers where it was clicked: the grid shows that patch's attention in place (and the
+    # Attention view follows, for the full figures).
     grid_picture.select(patch_from_click, [grid_picture, model, custom], patch, api_visibility="private").then(
-        vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
+        vit_patch_in_place, attention_inputs, [grid_picture, patch_caption], api_visibility="private",
+        **VIEWS).then(vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")
     fit_on_open(lambda: model_limits(model.value, ""), [layer, head, patch])
+    model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
+    return Shared(inputs={"model": model, "custom": custom})

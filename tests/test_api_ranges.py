@@ -84,7 +84,7 @@ def test_the_page_shows_the_range_of_its_own_model(page, app_url):
     gpt, bert, vit = (MODELS.get(family, PRESETS[family][0].name)[0].model.config for family in ("gpt", "bert", "vit"))
     expected = {"GPT": {"gpt-layer": gpt.num_layers, "gpt-head": gpt.num_heads},
                 "BERT": {"bert-layer": bert.num_layers, "bert-head": bert.num_heads},
-                "ViT": {"vit-layer": vit.num_layers - 1, "vit-patch": vit.grid_size ** 2 - 1},
+                "ViT": {"vit-layer": vit.num_layers, "vit-patch": vit.grid_size ** 2},  # numbered from 1
                 "Compare": {"compare-layer": max(gpt.num_layers, bert.num_layers)}}
     page.goto(app_url)
     page.wait_for_selector("text=Transformer Playground", timeout=30_000)

@@ -17,7 +17,7 @@ TEXT = compare_tab.DEFAULT_TEXT
 
 def test_attention_masks_full_for_bert_and_triangular_for_gpt():
     bert_mask, gpt_mask, bert_attention, gpt_attention, note, path = compare_tab.compare_attention(
-        BERT, "", GPT, "", TEXT, 1, 0)
+        BERT, "", GPT, "", TEXT, 1, 1)
     full = np.array(bert_mask.data[0].z, dtype=float)
     causal = np.array(gpt_mask.data[0].z, dtype=float)
     assert full.all()
@@ -87,14 +87,26 @@ def test_tokenizers_side_by_side_with_counts():
     assert "".join(text for text, _ in gpt) == TEXT  # byte-level BPE keeps every character
     labels = [label for _, label in gpt]
     assert all(a != b for a, b in zip(labels, labels[1:]))  # neighbouring pieces stay distinguishable
-    if "clip-bpe" in rows:
-        assert rows["clip-bpe"][3] == len(clip)
-    else:
-        assert "CLIP skipped" in note and "skipped" in clip[0][0]
+    assert rows["clip-bpe"][3] == len(clip)  # the embedded CLIP is always there
+    assert "CLIP skipped" not in note
+
+
+def test_tokenizers_without_clip_say_it_was_skipped(monkeypatch):
+    real_load = compare_tab.load
+
+    def no_clip(family, choice, custom):
+        if family == "clip":
+            raise gr.Error("not cached")
+        return real_load(family, choice, custom)
+
+    monkeypatch.setattr(compare_tab, "load", no_clip)
+    bert, gpt, clip, table, note, path = compare_tab.compare_tokenizers(BERT, "", GPT, "", TEXT)
+    assert "clip-bpe" not in {row[1] for row in table["data"]}
+    assert "CLIP skipped" in note and "skipped" in clip[0][0]
 
 
 def test_empty_text_is_an_error():
     for call in (lambda: compare_tab.compare_tokenizers(BERT, "", GPT, "", " "),
-                 lambda: compare_tab.compare_attention(BERT, "", GPT, "", "", 1, 0)):
+                 lambda: compare_tab.compare_attention(BERT, "", GPT, "", "", 1, 1)):
         with pytest.raises(gr.Error):
             call()

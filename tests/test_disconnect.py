@@ -24,7 +24,7 @@ def test_generation_stops_when_the_client_disconnects(app_url, monkeypatch, clie
     monkeypatch.setattr(gpt_tab, "generate", counting_generate)
     with httpx.Client(base_url=app_url, timeout=30) as http:
         event_id = http.post("/gradio_api/call/gpt_generate",
-                             json={"data": ["tiny-gpt (embedded)", "", "the dog", 200, 1.0, 0, 1.0, 0, False]}
+                             json={"data": ["tiny-gpt (embedded)", "", "the dog", 200, 1.0, 0, 1.0, 0, False, 0]}
                              ).json()["event_id"]
         with http.stream("GET", f"/gradio_api/call/gpt_generate/{event_id}") as stream:
             events = 0

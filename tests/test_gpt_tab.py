@@ -1,7 +1,9 @@
 """GPT tab: core.gpt_analysis against independent computations, the handlers (streaming, step mode,
 clamping, errors) and the figure builders."""
 
+import json
 import math
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -143,9 +145,40 @@ def test_generate_streams_one_update_per_token():
     assert all(t.startswith(PROMPT) for t in texts)
     assert all(isinstance(u[1], go.Figure) for u in updates)
     assert all(u[4] is None for u in updates[:-1]) and updates[-1][4].endswith(".json")
-    assert "Stopped" in updates[-1][2]
-    if len(updates) == 5:  # no end-of-text: exactly the requested number of tokens
-        assert "maximum number of new tokens" in updates[-1][2]
+    steps = generated_steps(updates)
+    finished = steps[-1]["finished"]
+    assert "Stopped: " + gpt_tab.FINISH_WORDS[finished] in updates[-1][2]
+    # Without an end-of-text token, exactly the requested number of tokens; with it, fewer.
+    assert (finished == "max_new_tokens") == (len(updates) == 5) and finished in ("max_new_tokens", "eos")
+
+
+def test_generate_colours_tokens_by_probability_and_ends_on_a_browsable_written_token():
+    updates = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 30, 0.8, 20, 0.95, 0, False))
+    text, figure, status, _, path, coloured, browsable, browse = updates[-1]
+    steps = json.loads(Path(path).read_text())["steps"]
+    assert steps[-1]["finished"] == "eos"  # this prompt and seed end with <|endoftext|> before 30 tokens
+    written = [step for step in steps if step["finished"] != "eos"]
+    assert coloured[0] == (PROMPT, None)
+    assert [token for token, _ in coloured[1:]] == [step["token"] for step in written]
+    assert [colour for _, colour in coloured[1:]] == [gpt_tab.probability_bin(s["probability"]) for s in written]
+    assert set(gpt_tab.PROBABILITY_COLOURS) == {name for _, name in gpt_tab.PROBABILITY_BINS}
+    # The last view is the last written token, every written step can be browsed; <|endoftext|> is in the JSON.
+    assert [s["index"] for s in browsable["steps"]] == [s["index"] for s in written] and browse.maximum == max(len(written), 2) and browse.interactive
+    assert "endoftext" not in figure.layout.title.text
+    assert figure.layout.title.text.startswith(f"Step {len(written)} of {len(written)}")
+    again, _ = gpt_tab.gpt_step_view(1, browsable)
+    assert again.layout.title.text.startswith(f"Step 1 of {len(written)}")
+
+
+def test_probability_bins_cover_zero_to_one():
+    assert [gpt_tab.probability_bin(p) for p in (1.0, 0.5, 0.49, 0.1, 0.09, 0.0)] == [
+        "p ≥ 0.5", "p ≥ 0.5", "0.1 ≤ p < 0.5", "0.1 ≤ p < 0.5", "p < 0.1", "p < 0.1"]
+
+
+def test_generate_at_a_pace_spaces_the_updates():
+    started = time.monotonic()
+    updates = list(gpt_tab.gpt_generate(MODEL, "", PROMPT, 3, 0.0, 0, 1.0, 0, True, 10))
+    assert time.monotonic() - started >= 0.1 * (len(updates) - 1) - 0.01
 
 
 def test_generate_greedy_is_reproducible_and_ignores_seed():
@@ -156,7 +189,7 @@ def test_generate_greedy_is_reproducible_and_ignores_seed():
 
 def test_generate_clamps_extreme_values_and_still_runs():
     stream = gpt_tab.gpt_generate(MODEL, "", PROMPT, 1e6, 1e9, -5, 0, 0, False)
-    text, fig, status, note, _ = next(stream)
+    text, fig, status, note, *_ = next(stream)
     stream.close()
     assert f"at most {gpt_tab.MAX_NEW_TOKENS}" in status and "temperature 5" in status
     assert "clamped" in note and text.startswith(PROMPT)
@@ -191,7 +224,7 @@ def test_a_prompt_longer_than_the_context_keeps_its_last_half_context_with_a_not
     prompt, ids, limit = long_prompt()
     assert len(ids) > limit
     updates = list(gpt_tab.gpt_generate(MODEL, "", prompt, 5, 0.0, 0, 1.0, 0, True))
-    text, _, status, note, path = updates[-1]
+    text, _, status, note, path, *_ = updates[-1]
     assert f"only its last {limit // 2} are used" in note and f"{len(ids):,} tokens" in note
     assert text.startswith("…") and "Stopped" in status
     import json
@@ -277,12 +310,35 @@ def test_attention_handler_masks_the_future_and_clamps_layer_and_head():
     assert "showing layer" in note and path.endswith(".json")
 
 
+def test_attention_handler_numbers_heads_from_one_and_averages_on_its_own_switch():
+    ids = gpt_tab.load(MODEL, "")[0].tokenizer.encode(PROMPT)
+    maps = gpt_analysis.attention_maps(gpt_tab.load(MODEL, "")[0].model, ids).numpy()  # (L, nh, T, T)
+    lower = np.tril_indices(len(ids))
+    first, _, _, path = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, 1)
+    assert np.allclose(np.array(first.data[0].z, dtype=float)[lower], maps[0, 0][lower], atol=1e-5)
+    assert "head 1" in first.layout.title.text
+    last, _, _, _ = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, maps.shape[1])
+    assert np.allclose(np.array(last.data[0].z, dtype=float)[lower], maps[0, -1][lower], atol=1e-5)
+    averaged, _, _, path = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, 1, True)
+    assert np.allclose(np.array(averaged.data[0].z, dtype=float)[lower], maps[0].mean(0)[lower], atol=1e-5)
+    assert "average of all heads" in averaged.layout.title.text
+    data = json.loads(Path(path).read_text())
+    assert data["average_over_heads"] is True and data["head"] is None
+    # The old "head 0 = average" is out of range now: clamped to head 1, with a note.
+    zero, _, note, _ = gpt_tab.gpt_attention(MODEL, "", PROMPT, 1, 0)
+    assert np.allclose(np.array(zero.data[0].z, dtype=float)[lower], maps[0, 0][lower], atol=1e-5)
+    assert "showing layer 1, head 1" in note
+
+
 def test_surprisal_handler_says_the_first_token_has_no_prediction():
     highlighted, chart, summary, note, path = gpt_tab.gpt_surprisal(MODEL, "", PROMPT)
     assert highlighted[0][1] is None
     assert all(0.0 <= value <= 1.0 for _, value in highlighted[1:])
     assert "no prediction" in summary
     assert len(chart.data[0].x) == len(highlighted) - 1
+    # Bars are labelled with the real positions of the tokens they score: the first scored token is at 1.
+    tokens = [text for text, _ in highlighted]
+    assert list(chart.data[0].y) == [f"{i} {gpt_figures.shown(t)}" for i, t in enumerate(tokens)][1:]
 
 
 def test_logit_lens_handler_rows_are_layers_and_cells_name_the_guess():

@@ -22,7 +22,7 @@ JOBS = 10
 REFUSED_WITHIN_S = 2.0
 # Browsers turn Gradio's 503 into this toast (the text is in Gradio's own front end, not set by the app).
 BROWSER_MESSAGE = "This application is currently busy. Please try again."
-GENERATE_DATA = ["tiny-gpt (embedded)", "", "the dog", 2, 1.0, 0, 1.0, 0, False]
+GENERATE_DATA = ["tiny-gpt (embedded)", "", "the dog", 2, 1.0, 0, 1.0, 0, False, 0]  # the last: pace, 0 = no wait
 
 
 def slow_app(monkeypatch, max_queue: int) -> SimpleNamespace:
@@ -90,7 +90,7 @@ def test_queue_overflow_gets_a_busy_answer_at_once_and_the_server_lives_on(small
         assert "Please try again" in message, message
         assert done_at[i] - start < REFUSED_WITHIN_S, f"job {i} was refused only after {done_at[i] - start:.1f} s"
     for outputs in finished:
-        text, _, status, _, download = outputs
+        text, _, status, _, download, *_ = outputs
         assert text.startswith("the dog") and download, status  # the whole generation, with its JSON file
     # The server still answers, generations included.
     assert client.predict(prompt="the cat", max_new_tokens=3, api_name="/gpt_generate")[0].startswith("the cat")

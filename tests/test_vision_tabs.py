@@ -65,17 +65,18 @@ def test_patch_grid_count_and_shapes(vit):
     assert grid.width % config.grid_size == 0 and grid.width >= config.image_size
     assert strip.height > 0
     assert VIT in note
-    # Clicking the corners of the grid picture picks the first and the last patch.
+    # Clicking the corners of the grid picture picks the first and the last patch, named by their sequence
+    # positions ([CLS] is 0): 1 and N, the numbers drawn on the grid.
     first = vit_tab.patch_from_click(grid, VIT, "", gr.SelectData(None, {"index": [1, 1], "value": None}))
     last = vit_tab.patch_from_click(grid, VIT, "", gr.SelectData(None, {"index": [grid.width - 1, grid.height - 1],
                                                                         "value": None}))
-    assert (first, last) == (0, patches - 1)
+    assert (first, last) == (1, patches)
 
 
 def test_attention_overlays_and_export(vit):
     config = vit.model.config
     g = config.grid_size
-    cls_fig, heads_fig, patch_fig, note, path = vit_tab.vit_attention(STAR, VIT, "", 1, 0, 5)
+    cls_fig, heads_fig, patch_fig, note, path = vit_tab.vit_attention(STAR, VIT, "", 2, 1, 5)
     heatmap = [t for t in cls_fig.data if isinstance(t, go.Heatmap)][0]
     assert isinstance(cls_fig.data[0], go.Image) and np.asarray(heatmap.z).shape == (g, g)
     assert len([t for t in heads_fig.data if isinstance(t, go.Heatmap)]) == config.num_heads
@@ -92,7 +93,30 @@ def test_attention_clamps_out_of_range_indices(vit):
     config = vit.model.config
     *_, path = vit_tab.vit_attention(STAR, VIT, "", 999, -4, 10**6)
     data = _json(path)
-    assert (data["layer"], data["head"], data["patch"]) == (config.num_layers - 1, 0, config.grid_size ** 2 - 1)
+    assert (data["layer"], data["head"], data["patch"]) == (config.num_layers, 1, config.grid_size ** 2)
+
+
+def test_attention_numbers_layers_and_heads_from_one_and_patches_by_sequence_position(vit):
+    """Layer 1, head 2, patch 7 are the first block, its second head, and the token at sequence position 7."""
+    config = vit.model.config
+    g = config.grid_size
+    picture, _ = load_picture(STAR)
+    with torch.no_grad():
+        out = vit.model(pixel_values=vit.processor.to_tensor(vit.processor.visible_image(picture)),
+                        output_attentions=True)
+    cls_fig, heads_fig, patch_fig, note, path = vit_tab.vit_attention(STAR, VIT, "", 1, 2, 7)
+    data = _json(path)
+    expected_row = out.attentions[0][0, 1, 7]  # block 1, head 2, query at position 7
+    assert np.allclose(data["patch_attention"], expected_row[1:].reshape(g, g).numpy(), atol=1e-5)
+    assert data["patch_to_cls"] == pytest.approx(float(expected_row[0]), abs=1e-6)
+    assert np.allclose(data["cls_attention_all_heads"][1], out.attentions[0][0, 1, 0, 1:].reshape(g, g).numpy(),
+                       atol=1e-5)
+    assert "layer 1, head 2" in cls_fig.layout.title.text and "patch 7" in patch_fig.layout.title.text
+    outline = patch_fig.layout.shapes[0]  # patch 7 is grid index 6: row 0, column 6
+    heat = [t for t in patch_fig.data if isinstance(t, go.Heatmap)][0]
+    assert round(outline.x0 / heat.dx) == 6 and round(outline.y0 / heat.dy) == 0
+    assert np.asarray(heat.customdata)[0, 6] == 7  # hovering that cell says "patch 7"
+    assert [a.text for a in heads_fig.layout.annotations][:2] == ["head 1", "head 2"]
 
 
 def test_rollout_overlay_shape_and_options(vit):
@@ -141,8 +165,8 @@ def test_forward_pass_is_cached_per_picture(vit, monkeypatch):
     calls = []
     original = vit.model.forward
     monkeypatch.setattr(vit.model, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
-    vit_tab.vit_attention(STAR, VIT, "", 0, 0, 0)
-    vit_tab.vit_attention(STAR, VIT, "", 1, 1, 3)
+    vit_tab.vit_attention(STAR, VIT, "", 1, 1, 1)
+    vit_tab.vit_attention(STAR, VIT, "", 2, 2, 3)
     vit_tab.vit_rollout(STAR, VIT, "", "mean", 0.0)
     assert len(calls) == 1
     vit_tab.vit_rollout(CIRCLE, VIT, "", "mean", 0.0)

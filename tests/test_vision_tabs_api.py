@@ -32,7 +32,7 @@ def test_vit_patches(client):
 
 
 def test_vit_attention(client):
-    cls_plot, heads_plot, patch_plot, note, path = _timed(client, handle_file(STAR), VIT, "", 0, 0, 3,
+    cls_plot, heads_plot, patch_plot, note, path = _timed(client, handle_file(STAR), VIT, "", 1, 1, 3,
                                                           api_name="/vit_attention")
     traces = [trace["type"] for trace in _plot(cls_plot)["data"]]
     assert traces == ["image", "heatmap"]

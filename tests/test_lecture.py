@@ -1,0 +1,209 @@
+"""Lecture features without a browser: views answer their controls from a cached forward pass, the pace of a
+streamed generation, and the wiring that makes sliders redraw on release."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pytest
+
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, lecture, vit_tab
+from app.components import get_model
+from app.models import PRESETS
+from app.vision_common import default_image
+
+BERT = PRESETS["bert"][0].name
+GPT = PRESETS["gpt"][0].name
+VIT = PRESETS["vit"][0].name
+STAR = default_image("shape-blue-star.png")
+
+
+def count_forwards(monkeypatch, model) -> list:
+    calls = []
+    original = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    return calls
+
+
+def test_bert_attention_sliders_and_switches_reuse_one_forward(monkeypatch):
+    loaded, _ = get_model("bert", BERT, "")
+    bert_tab._forward.cache_clear()
+    calls = count_forwards(monkeypatch, loaded.model)
+    first = bert_tab.compute_attention(loaded, bert_tab.DEFAULT_TEXT, "", 1, 1)
+    second = bert_tab.compute_attention(loaded, bert_tab.DEFAULT_TEXT, "", 2, 2, True, False)
+    assert len(calls) == 1
+    assert first.outputs["head"].layout.title.text != second.outputs["head"].layout.title.text
+    bert_tab.compute_attention(loaded, bert_tab.DEFAULT_TEXT + " the dog runs .", "", 1, 1)
+    assert len(calls) == 2  # new text: a new forward
+
+
+def test_bert_top_k_reuses_the_masked_forward(monkeypatch):
+    loaded, _ = get_model("bert", BERT, "")
+    bert_tab._masked_lm_logits.cache_clear()
+    calls = count_forwards(monkeypatch, loaded.model)
+    three = bert_tab.compute_fill_mask(loaded, bert_tab.DEFAULT_MASK_TEXT, bert_tab.NO_POSITION, 3)
+    eight = bert_tab.compute_fill_mask(loaded, bert_tab.DEFAULT_MASK_TEXT, bert_tab.NO_POSITION, 8)
+    assert len(calls) == 1
+    assert len(three.data["predictions"][0]["tokens"]) == 3 and len(eight.data["predictions"][0]["tokens"]) == 8
+    assert eight.data["predictions"][0]["tokens"][:3] == three.data["predictions"][0]["tokens"]
+
+
+def test_gpt_and_compare_attention_reuse_one_forward_per_model(monkeypatch):
+    gpt_tab._attention_maps.cache_clear()
+    gpt, _ = get_model("gpt", GPT, "")
+    bert, _ = get_model("bert", BERT, "")
+    gpt_calls, bert_calls = count_forwards(monkeypatch, gpt.model), count_forwards(monkeypatch, bert.model)
+    titles = {gpt_tab.gpt_attention(GPT, "", gpt_tab.DEFAULT_PROMPT, layer, head, average)[0].layout.title.text
+              for layer, head, average in ((1, 1, False), (2, 1, False), (1, 2, False), (1, 1, True))}
+    assert len(gpt_calls) == 1 and len(titles) == 4
+    for head in (1, 2):
+        compare_tab.compare_attention(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, 1, head)
+    assert len(bert_calls) == 1 and len(gpt_calls) == 2  # the compare text differs from the GPT prompt
+
+
+def test_vit_attention_sliders_reuse_one_forward(monkeypatch):
+    loaded, _ = get_model("vit", VIT, "")
+    vit_tab.RUNS.clear()
+    calls = count_forwards(monkeypatch, loaded.model)
+    for layer, head, patch in ((1, 1, 1), (2, 2, 9), (1, 2, 30)):
+        vit_tab.vit_attention(STAR, VIT, "", layer, head, patch)
+    vit_tab.vit_rollout(STAR, VIT, "", "max", 0.3)
+    assert len(calls) == 1
+
+
+def _private_events(demo, trigger: str) -> list[dict]:
+    config = demo.get_config_file()
+    return [d for d in config["dependencies"] if any(t[1] == trigger for t in d["targets"])]
+
+
+def test_live_wiring_redraws_on_release_and_is_not_an_endpoint():
+    with gr.Blocks() as demo:
+        slider = gr.Slider(1, 4, value=1, step=1)
+        switch = gr.Checkbox(False)
+        out = gr.Textbox()
+        lecture.live([slider, switch], lambda n, on: f"{n} {on}", [slider, switch], [out])
+    releases, inputs = _private_events(demo, "release"), _private_events(demo, "input")
+    assert len(releases) == 1 and len(inputs) == 1
+    for event in releases + inputs:
+        assert event["api_visibility"] == "private" and event["trigger_mode"] == "always_last"
+    assert releases[0]["targets"][0][0] == slider._id and inputs[0]["targets"][0][0] == switch._id
+
+
+def test_every_layer_and_head_slider_answers_live():
+    """Every layer and head slider of every tab, and the other display-only sliders, redraw on release."""
+    from app.ui import build_demo
+
+    demo = build_demo()
+    released = {target[0] for event in _private_events(demo, "release") for target in event["targets"]}
+    display_only = {"Layer", "Head", "Patch (or click one in the Patches view)",
+                    "Discard ratio (lowest weights dropped)", "Logit scale (1 / temperature)", "Temperature τ"}
+    sliders = [block for block in demo.blocks.values() if isinstance(block, gr.Slider) and block.label in display_only]
+    assert len([s for s in sliders if s.label == "Layer"]) >= 4  # BERT, GPT, ViT, Compare
+    assert [s.label for s in sliders if s._id not in released] == []
+
+
+@pytest.mark.parametrize("pace, at_least", [(0, 0.0), (10, 0.09)])
+def test_pace_spaces_tokens(pace, at_least):
+    started = time.monotonic()
+    lecture.wait_for_pace(pace, started)
+    elapsed = time.monotonic() - started
+    assert elapsed >= at_least and elapsed < at_least + 0.08
+
+
+def test_pace_counts_the_time_already_spent():
+    started = time.monotonic() - 0.5  # the token took half a second to compute
+    before = time.monotonic()
+    lecture.wait_for_pace(4, started)  # 0.25 s per token: no wait left
+    assert time.monotonic() - before < 0.02
+
+
+def test_link_query_keeps_the_open_tabs_inputs_only():
+    names = ["gpt.prompt", "gpt.model", "bert.text", "gpt.custom"]
+    query = lecture.link_query("gpt", True, names, ["the dog", "tiny-gpt (embedded)", "the cat", ""])
+    from urllib.parse import parse_qs
+
+    parsed = parse_qs(query[1:])
+    assert query.startswith("?") and parsed == {"tab": ["gpt"], "presenter": ["1"], "gpt.prompt": ["the dog"],
+                                                "gpt.model": ["tiny-gpt (embedded)"]}
+    long = lecture.link_query("gpt", False, ["gpt.prompt"], ["x" * 5000])
+    assert len(parse_qs(long[1:])["gpt.prompt"][0]) == lecture.MAX_LINK_TEXT
+
+
+def test_restored_values_accept_known_choices_and_text_only():
+    with gr.Blocks():
+        model = gr.Dropdown(["a", "b"], value="a")
+        prompt = gr.Textbox("")
+    names = ["gpt.model", "gpt.prompt"]
+    tabs, chosen, typed = lecture.restored_values({"tab": "gpt", "gpt.model": "b", "gpt.prompt": "hi"},
+                                                  ["bert", "gpt"], names, [model, prompt])
+    assert tabs.selected == "gpt" and chosen == "b" and typed == "hi"
+    skipped = lecture.restored_values({"tab": "nope", "gpt.model": "zzz", "gpt.prompt": "y" * 5000},
+                                      ["bert", "gpt"], names, [model, prompt])
+    assert all(value == gr.skip() for value in skipped)
+    assert lecture.restored_values({}, ["gpt"], names, [model, prompt]) == [gr.skip()] * 3
+
+
+def test_every_tab_offers_its_model_to_links_and_gpt_its_pace():
+    from app import ui
+
+    with gr.Blocks():
+        parts = {key: module.build() for key, module in ui.TABS}
+    assert all("model" in part.inputs or "bert_model" in part.inputs for part in parts.values())
+    assert len(parts["gpt"].paces) == 1 and parts["gpt"].paces[0].maximum == lecture.MAX_PACE
+    assert lecture.presenter_pace(True) == lecture.PRESENTER_PACE and lecture.presenter_pace(False) == 0
+
+
+@pytest.mark.parametrize("text, slip", [("the [mask] is here", "[mask]"), ("the <mask> is here", "<mask>"),
+                                        ("the ___ is here", "___"), ("the MASK is here", "MASK")])
+def test_a_lower_case_mask_gets_did_you_mean(text, slip):
+    loaded, _ = get_model("bert", BERT, "")
+    with pytest.raises(gr.Error, match="did you mean \\[MASK\\]") as error:
+        bert_tab.compute_fill_mask(loaded, text)
+    assert repr(slip) in str(error.value)
+
+
+def test_near_misses_in_compare_and_clip_templates_get_hints():
+    with pytest.raises(gr.Error, match="Did you mean 'cabinet'"):
+        compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, "cabinett")
+    with pytest.raises(gr.Error, match="did you mean \\{label\\}"):
+        clip_tab.parse_templates("a photo of a {Label}")
+    with pytest.raises(gr.Error) as plain:
+        compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, "zebra")
+    assert "Did you mean" not in str(plain.value)
+
+
+def test_photo_note_shows_with_the_embedded_model_only():
+    from app.vision_common import photo_note
+
+    for family in ("vit", "clip"):
+        embedded, hub = PRESETS[family][0].name, PRESETS[family][1].name
+        assert "only the drawn shapes" in photo_note(family, embedded) and hub in photo_note(family, embedded)
+        assert photo_note(family, hub) == ""
+
+
+def test_default_model_is_the_cached_hub_preset_else_the_embedded(monkeypatch):
+    from app import components
+
+    assert components.default_choice("gpt") == GPT  # nothing cached in the test environment
+    monkeypatch.setattr(components, "availability", lambda preset, online=None: "cached")
+    assert components.default_choice("gpt") == PRESETS["gpt"][1].name
+    assert components.default_choice("vit") == PRESETS["vit"][1].name
+
+
+def test_tokenizer_comparison_says_the_embedded_vocabularies_are_tiny():
+    *_, note, _ = compare_tab.compare_tokenizers(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT)
+    assert "tiny vocabularies" in note and "30,522 / 50,257 / 49,408" in note
+    assert compare_tab.vocabulary_note(["bert-base-uncased"], [30_522]) == ""
+
+
+def test_bert_attention_opens_on_a_head_with_a_visible_pattern():
+    """The default layer and head of the embedded model attend mostly to the previous token."""
+    import numpy as np
+
+    loaded, _ = get_model("bert", BERT, "")
+    view = bert_tab.compute_attention(loaded, bert_tab.DEFAULT_TEXT)
+    matrix = np.asarray(view.data["head_attention"])
+    words = range(2, matrix.shape[0] - 1)  # after [CLS] and the first word, before [SEP]
+    assert (view.data["layer"], view.data["head"]) == (bert_tab.DEFAULT_LAYER, bert_tab.DEFAULT_HEAD)
+    assert np.mean([matrix[i, i - 1] for i in words]) > 0.5
