@@ -1,9 +1,11 @@
-"""The Compare tab: one sentence through an encoder (BERT) and a decoder (GPT), side by side.
+"""The Compare tab: one sentence through an encoder (BERT), a decoder (GPT) and an encoder-decoder (T5).
 
 What differs is who may look at whom: BERT's tokens see the whole sentence (bidirectional), GPT's only the
-tokens before them (causal). The tab shows both masks and the real attention, a masked-word fill-in (both
-sides) against a next-word guess (left side only), the three tokenizers on the same text, and a static
-overview of encoder-only, decoder-only and encoder-decoder models.
+tokens before them (causal), and T5 has three shapes at once: its encoder bidirectional, its decoder causal,
+its cross-attention full (every output token reads every input token). The tab shows the masks beside each
+model's real attention, a masked-word fill-in (both sides) against a next-word guess (left side only), the
+three pre-training objectives on one sentence (masked LM, next token, span corruption) with each model's
+predictions, and the three tokenizers on the same text.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import re
 
 import gradio as gr
 
-from app import export, inputs
+import numpy as np
+
+from app import export, inputs, t5_tab
 from app import gpt_figures as gfig
+from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
                             model_picker)
 from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
 from app.lecture import Shared, live
 from app.models import PRESETS
-from core import gpt_analysis
+from core import gpt_analysis, t5_analysis
+from core.embedded import t5_tasks
 
 TITLE = "Compare"
 DEFAULT_TEXT = "the keys to the old cabinet are on the table ."
@@ -182,6 +188,117 @@ def compare_predictions(bert_choice, bert_custom, gpt_choice, gpt_custom, text, 
     return bert_fig, gpt_fig, explanation, note, export.json_file(data, "compare-predictions")
 
 
+# ----- encoder, decoder, both ---------------------------------------------------------------------------------
+
+
+def t5_compare_input(t5, text: str) -> str:
+    """The T5 side reads the sentence as a translation task it knows (tiny-t5: into Toy; T5: into German)."""
+    prefix = t5_tasks.TRANSLATE_PREFIX if t5.name == t5_tab.EMBEDDED else "translate English to German:"
+    return f"{prefix} {text}"
+
+
+def pick(maps: np.ndarray, layer: int, head: int, average: bool) -> np.ndarray:
+    """(L, nh, rows, cols) -> one layer (clamped, 1-based) and head, or the head average."""
+    per_layer = maps[min(layer, maps.shape[0]) - 1]
+    return per_layer.mean(axis=0) if average else per_layer[min(head, per_layer.shape[0]) - 1]
+
+
+def which(layer: int, head: int, average: bool, maps: np.ndarray) -> str:
+    layer = min(layer, maps.shape[0])
+    return f"layer {layer}, " + ("average of heads" if average else f"head {min(head, maps.shape[1])}")
+
+
+@handler
+def compare_families(bert_choice, bert_custom, gpt_choice, gpt_custom, t5_choice, t5_custom, text, layer, head,
+                     average):
+    """Five masks beside five real attentions on one sentence: BERT (bidirectional), GPT (causal) and T5's
+    encoder (bidirectional), decoder (causal) and cross-attention (full, output rows x input columns)."""
+    text = inputs.text(text, "text")
+    layer = inputs.integer(layer, "Layer", 1, API_MAX_LAYERS, 1)
+    head = inputs.integer(head, "Head", 1, API_MAX_HEADS, 1)
+    average = bool(average)
+    bert, bert_note = load("bert", bert_choice, bert_custom)
+    gpt, gpt_note = load("gpt", gpt_choice, gpt_custom)
+    t5, t5_note = t5_tab.load(t5_choice, t5_custom)
+    figs, data, notes = [], {}, {"bert": [bert_note], "gpt": [gpt_note]}
+    for key, loaded in (("bert", bert), ("gpt", gpt)):
+        ids, tokens, cut_note = model_tokens(loaded, text)
+        causal = loaded.model.config.causal
+        maps = gpt_analysis.attention_maps(loaded.model, ids).numpy()
+        matrix = pick(maps, layer, head, average)
+        visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
+        kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"
+        figs += [gfig.can_see(visible, tokens, f"{key.upper()} mask ({kind})"),
+                 gfig.attention(matrix, tokens, f"{key.upper()}: {which(layer, head, average, maps)}", causal)]
+        notes[key].append(cut_note)
+        data[key] = dict(model=loaded.name, tokens=tokens, layer=min(layer, maps.shape[0]), attention=matrix,
+                         can_see=visible.astype(int))
+    source = t5_compare_input(t5, text)
+    input_ids, input_tokens, cut_note = t5_tab.encode_input(t5, source)
+    output_ids = t5_tab.greedy_output(t5, input_ids, 32)
+    output_tokens = [t5_tab.token_text(t5.tokenizer, i) for i in output_ids]
+    decoder_tokens = ["<start>"] + output_tokens[:-1]
+    maps = t5_analysis.attention_maps(t5.model, input_ids, output_ids)
+    shapes = (
+        ("T5 encoder", maps.encoder.numpy(), np.ones((len(input_ids),) * 2), input_tokens, input_tokens, False,
+         "bidirectional: all see all"),
+        ("T5 decoder", maps.decoder.numpy(), np.tril(np.ones((len(output_ids),) * 2)), decoder_tokens,
+         decoder_tokens, True, "causal: i sees 0…i"),
+        ("T5 cross", maps.cross.numpy(), np.ones((len(output_ids), len(input_ids))), output_tokens, input_tokens,
+         None, "full: every output token reads every input token"),
+    )
+    for name, stack, visible, rows, cols, causal, kind in shapes:
+        matrix = pick(stack, layer, head, average)
+        figs.append(tfig.mask_figure(visible, rows, cols, f"{name} mask ({kind})",
+                                     row_title="output token" if causal is None else "token",
+                                     col_title="input token" if causal is None else "can see this token"))
+        title = f"{name}: {which(layer, head, average, stack)}"
+        figs.append(tfig.cross_attention(matrix, rows, cols, title) if causal is None
+                    else tfig.self_attention(matrix, rows, title, causal))
+        data[name] = dict(rows=rows, columns=cols, attention=matrix, mask=visible.astype(int))
+    written = t5.tokenizer.decode(output_ids, skip_special_tokens=True)
+    note = (notes_line(bert, notes["bert"], gpt, notes["gpt"]) + "  \n"
+            + model_note(t5, join_notes(t5_note, cut_note, f"T5 read “{source}” and wrote “{written}”.")))
+    return (*figs, note, export.json_file(data, "compare-families"))
+
+
+@handler
+def compare_objectives(bert_choice, bert_custom, gpt_choice, gpt_custom, t5_choice, t5_custom, text, word):
+    """The three pre-training objectives on one sentence and one word: BERT's masked LM, GPT's next token,
+    T5's span corruption (the word replaced by a sentinel, the model writing the span back)."""
+    bert_fig, gpt_fig, _, note, _ = compare_predictions(bert_choice, bert_custom, gpt_choice, gpt_custom, text,
+                                                        word)
+    text = inputs.text(text, "text")
+    word = inputs.text(word, "word to predict", max_chars=100)
+    start, end = find_word(text, word)
+    t5, t5_note = t5_tab.load(t5_choice, t5_custom)
+    sentinel = t5_tasks.sentinel(0)
+    corrupted = text[:start] + sentinel + text[end:]
+    source = t5_tab.corruption_prefix(t5) + corrupted
+    input_ids, _, cut_note = t5_tab.encode_input(t5, source)
+    sentinel_id = t5.tokenizer.token_to_id(sentinel)
+    if sentinel_id is None:
+        raise gr.Error(f"{t5.name} has no {sentinel} sentinel, so it cannot fill in a span.")
+    # The step after the model writes <extra_id_0>: its first guess for the hidden span.
+    step = t5_analysis.decoder_step(t5.model, input_ids, [sentinel_id])
+    probs = step.logits.softmax(-1)
+    actual = [i for i in t5.tokenizer.encode(" " + text[start:end]) if i not in t5.tokenizer.special_ids][0]
+    top = [(t5_tab.token_text(t5.tokenizer, i), float(p)) for p, i in zip(*[v.tolist() for v in probs.topk(TOP_K)])]
+    actual_text = t5_tab.token_text(t5.tokenizer, actual)
+    t5_fig = tfig.step_bars(top, actual_text, float(probs[actual]), f"T5 writes the span back (actual: "
+                            f"{gfig.shown(actual_text)}, p={float(probs[actual]):.3f})", tag="actual",
+                            x_title=f"probability right after {tfig.safe(sentinel)}")
+    infill = t5.tokenizer.decode(t5_tab.greedy_output(t5, input_ids, 12), skip_special_tokens=False)
+    explanation = (f"**Masked LM (BERT):** `{text[:start]}[MASK]{text[end:]}` → the hidden word, reading both sides.  \n"
+                   f"**Next token (GPT):** `{text[:start].rstrip() or '<|endoftext|>'}` ▸ ? — only the left.  \n"
+                   f"**Span corruption (T5):** encoder reads `{source}`; the decoder writes "
+                   f"`{sentinel} {text[start:end]} {t5_tasks.sentinel(1)}`. Greedy, it wrote: `{infill}`.")
+    note = note + "  \n" + model_note(t5, join_notes(t5_note, cut_note))
+    data = dict(text=text, word=text[start:end], t5=dict(model=t5.name, input=source, actual=actual_text,
+                                                       p_actual=float(probs[actual]), top=top, greedy=infill))
+    return bert_fig, gpt_fig, t5_fig, explanation, note, export.json_file(data, "compare-objectives")
+
+
 # ----- tokenizers ---------------------------------------------------------------------------------------------
 
 
@@ -246,7 +363,7 @@ OVERVIEW = """
 |---|---|---|---|---|---|
 | **Encoder-only** | bidirectional: every token sees every token | BERT: fill in masked words (self-supervised); ViT: name the picture's class (supervised, labelled images such as ImageNet) | discriminative (understanding: classify, tag, answer) | BERT, DistilBERT, ViT | **BERT** and **ViT** tabs; *Attention* and *Masked word vs next word* here |
 | **Decoder-only** | causal: token *i* sees tokens 0…*i* | predict the next token | generative (writes text) | GPT-2 | **GPT** tab; *Attention* and *Masked word vs next word* here |
-| **Encoder-decoder** | encoder bidirectional, decoder causal, plus cross attention from every output token to every input token | map an input text to an output text | generative, conditioned on an input (translation, summaries) | original Transformer (Vaswani et al., 2017), T5, BART | the diagram below (no live model in this playground) |
+| **Encoder-decoder** | encoder bidirectional, decoder causal, plus cross attention from every output token to every input token | map an input text to an output text | generative, conditioned on an input (translation, summaries) | original Transformer (Vaswani et al., 2017), T5, BART | the **T5** tab; live below |
 | **Two encoders, one space** | text tower (causal in CLIP) and image tower (bidirectional) | match images with their captions | contrastive (similarity, not generation) | CLIP | **CLIP** tab; its tokenizer in *Tokenizers* here |
 """
 
@@ -303,6 +420,35 @@ def build() -> Shared:
         with gr.Tab("Encoder, decoder, both", id="compare-overview"):
             gr.Markdown(OVERVIEW)
             gr.Plot(gfig.mask_shapes(), label="Mask shapes")
+            gr.Markdown("**Live, on the sentence above**: each model's mask beside its real attention. T5 reads "
+                        "the sentence as a translation task and its decoder reads what it wrote.")
+            t5_choice, t5_custom = model_picker("t5")
+            with gr.Row():
+                family_layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", info="numbered from 1; clamped "
+                                         "to each model's depth")
+                family_head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging")
+                family_average = gr.Checkbox(True, label="Average over heads")
+            families_button = gr.Button("Show all five attentions", variant="primary", elem_id="compare-families-btn")
+            family_plots = []
+            for name in ("BERT", "GPT", "T5 encoder", "T5 decoder", "T5 cross"):
+                with gr.Row():
+                    family_plots += [gr.Plot(label=f"{name} mask"), gr.Plot(label=f"{name} attention")]
+            families_note = gr.Markdown(elem_classes="note-box")
+            families_file = gr.File(label="Attention numbers (JSON)")
+            gr.Markdown("**Three pre-training objectives on one word**: BERT fills in `[MASK]`, GPT guesses the "
+                        "next token, T5 writes back the span behind a sentinel.")
+            with gr.Row():
+                objective_word = gr.Textbox(DEFAULT_WORD, label="Word to hide (must appear in the sentence)",
+                                            max_lines=1)
+                objectives_button = gr.Button("Run the three objectives", variant="primary",
+                                              elem_id="compare-objectives-btn")
+            objectives_text = gr.Markdown()
+            with gr.Row():
+                objective_bert = gr.Plot(label="Masked LM (BERT)")
+                objective_gpt = gr.Plot(label="Next token (GPT)")
+                objective_t5 = gr.Plot(label="Span corruption (T5)")
+            objectives_note = gr.Markdown(elem_classes="note-box")
+            objectives_file = gr.File(label="Objectives (JSON)")
 
     attention_button.click(compare_attention, [*models, layer, head, average],
                            [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],
@@ -312,6 +458,12 @@ def build() -> Shared:
     predict_button.click(compare_predictions, [*models, word],
                          [bert_bars, gpt_bars, explanation, predict_note, predict_file],
                          api_name="compare_predictions", **VIEWS)
+    three = [bert_choice, bert_custom, gpt_choice, gpt_custom, t5_choice, t5_custom, text]
+    families_button.click(compare_families, [*three, family_layer, family_head, family_average],
+                          [*family_plots, families_note, families_file], api_name="compare_families", **VIEWS)
+    objectives_button.click(compare_objectives, [*three, objective_word],
+                            [objective_bert, objective_gpt, objective_t5, objectives_text, objectives_note,
+                             objectives_file], api_name="compare_objectives", **VIEWS)
     tokenize_button.click(compare_tokenizers, models,
                           [bert_pieces, gpt_pieces, clip_pieces, counts, tokenize_note, tokenize_file],
                           api_name="compare_tokenizers", **VIEWS)

@@ -67,6 +67,12 @@ PRESETS: dict[str, list[Preset]] = {
         Preset("tiny-vit (embedded)", "tiny-vit", True, "ViT on 64x64 shapes, 8x8 patches"),
         Preset("google/vit-base-patch16-224", "google/vit-base-patch16-224", about="ViT-B/16, ImageNet-1k"),
     ],
+    "t5": [
+        Preset("tiny-t5 (embedded)", "tiny-t5", True,
+               "3+3-layer T5 trained here: toy translation and span corruption"),
+        Preset("t5-small", "t5-small", about="original T5 small, 60M parameters (Raffel et al., 2020)"),
+        Preset("google/flan-t5-small", "google/flan-t5-small", about="T5 v1.1 small, instruction-tuned (FLAN)"),
+    ],
     "clip": [
         Preset("tiny-clip (embedded)", "tiny-clip", True, "CLIP trained here on captioned shapes"),
         Preset("openai/clip-vit-base-patch32", "openai/clip-vit-base-patch32", about="CLIP ViT-B/32"),
@@ -115,11 +121,13 @@ def availability(preset: Preset, online: bool | None = None) -> str:
 # The core families each tab can show, and what the tab needs, in words for the message when a model is not one.
 # CLIP's image tower alone (CLIPVisionModel, the image encoder of IP-Adapter) is a ViT with a pre-norm: the ViT
 # tab's patches, attention and positions views read it as they read a ViT.
-TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit", "clip_vision"), "clip": ("clip",)}
+TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit", "clip_vision"), "clip": ("clip",),
+                "t5": ("t5",)}
 TAB_NEEDS = {
     "bert": "a BERT or DistilBERT model",
     "gpt": "a GPT-2 model",
     "vit": "a ViT model (or CLIP's image tower, CLIPVisionModel)",
+    "t5": "a T5 model (T5ForConditionalGeneration)",
     "clip": "a CLIPModel: zero-shot classification, search and the contrastive view compare texts with images, "
             "so they need both towers (such as openai/clip-vit-base-patch32)",
 }
@@ -138,7 +146,7 @@ def _open(folder: str | Path, name: str, family: str) -> Loaded:
     try:
         model = load_model(folder, check_spec=lambda spec: _tab_mismatch(name, spec, family))
         tokenizer = processor = None
-        if family in ("bert", "gpt", "clip"):
+        if family in ("bert", "gpt", "clip", "t5"):
             tokenizer = load_tokenizer(folder)
         if family in ("vit", "clip"):
             from core.images import load_image_processor

@@ -11,10 +11,11 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, lecture, vit_tab
+from app import (bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, lecture, t5_tab,
+                 vit_tab)
 from app.fair_queue import FairQueue
 
-TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("vit", vit_tab), ("clip", clip_tab), ("head", head_tab),
+TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("t5", t5_tab), ("vit", vit_tab), ("clip", clip_tab), ("head", head_tab),
         ("compare", compare_tab), ("learn", learn_tab)]
 
 # Shared look and presenter mode live in app.lecture, so that every tab (and a new one) uses the same.

@@ -105,3 +105,17 @@ def save(model, folder) -> str:
 def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return float((a.detach().float() - b.detach().float()).abs().max())
+
+
+def reference_sampling(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """The distribution (V,) that transformers' own sampling warpers give for one position's logits (V,), in
+    its order: temperature, then top-k (0: off), then top-p (1: off)."""
+    from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    scores = logits.detach()[None].float()
+    warpers = [TemperatureLogitsWarper(temperature)]
+    warpers += [TopKLogitsWarper(top_k)] if top_k else []
+    warpers += [TopPLogitsWarper(top_p)] if top_p < 1 else []
+    for warper in warpers:
+        scores = warper(None, scores)
+    return scores.softmax(-1)[0]

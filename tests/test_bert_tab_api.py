@@ -7,6 +7,7 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from app import bert_tab as bt
+from app.components import get_model
 from app.models import preset_names
 
 EMBEDDED = preset_names("bert")[0]
@@ -120,9 +121,10 @@ def test_numbers_beyond_the_model_are_clamped(client):
     *_, path, note = client.predict(EMBEDDED, "", bt.DEFAULT_TEXT, "", 12, 12, False, True,
                                     api_name="/bert_attention")
     data = _numbers(path)
-    assert 1 <= data["layer"] <= 12 and 1 <= data["head"] <= 12
-    if data["layer"] < 12 or data["head"] < 12:
-        assert "showing layer" in note
+    config = get_model("bert", EMBEDDED)[0].model.config
+    assert (config.num_layers, config.num_heads) < (12, 12)  # so 12 is beyond it and must be clamped
+    assert (data["layer"], data["head"]) == (config.num_layers, config.num_heads)
+    assert "showing layer" in note
     *_, path, _ = client.predict(EMBEDDED, "", bt.DEFAULT_TEXT, 10**12, api_name="/bert_pretraining")
     assert _numbers(path)["seed"] == 2**31 - 1
     with pytest.raises(AppError, match="less than minimum"):

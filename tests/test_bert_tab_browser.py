@@ -1,6 +1,7 @@
 """The BERT tab in a real browser: every main button works with its defaults, plots render, no error toast,
 no console error, nothing leaves the machine. Screenshots go to screenshots/bert-<view>.png."""
 
+from app import bert_tab
 from tests.conftest import SCREENSHOTS
 
 # (sub-tab title, its panel id, button id, note id, plots expected in the panel once it has run, screenshot)
@@ -67,3 +68,34 @@ def test_presenter_mode_attention(page, app_url):
     page.screenshot(path=str(SCREENSHOTS / "bert-presenter-attention.png"), full_page=True)
     assert page.console_errors == []
     assert page.outside_requests == []
+
+
+def _heatmap(page, index):
+    """Title and values of the index-th plot in the attention panel, read from plotly's own data."""
+    return page.evaluate(
+        """index => {
+            const plot = document.querySelectorAll('#bert-view-attention .js-plotly-plot')[index];
+            return {title: plot.layout.title.text || '', z: JSON.stringify(plot.data[0].z)};
+        }""", index)
+
+
+def test_attention_shows_the_layer_and_head_asked_for(page, app_url):
+    _open_bert(page, app_url)
+    _run(page, "Attention", "bert-view-attention", "bert-attention-button", "bert-note-attention", 3)
+    before = _heatmap(page, 0)
+    assert before["title"].startswith(f"Layer {bert_tab.DEFAULT_LAYER}, head {bert_tab.DEFAULT_HEAD}")
+    assert (bert_tab.DEFAULT_LAYER, bert_tab.DEFAULT_HEAD) != (3, 2)  # so asking for 3, 2 must change the plot
+    panel = page.locator("#bert-view-attention")
+    for label, value in (("Layer", 3), ("Head", 2)):
+        field = panel.get_by_label(f"number input for {label}")
+        field.fill(str(value))
+        field.press("Enter")
+    page.locator("#bert-attention-button").click()
+    title = "document.querySelector('#bert-view-attention .js-plotly-plot .gtitle')?.textContent"
+    page.wait_for_function(f"({title} || '').startsWith('Layer 3, head 2')", timeout=60_000)
+    after = _heatmap(page, 0)
+    assert after["z"] != before["z"]
+    assert _heatmap(page, 1)["title"].startswith("Layer 3, average")
+    panel.screenshot(path=str(SCREENSHOTS / "bert-attention-layer3-head2.png"))
+    assert page.locator(".toast-body.error").count() == 0
+    assert page.console_errors == []

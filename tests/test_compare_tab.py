@@ -87,10 +87,22 @@ def test_tokenizers_side_by_side_with_counts():
     assert "".join(text for text, _ in gpt) == TEXT  # byte-level BPE keeps every character
     labels = [label for _, label in gpt]
     assert all(a != b for a, b in zip(labels, labels[1:]))  # neighbouring pieces stay distinguishable
-    if "clip-bpe" in rows:
-        assert rows["clip-bpe"][3] == len(clip)
-    else:
-        assert "CLIP skipped" in note and "skipped" in clip[0][0]
+    assert rows["clip-bpe"][3] == len(clip)  # the embedded CLIP is always there
+    assert "CLIP skipped" not in note
+
+
+def test_tokenizers_without_clip_say_it_was_skipped(monkeypatch):
+    real_load = compare_tab.load
+
+    def no_clip(family, choice, custom):
+        if family == "clip":
+            raise gr.Error("not cached")
+        return real_load(family, choice, custom)
+
+    monkeypatch.setattr(compare_tab, "load", no_clip)
+    bert, gpt, clip, table, note, path = compare_tab.compare_tokenizers(BERT, "", GPT, "", TEXT)
+    assert "clip-bpe" not in {row[1] for row in table["data"]}
+    assert "CLIP skipped" in note and "skipped" in clip[0][0]
 
 
 def test_empty_text_is_an_error():

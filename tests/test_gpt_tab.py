@@ -145,9 +145,11 @@ def test_generate_streams_one_update_per_token():
     assert all(t.startswith(PROMPT) for t in texts)
     assert all(isinstance(u[1], go.Figure) for u in updates)
     assert all(u[4] is None for u in updates[:-1]) and updates[-1][4].endswith(".json")
-    assert "Stopped" in updates[-1][2]
-    if len(updates) == 5:  # no end-of-text: exactly the requested number of tokens
-        assert "maximum number of new tokens" in updates[-1][2]
+    steps = generated_steps(updates)
+    finished = steps[-1]["finished"]
+    assert "Stopped: " + gpt_tab.FINISH_WORDS[finished] in updates[-1][2]
+    # Without an end-of-text token, exactly the requested number of tokens; with it, fewer.
+    assert (finished == "max_new_tokens") == (len(updates) == 5) and finished in ("max_new_tokens", "eos")
 
 
 def test_generate_colours_tokens_by_probability_and_ends_on_a_browsable_written_token():

@@ -12,8 +12,12 @@ from safetensors.torch import load_file, save_file
 
 from core import CheckpointError, generate, load_model
 from core.model import KVCache
-from tests.reference import bert_config, build, distilbert_config, gpt2_config, max_difference, save
+from tests.reference import (bert_config, build, distilbert_config, gpt2_config, max_difference,
+                             reference_sampling, save)
 
+# Measured differences to transformers: at most 5e-6 (BERT, GPT-2 outputs, float32 sums grouped differently), 0 for
+# DistilBERT, ViT and the CLIP embeddings. 1e-4 keeps a margin of 20 over that; every planted core bug in
+# tools/mutate.py moves the outputs by far more.
 TOLERANCE = 1e-4
 BASE_MODELS = {"BertModel", "DistilBertModel", "GPT2Model"}
 
@@ -172,6 +176,42 @@ def test_sampling_is_seeded_and_respects_top_k_and_top_p(tmp_path):
         assert sum(kept[: n - 1]) < 0.5 <= sum(kept[:n]) + 1e-6
     with pytest.raises(ValueError):
         next(generate(model, [4], 3, temperature=-1))
+
+
+def test_reference_sampling_is_softmax_of_logits_over_temperature_then_cut():
+    logits = torch.randn(50, generator=torch.Generator().manual_seed(0)) * 3
+    for temperature in (0.5, 2.0):
+        plain = (logits / temperature).softmax(-1)
+        assert max_difference(reference_sampling(logits, temperature, 0, 1.0), plain) < 1e-6
+        top5 = reference_sampling(logits, temperature, 5, 1.0)
+        kept = plain.topk(5).indices
+        assert torch.count_nonzero(top5) == 5 and max_difference(top5[kept], plain[kept] / plain[kept].sum()) < 1e-6
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(0.6, 0, 1.0), (1.7, 0, 1.0), (0.8, 12, 1.0),
+                                                       (1.4, 0, 0.7), (2.5, 20, 0.9)])
+def test_each_step_samples_from_softmax_of_logits_over_temperature_after_top_k_top_p(temperature, top_k, top_p,
+                                                                                      tmp_path):
+    reference = build(transformers.GPT2LMHeadModel, gpt2_config())
+    model = load_model(save(reference, tmp_path))
+    vocab = reference.config.vocab_size
+    prompt = [4, 5, 6, 77]
+    steps = list(generate(model, prompt, 6, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=3,
+                          eos_token_id=None, num_candidates=vocab))
+    ids = list(prompt)
+    for step in steps:
+        with torch.no_grad():
+            logits = reference(torch.tensor([ids])).logits[0, -1]
+        expected = reference_sampling(logits, temperature, top_k, top_p)
+        sampled = torch.zeros(vocab)
+        for token, probability in step.candidates:  # every token left with p > 0
+            sampled[token] = probability
+        # 1e-5: float32 softmax of the same logits; the logits themselves agree to 1e-4 with transformers.
+        assert max_difference(sampled, expected) < 1e-5
+        assert abs(step.probability - float(expected[step.token_id])) < 1e-5
+        assert abs(step.model_probability - float(logits.softmax(-1)[step.token_id])) < 1e-5
+        ids.append(step.token_id)
+    assert len(steps) == 6
 
 
 # --- Hub-layout variants of real files -------------------------------------------------------------------

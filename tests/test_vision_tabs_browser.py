@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from app.models import embedded_folder
+from core.config import read_config
 from tests.conftest import SCREENSHOTS
 
 TIMEOUT = 60_000
@@ -30,6 +32,35 @@ def _run(page, view, button, ready, screenshot, timings):
     page.screenshot(path=str(SCREENSHOTS / f"{screenshot}.png"), full_page=True)
 
 
+VIT_GRID = read_config(embedded_folder("vit")).config.grid_size  # the embedded ViT the page opens with
+
+
+def _plot_state(page, selector) -> dict:
+    """The plotly title and the heatmap's values of the plot under `selector`, read from the page."""
+    return page.evaluate(
+        """selector => {
+            const plot = document.querySelector(selector + ' .js-plotly-plot');
+            const heat = plot.data.find(trace => trace.type === 'heatmap');
+            return {title: plot.layout.title.text || '', z: JSON.stringify(heat.z)};
+        }""", selector)
+
+
+def _click_patch(page, selector, grid, row, col) -> int:
+    """Click the middle of patch (row, col) of the picture drawn by the <img> under `selector` (which may be
+    letterboxed inside its box), and return the patch the app should select, as a sequence position."""
+    box = page.evaluate(
+        """selector => {
+            const img = document.querySelector(selector);
+            const r = img.getBoundingClientRect();
+            const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+            const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+            return {x: (r.width - w) / 2, y: (r.height - h) / 2, w: w, h: h};
+        }""", selector)
+    page.locator(selector).click(position={"x": box["x"] + (col + 0.5) * box["w"] / grid,
+                                           "y": box["y"] + (row + 0.5) * box["h"] / grid})
+    return row * grid + col + 1
+
+
 def _report(timings):
     for name, seconds in timings.items():
         print(f"{name}: {seconds:.2f} s (click to rendered)")
@@ -45,11 +76,21 @@ def test_vit_tab_views(page, app_url):
     _run(page, "Classify", "#vit-classify-btn", ["#vit-classes-plot .js-plotly-plot"], "vit-classify", timings)
     _run(page, "Positions & distance", "#vit-positions-btn",
          ["#vit-similarity-plot .js-plotly-plot", "#vit-distance-plot .js-plotly-plot"], "vit-positions", timings)
-    # Clicking a patch of the grid picture selects it and redraws that patch's attention.
+    # Clicking a patch of the grid picture selects it and redraws that patch's attention: the title names the
+    # clicked patch and the map's numbers change (the plot was already drawn, so its presence proves nothing).
+    before = _plot_state(page, "#vit-patch-plot")
+    assert "Where patch 1 looks" in before["title"]
     page.get_by_role("tab", name="Patches", exact=True).click()
-    page.locator("#vit-grid img").click(position={"x": 5, "y": 5})
+    row, col = 2, 5
+    patch = _click_patch(page, "#vit-grid img", VIT_GRID, row, col)
+    assert patch == row * VIT_GRID + col + 1  # patches are named by their sequence position, [CLS] = 0
     page.get_by_role("tab", name="Attention", exact=True).click()
-    page.wait_for_selector("#vit-patch-plot .js-plotly-plot", timeout=TIMEOUT)
+    page.wait_for_function(
+        "([selector, text]) => (document.querySelector(selector + ' .gtitle') || {}).textContent?.includes(text)",
+        arg=["#vit-patch-plot", f"Where patch {patch} looks"], timeout=TIMEOUT)
+    after = _plot_state(page, "#vit-patch-plot")
+    assert after["z"] != before["z"]
+    page.screenshot(path=str(SCREENSHOTS / "vit-patch-clicked.png"), full_page=True)
     _report(timings)
     assert page.console_errors == []
     assert page.outside_requests == []

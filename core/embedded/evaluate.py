@@ -22,6 +22,16 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
     tiny-clip  zero_shot_accuracy: pictures of the training colour/shape combinations, each ranked against
                "a {colour} {shape}" for all 48 combinations; unseen_combo_accuracy: the same for pictures of
                `HELD_OUT_COMBOS`, which training never showed.
+    tiny-t5    translation_exact_match: held-out English sentences translated into Toy by greedy decoding,
+               counted right only when the whole output equals the reference. infill_accuracy: in held-out
+               span-corruption examples, the share of hidden words the model writes back exactly (greedy,
+               compared word by word after each sentinel); infill_grammatical_rate: how often the sentence
+               with the model's infill put back is grammatical. The toy grammar draws nouns, adjectives and
+               verbs uniformly, so a hidden content word often has many right answers and the exact figure
+               has a ceiling well below 1; the grammatical rate is what the model can be held to.
+               alignment_hit_rate (reported, no threshold): teacher-forced on the reference translation,
+               the last decoder layer's cross-attention averaged over heads, at the step that writes each
+               Toy word: how often its argmax over the source tokens is that word's true English word.
     tiny-bert-sentiment  accuracy on held-out sentences with a polarity (`grammar.sentiment_examples`).
     tiny-bert-ner        entity-level F1 (span and type exact, CoNLL) and per-word accuracy on held-out
                          sentences with people and places; each word's label is read from its first piece.
@@ -32,6 +42,7 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
 from __future__ import annotations
 
 import math
+import random
 import time
 from pathlib import Path
 
@@ -41,13 +52,13 @@ import torch.nn.functional as F
 from ..checkpoint import load_model
 from ..generate import generate
 from ..tokenizer import load_tokenizer
-from . import grammar, shapes
+from . import grammar, shapes, t5_tasks
 from .pixels import pixel_values, read_processor_config
 from .train import DEFAULT_ROOT, END_OF_TEXT, HEAD_NAMES
 
 SIZES = {
-    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000},
-    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200},
+    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000, "pairs": 1000},
+    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200, "pairs": 200},
 }
 VERB_NUMBER = {
     form: number
@@ -169,6 +180,104 @@ def evaluate_clip(folder: Path, n: int) -> dict:
             "images": n, "prompts": len(prompts)}
 
 
+def _padded(rows: list[list[int]], fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), fill)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def greedy_batch(model, sources: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """Greedy decoding of a batch (the decoder re-reads its whole prefix each step; small models, short
+    outputs). Returns each row's tokens up to, not including, </s>."""
+    config = model.config
+    ids, mask = _padded(sources, config.pad_token_id or 0)
+    out = torch.full((len(sources), 1), config.decoder_start_token_id)
+    done = torch.zeros(len(sources), dtype=torch.bool)
+    for _ in range(max_new_tokens):
+        logits = model(ids, attention_mask=mask, decoder_input_ids=out).logits[:, -1]
+        token = logits.argmax(-1).masked_fill(done, config.pad_token_id or 0)
+        out = torch.cat([out, token[:, None]], dim=1)
+        done |= token == config.eos_token_id
+        if done.all():
+            break
+    rows = []
+    for row in out[:, 1:].tolist():
+        rows.append(row[: row.index(config.eos_token_id)] if config.eos_token_id in row else row)
+    return rows
+
+
+def infill_words(tokenizer, ids: list[int], n_spans: int) -> list[list[str]]:
+    """The words after each <extra_id_k> in a decoded target, for k < n_spans ([] where one is missing)."""
+    text = tokenizer.decode(ids)
+    spans = []
+    for k in range(n_spans):
+        start = text.find(t5_tasks.sentinel(k))
+        if start < 0:
+            spans.append([])
+            continue
+        rest = text[start + len(t5_tasks.sentinel(k)):]
+        end = rest.find("<extra_id_")
+        spans.append((rest if end < 0 else rest[:end]).split())
+    return spans
+
+
+@torch.inference_mode()
+def evaluate_t5(folder: Path, n: int) -> dict:
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    sentences = grammar.corpus(n, grammar.EVAL_SEED, split="held_out")
+    translations = [t5_tasks.translate(s) for s in sentences]
+    rng = random.Random("t5-evaluate")
+    corruptions = [t5_tasks.corrupt(s, rng) for s in sentences]
+    exact, hit, aligned, right, hidden, grammatical = 0, 0, 0, 0, 0, 0
+    examples = []
+    for start in range(0, n, 100):
+        batch = translations[start:start + 100]
+        sources = [tokenizer.encode(t.source) for t in batch]
+        written = greedy_batch(model, sources, 48)
+        for t, ids in zip(batch, written):
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            exact += text == t.toy
+            if len(examples) < 2:
+                examples.append(f"{t.english} -> {text}")
+        # Teacher-forced on the references: the cross-attention row of the step that writes Toy word i.
+        targets = [tokenizer.encode(t.toy) for t in batch]
+        source_ids, source_mask = _padded(sources)
+        target_ids, _ = _padded(targets)
+        decoder_input = torch.cat([torch.full_like(target_ids[:, :1], model.config.decoder_start_token_id),
+                                   target_ids[:, :-1]], dim=1)
+        out = model(source_ids, attention_mask=source_mask, decoder_input_ids=decoder_input, output_attentions=True)
+        cross = out.cross_attentions[-1].mean(1)  # (B, T_target, T_source)
+        prefix = len(tokenizer.encode(t5_tasks.TRANSLATE_PREFIX)) - 1  # without </s>
+        for row, t in enumerate(batch):
+            # Every word of both languages is one token (checked), so word i is token i.
+            if len(sources[row]) != prefix + len(t.english.split()) + 1 or len(targets[row]) != len(t.alignment) + 1:
+                raise ValueError(f"a word of {t.english!r} or its translation is not a single token")
+            argmax = cross[row, : len(t.alignment), : len(sources[row])].argmax(-1).tolist()
+            hit += sum(a == prefix + j for a, j in zip(argmax, t.alignment))
+            aligned += len(t.alignment)
+    for start in range(0, n, 100):
+        batch = corruptions[start:start + 100]
+        written = greedy_batch(model, [tokenizer.encode(c.source) for c in batch], 16)
+        for c, ids in zip(batch, written):
+            guesses = infill_words(tokenizer, ids, len(c.spans))
+            for truth, guess in zip(c.hidden, guesses):
+                right += sum(a == b for a, b in zip(truth, guess))
+                hidden += len(truth)
+            words, cursor, rebuilt = c.words, 0, []
+            for (a, b), guess in zip(c.spans, guesses):
+                rebuilt += words[cursor:a] + guess
+                cursor = b
+            grammatical += grammar.is_grammatical(" ".join(rebuilt + words[cursor:]))
+    return {"translation_exact_match": round(exact / n, 4), "infill_accuracy": round(right / hidden, 4),
+            "infill_grammatical_rate": round(grammatical / n, 4), "alignment_hit_rate": round(hit / aligned, 4),
+            "sentences": n, "examples": examples}
+
+
 @torch.inference_mode()
 def evaluate_head(folder: Path, name: str, n: int) -> dict:
     from .heads import TASKS
@@ -190,6 +299,7 @@ def evaluate(root: Path | str | None = None, small: bool = False, names=None) ->
         "tiny-gpt": lambda: evaluate_gpt(root / "tiny-gpt", size["samples"], size["sentences"]),
         "tiny-vit": lambda: evaluate_vit(root / "tiny-vit", size["images"]),
         "tiny-clip": lambda: evaluate_clip(root / "tiny-clip", size["clip_images"]),
+        "tiny-t5": lambda: evaluate_t5(root / "tiny-t5", size["pairs"]),
         **{name: (lambda name=name: evaluate_head(root / name, name, size["head"])) for name in HEAD_NAMES},
     }
     out = {}

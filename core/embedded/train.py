@@ -39,11 +39,11 @@ from tqdm import tqdm
 
 from ..checkpoint import build_model, save_model
 from ..config import config_from_json
-from ..tokenizer import CLIP_BPE, GPT2_BPE, WORDPIECE, Tokenizer
+from ..tokenizer import CLIP_BPE, GPT2_BPE, UNIGRAM, WORDPIECE, Tokenizer
 from . import grammar, shapes
 from .pixels import clip_processor_config, pixel_values, vit_processor_config
 
-BASE_NAMES = ("tiny-bert", "tiny-gpt", "tiny-vit", "tiny-clip")
+BASE_NAMES = ("tiny-bert", "tiny-gpt", "tiny-vit", "tiny-clip", "tiny-t5")
 HEAD_NAMES = ("tiny-bert-sentiment", "tiny-bert-ner", "tiny-bert-qa")  # fine-tuned from tiny-bert (heads.py)
 MODEL_NAMES = BASE_NAMES + HEAD_NAMES
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -75,6 +75,7 @@ RECIPES: dict[str, Recipe] = {
     "tiny-bert": Recipe(steps=4000, batch_size=64, lr=1e-3, extra={"sentences": 200_000}),
     "tiny-gpt": Recipe(steps=2500, batch_size=32, lr=2e-3, extra={"sentences": 200_000}),
     "tiny-vit": Recipe(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.05, extra={"images": 20_000, "max_shift": 16}),
+    "tiny-t5": Recipe(steps=4000, batch_size=64, lr=2e-3, extra={"sentences": 100_000, "max_length": 48}),
     "tiny-clip": Recipe(steps=3200, batch_size=64, lr=1e-3, weight_decay=0.05,
                         extra={"images": 20_000, "colours_per_batch": 3}),
     # Fine-tuning: a smaller learning rate than pre-training, for a few hundred steps (Devlin et al., 2019, §A.3).
@@ -198,6 +199,49 @@ def train_clip_bpe(texts: list[str], max_length: int) -> Tokenizer:
     return Tokenizer(backend, CLIP_BPE, model_max_length=max_length)
 
 
+T5_SPECIALS = ["<pad>", "</s>", "<unk>"]
+T5_SENTINELS = 100
+METASPACE = "\u2581"  # SentencePiece's "▁", which stands for the space before a word
+
+
+def train_t5_unigram(texts: list[str]) -> Backend:
+    """A T5-layout Unigram tokenizer: <pad>=0, </s>=1, <unk>=2, the pieces, then <extra_id_99> ... <extra_id_0>
+    as the last ids, and "</s>" appended to every text, like t5-small's tokenizer.json.
+
+    The pieces are every whitespace-separated word of `texts` (as "▁word") and every printable ASCII
+    character with and without "▁", so any plain text can be spelled; a piece's score is the log of its
+    relative frequency (the maximum-likelihood unigram model over that piece set), characters far below
+    any word. Unlike SentencePiece's trainer nothing is pruned or sampled, so the vocabulary is the same on
+    every run, and every word of the toy languages is one token, which makes word alignment token alignment."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word in text.split():
+            counts[METASPACE + word] = counts.get(METASPACE + word, 0) + 1
+    total = sum(counts.values())
+    words = sorted(counts, key=lambda w: (-counts[w], w))
+    scores = [(w, math.log(counts[w] / total)) for w in words]
+    floor = min(score for _, score in scores) - 10.0
+    characters = [chr(c) for c in range(33, 127)]
+    known = set(words)
+    spare = [p for c in characters for p in (METASPACE + c, c) if p not in known]
+    vocab = [(t, 0.0) for t in T5_SPECIALS] + scores + [(METASPACE, floor)] * (METASPACE not in known)
+    vocab += [(p, floor - 1.0) for p in spare]
+    vocab += [(f"<extra_id_{i}>", 0.0) for i in reversed(range(T5_SENTINELS))]
+    backend = Backend(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True),
+    ])
+    backend.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in T5_SPECIALS])
+    backend.add_special_tokens([AddedToken(f"<extra_id_{i}>", special=True, normalized=False)
+                                for i in range(T5_SENTINELS)])
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    return backend
+
+
 # -------------------------------------------------------------------------------------------------- configs
 
 
@@ -219,6 +263,18 @@ def gpt_config(vocab_size: int, eos_id: int) -> dict:
         "layer_norm_epsilon": 1e-5, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
         "initializer_range": 0.02, "scale_attn_weights": True, "bos_token_id": eos_id, "eos_token_id": eos_id,
         "tie_word_embeddings": True,
+    }
+
+
+def t5_config(vocab_size: int) -> dict:
+    """T5 v1.1 / FLAN-T5 layout (gated-GELU feed-forward, untied lm_head), scaled down."""
+    return {
+        "architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "vocab_size": vocab_size,
+        "d_model": 128, "d_kv": 32, "d_ff": 256, "num_layers": 3, "num_decoder_layers": 3, "num_heads": 4,
+        "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128, "dropout_rate": 0.0,
+        "layer_norm_epsilon": 1e-6, "initializer_factor": 1.0, "feed_forward_proj": "gated-gelu",
+        "is_encoder_decoder": True, "tie_word_embeddings": False, "pad_token_id": 0, "eos_token_id": 1,
+        "decoder_start_token_id": 0, "use_cache": True,
     }
 
 
@@ -643,7 +699,53 @@ def train_clip(folder: Path, steps: int | None = None) -> dict:
     return {"final_loss": loss, "logit_scale": model.logit_scale.exp().item()}
 
 
-TRAINERS = {"tiny-bert": train_bert, "tiny-gpt": train_gpt, "tiny-vit": train_vit, "tiny-clip": train_clip}
+# ------------------------------------------------------------------------------------------------ tiny-t5
+
+
+def seq2seq_rows(backend: Backend, examples: list, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sources, targets) padded with <pad> (id 0), each ending in </s>; too-long rows raise (none are)."""
+    sources = [e.ids for e in backend.encode_batch([x.source for x in examples])]
+    targets = [e.ids for e in backend.encode_batch([x.target for x in examples])]
+    longest = max(map(len, sources + targets))
+    if longest > max_length:
+        raise ValueError(f"an example has {longest} tokens, more than max_length={max_length}")
+    return pad_rows(sources, 0), pad_rows(targets, 0)
+
+
+def train_t5(folder: Path, steps: int | None = None) -> dict:
+    """T5ForConditionalGeneration on two tasks at once, `t5_tasks.pairs`: span corruption and translation.
+
+    Teacher forcing as in T5: the decoder reads the target shifted right behind the start token (<pad>),
+    and the loss is cross-entropy over the target tokens, </s> included, padding excluded."""
+    from . import t5_tasks
+
+    recipe = RECIPES["tiny-t5"]
+    steps = steps or recipe.steps
+    n = recipe.extra["sentences"] if steps >= SMOKE_STEPS else 4000
+    examples = t5_tasks.pairs(n, grammar.TRAIN_SEED, split="train")
+    backend = train_t5_unigram([text for e in examples for text in (e.source, e.target)])
+    sources, targets = seq2seq_rows(backend, examples, recipe.extra["max_length"])
+    config = t5_config(backend.get_vocab_size())
+    model = new_model(config, recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+
+    def loss_fn(step):
+        rows = torch.randint(0, len(sources), (recipe.batch_size,), generator=generator)
+        source, target = sources[rows], targets[rows]
+        source = source[:, : int((source != 0).sum(1).max())]
+        target = target[:, : int((target != 0).sum(1).max())]
+        decoder_input = torch.cat([torch.zeros_like(target[:, :1]), target[:, :-1]], dim=1)
+        logits = model(source, attention_mask=(source != 0).long(), decoder_input_ids=decoder_input).logits
+        labels = target.masked_fill(target == 0, -100)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-t5")
+    save_model(model, folder, config)
+    Tokenizer(backend, UNIGRAM, model_max_length=recipe.extra["max_length"]).save(folder)
+    return {"final_loss": loss, "examples": len(examples)}
+
+
+TRAINERS = {"tiny-bert": train_bert, "tiny-gpt": train_gpt, "tiny-vit": train_vit, "tiny-clip": train_clip, "tiny-t5": train_t5}
 
 
 def train(name: str, root: Path | str | None = None, steps: int | None = None) -> Path:
