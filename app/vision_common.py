@@ -38,11 +38,12 @@ def photo_note(family: str, choice: str) -> str:
     from app.models import PRESETS
 
     presets = PRESETS[family]
-    if choice != presets[0].name or len(presets) < 2:
+    hub = next((p for p in presets if not p.embedded), None)
+    if choice != presets[0].name or hub is None:
         return ""
     return (f"📷 **Photos need a model trained on photos.** The embedded {presets[0].name} learned only the drawn "
             f"shapes (the first examples), so it names a photo after the nearest shape. For the photos pick "
-            f"{presets[1].name} (cached on a Space; offline, fetch it first with `python app.py --download`).")
+            f"{hub.name} (cached on a Space; offline, fetch it first with `python app.py --download`).")
 
 
 def default_image(name: str) -> str:

@@ -62,7 +62,7 @@ def test_an_upper_layer_of_a_deeper_custom_model_is_reached_and_beyond_it_clampe
 
 def test_compare_clamps_each_model_to_its_own_depth(client, deep_model):
     bert_layers = 4  # the embedded tiny-bert
-    *_, note, path = client.predict(BERT, "", GPT, deep_model, PROMPT, LAYERS, 0, api_name="/compare_attention")
+    *_, note, path = client.predict(BERT, "", GPT, deep_model, PROMPT, LAYERS, 1, api_name="/compare_attention")
     data = numbers(path)
     assert data["gpt"]["layer"] == LAYERS and data["bert"]["layer"] == bert_layers
     assert f"This model has {bert_layers} layers" in note, note

@@ -91,16 +91,19 @@ def test_live_wiring_redraws_on_release_and_is_not_an_endpoint():
 
 
 def test_every_layer_and_head_slider_answers_live():
-    """Every layer and head slider of every tab, and the other display-only sliders, redraw on release."""
+    """The layer, head and patch sliders of the BERT, GPT, ViT and Compare tabs, and the other display-only
+    sliders (rollout, CLIP), redraw on release."""
     from app.ui import build_demo
 
     demo = build_demo()
     released = {target[0] for event in _private_events(demo, "release") for target in event["targets"]}
-    display_only = {"Layer", "Head", "Patch (or click one in the Patches view)",
-                    "Discard ratio (lowest weights dropped)", "Logit scale (1 / temperature)", "Temperature τ"}
-    sliders = [block for block in demo.blocks.values() if isinstance(block, gr.Slider) and block.label in display_only]
-    assert len([s for s in sliders if s.label == "Layer"]) >= 4  # BERT, GPT, ViT, Compare
-    assert [s.label for s in sliders if s._id not in released] == []
+    by_id = {"bert-layer", "bert-head", "gpt-layer", "gpt-head", "vit-layer", "vit-head", "vit-patch",
+             "compare-layer", "compare-head"}
+    by_label = {"Discard ratio (lowest weights dropped)", "Logit scale (1 / temperature)", "Temperature τ"}
+    sliders = [block for block in demo.blocks.values() if isinstance(block, gr.Slider)
+               and (block.elem_id in by_id or block.label in by_label)]
+    assert len(sliders) == len(by_id) + len(by_label)
+    assert [s.elem_id or s.label for s in sliders if s._id not in released] == []
 
 
 @pytest.mark.parametrize("pace, at_least", [(0, 0.0), (10, 0.09)])
@@ -149,7 +152,8 @@ def test_every_tab_offers_its_model_to_links_and_gpt_its_pace():
 
     with gr.Blocks():
         parts = {key: module.build() for key, module in ui.TABS}
-    assert all("model" in part.inputs or "bert_model" in part.inputs for part in parts.values())
+    families = ("bert", "gpt", "vit", "clip", "compare")  # tabs that offer nothing to a link return None
+    assert all("model" in parts[key].inputs or "bert_model" in parts[key].inputs for key in families)
     assert len(parts["gpt"].paces) == 1 and parts["gpt"].paces[0].maximum == lecture.MAX_PACE
     assert lecture.presenter_pace(True) == lecture.PRESENTER_PACE and lecture.presenter_pace(False) == 0
 
@@ -189,6 +193,7 @@ def test_default_model_is_the_cached_hub_preset_else_the_embedded(monkeypatch):
     monkeypatch.setattr(components, "availability", lambda preset, online=None: "cached")
     assert components.default_choice("gpt") == PRESETS["gpt"][1].name
     assert components.default_choice("vit") == PRESETS["vit"][1].name
+    assert components.default_choice("bert") == "bert-base-uncased"  # not a fine-tuned embedded variant
 
 
 def test_tokenizer_comparison_says_the_embedded_vocabularies_are_tiny():

@@ -92,11 +92,14 @@ def test_gpt_average_over_heads_is_a_switch_and_answers_at_once(page, app_url):
 def test_stop_stops_a_paced_generation(page, app_url):
     page.goto(app_url)
     page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)
     page.get_by_role("tab", name="GPT", exact=True).click()
+    page.wait_for_timeout(1500)  # the page's own load events (presenter switch, slider ranges) have run
     pace = page.locator("#gpt-pace input[type=number]")
     pace.fill("1")
     pace.press("Enter")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(500)
+    assert pace.input_value() == "1"
     page.click("#gpt-generate-btn")
     page.wait_for_function("document.querySelectorAll('#gpt-coloured .textfield .token-container').length >= 3", timeout=TIMEOUT)
     page.click("#gpt-stop-btn")
