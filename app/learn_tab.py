@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import gradio as gr
 
 from app import inputs
-from app.components import LEARN, handler
+from app.components import LEARN, VIEWS, handler
 from app.figures import _layout, heatmap, lines
 from app.models import EMBEDDED_DIR
 from app.vision_figures import matrix_figure, position_similarity_figure
@@ -270,4 +270,5 @@ def build() -> None:
         event = run.click(function, ins, outs, api_name=function.__name__, **LEARN)
         stop.click(stopped, None, status, cancels=[event], api_visibility="private")
     replay_button.click(learn_vit_replay, [replay_index, vit_patch],
-                        [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay")
+                        [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay",
+                        **VIEWS)  # a replay only draws saved snapshots: a short view like the others

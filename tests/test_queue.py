@@ -96,18 +96,29 @@ def test_queue_overflow_gets_a_busy_answer_at_once_and_the_server_lives_on(small
     assert client.predict(prompt="the cat", max_new_tokens=3, api_name="/gpt_generate")[0].startswith("the cat")
 
 
-def test_every_model_endpoint_runs_in_one_of_the_two_small_groups(client):
-    """On two cores 25 views at 2 each would run 50 at once; a new endpoint must join a group too."""
-    from app.components import STREAMS, VIEWS
+def test_every_model_endpoint_runs_in_one_of_the_small_groups(client):
+    """On two cores 25 views at 2 each would run 50 at once; a new endpoint must join a group too: views two at
+    a time, streamed generations one at a time, the Learn tab's trainers one at a time in a group of their own."""
+    from app.components import LEARN, STREAMS, VIEWS
     from app.ui import build_demo
+    from bench.app_bench import TRAINERS
 
-    light = {"gpt_step_view", "gpt_step_reset", "gpt_step_export"}  # no model: they never wait behind one
+    # No model runs in these: they redraw a step from the history, clear it, export it, or fill in an example.
+    light = {"gpt_step_view", "gpt_step_reset", "gpt_step_export", "t5_step_view", "t5_step_reset",
+             "t5_step_export", "t5_task"}
     named = {name.lstrip("/") for name in client.view_api(return_format="dict", print_info=False)["named_endpoints"]}
     groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in build_demo().fns.values()
               if fn.api_name in named}
-    assert groups["gpt_generate"] == (STREAMS["concurrency_id"], STREAMS["concurrency_limit"]) == ("streams", 1)
+    streams = (STREAMS["concurrency_id"], STREAMS["concurrency_limit"])
+    learn = (LEARN["concurrency_id"], LEARN["concurrency_limit"])
+    assert streams == ("streams", 1) and learn == ("learn", 1)
+    generations = {"gpt_generate", "t5_generate"}
+    trainers = {name for name in named if name.startswith("learn_")} - {"learn_vit_replay"}  # replay: a view
+    assert generations <= named and trainers == TRAINERS, (named, trainers)
+    assert {groups[name] for name in generations} == {streams}
+    assert {groups[name] for name in trainers} == {learn}
     views = (VIEWS["concurrency_id"], VIEWS["concurrency_limit"])
-    outside = sorted(name for name in named - light - {"gpt_generate"} if groups[name] != views)
+    outside = sorted(name for name in named - light - generations - trainers if groups[name] != views)
     assert not outside, f"model endpoints outside the views group: {outside}"
     assert VIEWS["concurrency_limit"] <= 2  # two cores
 

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from app.housekeeping import list_files
-from bench.app_bench import free_port, start_app
+from bench.app_bench import free_port, is_trainer, start_app
 from core.embedded.grammar import corpus
 from tools.load_test import message_key, outcome_of
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
         prefixes = tuple("/" + prefix.strip().lstrip("/") for prefix in args.only.split(",") if prefix.strip())
-        names = sorted(name for name in named if not prefixes or name.startswith(prefixes))
+        names = sorted(name for name in named if (not prefixes or name.startswith(prefixes)) and not is_trainer(name))
         if not names:
             raise SystemExit(f"no endpoint starts with {args.only!r}")
         start = time.perf_counter()
