@@ -80,10 +80,12 @@ class Lesson:
         raise NotImplementedError
 
 
-def run_lesson(lesson: Lesson, max_steps: int, every: int, max_seconds: float = MAX_SECONDS,
+def run_lesson(lesson: Lesson, max_steps: int, every: int, max_seconds: float | None = None,
                should_stop: Callable[[], bool] = lambda: False) -> Iterator[Frame]:
     """Frames of `lesson`: one before training, then one every `every` steps, until `max_steps`, `max_seconds`
-    (wall clock, checked between bursts) or `should_stop()`; the last frame says which ended it."""
+    (wall clock, checked between bursts; default `MAX_SECONDS`, read at each call so a server can lower it) or
+    `should_stop()`; the last frame says which ended it."""
+    max_seconds = MAX_SECONDS if max_seconds is None else max_seconds
     start = time.perf_counter()
 
     def reason() -> str:
