@@ -361,17 +361,28 @@ def polarity(sentence: str) -> int:
     return sum(w in POSITIVE_WORDS for w in words) - sum(w in NEGATIVE_WORDS for w in words)
 
 
+def _labelled_examples(kind: str, n: int, seed: int, split: str, draw, text_of) -> list:
+    """`n` examples from `draw(rng, count_so_far)` (None: rejected) whose `text_of(example)` lies in `split`,
+    from a generator seeded by the task's name and `seed`: the same call gives the same examples."""
+    _in_split("", split)
+    rng = random.Random(f"{kind}-{seed}")
+    out: list = []
+    while len(out) < n:
+        example = draw(rng, len(out))
+        if example is not None and _in_split(text_of(example), split):
+            out.append(example)
+    return out
+
+
 def sentiment_examples(n: int, seed: int, split: str = "all") -> list[SentimentExample]:
     """`n` sentences of the language with a clear polarity, labels alternating so the classes are balanced."""
-    _in_split("", split)
-    rng = random.Random(f"sentiment-{seed}")
-    out: list[SentimentExample] = []
-    while len(out) < n:
+
+    def draw(rng: random.Random, count: int) -> SentimentExample | None:
         sentence = generate_sentence(rng)
-        score, wanted = polarity(sentence), SENTIMENT_LABELS[len(out) % 2]
-        if score and SENTIMENT_LABELS[score > 0] == wanted and _in_split(sentence, split):
-            out.append(SentimentExample(sentence, wanted))
-    return out
+        score, wanted = polarity(sentence), SENTIMENT_LABELS[count % 2]
+        return SentimentExample(sentence, wanted) if score and SENTIMENT_LABELS[score > 0] == wanted else None
+
+    return _labelled_examples("sentiment", n, seed, split, draw, lambda example: example.text)
 
 
 # Names extend the language: a person is a singular animate noun phrase, a place follows "in", "near" or
@@ -439,15 +450,12 @@ def _entity_sentence(rng: random.Random) -> list[tuple[str, str]]:
 
 def entity_examples(n: int, seed: int, split: str = "all") -> list[EntityExample]:
     """`n` sentences with people and places, tagged per word in BIO."""
-    _in_split("", split)
-    rng = random.Random(f"entities-{seed}")
-    out: list[EntityExample] = []
-    while len(out) < n:
+
+    def draw(rng: random.Random, count: int) -> EntityExample:
         pairs = _entity_sentence(rng)
-        example = EntityExample(tuple(w for w, _ in pairs), tuple(t for _, t in pairs))
-        if _in_split(example.text, split):
-            out.append(example)
-    return out
+        return EntityExample(tuple(w for w, _ in pairs), tuple(t for _, t in pairs))
+
+    return _labelled_examples("entities", n, seed, split, draw, lambda example: example.text)
 
 
 @dataclass(frozen=True)
@@ -475,10 +483,8 @@ def _located_sentence(rng: random.Random, noun_taken: set[str]) -> tuple[list[st
 def question_examples(n: int, seed: int, split: str = "all") -> list[QuestionExample]:
     """`n` passages of 1 or 2 located sentences ("the keys to the old cabinet are on the table .") and a
     question about one of their subjects ("where are the keys ?"), answered by its place ("on the table")."""
-    _in_split("", split)
-    rng = random.Random(f"questions-{seed}")
-    out: list[QuestionExample] = []
-    while len(out) < n:
+
+    def draw(rng: random.Random, count: int) -> QuestionExample:
         taken: set[str] = set()
         parts = [_located_sentence(rng, taken) for _ in range(rng.randint(1, 2))]
         asked = rng.randrange(len(parts))
@@ -493,10 +499,10 @@ def question_examples(n: int, seed: int, split: str = "all") -> list[QuestionExa
         subject, _, place, verb = parts[asked]
         copula = COPULA[0] if _VERB[verb][1] == SG else COPULA[1]
         question = f"where {copula} {' '.join(subject)} ?"
-        example = QuestionExample(question, " ".join(sentences), " ".join(place), answer_start)
-        if _in_split(example.question + " " + example.context, split):
-            out.append(example)
-    return out
+        return QuestionExample(question, " ".join(sentences), " ".join(place), answer_start)
+
+    return _labelled_examples("questions", n, seed, split, draw,
+                              lambda example: example.question + " " + example.context)
 
 
 # -------------------------------------------------------------------------------------------------- parser
