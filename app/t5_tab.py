@@ -36,6 +36,8 @@ DEFAULT_TEXT = "translate English to Toy: the small dog that the children like s
 DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
 
 MAX_NEW_TOKENS = 64
+# GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
+T5_FINISH_WORDS = {**FINISH_WORDS, "eos": "the model wrote </s>, the end of its output"}
 MAX_INPUT_TOKENS = 128
 MAX_SPAN_WORDS = 64
 MAX_SEED = 2**31 - 1
@@ -252,7 +254,7 @@ def t5_generate(choice, custom, text, max_new_tokens, temperature, top_k, top_p,
             figs = step_views(steps, len(steps), input_tokens, choice_heads, alignment)
             status = f"Token {len(steps)} of at most {max_new} · {settings.describe()}."
             if summary["finished"]:
-                status += f" Stopped: {FINISH_WORDS.get(summary['finished'], summary['finished'])}."
+                status += f" Stopped: {T5_FINISH_WORDS.get(summary['finished'], summary['finished'])}."
                 break
             yield (output_text(loaded.tokenizer, steps), *figs, status, model_note(loaded, notes), None)
     finally:
@@ -300,7 +302,7 @@ def t5_step(choice, custom, text, temperature, top_k, top_p, seed, greedy, layer
     notes = join_notes(note, cut, choice_heads.note, "; ".join(settings.notes), restarted)
     steps = history["steps"]
     if history["finished"] or len(steps) >= MAX_NEW_TOKENS:
-        reason = FINISH_WORDS["eos"].replace("<|endoftext|>", "</s>") if history["finished"] else "the history is full"
+        reason = T5_FINISH_WORDS["eos"] if history["finished"] else "the history is full"
         alignment = alignment_for(loaded, source, input_tokens, written_tokens(steps))
         return (output_text(loaded.tokenizer, steps), *step_views(steps, len(steps), input_tokens, choice_heads,
                                                                   alignment),
