@@ -141,6 +141,7 @@ def test_head_tab_in_browser_presenter_mode(browser, app_url):
         page.wait_for_timeout(400)
         page.locator("#head-plot").scroll_into_view_if_needed()
         page.screenshot(path=str(SCREENSHOTS / f"head-arithmetic-{source.split()[-1].lower()}.png"))
-        assert page.locator(".toast-body.error").count() == 0
+        toasts = page.locator(".toast-body.error")
+        assert toasts.count() == 0, toasts.all_inner_texts()  # the message, should one ever show
     assert errors == []
     context.close()
