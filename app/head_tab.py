@@ -106,12 +106,14 @@ def _greedy(loaded, ids: tuple[int, ...], limit: int) -> tuple[int, ...]:
 
 
 @functools.lru_cache(maxsize=8)
-def _text_ids(tokenizer, text: str, limit: int) -> tuple[tuple[int, ...], str]:
+def _text_ids(tokenizer, text: str, limit: int, keep_end: bool = False) -> tuple[tuple[int, ...], str]:
+    """The first `limit` token ids; `keep_end` keeps the closing token of a cut text (T5's encoder was trained
+    on inputs that end in </s>)."""
     ids = tokenizer.encode(text)
     note = ""
     if len(ids) > limit:
         note = f"✂️ The text has {len(ids)} tokens; the first {limit} are shown."
-        ids = ids[:limit]
+        ids = ids[:limit - 1] + ids[-1:] if keep_end else ids[:limit]
     return tuple(ids), note
 
 
@@ -123,7 +125,7 @@ def _prepare(source, choice, text, image) -> Prepared:
     notes, picture = [], None
     if source in T5_SOURCES:
         text = inputs.text(text, "text")
-        ids, cut = _text_ids(loaded.tokenizer, text, MAX_TEXT_TOKENS)
+        ids, cut = _text_ids(loaded.tokenizer, text, MAX_TEXT_TOKENS, keep_end=True)
         notes += [cut] if cut else []
         input_labels = unique_labels([loaded.tokenizer.token_text(t) for t in ids])
         prepared = Prepared(loaded, model, torch.tensor([ids]), input_labels, input_labels, None, "", tower)
