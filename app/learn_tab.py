@@ -316,12 +316,9 @@ def build() -> None:
     for run, stop, function, ins, outs, status in runs:
         event = run.click(function, ins, outs, api_name=function.__name__, **LEARN)
         stop.click(stopped, None, status, cancels=[event], api_visibility="private")
-    text_replay_button.click(learn_text_replay, [pt_objective, text_replay_index],
-                             [text_replay_curve, text_replay_table], api_name="learn_text_replay", **VIEWS)
-    text_replay_index.release(learn_text_replay, [pt_objective, text_replay_index],
-                              [text_replay_curve, text_replay_table], api_visibility="private", **VIEWS)
-    replay_index.release(learn_vit_replay, [replay_index, vit_patch],
-                         [replay_mosaic, replay_one, replay_curve, replay_note], api_visibility="private", **VIEWS)
-    replay_button.click(learn_vit_replay, [replay_index, vit_patch],
-                        [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay",
-                        **VIEWS)  # a replay only draws saved snapshots: a short view like the others
+    # A replay redraws when the slider is let go, or on the button (one event, one endpoint).
+    gr.on([text_replay_button.click, text_replay_index.release], learn_text_replay, [pt_objective, text_replay_index],
+          [text_replay_curve, text_replay_table], api_name="learn_text_replay", **VIEWS)
+    gr.on([replay_button.click, replay_index.release], learn_vit_replay, [replay_index, vit_patch],
+          [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay",
+          **VIEWS)  # a replay only draws saved snapshots: a short view like the others
