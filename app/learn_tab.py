@@ -160,7 +160,11 @@ def learn_text_replay(objective="mlm", snapshot=-1):
     at the chosen snapshot, its fill-ins / continuations of the recorded inputs."""
     objective = inputs.choice(objective, "objective", OBJECTIVES)
     name = REPLAY_MODELS[objective]
-    replay = learn.read_replay(EMBEDDED_DIR / name)
+    try:
+        replay = learn.read_replay(EMBEDDED_DIR / name)
+    except FileNotFoundError:
+        return go.Figure(), (f"No replay of {name}'s training is shipped yet: `python -m core.embedded train {name}` "
+                             "records one as it trains (the full recipe takes minutes of CPU; see the README).")
     steps, count = replay["steps"], len(replay["steps"])
     index = inputs.integer(snapshot, "snapshot", -1, 10_000, count - 1)
     index = count - 1 if index < 0 or index >= count else index
@@ -254,10 +258,10 @@ def build() -> None:
             pt_plot = gr.Plot(label="Loss", elem_id="learn-pretrain-plot")
             pt_samples = gr.Markdown(elem_id="learn-pretrain-samples")
         gr.Markdown("### Replay: the shipped tiny-bert's and tiny-gpt's own training, full length\n"
-                    "Recorded while `python -m core.embedded train` trained them (4,000 and 2,500 steps of the 4-layer "
-                    "models): every step's loss, and at steps spaced geometrically (dense early, when most "
-                    "changes) the fill-ins of fixed masked sentences or the continuations of fixed prompts. The "
-                    "objective above chooses the model.")
+                    "Recorded while `python -m core.embedded train` trains them (the full recipes: 4,000 and 2,500 "
+                    "steps of the 4-layer models): every step's loss, and at steps spaced geometrically (dense early, "
+                    "when most changes) the fill-ins of fixed masked sentences or the continuations of fixed "
+                    "prompts. The objective above chooses the model.")
         with gr.Row():
             text_replay_index = gr.Slider(-1, max(_snapshot_count("tiny-bert"), _snapshot_count("tiny-gpt")) - 1,
                                           value=-1, step=1, label="Snapshot (-1: the last)",

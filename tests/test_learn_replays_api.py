@@ -51,3 +51,12 @@ def test_scaling_on_the_embedded_ladder(client):
 def test_scaling_on_the_gpt2_family_offline_says_what_is_missing(client):
     *_, summary = client.predict("GPT-2 family", "The cat sat on the mat.", api_name="/scaling_ladder")
     assert "Not measured" in summary and "gpt2-xl" in summary
+
+
+def test_a_model_without_a_replay_says_how_to_record_one(tmp_path, monkeypatch):
+    from app import learn_tab
+
+    (tmp_path / "tiny-bert").mkdir()
+    monkeypatch.setattr(learn_tab, "EMBEDDED_DIR", tmp_path)
+    figure, note = learn_tab.learn_text_replay("mlm", 0)
+    assert figure.data == () and "`python -m core.embedded train tiny-bert` records one" in note
