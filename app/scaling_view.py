@@ -25,7 +25,9 @@ from core.embedded.ladder import LADDER_NAME, RUNGS, read_curve
 from core.hub import PLAN_FILES, cached_folder, hub_folder, hub_reachable
 
 LADDERS = ("tiny-gpt ladder (embedded)", "GPT-2 family")
-DEFAULT_TEXT = "the dog that the children like sits in the garden . the keys to the old books lie on the table ."
+# A held-out sentence of the grammar (no ladder saw it), with agreement across a relative clause ("bird ... wants").
+# One sentence: in training each sentence follows <|endoftext|>, so a second one after " ." is out of distribution.
+DEFAULT_TEXT = "the grey bird that the man pushes wants his apple from the bakers ."
 PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00"]
 
 _embedded: dict[str, tuple] = {}

@@ -36,11 +36,12 @@ def test_token_losses_are_the_models_own_cross_entropy(folder):
 
 def test_the_ladder_grows_and_its_loss_falls_with_size():
     """On held-out sentences each larger rung has a lower mean loss, as its training curve ended lower."""
-    text = " ".join(grammar.corpus(6, grammar.EVAL_SEED, split="held_out"))
+    sentences = grammar.corpus(40, grammar.EVAL_SEED, split="held_out")
     models = [load_model(folder) for folder in LADDER]
     sizes = [scaling.non_embedding_parameters(m) for m in models]
     assert sizes == sorted(sizes) and sizes[-1] > 30 * sizes[0]
-    means = [scaling.token_losses(m, load_tokenizer(f), text).mean for m, f in zip(models, LADDER)]
+    means = [sum(scaling.token_losses(m, load_tokenizer(f), s).mean for s in sentences) / len(sentences)
+             for m, f in zip(models, LADDER)]
     assert means == sorted(means, reverse=True), means
     final = [sum(read_curve(f)["losses"][-50:]) / 50 for f in LADDER]
     assert final == sorted(final, reverse=True), final
@@ -110,3 +111,16 @@ def test_the_gpt2_ladder_measures_what_is_cached_and_refuses_the_rest_before_loa
     assert set(why) == {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}
     assert "not downloaded" in why["gpt2"]
     assert "gpt2-xl is not loaded: its weights take 6,2" in why["gpt2-xl"]
+
+
+def test_the_ladder_trains_deterministically(tmp_path):
+    from core.embedded.ladder import train_ladder
+
+    threads = torch.get_num_threads()
+    try:
+        first, second = train_ladder(tmp_path / "a", steps=3), train_ladder(tmp_path / "b", steps=3)
+    finally:
+        torch.set_num_threads(threads)
+    for name, *_ in RUNGS:
+        for file in ("model.safetensors", CURVE_FILE):
+            assert (first / name / file).read_bytes() == (second / name / file).read_bytes(), (name, file)
