@@ -149,7 +149,10 @@ REPLAY_MODELS = {"mlm": "tiny-bert", "next-token": "tiny-gpt"}
 def replay_loss_figure(losses: list[float], step: int, name: str) -> go.Figure:
     """A shipped model's whole training loss, the chosen snapshot's step marked."""
     curve = lines(list(range(1, len(losses) + 1)), {"loss": losses}, f"{name}'s training loss, every step (the "
-                  "dashed line: this snapshot)", x_title="step", y_title="cross-entropy", height=320)
+                  "dashed line: this snapshot)", x_title="step (log: the early steps are where most happens)",
+                  y_title="cross-entropy", height=320)
+    curve.update_traces(mode="lines", line_width=1.5)  # thousands of steps: markers would merge into a band
+    curve.update_xaxes(type="log")
     curve.add_vline(x=max(step, 1), line=dict(color="#e66101", width=2, dash="dash"))
     return curve
 
@@ -257,7 +260,7 @@ def build() -> None:
         with gr.Row():
             pt_plot = gr.Plot(label="Loss", elem_id="learn-pretrain-plot")
             pt_samples = gr.Markdown(elem_id="learn-pretrain-samples")
-        gr.Markdown("### Replay: the shipped tiny-bert's and tiny-gpt's own training, full length\n"
+        gr.Markdown("### Replay: tiny-gpt's (and tiny-bert's, once recorded) own training, full length\n"
                     "Recorded while `python -m core.embedded train` trains them (the full recipes: 4,000 and 2,500 "
                     "steps of the 4-layer models): every step's loss, and at steps spaced geometrically (dense early, "
                     "when most changes) the fill-ins of fixed masked sentences or the continuations of fixed "
