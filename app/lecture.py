@@ -35,6 +35,12 @@ def live(controls, fn, inputs, outputs, scroll_to: str | None = None) -> None:
               trigger_mode="always_last", show_progress="minimal", **VIEWS)
 
 
+# A grid of every layer's heads (figures.grid_of_heatmaps) in a plot with the class HEAD_GRID picks a head when one
+# of its tiles is clicked: the sliders with the classes PICK_LAYER and PICK_HEAD in the same view move there, and
+# the head slider's release redraws the view as if it had been moved by hand (PAGE_JS does it in the browser).
+HEAD_GRID, PICK_LAYER, PICK_HEAD = "head-grid", "pick-layer", "pick-head"
+
+
 # ----- pace of a streamed generation ----------------------------------------------------------------------------
 
 PRESENTER_PACE = 4.0  # tokens per second: slow enough to read aloud, fast enough not to bore
@@ -148,13 +154,35 @@ PAGE_JS = """() => {
     target.focus();
     target.click();
   });
+  // A click on a tile of a head grid picks that layer and head. The plotly listener is added on the press that
+  // starts the click (plotly reports clicks on release), so a figure drawn again later is covered too.
+  const moveSlider = (range, value, release) => {
+    if (!range) return;
+    range.value = value;
+    range.dispatchEvent(new Event('input', {bubbles: true}));
+    if (release) range.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+  };
+  const nearest = (ticks, value) => ticks.reduce(
+    (best, tick, i) => (Math.abs(tick - value) < Math.abs(ticks[best] - value) ? i : best), 0);
+  document.addEventListener('pointerdown', (event) => {
+    const plot = event.target.closest && event.target.closest('.HEAD_GRID .js-plotly-plot');
+    if (!plot || plot.__picksHeads || typeof plot.on !== 'function') return;
+    plot.__picksHeads = true;
+    plot.on('plotly_click', (data) => {
+      const point = data && data.points && data.points[0];
+      if (!point || !plot.layout.xaxis.tickvals || !plot.layout.yaxis.tickvals) return;
+      const view = plot.closest('.tabitem') || document;
+      moveSlider(view.querySelector('.PICK_LAYER input[type=range]'), nearest(plot.layout.yaxis.tickvals, point.y) + 1, false);
+      moveSlider(view.querySelector('.PICK_HEAD input[type=range]'), nearest(plot.layout.xaxis.tickvals, point.x) + 1, true);
+    });
+  }, true);
   document.addEventListener('keyup', (event) => {
     const keys = ['ArrowRight', 'ArrowLeft', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
     if (event.target.matches && event.target.matches('input[type=range]') && keys.includes(event.key)) {
       event.target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
     }
   });
-}"""
+}""".replace("HEAD_GRID", HEAD_GRID).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
 
 
 def presenter_pace(on: bool) -> float:

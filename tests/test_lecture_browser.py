@@ -186,3 +186,29 @@ def test_keyboard_moves_between_tabs_and_a_slider_answers_on_key_release(page, a
     page.wait_for_function("(document.querySelector('#bert-attention-head .gtitle') || {}).textContent"
                            f"?.startsWith('Layer {expected}, head 1')", timeout=TIMEOUT)
     assert page.locator(TOAST).count() == 0
+
+
+def test_clicking_a_tile_of_bert_all_heads_grid_selects_that_head(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)
+    page.get_by_role("tab", name="Attention", exact=True).first.click()
+    page.click("#bert-attention-button")
+    page.wait_for_selector("#bert-attention-grid .nsewdrag", timeout=TIMEOUT)
+    rows = page.locator("#bert-attention-grid .ytick").count()
+    cols = page.locator("#bert-attention-grid .xtick").count()
+    assert rows >= 2 and cols >= 2
+    # The tiles are labelled from 1 on both axes.
+    assert page.locator("#bert-attention-grid .ytick text").first.text_content() == "L1"
+    assert page.locator("#bert-attention-grid .xtick text").last.text_content() == f"H{cols}"
+    before = _title(page, "#bert-attention-head")
+    area = page.locator("#bert-attention-grid .nsewdrag").first.bounding_box()
+    # The centre of the tile of layer 1, last head: a head the view did not show before.
+    page.mouse.click(area["x"] + (cols - 0.5) / cols * area["width"], area["y"] + 0.5 / rows * area["height"])
+    page.wait_for_function("document.querySelector('#bert-attention-head .gtitle').textContent"
+                           f".startsWith('Layer 1, head {cols}')", timeout=TIMEOUT)
+    assert not before.startswith(f"Layer 1, head {cols}")
+    assert page.locator("#bert-layer input[type=number]").input_value() == "1"
+    assert page.locator("#bert-head input[type=number]").input_value() == str(cols)
+    assert page.locator(TOAST).count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "lecture-bert-grid-click.png"), full_page=True)
