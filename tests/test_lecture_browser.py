@@ -212,3 +212,27 @@ def test_clicking_a_tile_of_bert_all_heads_grid_selects_that_head(page, app_url)
     assert page.locator("#bert-head input[type=number]").input_value() == str(cols)
     assert page.locator(TOAST).count() == 0
     page.screenshot(path=str(SCREENSHOTS / "lecture-bert-grid-click.png"), full_page=True)
+
+
+def test_t5_attention_redraws_on_slider_release_without_a_click(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name="T5", exact=True).click()
+    page.get_by_role("tab", name="Attention", exact=True).last.click()
+    page.wait_for_timeout(1500)  # the sliders are refitted to the model when the page opens
+    page.click("#t5-attention-btn")
+    page.wait_for_function("(document.querySelector('#t5-cross-plot .gtitle') || {}).textContent"
+                           "?.includes('mean of heads')", timeout=TIMEOUT)
+    heads = int(page.locator("#t5-head input[type=range]").get_attribute("max"))
+    assert heads >= 2
+    page.locator("#t5-average input[type=checkbox]").uncheck()
+    page.wait_for_function("document.querySelector('#t5-cross-plot .gtitle').textContent.includes('head 1')",
+                           timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-head", 0.999)
+    page.wait_for_function("document.querySelector('#t5-cross-plot .gtitle').textContent"
+                           f".includes('head {heads}')", timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-layer", 0.001)
+    page.wait_for_function("document.querySelector('#t5-encoder-plot .gtitle').textContent"
+                           f".includes('layer 1, head {heads}')", timeout=TIMEOUT)
+    assert page.locator(TOAST).count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "lecture-live-t5-attention.png"), full_page=True)
