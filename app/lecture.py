@@ -118,7 +118,13 @@ LINK_JS = """(query) => {
 
 # ----- presenter mode and the page's look ------------------------------------------------------------------------
 
-PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', !!on); return on; }"
+PRESENTER_TICKS, PRESENTER_TITLE = 18, 22  # px: plot text in presenter mode, readable from the back row
+PRESENTER_TALLER = 1.3  # plots grow by this much around their larger text (PAGE_JS: within the window)
+PRESENTER_JS = """(on) => {
+  document.body.classList.toggle('presenter', !!on);
+  if (window.__presentPlots) window.__presentPlots();
+  return on;
+}"""
 URL_PRESENTER_JS = """() => {
   const on = new URLSearchParams(window.location.search).get('presenter') === '1';
   document.body.classList.toggle('presenter', on);
@@ -176,13 +182,57 @@ PAGE_JS = """() => {
       moveSlider(view.querySelector('.PICK_HEAD input[type=range]'), nearest(plot.layout.xaxis.tickvals, point.x) + 1, true);
     });
   }, true);
+  // Presenter mode draws every figure with larger type (ticks and labels 18 px, titles 22 px) and taller, so that
+  // the plot area keeps its size around the larger labels. Plotly lays out its own text, so this is a relayout
+  // (CSS alone would enlarge text into margins measured for the small type and clip it). It runs after each
+  // draw (plotly_afterplot) and when the mode changes; the figure's own values are kept to undo it.
+  const present = (plot) => {
+    if (!window.Plotly || !plot.layout || !plot._fullLayout || plot.__presenting) return;
+    const on = document.body.classList.contains('presenter');
+    const done = plot.__presentedLayout === plot.layout;
+    if (on === done) return;
+    plot.__presenting = true;
+    let update;
+    if (on) {
+      const layout = plot.layout;
+      const original = {height: layout.height, font: layout.font && layout.font.size,
+        title: layout.title && layout.title.font && layout.title.font.size, top: layout.margin && layout.margin.t,
+        xAuto: layout.xaxis && layout.xaxis.automargin, yAuto: layout.yaxis && layout.yaxis.automargin};
+      plot.__original = original;
+      const height = plot._fullLayout.height;
+      // A plot in view grows only down to the window's bottom edge (a result above the fold stays there);
+      // one further down, seen after scrolling, up to 80% of the window.
+      const top = plot.getBoundingClientRect().top;
+      const room = Math.max(height, top < window.innerHeight ? window.innerHeight - top - 12 : 0.8 * window.innerHeight);
+      update = {'height': Math.round(Math.min(PRESENTER_TALLER * height, room)), 'font.size': PRESENTER_TICKS,
+        'title.font.size': PRESENTER_TITLE, 'margin.t': Math.round(plot._fullLayout.margin.t * 1.15),
+        'xaxis.automargin': true, 'yaxis.automargin': true};
+    } else {
+      const o = plot.__original || {};
+      update = {'height': o.height ?? null, 'font.size': o.font ?? null, 'title.font.size': o.title ?? null,
+        'margin.t': o.top ?? null, 'xaxis.automargin': o.xAuto ?? null, 'yaxis.automargin': o.yAuto ?? null};
+    }
+    window.Plotly.relayout(plot, update).finally(() => {
+      plot.__presentedLayout = on ? plot.layout : null;
+      plot.__presenting = false;
+    });
+  };
+  window.__presentPlots = () => document.querySelectorAll('.js-plotly-plot').forEach((plot) => {
+    if (!plot.__watched && typeof plot.on === 'function') {
+      plot.__watched = true;
+      plot.on('plotly_afterplot', () => setTimeout(() => present(plot), 0));
+    }
+    present(plot);
+  });
+  setInterval(window.__presentPlots, 500);
   document.addEventListener('keyup', (event) => {
     const keys = ['ArrowRight', 'ArrowLeft', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
     if (event.target.matches && event.target.matches('input[type=range]') && keys.includes(event.key)) {
       event.target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
     }
   });
-}""".replace("HEAD_GRID", HEAD_GRID).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
+}""".replace("HEAD_GRID", HEAD_GRID).replace("PRESENTER_TICKS", str(PRESENTER_TICKS)).replace(
+    "PRESENTER_TITLE", str(PRESENTER_TITLE)).replace("PRESENTER_TALLER", str(PRESENTER_TALLER)).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
 
 
 def presenter_pace(on: bool) -> float:
@@ -217,7 +267,7 @@ footer { display: none !important; }
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
   --body-text-color: #000; --block-label-text-size: 18px; --block-info-text-size: 17px;
-  --input-text-size: 20px; --section-header-text-size: 20px; }
+  --input-text-size: 20px; --section-header-text-size: 20px; --checkbox-label-text-size: 20px; }
 body.presenter .prose, body.presenter label, body.presenter button { font-size: 20px !important; }
 body.presenter textarea, body.presenter input, body.presenter .token, body.presenter .textfield,
 body.presenter [data-testid="block-info"], body.presenter [data-testid="block-label"],

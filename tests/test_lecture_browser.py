@@ -236,3 +236,49 @@ def test_t5_attention_redraws_on_slider_release_without_a_click(page, app_url):
                            f".includes('layer 1, head {heads}')", timeout=TIMEOUT)
     assert page.locator(TOAST).count() == 0
     page.screenshot(path=str(SCREENSHOTS / "lecture-live-t5-attention.png"), full_page=True)
+
+
+def _plot_state(page, selector):
+    return page.evaluate(f"""(() => {{
+      const plot = document.querySelector('{selector} .js-plotly-plot');
+      const box = plot.getBoundingClientRect(), title = plot.querySelector('.gtitle').getBoundingClientRect();
+      const tick = plot.querySelector('.xtick text');
+      return {{height: plot._fullLayout.height, font: plot._fullLayout.font.size,
+               tick: parseFloat(getComputedStyle(tick).fontSize),
+               titleInside: title.left >= box.left - 1 && title.right <= box.right + 1 && title.top >= box.top - 1}};
+    }})()""")
+
+
+def test_presenter_mode_draws_plots_taller_with_larger_type_and_titles_unclipped_at_1024(page, app_url):
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)
+    page.get_by_role("tab", name="Attention", exact=True).first.click()
+    page.click("#bert-attention-button")
+    page.wait_for_selector("#bert-attention-grid .gtitle", timeout=TIMEOUT)
+    page.wait_for_timeout(800)
+    before = _plot_state(page, "#bert-attention-grid")
+    assert before["font"] < 18
+    page.locator("#presenter-toggle input[type=checkbox]").check()
+    page.wait_for_function("document.querySelector('#bert-attention-grid .js-plotly-plot')._fullLayout.font.size"
+                           " >= 18", timeout=TIMEOUT)
+    page.wait_for_timeout(500)
+    for plot in ("#bert-attention-grid", "#bert-attention-head"):
+        state = _plot_state(page, plot)
+        assert state["font"] >= 18 and state["tick"] >= 18 and state["titleInside"], (plot, state)
+    # Taller by 30%, or up to 80% of the window for a figure seen after scrolling (the grid is below the fold).
+    grown = _plot_state(page, "#bert-attention-grid")["height"]
+    assert grown > before["height"] and grown >= min(1.3 * before["height"], 0.8 * 768) - 1, (grown, before)
+    page.screenshot(path=str(SCREENSHOTS / "lecture-presenter-plots-1024.png"), full_page=True)
+    # A figure drawn again while presenter mode is on (a slider moved) is enlarged again.
+    _click_slider_at(page, "#bert-layer", 0.001)
+    page.wait_for_function("document.querySelector('#bert-attention-head .gtitle').textContent"
+                           ".startsWith('Layer 1,')", timeout=TIMEOUT)
+    page.wait_for_function("document.querySelector('#bert-attention-grid .js-plotly-plot')._fullLayout.font.size"
+                           " >= 18", timeout=TIMEOUT)
+    page.locator("#presenter-toggle input[type=checkbox]").uncheck()
+    page.wait_for_function("document.querySelector('#bert-attention-grid .js-plotly-plot')._fullLayout.font.size"
+                           f" == {before['font']}", timeout=TIMEOUT)
+    assert _plot_state(page, "#bert-attention-grid")["height"] == before["height"]
+    assert page.locator(TOAST).count() == 0
