@@ -241,7 +241,7 @@ def build() -> None:
             replay_button = gr.Button("Show snapshot", elem_id="learn-vit-replay")
         replay_note = gr.Markdown(elem_id="learn-vit-replay-note")
         with gr.Row():
-            replay_mosaic = gr.Plot(label="All patches (replay)")
+            replay_mosaic = gr.Plot(label="All patches (replay)", elem_id="learn-vit-replay-mosaic")
             replay_one = gr.Plot(label="One patch (replay)")
         replay_curve = gr.Plot(label="tiny-vit loss")
     with gr.Tab("CLIP aligns", elem_id="learn-view-clip"):

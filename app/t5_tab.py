@@ -569,7 +569,7 @@ def build() -> None:
             out_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             out_status = gr.Markdown()
             with gr.Row():
-                out_bars = gr.Plot(label="This step's next-token probabilities")
+                out_bars = gr.Plot(label="This step's next-token probabilities", elem_id="t5-bars")
                 out_cross_row = gr.Plot(label="This step's cross-attention over the input")
             with gr.Row():
                 out_self_row = gr.Plot(label="This step's decoder self-attention")

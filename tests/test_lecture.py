@@ -273,3 +273,23 @@ def test_t5_attention_and_step_views_redraw_without_a_new_forward(monkeypatch):
         (unchanged,) * 6
     assert len(calls) == after_first
     assert t5_tab.t5_step_redraw(1, 1, 1, False, t5_tab.empty_history()) == (unchanged,) * 5
+
+
+def test_defaults_show_the_point():
+    """Compare's masked word is one the words after the blank give away to BERT, not to GPT; CLIP's batch loss at
+    the default τ is worth discussing (neither 0.0000 nor chance); GPT's default prompt, at the page's default
+    settings (temperature 0.8, top-k 20, top-p 0.95, seed 0, 30 tokens), is continued grammatically."""
+    import math
+
+    from core.embedded import grammar
+
+    *_, path = compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, compare_tab.DEFAULT_WORD)
+    numbers = json.loads(Path(path).read_text())
+    assert numbers["bert"]["p_actual"] > 0.3 and numbers["gpt"]["p_actual"] < numbers["bert"]["p_actual"] / 10
+    clip = PRESETS["clip"][0].name
+    *_, path = clip_tab.clip_contrastive(clip, "", "", 0, clip_tab.DEFAULT_TEMPERATURE, False)
+    batch = json.loads(Path(path).read_text())
+    assert 0.05 < batch["loss"] < math.log(len(batch["captions"])) / 2
+    text = list(gpt_tab.gpt_generate(GPT, "", gpt_tab.DEFAULT_PROMPT, 30, 0.8, 20, 0.95, 0, False))[-1][0]
+    assert text.startswith(gpt_tab.DEFAULT_PROMPT) and len(text) > len(gpt_tab.DEFAULT_PROMPT) + 10
+    assert grammar.is_grammatical(text.strip()), text
