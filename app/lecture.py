@@ -119,6 +119,7 @@ LINK_JS = """(query) => {
 # ----- presenter mode and the page's look ------------------------------------------------------------------------
 
 PRESENTER_TICKS, PRESENTER_TITLE = 18, 22  # px: plot text in presenter mode, readable from the back row
+PRESENTER_TEXT = 1.3  # text that a trace sizes itself (box labels, bar values) grows by this much
 PRESENTER_TALLER = 1.3  # plots grow by this much around their larger text (PAGE_JS: within the window)
 PRESENTER_JS = """(on) => {
   document.body.classList.toggle('presenter', !!on);
@@ -212,7 +213,22 @@ PAGE_JS = """() => {
       update = {'height': o.height ?? null, 'font.size': o.font ?? null, 'title.font.size': o.title ?? null,
         'margin.t': o.top ?? null, 'xaxis.automargin': o.xAuto ?? null, 'yaxis.automargin': o.yAuto ?? null};
     }
-    window.Plotly.relayout(plot, update).finally(() => {
+    // Text drawn by traces (labels in boxes, numbers on bars) sets its own size: it grows by the same factor,
+    // and so do the square boxes that hold it (the BERT token strip).
+    const traces = [], fonts = [], boxes = [];
+    (plot.data || []).forEach((trace, i) => {
+      const font = trace.textfont && trace.textfont.size, box = trace.marker && trace.marker.size;
+      const square = trace.marker && trace.marker.symbol === 'square' && typeof box === 'number';
+      if (typeof font !== 'number' && !square) return;
+      if (on) trace.__original = {font, box};
+      const o = trace.__original || {};
+      traces.push(i);
+      fonts.push(typeof font === 'number' ? (on ? Math.round(font * PRESENTER_TEXT) : o.font) : font);
+      boxes.push(square ? (on ? Math.round(box * PRESENTER_TEXT) : o.box) : box);
+    });
+    const restyled = traces.length
+      ? window.Plotly.restyle(plot, {'textfont.size': fonts, 'marker.size': boxes}, traces) : Promise.resolve();
+    restyled.then(() => window.Plotly.relayout(plot, update)).finally(() => {
       plot.__presentedLayout = on ? plot.layout : null;
       plot.__presenting = false;
     });
@@ -232,7 +248,7 @@ PAGE_JS = """() => {
     }
   });
 }""".replace("HEAD_GRID", HEAD_GRID).replace("PRESENTER_TICKS", str(PRESENTER_TICKS)).replace(
-    "PRESENTER_TITLE", str(PRESENTER_TITLE)).replace("PRESENTER_TALLER", str(PRESENTER_TALLER)).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
+    "PRESENTER_TITLE", str(PRESENTER_TITLE)).replace("PRESENTER_TALLER", str(PRESENTER_TALLER)).replace("PRESENTER_TEXT", str(PRESENTER_TEXT)).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
 
 
 def presenter_pace(on: bool) -> float:
