@@ -293,3 +293,9 @@ def test_defaults_show_the_point():
     text = list(gpt_tab.gpt_generate(GPT, "", gpt_tab.DEFAULT_PROMPT, 30, 0.8, 20, 0.95, 0, False))[-1][0]
     assert text.startswith(gpt_tab.DEFAULT_PROMPT) and len(text) > len(gpt_tab.DEFAULT_PROMPT) + 10
     assert grammar.is_grammatical(text.strip()), text
+
+
+def test_accurate_words_for_vit_training_and_the_models_own_p():
+    vit_row = next(line for line in compare_tab.OVERVIEW.splitlines() if "ViT" in line and "Encoder-only" in line)
+    assert "ViT: name the picture's class (supervised" in vit_row
+    assert "model's own p*, its softmax probability before" in gpt_tab.EXPLAIN.replace("\n", " ")
