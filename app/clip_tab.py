@@ -369,13 +369,12 @@ def build() -> Shared:
                 templates = gr.Textbox(DEFAULT_TEMPLATES, lines=3, label="Templates, one per line, each with "
                                        "{label}; several are averaged (prompt ensembling)",
                                        info="For OpenAI's CLIP try 'a photo of a {label}.'")
-                with gr.Row():
-                    # Declared from 0, so that the API's old "0 = learned" is still accepted; the page starts
-                    # at the lowest real scale (fit_on_open below).
-                    scale_learned = gr.Checkbox(True, label=LEARNED, elem_id="clip-scale-learned", scale=1,
-                                                min_width=160)
-                    scale = gr.Slider(0, SCALE_SLIDER_MAX, value=100, step=0.5, label="Logit scale (1 / temperature)",
-                                      info=SCALE_INFO, interactive=False, elem_id="clip-scale", scale=3)
+                # Declared from 0, so that the API's old "0 = learned" is still accepted; the page starts at the
+                # lowest real scale (fit_on_open below). The switch sits above its slider (a row would squeeze
+                # its label on a phone).
+                scale_learned = gr.Checkbox(True, label=LEARNED, elem_id="clip-scale-learned")
+                scale = gr.Slider(0, SCALE_SLIDER_MAX, value=100, step=0.5, label="Logit scale (1 / temperature)",
+                                  info=SCALE_INFO, interactive=False, elem_id="clip-scale")
         gr.Examples(example_paths(), inputs=image, label="Examples (drawn shapes first, then photos)",
                     examples_per_page=8)
         photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="clip-photo-note")
@@ -393,11 +392,9 @@ def build() -> Shared:
                               "(edit them; fewer lines use fewer pictures)")
         # τ = 0.2 rather than the learned value: the embedded CLIP separates its own batch so well that at its
         # learned τ (0.033) the loss reads 0.0000; at 0.2 it is 0.18 against log 8 = 2.08 by chance.
-        with gr.Row():
-            temperature_learned = gr.Checkbox(False, label=LEARNED, elem_id="clip-temperature-learned", scale=1,
-                                              min_width=160)
-            temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.001, label="Temperature τ",
-                                    info=TEMPERATURE_INFO, elem_id="clip-temperature", scale=3)
+        temperature_learned = gr.Checkbox(False, label=LEARNED, elem_id="clip-temperature-learned")
+        temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.001, label="Temperature τ",
+                                info=TEMPERATURE_INFO, elem_id="clip-temperature")
         contrastive_btn = gr.Button("Compute the batch loss", variant="primary", elem_id="clip-contrastive-btn")
         losses = gr.Markdown(elem_id="clip-losses")
         similarity_plot = gr.Plot(label="Similarity matrix", elem_id="clip-similarity-plot")

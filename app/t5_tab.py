@@ -561,7 +561,7 @@ def build() -> None:
             max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             greedy = gr.Checkbox(True, label="Greedy (always the most probable token)")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Write", id="t5-generate"):
             with gr.Row():
                 go_button = gr.Button("Write", variant="primary", elem_id="t5-generate-btn")
