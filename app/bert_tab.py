@@ -678,7 +678,7 @@ def build() -> Shared:
             tok_highlight = gr.HighlightedText(label="WordPiece tokens", show_legend=True, combine_adjacent=False,
                                                elem_id="bert-tokens-result",
                                                color_map={"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"})
-            tok_plot = gr.Plot(label="Tokens by position")
+            tok_plot = gr.Plot(label="Tokens by position", elem_id="bert-tokens-plot")
             tok_table = gr.Dataframe(headers=TOKEN_COLUMNS, label="Pieces, ids and positions", interactive=False,
                                      max_height=360, wrap=True)
             tok_file, tok_note = _outputs_row("tokens")

@@ -8,6 +8,7 @@ screen shows a few hundred pixels, not 262k cells of a 512-token map.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,6 +59,8 @@ def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
     """Shared look: the title sits just above the plot area, clear of gradio's label (also in presenter mode),
     wrapped rather than clipped in narrow plots."""
     title = wrap_title(title) if "<br>" not in title else title
+    # Plotly reads tags in titles: a token such as T5's "</s>" would vanish; only the line breaks are markup.
+    title = re.sub(r"<(?!br>)", "&lt;", title)
     extra = TITLE_LINE_HEIGHT * title.count("<br>")
     fig.update_layout(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30)),
                       font=FONT, margin=dict(l=10, r=10, t=TITLE_ROOM + extra, b=10),

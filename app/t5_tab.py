@@ -39,7 +39,8 @@ DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
-T5_FINISH_WORDS = {**FINISH_WORDS, "eos": "the model wrote </s>, the end of its output"}
+T5_FINISH_WORDS = {**FINISH_WORDS, "eos": "the model wrote `</s>`, the end of its output"}  # code: Markdown
+# would take a bare </s> for a tag and show nothing
 MAX_INPUT_TOKENS = 128
 MAX_SPAN_WORDS = 64
 MAX_SEED = 2**31 - 1
@@ -319,7 +320,7 @@ def t5_step(choice, custom, text, temperature, top_k, top_p, seed, greedy, layer
     alignment = alignment_for(loaded, source, input_tokens, written_tokens(steps))
     status = f"Step {n}: wrote {gfig.shown(summary['token'])} · {settings.describe()}."
     if history["finished"]:
-        status += " The model wrote </s>: the output is complete."
+        status += " The model wrote `</s>`: the output is complete."
     return (output_text(loaded.tokenizer, steps), *step_views(steps, n, input_tokens, choice_heads, alignment),
             history, step_slider(history), status, model_note(loaded, notes))
 
@@ -537,7 +538,7 @@ their noun and the verb comes last — so watch its cross-attention jump around 
 
 
 def build() -> None:
-    gr.Markdown(EXPLAIN)
+    gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     with gr.Row():
         task = gr.Dropdown(task_names(EMBEDDED), value=task_names(EMBEDDED)[0], label="Task preset", scale=2)

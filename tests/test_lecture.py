@@ -299,3 +299,13 @@ def test_accurate_words_for_vit_training_and_the_models_own_p():
     vit_row = next(line for line in compare_tab.OVERVIEW.splitlines() if "ViT" in line and "Encoder-only" in line)
     assert "ViT: name the picture's class (supervised" in vit_row
     assert "model's own p*, its softmax probability before" in gpt_tab.EXPLAIN.replace("\n", " ")
+
+
+def test_plot_titles_show_tokens_that_look_like_tags():
+    """T5's end token "</s>" in a title: plotly would read it as markup and show nothing."""
+    from app import figures
+
+    title = figures.bars(["a", "b"], [0.5, 0.5], "Step 3: wrote </s> (p=0.5)").layout.title.text
+    assert "&lt;/s>" in title and "</s>" not in title
+    wrapped = figures.bars(["a"], [1.0], "x " * 40 + "<|endoftext|>").layout.title.text
+    assert "<br>" in wrapped and "&lt;|endoftext|>" in wrapped

@@ -43,6 +43,8 @@ VIEWS = {
     "head": ("Inside a head", "#head-button", "#head-plot .js-plotly-plot"),
     "learn": ("Learn", "#learn-vit-replay", "#learn-vit-replay-mosaic .js-plotly-plot", "ViT learns 2D"),
 }
+# Figures drawn after the result that VIEWS names, waited for too: a picture taken before them shows an empty plot.
+ALSO_DRAWN = {"bert": "#bert-tokens-plot .js-plotly-plot .main-svg"}
 
 
 def _free_port() -> int:
@@ -61,6 +63,8 @@ def open_first_view(page, url: str, tab: str, timeout: int = 120_000) -> None:
         page.get_by_role("tab", name=inner[0], exact=True).click()
     page.click(button)
     page.wait_for_selector(result, state="visible", timeout=timeout)
+    if tab in ALSO_DRAWN:
+        page.wait_for_selector(ALSO_DRAWN[tab], state="visible", timeout=timeout)
     page.wait_for_function("!document.querySelector('.progress-text, .eta-bar')", timeout=timeout)
     page.wait_for_timeout(800)  # plotly's first layout pass, and presenter mode's relayout
 
