@@ -334,17 +334,27 @@ TEMPERATURE_INFO = "Used when the learned temperature is off (logit scale = 1 / 
 LEARNED = "Use the learned temperature"
 
 
-def scale_switch(use_learned, model_choice, custom_repo):
-    """The logit-scale slider answers only when the learned temperature is off; turned off, it starts from the
-    learned value, so the first move is away from what the model does."""
-    if use_learned:
-        return gr.Slider(interactive=False)
+def _learned_on_slider(model_choice, custom_repo) -> float | None:
+    """The model's learned logit scale as the slider can show it (its step and range); None if it won't load."""
     try:
         loaded, _ = get_model(FAMILY, model_choice, custom_repo)
-        start = min(max(round(learned_scale(loaded) * 2) / 2, SCALE_RANGE[0]), SCALE_SLIDER_MAX)
     except gr.Error:
-        return gr.Slider(interactive=True)
-    return gr.Slider(interactive=True, value=start)
+        return None
+    return min(max(round(learned_scale(loaded) * 2) / 2, SCALE_RANGE[0]), SCALE_SLIDER_MAX)
+
+
+def scale_switch(use_learned, model_choice, custom_repo):
+    """The logit-scale slider answers only when the learned temperature is off. It shows the learned value while
+    the switch is on, and starts from it when turned off, so the first move is away from what the model does."""
+    learned = _learned_on_slider(model_choice, custom_repo)
+    if learned is None:
+        return gr.Slider(interactive=not use_learned)
+    return gr.Slider(interactive=not use_learned, value=learned)
+
+
+def scale_follows_model(use_learned, model_choice, custom_repo):
+    """A new model: the locked slider shows its learned scale; one set by hand keeps its value."""
+    return scale_switch(True, model_choice, custom_repo) if use_learned else gr.skip()
 
 
 def temperature_switch(use_learned):
@@ -434,8 +444,11 @@ def build() -> Shared:
     temperature_learned.input(temperature_switch, temperature_learned, temperature, api_visibility="private",
                               show_progress="hidden", queue=False)
     contrastive_btn.click(clip_contrastive, batch_inputs, batch_outputs, api_name="clip_contrastive", **VIEWS)
-    fit_on_open(lambda: (gr.Slider(minimum=SCALE_RANGE[0]), gr.Slider(minimum=TEMPERATURE_RANGE[0])),
-                [scale, temperature])
+    for trigger in (model.change, custom.submit):
+        trigger(scale_follows_model, [scale_learned, model, custom], scale, api_visibility="private",
+                show_progress="hidden")
+    fit_on_open(lambda: (gr.Slider(minimum=SCALE_RANGE[0], value=_learned_on_slider(model.value, "") or 100),
+                         gr.Slider(minimum=TEMPERATURE_RANGE[0])), [scale, temperature])
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
     search_btn.click(clip_search, [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)

@@ -234,7 +234,8 @@ def test_clip_learned_temperature_is_a_switch_and_old_zero_still_means_learned()
     assert batch(0.2, True) == pytest.approx(1 / learned) and batch(0.2, False) == pytest.approx(0.2)
     assert batch(0, None) == pytest.approx(1 / learned)
     # The slider is locked while the switch is on; turned off, it starts from the learned scale.
-    assert clip_tab.scale_switch(True, clip, "").interactive is False
+    locked = clip_tab.scale_switch(True, clip, "")
+    assert locked.interactive is False and locked.value == pytest.approx(round(learned * 2) / 2)
     freed = clip_tab.scale_switch(False, clip, "")
     assert freed.interactive is True and freed.value == pytest.approx(round(learned * 2) / 2)
 
