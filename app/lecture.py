@@ -273,6 +273,7 @@ footer { display: none !important; }
    streamed GPT figure stayed white); these rules make every figure follow the page: no paper, light text. */
 .dark .js-plotly-plot .main-svg { background: transparent !important; }
 .dark .js-plotly-plot .bglayer rect.bg { fill: #1f2937 !important; }
+.dark .js-plotly-plot .legend rect.bg { fill: #1f2937 !important; stroke: #4b5563 !important; }
 .dark .js-plotly-plot :is(.gridlayer, .zerolinelayer) path { stroke: #4b5563 !important; }
 .dark .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar, .legendtitletext) text,
 .dark .js-plotly-plot :is(text.gtitle, text.legendtext, text.annotation-text) { fill: #e5e7eb !important; }
