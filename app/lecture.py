@@ -275,8 +275,9 @@ footer { display: none !important; }
 .dark .js-plotly-plot .bglayer rect.bg { fill: #1f2937 !important; }
 .dark .js-plotly-plot .legend rect.bg { fill: #1f2937 !important; stroke: #4b5563 !important; }
 .dark .js-plotly-plot :is(.gridlayer, .zerolinelayer) path { stroke: #4b5563 !important; }
-.dark .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar, .legendtitletext) text,
-.dark .js-plotly-plot :is(text.gtitle, text.legendtext, text.annotation-text) { fill: #e5e7eb !important; }
+.dark .js-plotly-plot :is(g[class$="tick"], [class*="g-x"], [class*="g-y"], .colorbar, .legendtitletext) text,
+.dark .js-plotly-plot :is(text.gtitle, text.legendtext, text.annotation-text, text.bartext-outside) {
+  fill: #e5e7eb !important; }
 
 /* Phones: plotly titles never wrap, so they get smaller instead of running off the figure's edge. */
 @media (max-width: 500px) { .js-plotly-plot text.gtitle { font-size: 12px !important; } }
