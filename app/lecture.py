@@ -281,6 +281,8 @@ footer { display: none !important; }
 
 /* Phones: plotly titles never wrap, so they get smaller instead of running off the figure's edge. */
 @media (max-width: 500px) { .js-plotly-plot text.gtitle { font-size: 12px !important; } }
+/* …and the six columns of a head's arithmetic keep a readable width: the figure scrolls sideways instead. */
+@media (max-width: 700px) { #head-plot { overflow-x: auto; } #head-plot .js-plotly-plot { min-width: 760px; } }
 
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
