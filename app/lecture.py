@@ -281,8 +281,11 @@ footer { display: none !important; }
 
 /* Phones: plotly titles never wrap, so they get smaller instead of running off the figure's edge. */
 @media (max-width: 500px) { .js-plotly-plot text.gtitle { font-size: 12px !important; } }
-/* …and the six columns of a head's arithmetic keep a readable width: the figure scrolls sideways instead. */
-@media (max-width: 700px) { #head-plot { overflow-x: auto; } #head-plot .js-plotly-plot { min-width: 760px; } }
+/* …and figures that need their width (a head's six columns of arithmetic, BERT's strip of 16 token boxes a row)
+   keep it: they scroll sideways instead of drawing over themselves. */
+@media (max-width: 700px) {
+  :is(#head-plot, #bert-tokens-plot) { overflow-x: auto; }
+  :is(#head-plot, #bert-tokens-plot) .js-plotly-plot { min-width: 760px; } }
 
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
