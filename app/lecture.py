@@ -285,7 +285,9 @@ footer { display: none !important; }
    keep it: they scroll sideways instead of drawing over themselves. */
 @media (max-width: 700px) {
   :is(#head-plot, #bert-tokens-plot) { overflow-x: auto; }
-  :is(#head-plot, #bert-tokens-plot) .js-plotly-plot { min-width: 760px; } }
+  :is(#head-plot, #bert-tokens-plot) .js-plotly-plot { min-width: 760px; }
+  /* a switch in a row of sliders gets a line of its own rather than a sliver (GPT's Greedy) */
+  #gpt-greedy { flex: 1 1 100% !important; min-width: 100% !important; } }
 
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
