@@ -492,8 +492,8 @@ def build() -> lecture.Shared:
         # Greedy decoding has one control on the page, this switch: it locks the sampling sliders, and the
         # temperature slider starts above 0 there (fit_on_open below). The API still reads temperature 0 as
         # greedy, as `core.generate` does, so the slider is declared from 0.
-        greedy = gr.Checkbox(False, label="Greedy", info="always the most probable token; sampling settings "
-                             "unused", elem_id="gpt-greedy", min_width=150)
+        greedy = gr.Checkbox(False, label="Greedy", info="always the most probable token (locks the sliders)",
+                             elem_id="gpt-greedy", min_width=150)
         temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
                                 info="low = safe, high = wild", min_width=150, elem_id="gpt-temperature")
         top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit", min_width=150)

@@ -305,6 +305,7 @@ body.presenter .js-plotly-plot text.gtitle { font-size: 22px !important; }
 body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,
 body.presenter:not(.dark) .js-plotly-plot :is(text.gtitle, text.legendtext) { fill: #000 !important; }
 body.presenter input[type=range] { height: 10px; }
+body.presenter input[type=checkbox] { width: 22px; height: 22px; border: 2px solid #374151 !important; }
 body.presenter input[type=range]::-webkit-slider-thumb { width: 26px; height: 26px; }
 body.presenter input[type=range]::-moz-range-thumb { width: 26px; height: 26px; }
 body.presenter .gradio-container { filter: contrast(1.1); }
