@@ -282,3 +282,22 @@ def test_presenter_mode_draws_plots_taller_with_larger_type_and_titles_unclipped
                            f" == {before['font']}", timeout=TIMEOUT)
     assert _plot_state(page, "#bert-attention-grid")["height"] == before["height"]
     assert page.locator(TOAST).count() == 0
+
+
+def test_greedy_and_the_learned_temperature_are_switches_that_lock_their_sliders(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name="GPT", exact=True).click()
+    temperature = page.locator("#gpt-temperature input[type=range]")
+    # One way to ask for greedy decoding on the page: the switch; the temperature slider stops above 0.
+    page.wait_for_function("parseFloat(document.querySelector('#gpt-temperature input[type=range]').min) > 0",
+                           timeout=TIMEOUT)
+    assert temperature.is_enabled()
+    page.locator("#gpt-greedy input[type=checkbox]").check()
+    page.wait_for_function("document.querySelector('#gpt-temperature input[type=range]').disabled", timeout=TIMEOUT)
+    page.get_by_role("tab", name="CLIP", exact=True).click()
+    scale = page.locator("#clip-scale input[type=range]")
+    assert page.locator("#clip-scale-learned input[type=checkbox]").is_checked() and scale.is_disabled()
+    page.locator("#clip-scale-learned input[type=checkbox]").uncheck()
+    page.wait_for_function("!document.querySelector('#clip-scale input[type=range]').disabled", timeout=TIMEOUT)
+    assert page.locator(TOAST).count() == 0
