@@ -285,7 +285,8 @@ footer { display: none !important; }
    keep it: they scroll sideways instead of drawing over themselves. */
 @media (max-width: 700px) {
   :is(#head-plot, #bert-tokens-plot) { overflow-x: auto; }
-  :is(#head-plot, #bert-tokens-plot) .js-plotly-plot { min-width: 760px; }
+  #head-plot .js-plotly-plot { min-width: 760px; }
+  #bert-tokens-plot .js-plotly-plot { min-width: 960px; }  /* 16 boxes of 46 px a row, with gaps */
   /* a switch in a row of sliders gets a line of its own rather than a sliver (GPT's Greedy) */
   #gpt-greedy { flex: 1 1 100% !important; min-width: 100% !important; } }
 
