@@ -43,7 +43,7 @@ DEFAULT_CLS_A = "the dog runs in the garden ."
 DEFAULT_CLS_B = "the dogs run in the garden ."
 DEFAULT_HEAD_TEXT = "anna smith sees the happy dog in new york ."
 DEFAULT_QUESTION = "where are the keys ?"
-DEFAULT_SENTIMENT_TEXT = "the tree beside the bright artists is ugly ."
+DEFAULT_SENTIMENT_TEXT = "the keys to the old cabinet are dirty ."
 PREDICTED = "predicted label"
 DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
 
