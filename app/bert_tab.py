@@ -582,8 +582,9 @@ def compute_relevance(loaded, text, target=PREDICTED, show_rollout=True) -> View
                                                             input_ids=input_ids, token_type_ids=type_ids)
     shown = [i for i, special in enumerate(enc.special) if not special]  # [CLS] and [SEP] left out, as Chefer et al.
     pieces = [enc.pieces[i] for i in shown]
-    maps = {"relevance": relevance[0, 0, shown].numpy()}
+    relevance = relevance[0, 0]  # [CLS]'s row: what the classifier reads
     rollout = analysis.attention_rollout(attentions)[0]
+    maps = {"relevance": relevance[shown].numpy()}
     if show_rollout:
         maps["rollout"] = rollout[shown].numpy()
     probability = float(logits.float().softmax(-1)[index])
@@ -596,7 +597,7 @@ def compute_relevance(loaded, text, target=PREDICTED, show_rollout=True) -> View
              "Each row is scaled to its own largest value."]
     data = {"text": text, "label": labels[index], "label_index": index, "probability": probability,
             "method": "Chefer et al. 2021: R = I; R += mean_heads(relu(dlogit/dA * A)) @ R; [CLS]'s row",
-            "tokens": [{"position": i, "piece": enc.pieces[i], "relevance": float(relevance[0, 0, i]),
+            "tokens": [{"position": i, "piece": enc.pieces[i], "relevance": float(relevance[i]),
                         "rollout": float(rollout[i])} for i in shown]}
     return View({"figure": figure}, data, notes)
 

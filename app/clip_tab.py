@@ -349,7 +349,8 @@ def clip_relevance(image, model_choice, custom_repo="", caption=DEFAULT_CAPTION,
     special = loaded.tokenizer.special_ids
     words = [i for i in range(result.pooled) if ids[i] not in special]  # the start and end tokens left out
     pieces = [loaded.tokenizer.token_text(ids[i]) for i in words]
-    text_maps = {"relevance": result.text[result.pooled, words].numpy()}
+    caption_relevance = result.text[result.pooled]  # the end-of-text token's row: what the caption is pooled from
+    text_maps = {"relevance": caption_relevance[words].numpy()}
     if show_rollout:
         text_maps["rollout"] = text_rollout[words].numpy()
     image_fig = overlay_figure(visible, image_map, f"Relevance: patches that make the picture match "
@@ -368,7 +369,7 @@ def clip_relevance(image, model_choice, custom_repo="", caption=DEFAULT_CAPTION,
     data = {"model": loaded.name, "caption": caption, "similarity": result.similarity,
             "method": "Chefer et al. 2021 (bi-modal): R = I; R += mean_heads(relu(dsim/dA * A)) @ R per tower",
             "image_relevance": image_map, "image_rollout": image_rollout,
-            "tokens": [{"position": i, "token": p, "relevance": float(result.text[result.pooled, i]),
+            "tokens": [{"position": i, "token": p, "relevance": float(caption_relevance[i]),
                         "rollout": float(text_rollout[i])} for i, p in zip(words, pieces)]}
     return image_fig, rollout_fig, text_fig, summary, note, json_file(data, "clip-relevance")
 

@@ -3,9 +3,9 @@
 Follows "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2021): the patch grid and the flattening
 (Fig. 1), class-token attention and attention rollout (Fig. 6, rollout after Abnar & Zuidema, 2020),
 position-embedding similarity and mean attention distance (Fig. 7); beside rollout, gradient-weighted
-relevance for a class (Chefer et al., 2021, `core.analysis.classifier_relevance`). Handlers are plain functions named as
-their API endpoints; each runs the model once per (model, picture) and keeps the attentions in a small cache,
-so moving the layer, head or patch sliders only redraws.
+relevance for a class (Chefer et al., 2021, `core.analysis.classifier_relevance`). Handlers are plain
+functions named as their API endpoints; each runs the model once per (model, picture) and keeps the
+attentions in a small cache, so moving the layer, head or patch sliders only redraws.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from app import inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, API_MAX_POSITIONS, VIEWS, fit_on_open, get_model, handler,
                             model_note, model_picker)
 from app.export import json_file
-from app.figures import bars
+from app.figures import bars, message_figure
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown,
                                photo_note, picture_file)
@@ -244,9 +244,13 @@ def vit_positions(image, model_choice, custom_repo=""):
 
 
 def vit_relevance_if_shown(shown, image, model_choice, custom_repo="", target_class=PREDICTED):
-    """The relevance view when its switch is on; nothing changes when it is off (the plot is hidden)."""
+    """The relevance view when its switch is on; nothing changes when it is off (the plot is hidden). A model
+    without a classifier (a CLIP image tower) gets a line in the plot rather than an error after each rollout."""
     if not shown:
         return gr.update(), gr.update(), gr.update()
+    loaded, _ = get_model(FAMILY, model_choice, custom_repo)
+    if not loaded.model.config.num_labels:
+        return message_figure(f"{loaded.name} has no classifier: relevance explains a class."), gr.update(), None
     return vit_relevance(image, model_choice, custom_repo, target_class)
 
 

@@ -1,4 +1,5 @@
-"""Pure tensor functions behind the vision visualisations: attention maps, rollout, position embeddings, CLIP.
+"""Tensor functions behind the attention visualisations: attention maps, rollout, gradient relevance (ViT,
+BERT, CLIP), position embeddings, CLIP's objective.
 
 References, one per function (details in each docstring):
 
@@ -246,6 +247,7 @@ def clip_relevance(model, input_ids: torch.Tensor, pixel_values: torch.Tensor,
         similarity = (image * text).sum()
         gradients = torch.autograd.grad(similarity, [*image_attentions, *text_attentions])
     layers = len(image_attentions)  # each tower's rule runs over its own layers
+    # The position the caption is pooled at: the model's own pooling rule applied to the positions themselves.
     pooled = int(pool_at_end_of_text(input_ids, torch.arange(input_ids.shape[1])[None, :, None],
                                      model.config.eos_token_id))
     return CLIPRelevance(image=relevance_rule(image_attentions, gradients[:layers])[0],

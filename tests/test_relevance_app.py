@@ -84,6 +84,7 @@ def test_clip_relevance_is_the_cores_and_the_switch_drops_rollout():
     assert [t["relevance"] for t in data["tokens"]] == pytest.approx(core.text[core.pooled, 1:5].tolist(), abs=1e-6)
     assert abs(data["similarity"] - core.similarity) < 1e-6 and f"{core.similarity:.3f}" in summary
     assert list(words_fig.data[0].y) == ["relevance", "rollout"] and rollout_fig.data
+    assert np.asarray(words_fig.data[0].customdata)[0] == pytest.approx([t["relevance"] for t in data["tokens"]])
     _, no_rollout, words_only, *_ = clip_tab.clip_relevance(CIRCLE, CLIP, "", "a large red circle", False)
     assert no_rollout == gr.update() and list(words_only.data[0].y) == ["relevance"]
     # The picture matches its own caption better than another's, and the relevance is about that pair.
@@ -109,6 +110,7 @@ def test_bert_relevance_is_the_cores_and_a_model_without_classifier_uses_the_sen
     assert positions == list(range(1, len(enc) - 1))  # [CLS] and [SEP] left out
     assert [t["relevance"] for t in data["tokens"]] == pytest.approx(relevance[0, 0, 1:-1].tolist(), abs=1e-7)
     assert list(figure.data[0].y) == ["relevance", "rollout"]
+    assert np.asarray(figure.data[0].customdata)[0] == pytest.approx([t["relevance"] for t in data["tokens"]])
     other = _json(bt.relevance_view(SENTIMENT, "", bt.DEFAULT_SENTIMENT_TEXT, "POSITIVE", False)[1])
     assert other["label"] == "POSITIVE" and other["label"] != data["label"]
     with pytest.raises(gr.Error, match="Unknown label"):
