@@ -29,7 +29,7 @@ from app.export import json_file
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, photo_note,
                                picture_file, notes_markdown, sketch)
-from app.figures import token_maps
+from app.figures import message_figure, token_maps
 from app.vision_figures import matrix_figure, overlay_figure, side_by_side_figure, zero_shot_figure
 from core import analysis
 from core.embedded.shapes import SHAPES, example_gallery
@@ -359,7 +359,7 @@ def clip_relevance(image, model_choice, custom_repo="", caption=DEFAULT_CAPTION,
                                   value_name="rollout") if show_rollout else gr.update())
     text_fig = token_maps(pieces, text_maps, "Caption words that match the picture" +
                           (": relevance above, rollout below" if show_rollout else " (relevance)"),
-                          first_position=1)
+                          first_position=1) if words else message_figure("The caption has no words to explain.")
     summary = (f"Cosine similarity of picture and caption: **{result.similarity:.3f}**. Relevance weights each "
                "layer's attention by how much that similarity depends on it (its gradient), keeping positive "
                "contributions only; rollout counts every attention weight alike.")
