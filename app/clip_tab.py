@@ -4,7 +4,8 @@ Follows "Learning Transferable Visual Models From Natural Language Supervision" 
 zero-shot classification by comparing an image with prompts built from labels (section 3.1.2) and prompt
 ensembling over several templates (3.1.4); the symmetric contrastive loss a batch is trained with (Fig. 3);
 text-to-image retrieval; and robustness to a change of style (a photo against an edge sketch of it, in the
-spirit of the paper's ImageNet-Sketch results, section 3.3).
+spirit of the paper's ImageNet-Sketch results, section 3.3). Why a picture matches a caption: gradient-weighted
+relevance of each tower for the pair's similarity (Chefer et al., 2021, bi-modal), beside attention rollout.
 
 Text embeddings are cached per (model, prompt) and image embeddings per (model, pixels), both bounded, so
 changing the picture does not re-encode the labels and the search gallery is encoded once per model.
@@ -22,13 +23,14 @@ import numpy as np
 import torch
 
 from app import inputs
-from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.components import VIEWS, fit_on_open, get_model, handler, model_note, model_picker
 from app.lecture import Shared, live
 from app.export import json_file
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, photo_note,
                                picture_file, notes_markdown, sketch)
-from app.vision_figures import matrix_figure, side_by_side_figure, zero_shot_figure
+from app.figures import message_figure, token_maps
+from app.vision_figures import matrix_figure, overlay_figure, side_by_side_figure, zero_shot_figure
 from core import analysis
 from core.embedded.shapes import SHAPES, example_gallery
 
@@ -44,12 +46,16 @@ MAX_TEMPLATES = 8
 MAX_PROMPTS = 160
 MAX_QUERY_CHARS = 200
 SCALE_RANGE = (0.5, 500.0)  # logit scale = 1 / temperature; trained CLIPs sit at 100
+SCALE_SLIDER_MAX = 150
 TEMPERATURE_RANGE = (0.002, 2.0)
 GALLERY_SEEDS = (0, 1)
 DEFAULT_TEMPERATURE = 0.2
 
+DEFAULT_CAPTION = "a large red circle"  # the default picture, as the embedded CLIP's captions say it
+
 TEXT_CACHE = BoundedCache(capacity=4096)  # (model name, prompt) -> (embedding (D,), truncated)
 IMAGE_CACHE = BoundedCache(capacity=256)  # (model name, pixels digest) -> embedding (D,)
+RELEVANCE_CACHE = BoundedCache(capacity=8)  # (model name, pixels digest, caption) -> analysis.CLIPRelevance
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -144,10 +150,16 @@ def prompts_for(labels: list[str], templates: list[str]) -> list[list[str]]:
     return [[template.replace("{label}", label) for label in labels] for template in templates]
 
 
-def scale_value(value, loaded: Loaded) -> tuple[float, bool]:
-    """The logit scale to use, and whether it is the model's own (None or <= 0 means the learned one)."""
+def _unset(value) -> bool:
+    """A scale or temperature that asks for nothing: missing, NaN, or 0 and below (the old "0 = learned")."""
+    return value is None or (isinstance(value, (int, float)) and (math.isnan(value) or value <= 0))
+
+
+def scale_value(value, loaded: Loaded, use_learned=None) -> tuple[float, bool]:
+    """The logit scale to use, and whether it is the model's own: the learned one when `use_learned` is on,
+    else `value`; a value of 0 or less (what "learned" was before the switch) still means the learned one."""
     learned = learned_scale(loaded)
-    if value is None or (isinstance(value, (int, float)) and (math.isnan(value) or value <= 0)):
+    if bool(use_learned) or _unset(value):
         return learned, True
     scale = inputs.number(value, "logit scale", *SCALE_RANGE, learned)
     return scale, math.isclose(scale, learned, rel_tol=1e-6)
@@ -175,12 +187,15 @@ def _truncation_notes(truncated: list[str]) -> list[str]:
 
 @handler
 def clip_zero_shot(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, templates=DEFAULT_TEMPLATES,
-                   logit_scale=0.0):
-    """Rank labels for a picture: softmax over logit_scale × cosine(image, ensembled label prompts)."""
+                   logit_scale=0.0, use_learned=None):
+    """Rank labels for a picture: softmax over logit_scale × cosine(image, ensembled label prompts).
+
+    `use_learned` on: the model's own logit scale, whatever `logit_scale` says; off or not given: `logit_scale`
+    (0 or less: the learned one, as before the switch existed)."""
     loaded, fallback = get_model(FAMILY, model_choice, custom_repo)
     picture, notes = load_picture(image)
     labels, templates = parse_labels(labels), parse_templates(templates)
-    scale, is_learned = scale_value(logit_scale, loaded)
+    scale, is_learned = scale_value(logit_scale, loaded, use_learned)
     learned = learned_scale(loaded)
     probs, truncated = _zero_shot(loaded, picture, labels, templates, scale)
     reference = None if is_learned else _zero_shot(loaded, picture, labels, templates, learned)[0]
@@ -216,8 +231,11 @@ def gallery_view(seed):
 
 
 @handler
-def clip_contrastive(model_choice, custom_repo="", captions="", seed=0, temperature=0.0):
-    """CLIP's training loss on one batch: N pictures × N captions, matched pairs on the diagonal."""
+def clip_contrastive(model_choice, custom_repo="", captions="", seed=0, temperature=0.0, use_learned=None):
+    """CLIP's training loss on one batch: N pictures × N captions, matched pairs on the diagonal.
+
+    `use_learned` on: the model's own temperature; off or not given: `temperature` (0 or less: the learned one,
+    as before the switch existed)."""
     loaded, fallback = get_model(FAMILY, model_choice, custom_repo)
     seed = inputs.integer(seed, "seed", 0, 9999, 0)
     items = gallery(seed)
@@ -233,7 +251,7 @@ def clip_contrastive(model_choice, custom_repo="", captions="", seed=0, temperat
     if len(texts) < len(items):
         notes.append(f"{len(texts)} captions: the batch uses the first {len(texts)} pictures.")
     learned = learned_scale(loaded)
-    if temperature is None or (isinstance(temperature, (int, float)) and (math.isnan(temperature) or temperature <= 0)):
+    if bool(use_learned) or _unset(temperature):
         tau = 1 / learned
     else:
         tau = inputs.number(temperature, "temperature", *TEMPERATURE_RANGE, 1 / learned)
@@ -313,11 +331,95 @@ def clip_robustness(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, 
     return picture_file(drawing), fig, note, json_file(data, "clip-robustness")
 
 
+def _pair_relevance(loaded: Loaded, picture, caption: str):
+    """Both towers' relevance for (picture, caption), one forward and backward pass per pair, cached."""
+    visible = loaded.processor.visible_image(picture)
+    key = (*_cache_key(loaded), fingerprint(visible), caption)
+    found = RELEVANCE_CACHE.get(key)
+    if found is None:
+        config = loaded.model.config.text
+        max_length = min(loaded.tokenizer.model_max_length or config.max_positions, config.max_positions)
+        batch = loaded.tokenizer.batch([caption], max_length=max_length)
+        result = analysis.clip_relevance(loaded.model, batch.input_ids, loaded.processor.to_tensor(visible))
+        found = (visible, batch.input_ids[0].tolist(), result, bool(batch.truncated[0]))
+        RELEVANCE_CACHE.put(key, found)
+    return found
+
+
+@handler
+def clip_relevance(image, model_choice, custom_repo="", caption=DEFAULT_CAPTION, show_rollout=True):
+    """Why this picture matches this caption: each tower's gradient-weighted relevance (Chefer et al., 2021)
+    for their cosine similarity, read from [CLS] over the patches and from the end-of-text token over the
+    caption's words; with `show_rollout`, attention rollout of the same pass beside it."""
+    loaded, fallback = get_model(FAMILY, model_choice, custom_repo)
+    picture, notes = load_picture(image)
+    caption = inputs.text(caption, "caption", max_chars=MAX_QUERY_CHARS)
+    visible, ids, result, truncated = _pair_relevance(loaded, picture, caption)
+    side = loaded.model.config.vision.grid_size
+    image_map = result.image[0, 1:].reshape(side, side).numpy()
+    image_rollout = analysis.attention_rollout(result.image_attentions)[0, 1:].reshape(side, side).numpy()
+    text_rollout = analysis.attention_rollout(result.text_attentions)[result.pooled]
+    special = loaded.tokenizer.special_ids
+    words = [i for i in range(result.pooled) if ids[i] not in special]  # the start and end tokens left out
+    pieces = [loaded.tokenizer.token_text(ids[i]) for i in words]
+    caption_relevance = result.text[result.pooled]  # the end-of-text token's row: what the caption is pooled from
+    text_maps = {"relevance": caption_relevance[words].numpy()}
+    if show_rollout:
+        text_maps["rollout"] = text_rollout[words].numpy()
+    image_fig = overlay_figure(visible, image_map, f"Relevance: patches that make the picture match "
+                               f"'{caption[:40]}'", value_name="relevance")
+    rollout_fig = (overlay_figure(visible, image_rollout, "Attention rollout of the picture (mean of heads)",
+                                  value_name="rollout") if show_rollout else gr.update())
+    text_fig = token_maps(pieces, text_maps, "Caption words that match the picture" +
+                          (": relevance above, rollout below" if show_rollout else " (relevance)"),
+                          first_position=1) if words else message_figure("The caption has no words to explain.")
+    summary = (f"Cosine similarity of picture and caption: **{result.similarity:.3f}**. Relevance weights each "
+               "layer's attention by how much that similarity depends on it (its gradient), keeping positive "
+               "contributions only; rollout counts every attention weight alike.")
+    if truncated:
+        notes.append("The caption was longer than the text encoder's limit and was cut.")
+    note = notes_markdown(model_note(loaded, fallback), notes)
+    data = {"model": loaded.name, "caption": caption, "similarity": result.similarity,
+            "method": "Chefer et al. 2021 (bi-modal): R = I; R += mean_heads(relu(dsim/dA * A)) @ R per tower",
+            "image_relevance": image_map, "image_rollout": image_rollout,
+            "tokens": [{"position": i, "token": p, "relevance": float(caption_relevance[i]),
+                        "rollout": float(text_rollout[i])} for i, p in zip(words, pieces)]}
+    return image_fig, rollout_fig, text_fig, summary, note, json_file(data, "clip-relevance")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Layout and wiring
 
-SCALE_INFO = "0 = the model's learned scale. Higher: sharper distribution; lower: flatter."
-TEMPERATURE_INFO = "0 = the model's learned temperature (1 / logit scale)."
+SCALE_INFO = "Used when the learned temperature is off. Higher: sharper distribution; lower: flatter."
+TEMPERATURE_INFO = "Used when the learned temperature is off (logit scale = 1 / τ)."
+LEARNED = "Use the learned temperature"
+
+
+def _learned_on_slider(model_choice, custom_repo) -> float | None:
+    """The model's learned logit scale as the slider can show it (its step and range); None if it won't load."""
+    try:
+        loaded, _ = get_model(FAMILY, model_choice, custom_repo)
+    except gr.Error:
+        return None
+    return min(max(round(learned_scale(loaded) * 2) / 2, SCALE_RANGE[0]), SCALE_SLIDER_MAX)
+
+
+def scale_switch(use_learned, model_choice, custom_repo):
+    """The logit-scale slider answers only when the learned temperature is off. It shows the learned value while
+    the switch is on, and starts from it when turned off, so the first move is away from what the model does."""
+    learned = _learned_on_slider(model_choice, custom_repo)
+    if learned is None:
+        return gr.Slider(interactive=not use_learned)
+    return gr.Slider(interactive=not use_learned, value=learned)
+
+
+def scale_follows_model(use_learned, model_choice, custom_repo):
+    """A new model: the locked slider shows its learned scale; one set by hand keeps its value."""
+    return scale_switch(True, model_choice, custom_repo) if use_learned else gr.skip()
+
+
+def temperature_switch(use_learned):
+    return gr.Slider(interactive=not use_learned)
 
 
 def build() -> Shared:
@@ -338,7 +440,12 @@ def build() -> Shared:
                 templates = gr.Textbox(DEFAULT_TEMPLATES, lines=3, label="Templates, one per line, each with "
                                        "{label}; several are averaged (prompt ensembling)",
                                        info="For OpenAI's CLIP try 'a photo of a {label}.'")
-                scale = gr.Slider(0, 150, value=0, step=0.5, label="Logit scale (1 / temperature)", info=SCALE_INFO)
+                # Declared from 0, so that the API's old "0 = learned" is still accepted; the page starts at the
+                # lowest real scale (fit_on_open below). The switch sits above its slider (a row would squeeze
+                # its label on a phone).
+                scale_learned = gr.Checkbox(True, label=LEARNED, elem_id="clip-scale-learned")
+                scale = gr.Slider(0, SCALE_SLIDER_MAX, value=100, step=0.5, label="Logit scale (1 / temperature)",
+                                  info=SCALE_INFO, interactive=False, elem_id="clip-scale")
         gr.Examples(example_paths(), inputs=image, label="Examples (drawn shapes first, then photos)",
                     examples_per_page=8)
         photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="clip-photo-note")
@@ -356,8 +463,9 @@ def build() -> Shared:
                               "(edit them; fewer lines use fewer pictures)")
         # τ = 0.2 rather than the learned value: the embedded CLIP separates its own batch so well that at its
         # learned τ (0.033) the loss reads 0.0000; at 0.2 it is 0.18 against log 8 = 2.08 by chance.
+        temperature_learned = gr.Checkbox(False, label=LEARNED, elem_id="clip-temperature-learned")
         temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.001, label="Temperature τ",
-                                info=TEMPERATURE_INFO)
+                                info=TEMPERATURE_INFO, elem_id="clip-temperature")
         contrastive_btn = gr.Button("Compute the batch loss", variant="primary", elem_id="clip-contrastive-btn")
         losses = gr.Markdown(elem_id="clip-losses")
         similarity_plot = gr.Plot(label="Similarity matrix", elem_id="clip-similarity-plot")
@@ -383,15 +491,40 @@ def build() -> Shared:
             robust_plot = gr.Plot(label="Photo vs sketch", elem_id="clip-robust-plot", scale=3)
         robust_file = gr.File(label="Download the numbers (JSON)")
 
-    zero_btn.click(clip_zero_shot, [image, model, custom, labels, templates, scale],
-                   [zero_plot, zero_summary, note, zero_file], api_name="clip_zero_shot", **VIEWS)
-    live([scale], clip_zero_shot, [image, model, custom, labels, templates, scale],
-         [zero_plot, zero_summary, note, zero_file])
-    live([temperature], clip_contrastive, [model, custom, captions, seed, temperature],
-         [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file])
-    contrastive_btn.click(clip_contrastive, [model, custom, captions, seed, temperature],
-                          [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file],
-                          api_name="clip_contrastive", **VIEWS)
+    with gr.Tab("Relevance"):
+        gr.Markdown("Which patches make the picture from the Zero-shot view match a caption, and which words of "
+                    "the caption match the picture: gradient-weighted relevance (Chefer et al., 2021), with "
+                    "attention rollout beside it.", elem_classes=["tab-intro"])
+        with gr.Row():
+            caption = gr.Textbox(DEFAULT_CAPTION, label="Caption", max_lines=1, scale=3, elem_id="clip-caption")
+            show_rollout = gr.Checkbox(True, label="Rollout beside it", scale=1, elem_id="clip-show-rollout")
+        relevance_btn = gr.Button("Explain the match", variant="primary", elem_id="clip-relevance-btn")
+        relevance_summary = gr.Markdown(elem_id="clip-relevance-summary")
+        with gr.Row():
+            relevance_plot = gr.Plot(label="Gradient relevance of the picture", elem_id="clip-relevance-plot")
+            rollout_plot = gr.Plot(label="Attention rollout of the picture", elem_id="clip-rollout-plot")
+        words_plot = gr.Plot(label="Caption words", elem_id="clip-words-plot")
+        relevance_file = gr.File(label="Download the numbers (JSON)")
+
+    zero_inputs = [image, model, custom, labels, templates, scale, scale_learned]
+    zero_outputs = [zero_plot, zero_summary, note, zero_file]
+    zero_btn.click(clip_zero_shot, zero_inputs, zero_outputs, api_name="clip_zero_shot", **VIEWS)
+    live([scale], clip_zero_shot, zero_inputs, zero_outputs)
+    # The switch first frees (or locks) its slider, then the view redraws with the slider's new value.
+    scale_learned.input(scale_switch, [scale_learned, model, custom], scale, api_visibility="private",
+                        show_progress="hidden").then(clip_zero_shot, zero_inputs, zero_outputs,
+                                                     api_visibility="private", **VIEWS)
+    batch_inputs = [model, custom, captions, seed, temperature, temperature_learned]
+    batch_outputs = [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file]
+    live([temperature, temperature_learned], clip_contrastive, batch_inputs, batch_outputs)
+    temperature_learned.input(temperature_switch, temperature_learned, temperature, api_visibility="private",
+                              show_progress="hidden", queue=False)
+    contrastive_btn.click(clip_contrastive, batch_inputs, batch_outputs, api_name="clip_contrastive", **VIEWS)
+    for trigger in (model.change, custom.submit):
+        trigger(scale_follows_model, [scale_learned, model, custom], scale, api_visibility="private",
+                show_progress="hidden")
+    fit_on_open(lambda: (gr.Slider(minimum=SCALE_RANGE[0], value=_learned_on_slider(model.value, "") or 100),
+                         gr.Slider(minimum=TEMPERATURE_RANGE[0])), [scale, temperature])
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
     search_btn.click(clip_search, [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
@@ -399,5 +532,12 @@ def build() -> Shared:
                  **VIEWS)
     robust_btn.click(clip_robustness, [image, model, custom, labels, templates],
                      [drawing, robust_plot, note, robust_file], api_name="clip_robustness", **VIEWS)
+    relevance_inputs = [image, model, custom, caption, show_rollout]
+    relevance_outputs = [relevance_plot, rollout_plot, words_plot, relevance_summary, note, relevance_file]
+    relevance_btn.click(clip_relevance, relevance_inputs, relevance_outputs, api_name="clip_relevance", **VIEWS)
+    caption.submit(clip_relevance, relevance_inputs, relevance_outputs, api_visibility="private", **VIEWS)
+    live([show_rollout], clip_relevance, relevance_inputs, relevance_outputs)
+    show_rollout.change(lambda shown: gr.update(visible=shown), show_rollout, rollout_plot,
+                        api_visibility="private", queue=False)
     return Shared(inputs={"model": model, "custom": custom, "labels": labels, "templates": templates,
-                          "query": query})
+                          "query": query, "caption": caption})

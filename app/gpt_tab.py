@@ -20,7 +20,7 @@ from app import export, inputs, lecture
 from app import figures
 from app import gpt_figures as gfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker)
+                            model_note, model_picker, note_and_file, plot_rows, step_controls)
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -461,6 +461,14 @@ def model_shape(choice, custom="") -> tuple[int, int]:
         return 12, 12
 
 
+MIN_PAGE_TEMPERATURE = 0.05  # the page's lowest temperature: greedy is the Greedy switch, not temperature 0
+
+
+def greedy_switch(on):
+    """Greedy decoding ignores temperature, top-k and top-p: their sliders are locked while it is on."""
+    return (gr.Slider(interactive=not on),) * 3
+
+
 def shape_sliders(choice, custom):
     layers, heads = model_shape(choice, custom)
     return gr.Slider(maximum=layers), gr.Slider(maximum=heads)
@@ -469,7 +477,7 @@ def shape_sliders(choice, custom):
 EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019) reads the text left to right and
 predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
 settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
-whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
+whose probability reaches p); or switch on *Greedy* to take the most probable token every time. Each step shows *p*, the chosen token's probability after these settings, and
 the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
 sentences like *the keys to the old cabinet*."""
 
@@ -481,15 +489,18 @@ def build() -> lecture.Shared:
     # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
     with gr.Row(elem_id="gpt-sampling"):
         # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
+        # Greedy decoding has one control on the page, this switch: it locks the sampling sliders, and the
+        # temperature slider starts above 0 there (fit_on_open below). The API still reads temperature 0 as
+        # greedy, as `core.generate` does, so the slider is declared from 0.
+        greedy = gr.Checkbox(False, label="Greedy", info="always the most probable token (locks the sliders)",
+                             elem_id="gpt-greedy", min_width=150)
         temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
-                                info="0 = greedy; low = safe, high = wild", min_width=150)
+                                info="low = safe, high = wild", min_width=150, elem_id="gpt-temperature")
         top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit", min_width=150)
         top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit", min_width=150)
         max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens", min_width=150)
-    with gr.Accordion("Seed and greedy decoding", open=False):
-        with gr.Row():
-            seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
-            greedy = gr.Checkbox(False, label="Greedy (always the most probable token)")
+    with gr.Accordion("Seed", open=False):
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
     with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Generate", id="gpt-generate"):
             with gr.Row(equal_height=True):
@@ -508,22 +519,16 @@ def build() -> lecture.Shared:
                                          elem_id="gpt-generate-browse")
             with gr.Accordion("Plain text", open=False):
                 out_text = gr.Textbox(label="Text so far", lines=3, interactive=False, elem_id="gpt-text")
-            out_note = gr.Markdown(elem_classes="note-box")
-            out_file = gr.File(label="Download the steps (JSON)")
+            out_note, out_file = note_and_file("Download the steps (JSON)")
         with gr.Tab("Step by step", id="gpt-step"):
             gr.Markdown("One token per click, for lectures: the history is kept, and any earlier step can be "
                         "shown again. Changing the prompt or model starts a new history.")
-            history = gr.State(empty_history())
-            with gr.Row():
-                step_button = gr.Button("Next token", variant="primary", elem_id="gpt-step-btn")
-                reset_button = gr.Button("Reset")
-                step_export = gr.Button("Download history")
+            history, step_button, reset_button, step_export = step_controls("gpt", empty_history())
             step_text = gr.Textbox(label="Text so far", lines=3, interactive=False)
             browse = step_slider(empty_history())
             step_bars = gr.Plot(label="Next-token probabilities at this step")
             step_status = gr.Markdown()
-            step_note = gr.Markdown(elem_classes="note-box")
-            step_file = gr.File(label="Step history (JSON)")
+            step_note, step_file = note_and_file("Step history (JSON)")
         with gr.Tab("Attention", id="gpt-attention"):
             with gr.Row():
                 # Declared for the API up to any model's size; the page shows its model's (shape_sliders).
@@ -531,27 +536,22 @@ def build() -> lecture.Shared:
                 head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="gpt-head")
                 average = gr.Checkbox(False, label="Average over heads", elem_id="gpt-average")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
-            with gr.Row():
-                attention_plot = gr.Plot(label="Causal attention", elem_id="gpt-attention-plot")
-                can_see_plot = gr.Plot(label="Can see")
-            attention_note = gr.Markdown(elem_classes="note-box")
-            attention_file = gr.File(label="Attention numbers (JSON)")
+            attention_plot, can_see_plot = plot_rows(("Causal attention", "gpt-attention-plot"), "Can see")
+            attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Surprisal", id="gpt-surprisal"):
             surprisal_button = gr.Button("Measure surprisal", variant="primary", elem_id="gpt-surprisal-btn")
             surprisal_text = gr.HighlightedText(label="Surprisal per token (stronger colour = more surprising)",
                                                 show_legend=False, show_inline_category=False)
             surprisal_plot = gr.Plot(label="Surprisal, bits")
             surprisal_summary = gr.Markdown()
-            surprisal_note = gr.Markdown(elem_classes="note-box")
-            surprisal_file = gr.File(label="Surprisal numbers (JSON)")
+            surprisal_note, surprisal_file = note_and_file("Surprisal numbers (JSON)")
         with gr.Tab("Logit lens", id="gpt-logit-lens"):
             gr.Markdown("What would the model predict if it stopped after each layer? The final LayerNorm and "
                         "the unembedding (`lm_head`) are applied to every layer's hidden state "
                         "(nostalgebraist, 2020). The top row is the model's real prediction.")
             lens_button = gr.Button("Show logit lens", variant="primary", elem_id="gpt-lens-btn")
             lens_plot = gr.Plot(label="Logit lens")
-            lens_note = gr.Markdown(elem_classes="note-box")
-            lens_file = gr.File(label="Logit lens numbers (JSON)")
+            lens_note, lens_file = note_and_file("Logit lens numbers (JSON)")
 
     model_inputs = [choice, custom, prompt]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
@@ -580,5 +580,7 @@ def build() -> lecture.Shared:
                       **VIEWS)
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
-    fit_on_open(lambda: shape_sliders(choice.value, ""), [layer, head])
+    fit_on_open(lambda: (*shape_sliders(choice.value, ""), gr.Slider(minimum=MIN_PAGE_TEMPERATURE)),
+                [layer, head, temperature])
+    greedy.input(greedy_switch, greedy, [temperature, top_k, top_p], api_visibility="private", queue=False)
     return lecture.Shared(inputs={"model": choice, "custom": custom, "prompt": prompt}, paces=[pace])

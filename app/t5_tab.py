@@ -11,6 +11,7 @@ API bypasses the sliders. Layers and heads are numbered from 1; averaging over h
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -22,8 +23,9 @@ from app import export, figures, inputs
 from app import gpt_figures as gfig
 from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker)
+                            model_note, model_picker, note_and_file, plot_rows, step_controls)
 from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
+from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import t5_analysis
 from core.embedded import grammar, t5_tasks
@@ -37,7 +39,8 @@ DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
-T5_FINISH_WORDS = {**FINISH_WORDS, "eos": "the model wrote </s>, the end of its output"}
+T5_FINISH_WORDS = {**FINISH_WORDS, "eos": "the model wrote `</s>`, the end of its output"}  # code: Markdown
+# would take a bare </s> for a tag and show nothing
 MAX_INPUT_TOKENS = 128
 MAX_SPAN_WORDS = 64
 MAX_SEED = 2**31 - 1
@@ -317,7 +320,7 @@ def t5_step(choice, custom, text, temperature, top_k, top_p, seed, greedy, layer
     alignment = alignment_for(loaded, source, input_tokens, written_tokens(steps))
     status = f"Step {n}: wrote {gfig.shown(summary['token'])} · {settings.describe()}."
     if history["finished"]:
-        status += " The model wrote </s>: the output is complete."
+        status += " The model wrote `</s>`: the output is complete."
     return (output_text(loaded.tokenizer, steps), *step_views(steps, n, input_tokens, choice_heads, alignment),
             history, step_slider(history), status, model_note(loaded, notes))
 
@@ -339,6 +342,21 @@ def t5_step_view(number, layer, head, average, history):
     return (*step_views(steps, n, history.get("input_tokens") or [], choice_heads), status)
 
 
+def t5_step_redraw(number, layer, head, average, history):
+    """The step view again with the layer and head just chosen; nothing to redraw before the first step."""
+    if not (history or {}).get("steps"):
+        return (gr.skip(),) * 5
+    return t5_step_view(number, layer, head, average, history)
+
+
+def t5_attention_redraw(choice, custom, text, output, layer, head, average, shown):
+    """The Attention view again with the layer and head just chosen, once it has been drawn (`shown` is its
+    summary); before that a slider moved in another view must not start a generation for a hidden view."""
+    if not shown:
+        return (gr.skip(),) * 6
+    return t5_attention(choice, custom, text, output, layer, head, average)
+
+
 @handler
 def t5_step_reset(text):
     history = empty_history()
@@ -357,14 +375,24 @@ def t5_step_export(history):
 
 
 def greedy_output(loaded, input_ids, max_new_tokens: int = 40) -> list[int]:
-    settings = sampling(0.0, 0, 1.0, 1, 0, True)
+    return list(_greedy_ids(loaded.model, tuple(input_ids), max_new_tokens))
+
+
+# Moving the layer or head slider re-asks for the same input and output: one generation and one forward serve
+# every slice (the Attention view answers its sliders live).
+@functools.lru_cache(maxsize=4)
+def _greedy_ids(model, input_ids: tuple[int, ...], max_new_tokens: int) -> tuple[int, ...]:
     ids = []
-    for summary in write(loaded, input_ids, settings, max_new_tokens):
-        if summary["finished"] == "eos":
-            ids.append(summary["token_id"])
+    for step in generate(model, list(input_ids), max_new_tokens, temperature=0.0):
+        ids.append(int(step.token_id))
+        if step.finished:
             break
-        ids.append(summary["token_id"])
-    return ids
+    return tuple(ids)
+
+
+@functools.lru_cache(maxsize=4)
+def _attention_maps(model, input_ids: tuple[int, ...], output_ids: tuple[int, ...]):
+    return t5_analysis.attention_maps(model, list(input_ids), list(output_ids))
 
 
 @handler
@@ -383,7 +411,7 @@ def t5_attention(choice, custom, text, output, layer, head, average):
         output_ids = greedy_output(loaded, input_ids)
         origin = "the model's own greedy output"
     output_tokens = [token_text(loaded.tokenizer, i) for i in output_ids]
-    maps = t5_analysis.attention_maps(loaded.model, input_ids, output_ids)
+    maps = _attention_maps(loaded.model, tuple(input_ids), tuple(output_ids))
     encoder = choice_heads.pick(maps.encoder.numpy(), decoder=False)
     decoder = choice_heads.pick(maps.decoder.numpy())
     cross = choice_heads.pick(maps.cross.numpy())
@@ -510,7 +538,7 @@ their noun and the verb comes last — so watch its cross-attention jump around 
 
 
 def build() -> None:
-    gr.Markdown(EXPLAIN)
+    gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     with gr.Row():
         task = gr.Dropdown(task_names(EMBEDDED), value=task_names(EMBEDDED)[0], label="Task preset", scale=2)
@@ -520,9 +548,11 @@ def build() -> None:
     layers, n_heads = model_shape(EMBEDDED)
     with gr.Row():
         # The declared bounds are the loader's, so the API reaches any model's layers; the page narrows them.
-        layer = gr.Slider(1, API_MAX_LAYERS, value=layers, step=1, label="Layer", info="numbered from 1")
-        head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging")
-        average = gr.Checkbox(True, label="Average over heads")
+        layer = gr.Slider(1, API_MAX_LAYERS, value=layers, step=1, label="Layer", info="numbered from 1",
+                          elem_id="t5-layer")
+        head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging",
+                         elem_id="t5-head")
+        average = gr.Checkbox(True, label="Average over heads", elem_id="t5-average")
     with gr.Accordion("Sampling settings (Write and Step by step)", open=False):
         with gr.Row():
             temperature = gr.Slider(0.0, 5.0, value=0.0, step=0.05, label="Temperature", info="0 = greedy")
@@ -532,51 +562,37 @@ def build() -> None:
             max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             greedy = gr.Checkbox(True, label="Greedy (always the most probable token)")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Write", id="t5-generate"):
             with gr.Row():
                 go_button = gr.Button("Write", variant="primary", elem_id="t5-generate-btn")
                 stop_button = gr.Button("Stop", variant="stop")
             out_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             out_status = gr.Markdown()
-            with gr.Row():
-                out_bars = gr.Plot(label="This step's next-token probabilities")
-                out_cross_row = gr.Plot(label="This step's cross-attention over the input")
-            with gr.Row():
-                out_self_row = gr.Plot(label="This step's decoder self-attention")
-                out_grid = gr.Plot(label="Cross-attention so far")
-            out_note = gr.Markdown(elem_classes="note-box")
-            out_file = gr.File(label="Download the steps (JSON)")
+            out_bars, out_cross_row, out_self_row, out_grid = plot_rows(
+                ("This step's next-token probabilities", "t5-bars"), "This step's cross-attention over the input",
+                "This step's decoder self-attention", "Cross-attention so far")
+            out_note, out_file = note_and_file("Download the steps (JSON)")
         with gr.Tab("Step by step", id="t5-step"):
             gr.Markdown("One token per click: the encoder's reading stays fixed, the decoder adds a row. Any "
                         "earlier step can be shown again, with any layer or head.")
-            history = gr.State(empty_history())
-            with gr.Row():
-                step_button = gr.Button("Next token", variant="primary", elem_id="t5-step-btn")
-                reset_button = gr.Button("Reset")
-                step_export = gr.Button("Download history")
+            history, step_button, reset_button, step_export = step_controls("t5", empty_history())
             step_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             browse = step_slider(empty_history())
             step_status = gr.Markdown()
-            with gr.Row():
-                step_bars_plot = gr.Plot(label="Next-token probabilities at this step")
-                step_cross_row = gr.Plot(label="Cross-attention row")
-            with gr.Row():
-                step_self_row = gr.Plot(label="Decoder self-attention row")
-                step_grid = gr.Plot(label="Cross-attention so far")
-            step_note = gr.Markdown(elem_classes="note-box")
-            step_file = gr.File(label="Step history (JSON)")
+            step_bars_plot, step_cross_row, step_self_row, step_grid = plot_rows(
+                "Next-token probabilities at this step", "Cross-attention row", "Decoder self-attention row",
+                "Cross-attention so far")
+            step_note, step_file = note_and_file("Step history (JSON)")
         with gr.Tab("Attention", id="t5-attention"):
             attention_output = gr.Textbox("", label="Output for the decoder (empty: the model's own greedy output)",
                                           max_lines=2)
             attention_button = gr.Button("Show the three attentions", variant="primary", elem_id="t5-attention-btn")
             attention_summary = gr.Markdown()
-            with gr.Row():
-                encoder_plot = gr.Plot(label="Encoder self-attention")
-                decoder_plot = gr.Plot(label="Decoder self-attention")
-            cross_plot = gr.Plot(label="Cross-attention")
-            attention_note = gr.Markdown(elem_classes="note-box")
-            attention_file = gr.File(label="Attention numbers (JSON)")
+            encoder_plot, decoder_plot = plot_rows(("Encoder self-attention", "t5-encoder-plot"),
+                                                   "Decoder self-attention")
+            cross_plot = gr.Plot(label="Cross-attention", elem_id="t5-cross-plot")
+            attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Span corruption", id="t5-spans"):
             gr.Markdown("T5's pre-training: about 15% of the words, in short spans, are replaced by sentinels "
                         "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides.")
@@ -589,8 +605,7 @@ def build() -> None:
             span_summary = gr.Markdown()
             span_table = gr.Dataframe(label="Each sentinel: hidden words and the model's infill", interactive=False,
                                       wrap=True)
-            span_note = gr.Markdown(elem_classes="note-box")
-            span_file = gr.File(label="Span corruption (JSON)")
+            span_note, span_file = note_and_file("Span corruption (JSON)")
 
     model_inputs = [choice, custom, text]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
@@ -605,11 +620,17 @@ def build() -> None:
                       api_name="t5_step", **VIEWS)
     browse.release(t5_step_view, [browse, *view_inputs, history],
                    [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status], api_name="t5_step_view")
+    # The layer, head and average controls redraw the step and attention views from what they computed: the
+    # step history holds every step's attention rows, the attention maps are cached (no new forward).
+    live(view_inputs, t5_step_redraw, [browse, *view_inputs, history],
+         [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status])
     reset_button.click(t5_step_reset, [text], step_outputs, api_name="t5_step_reset")
     step_export.click(t5_step_export, [history], [step_file], api_name="t5_step_export")
     attention_button.click(t5_attention, [*model_inputs, attention_output, *view_inputs],
                            [encoder_plot, decoder_plot, cross_plot, attention_summary, attention_note,
                             attention_file], api_name="t5_attention", **VIEWS)
+    live(view_inputs, t5_attention_redraw, [*model_inputs, attention_output, *view_inputs, attention_summary],
+         [encoder_plot, decoder_plot, cross_plot, attention_summary, attention_note, attention_file])
     span_button.click(t5_span_corruption, [choice, custom, sentence, span_seed],
                       [span_input, span_summary, span_table, span_note, span_file], api_name="t5_span_corruption",
                       **VIEWS)
