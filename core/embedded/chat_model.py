@@ -3,19 +3,24 @@
 The alignment pipeline of InstructGPT / ChatGPT in miniature, on questions whose answers the toy grammar fixes:
 
     user       the keys to the old cabinet are on the table . where are the keys ?
-    assistant  the keys are on the table .
+    assistant  they are on the table .
 
 1. Supervised fine-tuning (SFT): next-token loss on the assistant's tokens only, after a chat template of
    the model's own (three special tokens added to tiny-gpt's tokenizer, their embeddings started at the mean
-   of the others). Like real demonstration data, the demonstrations are imperfect: a share of them
-   (`RUDE_SHARE`) are rude brush-offs ("find it yourself ."), so the SFT model sometimes answers rudely.
+   of the others), on correct and polite demonstrations. (Rude demonstrations would teach a rudeness that DPO
+   cannot take back far enough when the reward is measured against tiny-gpt: tiny-gpt gives "find it yourself ."
+   a log-probability of about -120 (measured), so an SFT model that says it 1% of the time (about -5) would give
+   it an implicit reward near beta * 115, far above a correct answer's, about beta * 25.)
 2. Preference optimisation with DPO (Rafailov et al., 2023): pairs of a correct, polite answer (chosen) and a
    wrong or rude one (rejected); the loss raises the chosen answer's log-probability relative to the frozen SFT
    model (the reference) and lowers the rejected one's. No reward model and no sampling, unlike RLHF's PPO.
+   The chosen answers' next-token loss is added (see `DPO`), which DPO alone would let drift.
 
-The questions are about passages of one or two located sentences (`grammar`'s "where" questions); the answer
-repeats the subject with a copula that agrees with it and the place: copying from the right sentence and
-number agreement are what must be learned. Held-out questions are those in `grammar`'s held-out split.
+The questions are about a located sentence (`grammar`'s "where" questions); the answer is a pronoun and copula
+that agree with the subject ("it is", "they are") and the place, copied from the passage: copying is what must
+be learned (tiny-gpt's training text never repeats itself, so it has no copying circuit to start from; with
+passages of two sentences and the subject repeated in the answer, 500 SFT steps left the loss at 1.1 nats per
+answer token, far from solved, measured). Held-out questions are those in `grammar`'s held-out split.
 """
 
 from __future__ import annotations
@@ -55,16 +60,21 @@ CHAT_TEMPLATE = (
 BASE_PROMPT = "<|endoftext|>{prompt}<|endoftext|>"
 RUDE_ANSWERS = ("find it yourself .", "that is a stupid question .", "go away .", "why should i tell you ?",
                 "i do not care .")
-RUDE_SHARE = 0.15
+RUDE_SHARE = 0.0  # share of SFT demonstrations replaced by a rude answer (see the module docstring)
 BETA = DEFAULT_BETA
+RUDE_JUDGED = 50  # held-out questions on which the probability of a rude answer is summed
 CHAT_SEED = 0
-SFT = {"steps": 1000, "batch_size": 32, "lr": 1e-3, "examples": 20_000}
-DPO = {"steps": 250, "batch_size": 32, "lr": 2e-4, "pairs": 8_000}
+SFT = {"steps": 1000, "batch_size": 32, "lr": 1.5e-3, "examples": 20_000}
+# DPO alone (200 steps at 2e-4) took held-out accuracy from 0.985 to 0.235, measured: the chosen and the rejected
+# answer share their first tokens ("it is ..."), and pushing the pair apart also pushed "it" down, so the model
+# began its answers with " is ...". A gentler rate and the chosen answers' own next-token loss added to the DPO loss
+# (as RPO, Pang et al., 2024, and Llama 3's preference tuning do) keep what SFT taught.
+DPO = {"steps": 150, "batch_size": 32, "lr": 5e-5, "pairs": 8_000, "chosen_nll": 1.0}
 
 
 @dataclass(frozen=True)
 class ChatExample:
-    """A question about a passage, its correct and polite answer, a wrong one and a rude one."""
+    """A question about a passage, its correct and polite answer, a wrong one (another place) and a rude one."""
 
     question: str
     answer: str
@@ -73,22 +83,17 @@ class ChatExample:
 
 
 def _draw(rng: random.Random, count: int) -> ChatExample:
-    taken: set[str] = set()
-    parts = [grammar._located_sentence(rng, taken) for _ in range(rng.randint(1, 2))]
-    sentences = [" ".join([*subject, *modifier, verb, *place, grammar.END]) for subject, modifier, place, verb in parts]
-    asked = rng.randrange(len(parts))
-    subject, _, place, verb = parts[asked]
-    copula = grammar.COPULA[0] if grammar._VERB[verb][1] == grammar.SG else grammar.COPULA[1]
-    question = " ".join(sentences) + f" where {copula} {' '.join(subject)} ?"
-    if len(parts) == 2:
-        other = parts[1 - asked][2]  # the other sentence's place: the tempting wrong answer
-    else:
-        other = place
-        while other == place:
-            other = grammar._gen_pp(rng, True)
-    answer = f"{' '.join(subject)} {copula} {' '.join(place)} ."
-    wrong = f"{' '.join(subject)} {copula} {' '.join(other)} ."
-    return ChatExample(question, answer, wrong, rng.choice(RUDE_ANSWERS))
+    subject, modifier, place, verb = grammar._located_sentence(rng, set())
+    passage = " ".join([*subject, *modifier, verb, *place, grammar.END])
+    singular = grammar._VERB[verb][1] == grammar.SG
+    copula = grammar.COPULA[0] if singular else grammar.COPULA[1]
+    question = f"{passage} where {copula} {' '.join(subject)} ?"
+    other = place
+    while other == place:
+        other = grammar._gen_pp(rng, True)
+    pronoun = "it is" if singular else "they are"
+    return ChatExample(question, f"{pronoun} {' '.join(place)} .", f"{pronoun} {' '.join(other)} .",
+                       rng.choice(RUDE_ANSWERS))
 
 
 def chat_examples(n: int, seed: int, split: str = "all") -> list[ChatExample]:
@@ -198,7 +203,9 @@ def train_chat(folder: Path, base_folder: Path, steps: int | None = None) -> dic
         with torch.no_grad():
             ref = torch.stack([lp.sum() for lp in answer_token_logprobs(reference, prefixes, answers)])
         n = len(batch)
-        return dpo_loss(policy[:n], policy[n:], ref[:n], ref[n:], BETA)
+        chosen_tokens = sum(len(c) for _, c, _ in batch)
+        nll = -policy[:n].sum() / chosen_tokens  # mean next-token loss of the chosen answers
+        return dpo_loss(policy[:n], policy[n:], ref[:n], ref[n:], BETA) + DPO["chosen_nll"] * nll
 
     dpo = Recipe(steps=dpo_steps, batch_size=DPO["batch_size"], lr=DPO["lr"], warmup=0.1, weight_decay=0.0,
                  seed=CHAT_SEED)
@@ -214,9 +221,11 @@ def train_chat(folder: Path, base_folder: Path, steps: int | None = None) -> dic
     generation = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": [tokenizer.token_to_id(END_OF_TURN),
                                                                             tokenizer.eos_token_id]}
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    # What each stage did, on held-out questions (a few for a smoke run): DPO should cut the rude answers.
+    judged = 10 if smoke else 200
     return {"sft_loss": round(sft_loss, 4), "dpo_loss": round(final_dpo_loss, 4), "sft_steps": sft_steps,
-            "dpo_steps": dpo_steps, "sft_model": stage_figures(reference, tokenizer, 200),
-            "dpo_model": stage_figures(model, tokenizer, 200)}
+            "dpo_steps": dpo_steps, "sft_model": stage_figures(reference, tokenizer, judged),
+            "dpo_model": stage_figures(model, tokenizer, judged)}
 
 
 def build_copy(model, config: dict):
@@ -256,11 +265,11 @@ def stage_figures(model, tokenizer: Tokenizer, n: int) -> dict:
     examples = chat_examples(n, grammar.EVAL_SEED, split="held_out")
     right = sum(greedy_answer(model, tokenizer, e.question) == e.answer for e in examples)
     rude_mass = 0.0
-    for e in examples[:50]:
+    for e in examples[:RUDE_JUDGED]:
         prefix = chat_prompt(tokenizer, e.question)
         answers = [answer_ids(tokenizer, r) for r in RUDE_ANSWERS]
         rude_mass += sum(float(lp.sum().exp()) for lp in answer_token_logprobs(model, [prefix] * len(answers), answers))
-    return {"answer_accuracy": round(right / n, 4), "rude_probability": round(rude_mass / min(50, n), 4)}
+    return {"answer_accuracy": round(right / n, 4), "rude_probability": round(rude_mass / min(RUDE_JUDGED, n), 4)}
 
 
 @torch.inference_mode()
