@@ -420,6 +420,9 @@ def build() -> lecture.Shared:
     with gr.Accordion("SFT, reward model, PPO, and DPO", open=False):
         gr.Markdown(PIPELINE)
 
+    # The named events first: a private event of the same function registered earlier would take its name.
+    step.release(align_next_token, [pair, prompt, follow, step], [next_plot, next_note], api_name="align_next_token",
+                 **VIEWS)
     run = answer_button.click(align_template, [pair, prompt], [aligned_tokens, base_tokens], api_name="align_template",
                               **VIEWS)
     run.then(align_generate, [pair, prompt, max_new], [aligned_answer, base_answer, status], api_name="align_generate",
@@ -428,8 +431,6 @@ def build() -> lecture.Shared:
                                                api_visibility="private", **VIEWS)
     template_button.click(align_template, [pair, prompt], [aligned_tokens, base_tokens], api_visibility="private",
                           **VIEWS)
-    step.release(align_next_token, [pair, prompt, follow, step], [next_plot, next_note], api_name="align_next_token",
-                 **VIEWS)
     follow.submit(align_next_token, [pair, prompt, follow, step], [next_plot, next_note], api_visibility="private",
                   **VIEWS)
     rank_button.click(align_rank, [pair, prompt, candidates, beta], [table, reward_plot, rank_note, rank_details],
