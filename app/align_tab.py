@@ -400,8 +400,8 @@ def build() -> lecture.Shared:
             gr.Markdown("Both models after the **same** answer prefix (the aligned model's answer, or any text you "
                         "write): where do their next-token distributions differ?")
             with gr.Row():
-                follow = gr.Textbox(label="Answer to step through (filled by Ask both)", lines=1, scale=3,
-                                    elem_id="align-follow")
+                follow = gr.Textbox(DEFAULT_PAIR.example_answers[0], label="Answer to step through (filled by Ask both)",
+                                    lines=1, scale=3, elem_id="align-follow")
                 step = gr.Slider(1, MAX_NEW_TOKENS + 1, value=1, step=1, label="Step", scale=2, elem_id="align-step")
             next_plot = gr.Plot(label="Next-token probabilities", elem_id="align-next-plot")
             next_note = gr.Markdown()
