@@ -368,7 +368,7 @@ def pair_examples(pair_name):
 
 
 CSS = """
-.align-tokens { line-height: 2.1; }
+.align-tokens { line-height: 2.1; color: var(--body-text-color); }
 .align-token { display: inline-block; padding: 0 4px; margin: 1px; border-radius: 4px; font-family: monospace;
                background: #e8eef8; color: #111; border: 1px solid #c5d0e0; }
 .align-special { background: #263238; color: #ffd54f; border-color: #263238; font-weight: 700; }
