@@ -181,7 +181,7 @@ def tokens_html(tokenizer, ids: list[int], title: str) -> str:
                      f'{", special token" if kind == "special" else ""}">{html.escape(_visible(piece))}</span>')
     n_special = sum(i in special for i in ids)
     return (f'<div class="align-tokens"><b>{html.escape(title)}</b>: {len(ids)} tokens, {n_special} special '
-            f'(dark)<br>{"".join(chips)}</div>')
+            f'(yellow on dark)<br>{"".join(chips)}</div>')
 
 
 def next_token_figure(labels_a, probs_a, labels_b, probs_b, title_a: str, title_b: str) -> go.Figure:
