@@ -77,6 +77,13 @@ PRESETS: dict[str, list[Preset]] = {
         Preset("tiny-clip (embedded)", "tiny-clip", True, "CLIP trained here on captioned shapes"),
         Preset("openai/clip-vit-base-patch32", "openai/clip-vit-base-patch32", about="CLIP ViT-B/32"),
     ],
+    # The "Base vs aligned" tab's embedded pair; its Hub pairs (app.align_tab.PAIRS) are opened by repo id, so
+    # they are fetched only by the GPT tab's presets or --download, not listed twice.
+    "chat": [
+        Preset("tiny-gpt (embedded)", "tiny-gpt", True, "4-layer GPT-2 trained here on a toy grammar"),
+        Preset("tiny-gpt-chat (embedded)", "tiny-gpt-chat", True,
+               "tiny-gpt after supervised fine-tuning and DPO on toy questions"),
+    ],
 }
 
 
@@ -122,12 +129,13 @@ def availability(preset: Preset, online: bool | None = None) -> str:
 # CLIP's image tower alone (CLIPVisionModel, the image encoder of IP-Adapter) is a ViT with a pre-norm: the ViT
 # tab's patches, attention and positions views read it as they read a ViT.
 TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit", "clip_vision"), "clip": ("clip",),
-                "t5": ("t5",)}
+                "t5": ("t5",), "chat": ("gpt2", "llama", "gpt_neox")}
 TAB_NEEDS = {
     "bert": "a BERT or DistilBERT model",
     "gpt": "a GPT-2 model",
     "vit": "a ViT model (or CLIP's image tower, CLIPVisionModel)",
     "t5": "a T5 model (T5ForConditionalGeneration)",
+    "chat": "a decoder-only language model (GPT-2, Llama, Qwen2 or GPT-NeoX)",
     "clip": "a CLIPModel: zero-shot classification, search and the contrastive view compare texts with images, "
             "so they need both towers (such as openai/clip-vit-base-patch32)",
 }
@@ -146,7 +154,7 @@ def _open(folder: str | Path, name: str, family: str) -> Loaded:
     try:
         model = load_model(folder, check_spec=lambda spec: _tab_mismatch(name, spec, family))
         tokenizer = processor = None
-        if family in ("bert", "gpt", "clip", "t5"):
+        if family in ("bert", "gpt", "clip", "t5", "chat"):
             tokenizer = load_tokenizer(folder)
         if family in ("vit", "clip"):
             from core.images import load_image_processor

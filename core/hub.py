@@ -33,6 +33,7 @@ CHECKPOINT_FILES = [
     "model.safetensors.index.json",  # which root files hold the weights
     "tokenizer.json",
     "tokenizer_config.json",
+    "chat_template.jinja",  # where newer tokenizers keep their chat template (core.chat)
     "special_tokens_map.json",
     "vocab.txt",
     "vocab.json",
