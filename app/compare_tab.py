@@ -53,7 +53,7 @@ def cut(ids: list[int], texts: list[str]) -> tuple[list[int], list[str], str]:
 def model_tokens(loaded, text: str) -> tuple[list[int], list[str], str]:
     """Ids and readable pieces, special tokens included ([CLS] ... [SEP] for BERT, none for GPT-2)."""
     tokens = loaded.tokenizer.tokenize(text)
-    limit = loaded.model.config.max_positions
+    limit = loaded.model.config.max_length
     ids, texts, note = cut([t.id for t in tokens], [t.text for t in tokens])
     if len(ids) > limit:
         raise gr.Error(f"The text has {len(ids)} tokens for {loaded.name}; its maximum is {limit}.")
@@ -156,7 +156,7 @@ def compare_predictions(bert_choice, bert_custom, gpt_choice, gpt_custom, text, 
             raise gr.Error("The word is the first one and this GPT has no start token to predict it from.")
         context = [gtok.eos_token_id]
         start_note = "The word is the first one: GPT predicts it from <|endoftext|> alone."
-    limit = gpt.model.config.max_positions
+    limit = gpt.model.config.max_length
     if len(context) >= limit:  # the most recent tokens are the ones that matter for the next word
         start_note = (f"✂️ The text before the word has {len(context):,} tokens; GPT reads only the last "
                       f"{limit - 1}, its maximum of {limit} less the one it predicts.")

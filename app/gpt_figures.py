@@ -48,13 +48,21 @@ def step_bars(candidates: Sequence[tuple[str, float]], sampled: str, sampled_pro
     return figures.bars(labels, values, title, highlight=highlight, x_title=x_title)
 
 
-def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
-    """Attention (query rows x key columns) with the future (upper triangle) drawn as masked."""
+def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str, written_from: int | None = None
+                     ) -> go.Figure:
+    """Attention (query rows x key columns) with the future (upper triangle) drawn as masked; with `written_from`,
+    dashed lines part the prompt from the tokens the model wrote (positions `written_from` on)."""
     n = len(tokens)
     labels = figures.unique_labels([shown(t) for t in tokens])
     future = ~np.tril(np.ones((n, n), dtype=bool))
-    return figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
-                           y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
+    fig = figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
+                          y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
+    if written_from is not None and 0 < written_from < n:
+        # Category axes place category i at i: the boundary lies half a cell before the first written token.
+        line = dict(color=figures.HIGHLIGHT, width=2, dash="dash")
+        fig.add_vline(x=written_from - 0.5, line=line)
+        fig.add_hline(y=written_from - 0.5, line=line)
+    return fig
 
 
 def attention(matrix: np.ndarray, tokens: Sequence[str], title: str, causal: bool) -> go.Figure:
