@@ -8,6 +8,7 @@ the three attention shapes (bidirectional, causal, cross).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,11 +25,15 @@ def square_height(n: int) -> int:
 BINARY = [[0.0, "#f2f2f2"], [0.5, "#f2f2f2"], [0.5, figures.BASE], [1.0, figures.BASE]]
 
 
+TAG_START = re.compile(r"<(?=/?[A-Za-z])")
+
+
 def shown(text: str) -> str:
-    """A token's text as it can be read in a label: spaces as '␣', newlines as '⏎', empty as '∅'."""
+    """A token's text as it can be read in a label: spaces as '␣', newlines as '⏎', empty as '∅'. A "<" that
+    opens something tag-like is escaped: plotly and Markdown read Llama's "<s>" as strike-through and drop it."""
     if text == "":
         return "∅"
-    return text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+    return TAG_START.sub("&lt;", text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥"))
 
 
 def step_bars(candidates: Sequence[tuple[str, float]], sampled: str, sampled_probability: float,

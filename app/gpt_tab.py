@@ -534,9 +534,8 @@ def shape_sliders(choice, custom):
     return gr.Slider(maximum=layers), gr.Slider(maximum=heads)
 
 
-EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019; today's Llama, Qwen and Pythia are the
-same idea with rotary positions, RMSNorm and gated MLPs) reads the text left to right and predicts the
-**next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
+EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019; Pythia, Llama and Qwen rotate
+queries and keys by position instead of learning positions, and Llama and Qwen add RMSNorm and gated MLPs) reads the text left to right and predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
 settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
 whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
 the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
