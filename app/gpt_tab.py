@@ -186,7 +186,7 @@ def step_figure(summary: dict, number: int, total: int | None = None):
     return gfig.step_bars(summary["candidates"], summary["token"], summary["probability"], title)
 
 
-FINISH_WORDS = {"eos": "the model wrote <|endoftext|>, the end of a text",
+FINISH_WORDS = {"eos": "the model wrote its end-of-text token",
                 "max_new_tokens": "reached the maximum number of new tokens",
                 "max_length": "reached the model's maximum length"}
 

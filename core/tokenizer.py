@@ -337,9 +337,9 @@ class Tokenizer:
             return piece.replace(_METASPACE, " ")
         if self.kind == SENTENCEPIECE_BPE:
             byte = _BYTE_FALLBACK.fullmatch(piece)
-            if byte:  # an ASCII byte is its character ("\n"); a byte of a longer character is shown as "\xe2"
+            if byte:  # a printable ASCII byte, a newline or a tab is its character; any other byte an escape
                 value = int(byte.group(1), 16)
-                return chr(value) if value < 0x80 else f"\\x{value:02x}"
+                return chr(value) if 0x20 <= value < 0x7F or chr(value) in "\n\t" else f"\\x{value:02x}"
             return piece.replace(_METASPACE, " ")
         if self.kind == CLIP_BPE and piece.endswith(_CLIP_END_OF_WORD):
             piece = piece[: -len(_CLIP_END_OF_WORD)]

@@ -248,3 +248,11 @@ def test_new_config_fields_are_bounded(tmp_path, family, change, expected):
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match=expected):
         read_config(tmp_path)
+
+
+def test_llama_pieces_read_as_text(tmp_path):
+    tokenizer = load_tokenizer(save_tokenizer("llama", tmp_path))
+    byte_tokens = [tokenizer.token_to_id(f"<0x{b:02X}>") for b in (0x0A, 0x09, 0x41, 0x00, 0x7F, 0xE6)]
+    assert [tokenizer.token_text(i) for i in byte_tokens] == ["\n", "\t", "A", "\\x00", "\\x7f", "\\xe6"]
+    assert tokenizer.token_text(tokenizer.token_to_id("▁the")) == " the"
+    assert tokenizer.token_text(tokenizer.bos_token_id) == "<s>" and tokenizer.eos_token_id == 2
