@@ -545,7 +545,10 @@ sentences like *the keys to the old cabinet*."""
 def build() -> lecture.Shared:
     gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
-    with gr.Accordion("Pythia's training checkpoints: the same model earlier in its training", open=False):
+    # Folded away in presenter mode with the intro (the first view must fit a shared 1280x720 screen); the same
+    # checkpoints stay reachable there as typed ids ("EleutherAI/pythia-70m@step1000").
+    with gr.Accordion("Pythia's training checkpoints: the same model earlier in its training", open=False,
+                      elem_classes=["tab-intro"]):
         gr.Markdown("EleutherAI published pythia-70m as it was at 154 points of its training (Biderman et al., "
                     "2023). Pick a step to read and write with the model as it was then: step 0 is the random "
                     "start, step 143000 the final model. Each step is a download of its own unless cached.")
