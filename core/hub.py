@@ -210,11 +210,13 @@ def cached_folder(repo_id: str, patterns: list[str] | None = None, revision: str
 
 
 def local_folder(source: str | os.PathLike, patterns: list[str] | None = None) -> Path:
-    """Return a local folder holding the checkpoint named by `source`: an existing directory, or a Hub repo."""
+    """Return a local folder holding the checkpoint named by `source`: an existing directory, or a Hub repo
+    (at a revision when one follows "@": "EleutherAI/pythia-70m@step1000")."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    return hub_folder(str(source), patterns)
+    repo_id, revision = split_revision(str(source))
+    return hub_folder(repo_id, patterns, revision)
 
 
 def hub_folder(repo_id: str, patterns: list[str] | None = None, revision: str | None = None) -> Path:

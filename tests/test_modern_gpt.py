@@ -177,6 +177,17 @@ def test_a_pythia_step_loads_that_branchs_weights(hub, built):
         cache.get("gpt", GPT_EMBEDDED, f"{REPOS['pythia']}@step2000")
 
 
+def test_the_core_loads_a_revision_by_name(hub, built):
+    from core import load_model
+
+    model = load_model(f"{REPOS['pythia']}@step1000")
+    expected = reference(checkpoint("pythia", str(built), seed=1)).gpt_neox.embed_in.weight
+    assert torch.equal(model.state_dict()["embed.tokens.weight"], expected)
+    assert load_tokenizer(f"{REPOS['pythia']}@step1000").encode("the keys")
+    with pytest.raises(CheckpointError, match="not a revision"):
+        load_model(f"{REPOS['pythia']}@refs/pr/1")
+
+
 def test_the_step_picker_names_the_branch(monkeypatch):
     assert len(gpt_tab.PYTHIA_STEPS) == 154 and gpt_tab.PYTHIA_STEPS[:4] == (0, 1, 2, 4)
     assert gpt_tab.PYTHIA_STEPS[-1] == 143_000
