@@ -439,7 +439,8 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False, genera
         tokens = [token_text(loaded.tokenizer, i) for i in ids]
         written_from = len(prompt_ids)
         shown_new = max(0, len(ids) - written_from)
-        cut = f"✂️ Showing the first {limit} of {len(prompt_ids) + len(new_ids):,} tokens." if shown_new < len(new_ids) else ""
+        total = len(prompt_ids) + len(new_ids)
+        cut = f"✂️ Showing the first {limit} of {total:,} tokens." if shown_new < len(new_ids) else ""
         written = (f"Positions {written_from} on ({shown_new} tokens, after the dashed lines) were written by the "
                    "model in the Generate view." if shown_new else "")
     layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
@@ -535,9 +536,10 @@ def shape_sliders(choice, custom):
 
 
 EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019; Pythia, Llama and Qwen rotate
-queries and keys by position instead of learning positions, and Llama and Qwen add RMSNorm and gated MLPs) reads the text left to right and predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
-settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
-whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
+queries and keys by position instead of learning positions, and Llama and Qwen add RMSNorm and gated MLPs)
+reads the text left to right and predicts the **next token**. Each new token is chosen from the model's
+probabilities, reshaped by the sampling settings: *temperature* (lower = safer), *top-k* (keep the k most
+likely), *top-p* (keep the smallest set whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
 the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
 sentences like *the keys to the old cabinet*."""
 
