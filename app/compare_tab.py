@@ -161,7 +161,8 @@ def compare_predictions(bert_choice, bert_custom, gpt_choice, gpt_custom, text, 
         start_note = (f"✂️ The text before the word has {len(context):,} tokens; GPT reads only the last "
                       f"{limit - 1}, its maximum of {limit} less the one it predicts.")
         context = context[-(limit - 1):]
-    gpt_target = gtok.tokenize(text[len(left):end])[0]  # the next token, with its leading space
+    # The next token, with its leading space; a tokenizer that starts every text with <s> (Llama) adds it first.
+    gpt_target = [t for t in gtok.tokenize(text[len(left):end]) if not t.special][0]
     gpt_logits = gpt_analysis.next_logits(gpt.model, context)
     gpt_top = candidate_texts(gtok, gpt_analysis.top_predictions(gpt_logits, TOP_K))
     gpt_p = float(gpt_logits.float().softmax(-1)[gpt_target.id])

@@ -104,7 +104,7 @@ def test_compare_tabs_gpt_column_takes_these_models(hub, family):
     assert any(isinstance(o, str) and REPOS[family] in o for o in outputs)
     _, gpt_figure, *rest = compare_tab.compare_predictions(bert, "", GPT_EMBEDDED, REPOS[family],
                                                            "the old man saw the keys", "keys")
-    assert "GPT guesses the next token" in gpt_figure.layout.title.text
+    assert "GPT guesses the next token (actual: ␣keys" in gpt_figure.layout.title.text
 
 
 def test_attention_covers_the_generated_tokens_and_measures_the_sink(hub, built):
