@@ -147,6 +147,14 @@ def token_text(tokenizer, token_id: int) -> str:
     return tokenizer.token_text(token_id)
 
 
+def continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text that `new_ids` add after the prompt. Decoded together with the prompt: a SentencePiece decoder
+    (Llama's) drops the space that starts a text, which would glue the first written word to the prompt."""
+    before = tokenizer.decode(prompt_ids)
+    whole = tokenizer.decode([*prompt_ids, *new_ids])
+    return whole[len(before):] if whole.startswith(before) else tokenizer.decode(new_ids)
+
+
 def load(choice, custom) -> tuple[object, str]:
     loaded, note = get_model(FAMILY, choice, custom or "")
     if loaded.model.config.task != "causal_lm":
@@ -232,7 +240,7 @@ def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top
             if step.finished != "eos":
                 new_ids.append(step.token_id)
                 written.append(summary)
-            text = prompt + tokenizer.decode(new_ids)
+            text = prompt + continuation(tokenizer, ids, new_ids)
             # Counts written tokens: a final <|endoftext|> is a step (in the JSON) but not a token of the text.
             status = f"Token {len(written)} of at most {settings.max_new_tokens} · {settings.describe()}."
             if step.finished:
@@ -293,7 +301,7 @@ def gpt_step(choice, custom, prompt, temperature, top_k, top_p, seed, greedy, hi
                        prompt_ids=typed.ids, ids=list(typed.ids))
     prompt = history.get("shown") or typed.shown
     notes = join_notes(note, typed.note, "; ".join(settings.notes), restarted)
-    text = prompt + tokenizer.decode(history["ids"][len(history["prompt_ids"]):])
+    text = prompt + continuation(tokenizer, history["prompt_ids"], history["ids"][len(history["prompt_ids"]):])
     if history["finished"] or len(history["steps"]) >= MAX_STEPS or len(history["ids"]) >= model.config.max_length:
         reason = FINISH_WORDS.get(history["finished"] or "", "the history is full")
         if not history["finished"] and len(history["ids"]) >= model.config.max_length:
@@ -314,7 +322,7 @@ def gpt_step(choice, custom, prompt, temperature, top_k, top_p, seed, greedy, hi
     else:
         history["ids"] = [*history["ids"], step.token_id]
     n = len(history["steps"])
-    text = prompt + tokenizer.decode(history["ids"][len(history["prompt_ids"]):])
+    text = prompt + continuation(tokenizer, history["prompt_ids"], history["ids"][len(history["prompt_ids"]):])
     status = f"Step {n}: added {gfig.shown(summary['token'])} · {settings.describe()}."
     if history["finished"]:
         status += f" The model ended the text ({FINISH_WORDS['eos']})."

@@ -68,6 +68,9 @@ def test_every_gpt_view_runs_and_matches_transformers(hub, built, family):
     greedy = reference(folder).generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False,
                                         eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
     assert state["generated_ids"] == greedy and read_json(path)["prompt_ids"] == ids
+    # The written text as transformers' tokenizer reads the whole sequence (no word glued to the prompt).
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    assert text == PROMPT + theirs.decode(ids + greedy, skip_special_tokens=True)[len(PROMPT):]
 
     # Step mode: one token per click, the first the greedy one.
     step_text, _, history, _, step_status, _ = gpt_tab.gpt_step(GPT_EMBEDDED, repo, PROMPT, 1.0, 0, 1.0, 0, True,
@@ -267,3 +270,11 @@ def test_llama_pieces_read_as_text(tmp_path):
     assert [tokenizer.token_text(i) for i in byte_tokens] == ["\n", "\t", "A", "\\x00", "\\x7f", "\\xe6"]
     assert tokenizer.token_text(tokenizer.token_to_id("▁the")) == " the"
     assert tokenizer.token_text(tokenizer.bos_token_id) == "<s>" and tokenizer.eos_token_id == 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_continuation_keeps_the_space_before_its_first_word(tmp_path, family):
+    tokenizer = load_tokenizer(save_tokenizer(family, tmp_path))
+    prompt_ids, word = tokenizer.encode("the old"), tokenizer.encode(" the old")[-2:-1]  # " the", spelt mid-text
+    assert tokenizer.token_text(word[0]) == " the"
+    assert gpt_tab.continuation(tokenizer, prompt_ids, word) == " the"
