@@ -53,7 +53,7 @@ def cut(ids: list[int], texts: list[str]) -> tuple[list[int], list[str], str]:
 def model_tokens(loaded, text: str) -> tuple[list[int], list[str], str]:
     """Ids and readable pieces, special tokens included ([CLS] ... [SEP] for BERT, none for GPT-2)."""
     tokens = loaded.tokenizer.tokenize(text)
-    limit = loaded.model.config.max_positions
+    limit = loaded.model.config.max_length
     ids, texts, note = cut([t.id for t in tokens], [t.text for t in tokens])
     if len(ids) > limit:
         raise gr.Error(f"The text has {len(ids)} tokens for {loaded.name}; its maximum is {limit}.")
@@ -156,12 +156,13 @@ def compare_predictions(bert_choice, bert_custom, gpt_choice, gpt_custom, text, 
             raise gr.Error("The word is the first one and this GPT has no start token to predict it from.")
         context = [gtok.eos_token_id]
         start_note = "The word is the first one: GPT predicts it from <|endoftext|> alone."
-    limit = gpt.model.config.max_positions
+    limit = gpt.model.config.max_length
     if len(context) >= limit:  # the most recent tokens are the ones that matter for the next word
         start_note = (f"✂️ The text before the word has {len(context):,} tokens; GPT reads only the last "
                       f"{limit - 1}, its maximum of {limit} less the one it predicts.")
         context = context[-(limit - 1):]
-    gpt_target = gtok.tokenize(text[len(left):end])[0]  # the next token, with its leading space
+    # The next token, with its leading space; a tokenizer that starts every text with <s> (Llama) adds it first.
+    gpt_target = [t for t in gtok.tokenize(text[len(left):end]) if not t.special][0]
     gpt_logits = gpt_analysis.next_logits(gpt.model, context)
     gpt_top = candidate_texts(gtok, gpt_analysis.top_predictions(gpt_logits, TOP_K))
     gpt_p = float(gpt_logits.float().softmax(-1)[gpt_target.id])

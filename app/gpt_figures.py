@@ -8,6 +8,7 @@ the three attention shapes (bidirectional, causal, cross).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,11 +25,15 @@ def square_height(n: int) -> int:
 BINARY = [[0.0, "#f2f2f2"], [0.5, "#f2f2f2"], [0.5, figures.BASE], [1.0, figures.BASE]]
 
 
+TAG_START = re.compile(r"<(?=/?[A-Za-z])")
+
+
 def shown(text: str) -> str:
-    """A token's text as it can be read in a label: spaces as '␣', newlines as '⏎', empty as '∅'."""
+    """A token's text as it can be read in a label: spaces as '␣', newlines as '⏎', empty as '∅'. A "<" that
+    opens something tag-like is escaped: plotly and Markdown read Llama's "<s>" as strike-through and drop it."""
     if text == "":
         return "∅"
-    return text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+    return TAG_START.sub("&lt;", text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥"))
 
 
 def step_bars(candidates: Sequence[tuple[str, float]], sampled: str, sampled_probability: float,
@@ -48,13 +53,21 @@ def step_bars(candidates: Sequence[tuple[str, float]], sampled: str, sampled_pro
     return figures.bars(labels, values, title, highlight=highlight, x_title=x_title)
 
 
-def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
-    """Attention (query rows x key columns) with the future (upper triangle) drawn as masked."""
+def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str, written_from: int | None = None
+                     ) -> go.Figure:
+    """Attention (query rows x key columns) with the future (upper triangle) drawn as masked; with `written_from`,
+    dashed lines part the prompt from the tokens the model wrote (positions `written_from` on)."""
     n = len(tokens)
     labels = figures.unique_labels([shown(t) for t in tokens])
     future = ~np.tril(np.ones((n, n), dtype=bool))
-    return figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
-                           y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
+    fig = figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
+                          y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
+    if written_from is not None and 0 < written_from < n:
+        # Category axes place category i at i: the boundary lies half a cell before the first written token.
+        line = dict(color=figures.HIGHLIGHT, width=2, dash="dash")
+        fig.add_vline(x=written_from - 0.5, line=line)
+        fig.add_hline(y=written_from - 0.5, line=line)
+    return fig
 
 
 def attention(matrix: np.ndarray, tokens: Sequence[str], title: str, causal: bool) -> go.Figure:

@@ -24,6 +24,7 @@ from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_o
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
+from core.hub import REVISION_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ MAX_SEED = 2**31 - 1
 NUM_CANDIDATES = 10
 MAX_VIEW_TOKENS = 64  # attention / surprisal / logit lens: more would not be readable on a slide
 MAX_STEPS = 200  # step-mode history kept per session
+# Pythia's public training checkpoints (Biderman et al., 2023), one Hub branch each: step 0, the log-spaced early
+# steps 1, 2, 4 ... 512, then every 1000 steps up to the final 143000 (154 in all).
+PYTHIA_REPO = "EleutherAI/pythia-70m"
+PYTHIA_STEPS = (0, *(2**i for i in range(10)), *range(1000, 143_001, 1000))
+PYTHIA_FINAL = "final (main)"
 
 
 # ----- inputs -------------------------------------------------------------------------------------------------
@@ -115,7 +121,7 @@ def prompt_ids(tokenizer, model, prompt) -> Prompt:
     """The prompt for writing: one that fills the model's context keeps only its last half-context of tokens,
     so that the model reads the most recent text and still has room to write."""
     typed, ids = encoded(tokenizer, prompt)
-    limit = model.config.max_positions
+    limit = model.config.max_length
     if len(ids) < limit:
         return Prompt(typed, typed, ids, "")
     keep = max(1, limit // 2)
@@ -128,7 +134,7 @@ def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
     """Ids and readable texts of a prompt for the analysis views, cut to its first MAX_VIEW_TOKENS (or the
     model's maximum, if smaller) with a note."""
     _, ids = encoded(loaded.tokenizer, prompt)
-    limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_positions)
+    limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_length)
     note = ""
     if len(ids) > limit:
         note = f"✂️ Showing the first {limit} of {len(ids):,} tokens."
@@ -139,6 +145,14 @@ def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
 def token_text(tokenizer, token_id: int) -> str:
     """Readable text of one token id (" the", "<|endoftext|>")."""
     return tokenizer.token_text(token_id)
+
+
+def continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text that `new_ids` add after the prompt. Decoded together with the prompt: a SentencePiece decoder
+    (Llama's) drops the space that starts a text, which would glue the first written word to the prompt."""
+    before = tokenizer.decode(prompt_ids)
+    whole = tokenizer.decode([*prompt_ids, *new_ids])
+    return whole[len(before):] if whole.startswith(before) else tokenizer.decode(new_ids)
 
 
 def load(choice, custom) -> tuple[object, str]:
@@ -180,7 +194,7 @@ def step_figure(summary: dict, number: int, total: int | None = None):
     return gfig.step_bars(summary["candidates"], summary["token"], summary["probability"], title)
 
 
-FINISH_WORDS = {"eos": "the model wrote <|endoftext|>, the end of a text",
+FINISH_WORDS = {"eos": "the model wrote its end-of-text token",
                 "max_new_tokens": "reached the maximum number of new tokens",
                 "max_length": "reached the model's maximum length"}
 
@@ -226,7 +240,7 @@ def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top
             if step.finished != "eos":
                 new_ids.append(step.token_id)
                 written.append(summary)
-            text = prompt + tokenizer.decode(new_ids)
+            text = prompt + continuation(tokenizer, ids, new_ids)
             # Counts written tokens: a final <|endoftext|> is a step (in the JSON) but not a token of the text.
             status = f"Token {len(written)} of at most {settings.max_new_tokens} · {settings.describe()}."
             if step.finished:
@@ -242,7 +256,9 @@ def gpt_generate(choice, custom, prompt, max_new_tokens, temperature, top_k, top
         raise gr.Error("The model could not write anything more: the prompt already fills its context.")
     data = dict(model=loaded.name, prompt=prompt, prompt_ids=ids, settings=settings.as_dict(),
                 generated_ids=new_ids, text=text, steps=steps)
-    browsable = dict(steps=written or steps)  # ends on the last written token; <|endoftext|> stays in the JSON
+    # Ends on the last written token (<|endoftext|> stays in the JSON); the attention view reads the written ids.
+    browsable = dict(steps=written or steps, model=loaded.name, prompt=typed.typed, prompt_ids=ids,
+                     generated_ids=new_ids)
     last = len(browsable["steps"])
     yield (text, step_figure(browsable["steps"][-1], last, last), status, with_note(loaded, notes),
            export.json_file(data, "gpt-generate"), coloured_tokens(prompt, written), browsable,
@@ -285,10 +301,10 @@ def gpt_step(choice, custom, prompt, temperature, top_k, top_p, seed, greedy, hi
                        prompt_ids=typed.ids, ids=list(typed.ids))
     prompt = history.get("shown") or typed.shown
     notes = join_notes(note, typed.note, "; ".join(settings.notes), restarted)
-    text = prompt + tokenizer.decode(history["ids"][len(history["prompt_ids"]):])
-    if history["finished"] or len(history["steps"]) >= MAX_STEPS or len(history["ids"]) >= model.config.max_positions:
+    text = prompt + continuation(tokenizer, history["prompt_ids"], history["ids"][len(history["prompt_ids"]):])
+    if history["finished"] or len(history["steps"]) >= MAX_STEPS or len(history["ids"]) >= model.config.max_length:
         reason = FINISH_WORDS.get(history["finished"] or "", "the history is full")
-        if not history["finished"] and len(history["ids"]) >= model.config.max_positions:
+        if not history["finished"] and len(history["ids"]) >= model.config.max_length:
             reason = FINISH_WORDS["max_length"]
         status = f"No more steps: {reason}. Press Reset to start again."
         last = history["steps"][-1]
@@ -306,7 +322,7 @@ def gpt_step(choice, custom, prompt, temperature, top_k, top_p, seed, greedy, hi
     else:
         history["ids"] = [*history["ids"], step.token_id]
     n = len(history["steps"])
-    text = prompt + tokenizer.decode(history["ids"][len(history["prompt_ids"]):])
+    text = prompt + continuation(tokenizer, history["prompt_ids"], history["ids"][len(history["prompt_ids"]):])
     status = f"Step {n}: added {gfig.shown(summary['token'])} · {settings.describe()}."
     if history["finished"]:
         status += f" The model ended the text ({FINISH_WORDS['eos']})."
@@ -382,23 +398,76 @@ def head_name(head: int, average: bool = False) -> str:
     return "average of all heads" if average else f"head {head}"
 
 
+def written_ids(loaded, prompt, generated) -> tuple[list[int], list[int]]:
+    """(prompt ids, written ids) of the Generate view's last text when it was this model's continuation of this
+    prompt, else ([], []). The ids are checked against the vocabulary: the state is only as good as its source."""
+    if not isinstance(generated, dict) or generated.get("model") != loaded.name:
+        return [], []
+    try:
+        if generated.get("prompt") != inputs.text(prompt, "prompt"):
+            return [], []
+    except gr.Error:
+        return [], []
+    vocabulary = loaded.model.config.vocab_size
+    prompt_ids, new_ids = generated.get("prompt_ids") or [], generated.get("generated_ids") or []
+    if not all(isinstance(i, int) and 0 <= i < vocabulary for i in [*prompt_ids, *new_ids]) or not prompt_ids:
+        return [], []
+    return list(prompt_ids), list(new_ids)
+
+
+# A head "parks" on the first token when it gives it more than this share of its attention on average; the note
+# appears when most heads of the model do.
+SINK_SHARE = 0.5
+
+
+def sink_note(shares: np.ndarray, first_token: str) -> str:
+    """A sentence on the attention sink when most heads park more than SINK_SHARE of their attention on the first
+    token (`shares` (L, nh) from `gpt_analysis.first_token_share`), else ""."""
+    parked = int((shares > SINK_SHARE).sum())
+    if parked * 2 <= shares.size:
+        return ""
+    return (f"🕳️ Attention sink: {parked} of {shares.size} heads give the first token ({gfig.shown(first_token)}) "
+            f"more than half of their attention on average, whatever that token is. A head that has nothing "
+            "useful to look at must still spend its softmax somewhere, and trained decoders learn to park it on "
+            "the first token (Xiao et al., 2023, StreamingLLM).")
+
+
 @handler
-def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False):
+def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False, generated=None, include_generated=True):
     """The chosen layer/head's attention (or the layer's head average) with the future masked, and the causal
-    'can see' table."""
+    'can see' table. After a generation from the same model and prompt (`generated`: the Generate view's
+    state), the tokens it wrote are shown too, unless `include_generated` is off."""
     loaded, note = load(choice, custom)
     ids, tokens, cut = view_tokens(loaded, prompt)
+    prompt_ids, new_ids = written_ids(loaded, prompt, generated) if include_generated else ([], [])
+    written_from, written = None, ""
+    if new_ids:
+        limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_length)
+        ids = (prompt_ids + new_ids)[:limit]
+        tokens = [token_text(loaded.tokenizer, i) for i in ids]
+        written_from = len(prompt_ids)
+        shown_new = max(0, len(ids) - written_from)
+        total = len(prompt_ids) + len(new_ids)
+        cut = f"✂️ Showing the first {limit} of {total:,} tokens." if shown_new < len(new_ids) else ""
+        written = (f"Positions {written_from} on ({shown_new} tokens, after the dashed lines) were written by the "
+                   "model in the Generate view." if shown_new else "")
     layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
     average = bool(average)
     maps = attention_maps(loaded.model, ids)  # (L, nh, T, T)
     matrix = pick_head(maps, layer_n, head_n, average)
     visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
     attention = gfig.causal_attention(matrix, tokens,
-                                      f"Layer {layer_n}, {head_name(head_n, average)} (× = future, masked)")
+                                      f"Layer {layer_n}, {head_name(head_n, average)} (× = future, masked)",
+                                      written_from)
     table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
+    shares = gpt_analysis.first_token_share(maps).numpy() if len(ids) > 1 else np.zeros((0, 0))
+    sink = sink_note(shares, tokens[0]) if shares.size else ""
     data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
-                average_over_heads=average, attention=matrix, can_see=visible.astype(int))
-    return attention, table, with_note(loaded, note, cut, clamp), export.json_file(data, "gpt-attention")
+                average_over_heads=average, attention=matrix, can_see=visible.astype(int),
+                written_from=written_from, first_token_share=shares, heads_parked_on_first_token=int(
+                    (shares > SINK_SHARE).sum()))
+    return (attention, table, with_note(loaded, note, cut, clamp, written, sink),
+            export.json_file(data, "gpt-attention"))
 
 
 # ----- surprisal ----------------------------------------------------------------------------------------------
@@ -449,6 +518,14 @@ def gpt_logit_lens(choice, custom, prompt):
     return fig, with_note(loaded, note, cut), export.json_file(data, "gpt-logit-lens")
 
 
+def pythia_checkpoint(step) -> tuple[dict, str]:
+    """The model picker set to Pythia at a training step: the preset, and "EleutherAI/pythia-70m@stepN" as the
+    custom id (empty for the final model, which is the preset itself)."""
+    step = inputs.choice(step, "training step", [PYTHIA_FINAL, *(f"step{n}" for n in PYTHIA_STEPS)])
+    custom = "" if step == PYTHIA_FINAL else f"{PYTHIA_REPO}{REVISION_SEPARATOR}{step}"
+    return gr.update(value=PYTHIA_REPO), custom
+
+
 # ----- layout and wiring --------------------------------------------------------------------------------------
 
 
@@ -474,10 +551,12 @@ def shape_sliders(choice, custom):
     return gr.Slider(maximum=layers), gr.Slider(maximum=heads)
 
 
-EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019) reads the text left to right and
-predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
-settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
-whose probability reaches p); or switch on *Greedy* to take the most probable token every time. Each step shows *p*, the chosen token's probability after these settings, and
+EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019; Pythia, Llama and Qwen rotate
+queries and keys by position instead of learning positions, and Llama and Qwen add RMSNorm and gated MLPs)
+reads the text left to right and predicts the **next token**. Each new token is chosen from the model's
+probabilities, reshaped by the sampling settings: *temperature* (lower = safer), *top-k* (keep the k most
+likely), *top-p* (keep the smallest set whose probability reaches p); or switch on *Greedy* to take the most
+probable token every time. Each step shows *p*, the chosen token's probability after these settings, and
 the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
 sentences like *the keys to the old cabinet*."""
 
@@ -485,6 +564,15 @@ sentences like *the keys to the old cabinet*."""
 def build() -> lecture.Shared:
     gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
+    # Folded away in presenter mode with the intro (the first view must fit a shared 1280x720 screen); the same
+    # checkpoints stay reachable there as typed ids ("EleutherAI/pythia-70m@step1000").
+    with gr.Accordion("Pythia's training checkpoints: the same model earlier in its training", open=False,
+                      elem_classes=["tab-intro"]):
+        gr.Markdown("EleutherAI published pythia-70m as it was at 154 points of its training (Biderman et al., "
+                    "2023). Pick a step to read and write with the model as it was then: step 0 is the random "
+                    "start, step 143000 the final model. Each step is a download of its own unless cached.")
+        pythia_step = gr.Dropdown([PYTHIA_FINAL, *(f"step{n}" for n in PYTHIA_STEPS)], value=PYTHIA_FINAL,
+                                  label="Training step", elem_id="gpt-pythia-step")
     prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=6, elem_id="gpt-prompt")
     # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
     with gr.Row(elem_id="gpt-sampling"):
@@ -535,6 +623,9 @@ def build() -> lecture.Shared:
                 layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="gpt-layer")
                 head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="gpt-head")
                 average = gr.Checkbox(False, label="Average over heads", elem_id="gpt-average")
+                include_generated = gr.Checkbox(True, label="With the generated tokens",
+                                                info="after Generate, same prompt and model",
+                                                elem_id="gpt-include-generated")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
             attention_plot, can_see_plot = plot_rows(("Causal attention", "gpt-attention-plot"), "Can see")
             attention_note, attention_file = note_and_file("Attention numbers (JSON)")
@@ -568,16 +659,19 @@ def build() -> lecture.Shared:
     reset_button.click(gpt_step_reset, [prompt], [step_text, step_bars, history, browse, step_status, step_note],
                        api_name="gpt_step_reset")
     step_export.click(gpt_step_export, [history], [step_file], api_name="gpt_step_export")
-    attention_button.click(gpt_attention, [*model_inputs, layer, head, average],
+    attention_inputs = [*model_inputs, layer, head, average, generated, include_generated]
+    attention_button.click(gpt_attention, attention_inputs,
                            [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
                            **VIEWS)
-    lecture.live([layer, head, average], gpt_attention, [*model_inputs, layer, head, average],
-         [attention_plot, can_see_plot, attention_note, attention_file])
+    lecture.live([layer, head, average, include_generated], gpt_attention, attention_inputs,
+                 [attention_plot, can_see_plot, attention_note, attention_file])
     surprisal_button.click(gpt_surprisal, model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
                            api_name="gpt_surprisal", **VIEWS)
     lens_button.click(gpt_logit_lens, model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens",
                       **VIEWS)
+    pythia_step.input(pythia_checkpoint, pythia_step, [choice, custom], api_visibility="private").then(
+        shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     fit_on_open(lambda: (*shape_sliders(choice.value, ""), gr.Slider(minimum=MIN_PAGE_TEMPERATURE)),

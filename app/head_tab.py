@@ -28,7 +28,7 @@ from app.components import (API_MAX_HEADS, API_MAX_LAYERS, API_MAX_POSITIONS, VI
 from app.export import json_file
 from app.figures import DIVERGING, FONT, HIGHLIGHT, MAGNITUDE, TITLE_ROOM, heatmap, message_figure, unique_labels
 from app.lecture import Shared, live
-from app.models import preset_names
+from app.models import classic_preset_names
 from app.vision_common import default_image, fingerprint, load_picture, notes_markdown
 from app.vision_figures import patch_grid_picture
 from core import t5_analysis
@@ -56,7 +56,7 @@ def _source(source) -> tuple[str, str | None]:
 
 def _model_choice(family: str, choice) -> str:
     """The picked preset where it belongs to this family, else the family's first (embedded) one."""
-    names = preset_names(family)
+    names = classic_preset_names(family)
     return choice if choice in names else names[0]
 
 
@@ -328,7 +328,7 @@ def _switch_source(source, text):
     """The family's models; the text box or the picture; a T5 example text when T5 comes in (the embedded
     one knows only its toy tasks), the default back when it goes."""
     family, _ = _source(source)
-    names = preset_names(family)
+    names = classic_preset_names(family)
     is_image = source in IMAGE_SOURCES
     if source in T5_SOURCES and text == DEFAULT_TEXT:
         text = T5_TEXT
@@ -344,7 +344,7 @@ def build() -> Shared:
                 elem_classes=["intro"])
     with gr.Row():
         source = gr.Radio(list(SOURCES), value="BERT", label="Model family", elem_id="head-source")
-        model = gr.Dropdown(preset_names("bert"), value=preset_names("bert")[0], label="Model",
+        model = gr.Dropdown(classic_preset_names("bert"), value=classic_preset_names("bert")[0], label="Model",
                             allow_custom_value=True, info="empty or another family's: the embedded model")
     text = gr.Textbox(DEFAULT_TEXT, label="Text", lines=1, elem_id="head-text")
     with gr.Row():
@@ -375,5 +375,5 @@ def build() -> Shared:
         head_arithmetic, fields, outputs, api_visibility="private", **VIEWS)
     gr.on([source.input, model.input], _fit_sliders, fields[:4], [layer, head, query], api_visibility="private",
           show_progress="hidden")
-    fit_on_open(lambda: _fit_sliders("BERT", preset_names("bert")[0], DEFAULT_TEXT, None), [layer, head, query])
+    fit_on_open(lambda: _fit_sliders("BERT", classic_preset_names("bert")[0], DEFAULT_TEXT, None), [layer, head, query])
     return Shared(inputs={"text": text})

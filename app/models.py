@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import CheckpointError, load_model
-from core.hub import PLAN_FILES, cached_folder, hub_folder, hub_reachable, is_repo_id
+from core.hub import PLAN_FILES, cached_folder, hub_folder, hub_reachable, is_repo_id, split_revision
 from core.tokenizer import load_tokenizer
 
 from .housekeeping import whole_number_setting
@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Loaded models may hold this many megabytes of weights in all (PLAYGROUND_MODEL_CACHE_MB overrides it): every
-# Hub preset at once (about 3.3 GB) fits, and so does one more model at the per-model cap (core.checkpoint).
-MODEL_CACHE_MB = 5000
+# Hub preset at once as held (about 7 GB: SmolLM2's bf16 files held in fp32, Qwen2.5-0.5B in bf16) and gpt2-xl
+# (3.1 GB in bf16) beside them, within a 16 GB Space.
+MODEL_CACHE_MB = 10200
 WEIGHTS_OR_INDEX = ("model.safetensors", "model.safetensors.index.json")
 # An override lets tests and development point the embedded presets at other folders of the same layout.
 EMBEDDED_DIR = Path(os.environ.get("PLAYGROUND_EMBEDDED_DIR", ASSETS / "models"))
@@ -41,6 +42,9 @@ class Preset:
     embedded: bool = False
     about: str = ""
     offline: str = ""  # the embedded folder used when this Hub preset cannot be had offline ("": the family's first)
+    # The core family when it is not the tab's classic one (a Llama or GPT-NeoX model in the GPT tab): views that
+    # read GPT-2's own parts (the head arithmetic of its fused qkv projection) leave such presets out.
+    architecture: str = ""
 
 
 PRESETS: dict[str, list[Preset]] = {
@@ -62,6 +66,16 @@ PRESETS: dict[str, list[Preset]] = {
         Preset("tiny-gpt (embedded)", "tiny-gpt", True, "4-layer GPT-2 trained here on a toy grammar"),
         Preset("gpt2", "gpt2", about="GPT-2 small, 124M parameters"),
         Preset("distilgpt2", "distilgpt2", about="distilled GPT-2, 6 layers"),
+        Preset("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M", architecture="llama",
+               about="Llama-style base model, 135M: rotary positions, RMSNorm, SwiGLU, 3 key/value heads for 9"),
+        Preset("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", architecture="llama",
+               about="SmolLM2-135M tuned to follow instructions (supervised fine-tuning and DPO)"),
+        Preset("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B", architecture="llama",
+               about="Qwen2 base model, 0.5B: Llama's block with query/key/value biases"),
+        Preset("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", architecture="llama",
+               about="Qwen2.5-0.5B tuned to follow instructions"),
+        Preset("EleutherAI/pythia-70m", "EleutherAI/pythia-70m", architecture="gpt_neox",
+               about="GPT-NeoX, 70M, with 154 public training checkpoints (step0 ... step143000)"),
     ],
     "vit": [
         Preset("tiny-vit (embedded)", "tiny-vit", True, "ViT on 64x64 shapes, 8x8 patches"),
@@ -77,11 +91,23 @@ PRESETS: dict[str, list[Preset]] = {
         Preset("tiny-clip (embedded)", "tiny-clip", True, "CLIP trained here on captioned shapes"),
         Preset("openai/clip-vit-base-patch32", "openai/clip-vit-base-patch32", about="CLIP ViT-B/32"),
     ],
+    # The "Base vs aligned" tab's embedded pair; its Hub pairs (app.align_tab.PAIRS) are opened by repo id, so
+    # they are fetched only by the GPT tab's presets or --download, not listed twice.
+    "chat": [
+        Preset("tiny-gpt (embedded)", "tiny-gpt", True, "4-layer GPT-2 trained here on a toy grammar"),
+        Preset("tiny-gpt-chat (embedded)", "tiny-gpt-chat", True,
+               "tiny-gpt after supervised fine-tuning and DPO on toy questions"),
+    ],
 }
 
 
 def preset_names(family: str) -> list[str]:
     return [p.name for p in PRESETS[family]]
+
+
+def classic_preset_names(family: str) -> list[str]:
+    """The family's presets of its classic architecture (GPT-2 for the GPT tab), without the newer decoders."""
+    return [p.name for p in PRESETS[family] if not p.architecture]
 
 
 def hub_presets() -> list[str]:
@@ -121,13 +147,16 @@ def availability(preset: Preset, online: bool | None = None) -> str:
 # The core families each tab can show, and what the tab needs, in words for the message when a model is not one.
 # CLIP's image tower alone (CLIPVisionModel, the image encoder of IP-Adapter) is a ViT with a pre-norm: the ViT
 # tab's patches, attention and positions views read it as they read a ViT.
-TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2",), "vit": ("vit", "clip_vision"), "clip": ("clip",),
-                "t5": ("t5",)}
+# The GPT tab's views read a causal LM's logits, attentions and hidden states, which the Llama family (Llama, Qwen2)
+# and GPT-NeoX (Pythia) give exactly as GPT-2 does; so does the Base vs aligned tab ("chat").
+TAB_FAMILIES = {"bert": ("bert", "distilbert"), "gpt": ("gpt2", "llama", "gpt_neox"), "vit": ("vit", "clip_vision"),
+                "clip": ("clip",), "t5": ("t5",), "chat": ("gpt2", "llama", "gpt_neox")}
 TAB_NEEDS = {
     "bert": "a BERT or DistilBERT model",
-    "gpt": "a GPT-2 model",
+    "gpt": "a decoder-only language model: GPT-2, Llama, Qwen2 or GPT-NeoX (Pythia)",
     "vit": "a ViT model (or CLIP's image tower, CLIPVisionModel)",
     "t5": "a T5 model (T5ForConditionalGeneration)",
+    "chat": "a decoder-only language model (GPT-2, Llama, Qwen2 or GPT-NeoX)",
     "clip": "a CLIPModel: zero-shot classification, search and the contrastive view compare texts with images, "
             "so they need both towers (such as openai/clip-vit-base-patch32)",
 }
@@ -146,7 +175,7 @@ def _open(folder: str | Path, name: str, family: str) -> Loaded:
     try:
         model = load_model(folder, check_spec=lambda spec: _tab_mismatch(name, spec, family))
         tokenizer = processor = None
-        if family in ("bert", "gpt", "clip", "t5"):
+        if family in ("bert", "gpt", "clip", "t5", "chat"):
             tokenizer = load_tokenizer(folder)
         if family in ("vit", "clip"):
             from core.images import load_image_processor
@@ -212,16 +241,18 @@ class ModelCache:
     def get(self, family: str, choice: str, custom_repo: str = "") -> tuple[Loaded, str]:
         """The model for a dropdown choice or a custom Hub repo id, and a note for the screen (or "").
 
-        An uncached preset while offline falls back to the family's embedded model, and the note says so.
+        An uncached preset while offline falls back to the family's embedded model, and the note says so. A custom
+        id may name a revision after "@" ("EleutherAI/pythia-70m@step1000": a training checkpoint).
 
         Raises CheckpointError with a user-facing message when a custom repo cannot be used; the cache, and
         so the model used before, is unchanged then.
         """
         custom_repo = (custom_repo or "").strip()
-        note, embedded = "", False
+        note, embedded, revision = "", False, None
         if custom_repo:
-            if not is_repo_id(custom_repo):
-                raise CheckpointError(f"{custom_repo!r} is not a valid Hub repo id (owner/name)")
+            repo_id, revision = split_revision(custom_repo)
+            if not is_repo_id(repo_id):
+                raise CheckpointError(f"{custom_repo[:120]!r} is not a valid Hub repo id (owner/name)")
             name, source = custom_repo, custom_repo
         else:
             presets = {p.name: p for p in PRESETS[family]}
@@ -255,7 +286,7 @@ class ModelCache:
         # (config.json and the weights' index alone; the rest follows once the model is checked), so that a
         # user-typed id is never read as a local path.
         try:
-            folder = Path(source) if embedded else hub_folder(source, PLAN_FILES)
+            folder = Path(source) if embedded else hub_folder(split_revision(source)[0], PLAN_FILES, revision)
             flight.loaded = _open(folder, name, family)
             self._store(key, flight.loaded)
         except CheckpointError as error:

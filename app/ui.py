@@ -11,15 +11,15 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import (bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, lecture, t5_tab,
-                 vit_tab)
+from app import (align_tab, bert_tab, clip_tab, compare_tab, gpt_tab, head_tab, housekeeping, learn_tab, lecture,
+                 t5_tab, vit_tab)
 from app.fair_queue import FairQueue
 
 TABS = [("bert", bert_tab), ("gpt", gpt_tab), ("t5", t5_tab), ("vit", vit_tab), ("clip", clip_tab), ("head", head_tab),
-        ("compare", compare_tab), ("learn", learn_tab)]
+        ("align", align_tab), ("compare", compare_tab), ("learn", learn_tab)]
 
 # Shared look and presenter mode live in app.lecture, so that every tab (and a new one) uses the same.
-CSS = lecture.CSS
+CSS = lecture.CSS + align_tab.CSS
 PRESENTER_JS = lecture.PRESENTER_JS
 URL_PRESENTER_JS = lecture.URL_PRESENTER_JS
 

@@ -478,10 +478,28 @@ def check_sizes(config, prefix: str = "") -> None:
     if {"num_heads", "num_kv_heads"} <= names and config.num_kv_heads and config.num_heads % config.num_kv_heads:
         raise ValueError(f"{prefix}num_kv_heads = {config.num_kv_heads} does not divide {prefix}num_heads = "
                          f"{config.num_heads}")
+    _check_rotary(config, names, prefix)
     if {"hidden_size", "num_heads"} <= names and not own_head_size:
         if config.hidden_size % config.num_heads:
             raise ValueError(f"{prefix}num_heads = {config.num_heads} does not divide {prefix}hidden_size = "
                              f"{config.hidden_size}")
+
+
+def _check_rotary(config, names: set[str], prefix: str) -> None:
+    """Rotary settings that would otherwise fail deep inside a forward pass or give NaN positions: a negative
+    base, more rotated features than a head has (or an odd number: they turn in pairs), and a Llama 3.1 scaling
+    whose frequency band is empty (its smoothing divides by high_freq_factor - low_freq_factor)."""
+    if "rope_theta" in names and config.rope_theta < 0:
+        raise ValueError(f"{prefix}rope_theta = {config.rope_theta} must not be negative")
+    if "rotary_dim" in names and config.rotary_dim:
+        if config.rotary_dim > config.head_size or config.rotary_dim % 2:
+            raise ValueError(f"{prefix}rotary_dim = {config.rotary_dim} must be even and at most the head size "
+                             f"({config.head_size})")
+    if "rope_llama3" in names and config.rope_llama3:
+        factor, low, high, original = config.rope_llama3
+        if not all(math.isfinite(v) and v > 0 for v in config.rope_llama3) or low >= high or original > 1_048_576:
+            raise ValueError(f"{prefix}rope_scaling {config.rope_llama3} is not a usable llama3 scaling: factor, "
+                             "low_freq_factor < high_freq_factor and original_max_position_embeddings must be positive")
 
 
 def read_config(folder: Path) -> ModelSpec:

@@ -5,6 +5,7 @@
 - `logit_lens`: what every layer would predict if the model stopped there, by applying the final LayerNorm
   and the unembedding (lm_head) to each intermediate hidden state (nostalgebraist, 2020, "interpreting GPT:
   the logit lens", LessWrong). Layer 0 is the embedding layer, before any block.
+- `first_token_share`: how much attention each head parks on the first token (the attention sink).
 - `can_see`: which positions each position may attend to; causal (Radford et al., 2018/2019, GPT) versus
   bidirectional (Devlin et al., 2019, BERT).
 - `next_logits` / `masked_logits` and `top_predictions`: next-token prediction from the left context (GPT)
@@ -20,6 +21,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from .model import LAST_HIDDEN_STATE_NORMED
 
 LOG2 = math.log(2.0)
 
@@ -73,13 +76,13 @@ class LogitLens:
 def lens_logits(model, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Read-out logits (L+1, T, V) of every hidden state (each (1, T, C)) through final norm and lm_head.
 
-    The core's GPT-2 reports its last hidden state after the final LayerNorm (as `transformers` does), so
-    that one goes straight to lm_head; normalising it twice would change it. The others are the residual
+    The core's GPT-2, Llama and GPT-NeoX report their last hidden state after the final norm (as `transformers`
+    does), so that one goes straight to lm_head; normalising it twice would change it. The others are the residual
     stream before any final norm.
     """
     final_norm, lm_head = model.final_norm, model.lm_head
     last = len(hidden_states) - 1
-    already_normed = model.config.family == "gpt2" and final_norm is not None
+    already_normed = model.config.family in LAST_HIDDEN_STATE_NORMED and final_norm is not None
     rows = []
     for layer, hidden in enumerate(hidden_states):
         h = hidden[0].to(lm_head.weight.dtype)  # (T, C); a bf16-held model reports its states in fp32
@@ -121,6 +124,19 @@ def attention_maps(model, input_ids, attention_mask=None) -> torch.Tensor:
     ids = as_batch(input_ids)
     out = model(ids, attention_mask=attention_mask, output_attentions=True)
     return torch.stack([a[0] for a in out.attentions]).float()  # L x (nh, T, T)
+
+
+def first_token_share(maps: torch.Tensor) -> torch.Tensor:
+    """(L, nh): the mean attention each head gives to the first token, over every query after it.
+
+    `maps` (L, nh, T, T) as `attention_maps` returns them. The first query can only see itself, so it is left
+    out. Heads of trained decoders often park most of their attention on the first token whatever it is, a
+    place to put attention they have no use for (the "attention sink": Xiao et al., 2023, StreamingLLM).
+    """
+    maps = torch.as_tensor(maps)
+    if maps.shape[-1] < 2:
+        raise ValueError("the first token's share needs at least two tokens")
+    return maps[..., 1:, 0].float().mean(dim=-1)
 
 
 def top_predictions(logits_row: torch.Tensor, k: int) -> list[tuple[int, float]]:

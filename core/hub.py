@@ -33,6 +33,7 @@ CHECKPOINT_FILES = [
     "model.safetensors.index.json",  # which root files hold the weights
     "tokenizer.json",
     "tokenizer_config.json",
+    "chat_template.jinja",  # where newer tokenizers keep their chat template (core.chat)
     "special_tokens_map.json",
     "vocab.txt",
     "vocab.json",
@@ -54,8 +55,31 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be opened; the message says why in words a user can act on."""
 
 
+# A revision a user may name: the default branch, a training checkpoint's branch (Pythia publishes "step0" ...
+# "step143000"), or a full commit id. Anything else (other branch names, "refs/pr/1", "../x") is refused: the
+# string becomes part of a cache path and of a Hub URL.
+_REVISION = re.compile(r"^(?:main|step[0-9]{1,7}|[0-9a-f]{40})$")
+REVISION_SEPARATOR = "@"
+
+
 def is_repo_id(source: str) -> bool:
     return bool(_REPO_ID.match(source)) and ".." not in source and not source.endswith((".", "-"))
+
+
+def is_revision(revision: str) -> bool:
+    return isinstance(revision, str) and bool(_REVISION.fullmatch(revision))
+
+
+def split_revision(source: str) -> tuple[str, str | None]:
+    """"owner/name@step1000" -> ("owner/name", "step1000"); a plain id has no revision (None: the default
+    branch). Raises CheckpointError when the revision is not one `is_revision` accepts."""
+    repo_id, separator, revision = source.partition(REVISION_SEPARATOR)
+    if not separator:
+        return source, None
+    if not is_revision(revision):
+        raise CheckpointError(f"{revision[:60]!r} is not a revision this app opens: use main, stepN (a training "
+                              "checkpoint such as step1000) or a 40-character commit id.")
+    return repo_id, revision
 
 
 def hub_is_offline() -> bool:
@@ -129,6 +153,7 @@ def remote_files(repo_id: str, revision: str | None = None) -> tuple[str, dict[s
 
 
 def _download(repo_id: str, name: str, commit: str | None) -> Path:
+    # `commit` may also be a branch ("main", "step1000"): the cache then records where that branch points.
     from huggingface_hub import hf_hub_download
 
     try:
@@ -170,27 +195,34 @@ def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = No
         _download(repo_id, name, commit)
 
 
-def cached_folder(repo_id: str, patterns: list[str] | None = None) -> Path | None:
-    """The cached snapshot of `repo_id` if one with a config.json is on disk, else None (no network)."""
+def cached_folder(repo_id: str, patterns: list[str] | None = None, revision: str | None = None) -> Path | None:
+    """The cached snapshot of `repo_id` (at `revision`, by default the main branch) if one with a config.json is
+    on disk, else None (no network)."""
     from huggingface_hub import snapshot_download
 
+    if revision is not None and not is_revision(revision):
+        return None
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=patterns or CHECKPOINT_FILES, local_files_only=True))
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns or CHECKPOINT_FILES,
+                                        local_files_only=True))
     except Exception:  # huggingface_hub raises several kinds for "not in cache"
         return None
     return folder if (folder / "config.json").is_file() else None
 
 
 def local_folder(source: str | os.PathLike, patterns: list[str] | None = None) -> Path:
-    """Return a local folder holding the checkpoint named by `source`: an existing directory, or a Hub repo."""
+    """Return a local folder holding the checkpoint named by `source`: an existing directory, or a Hub repo
+    (at a revision when one follows "@": "EleutherAI/pythia-70m@step1000")."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    return hub_folder(str(source), patterns)
+    repo_id, revision = split_revision(str(source))
+    return hub_folder(repo_id, patterns, revision)
 
 
-def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
-    """The snapshot folder of Hub repo `repo_id`, from the cache when present, else downloaded.
+def hub_folder(repo_id: str, patterns: list[str] | None = None, revision: str | None = None) -> Path:
+    """The snapshot folder of Hub repo `repo_id` at `revision` (None: the main branch; else one that
+    `is_revision` accepts), from the cache when present, else downloaded.
 
     Only small JSON/text files are fetched here (`patterns`, by default all of them; a load asks for
     `PLAN_FILES` alone), each first checked for size in the Hub's metadata; the weights and the other small
@@ -200,15 +232,18 @@ def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
     """
     if not is_repo_id(repo_id):
         raise CheckpointError(f"{display_name(repo_id)!r} is neither a local folder nor a valid Hub repo id (owner/name).")
-    folder = cached_folder(repo_id, patterns)
+    if revision is not None and not is_revision(revision):
+        raise CheckpointError(f"{revision[:60]!r} is not a revision this app opens: use main, stepN or a commit id.")
+    folder = cached_folder(repo_id, patterns, revision)
     if folder is not None:
         return folder
+    at = f" at {revision}" if revision else ""
     if not hub_reachable():
         raise CheckpointError(
-            f"{repo_id!r} is not in the local Hugging Face cache and the Hub cannot be reached (offline). "
+            f"{repo_id!r}{at} is not in the local Hugging Face cache and the Hub cannot be reached (offline). "
             "Run `python app.py --download` while online, or use an embedded model."
         )
-    _, sizes = remote_files(repo_id)
+    _, sizes = remote_files(repo_id, revision)
     if not any(name.endswith(".safetensors") and "/" not in name for name in sizes):
         raise CheckpointError(
             f"Hub repository {repo_id!r} has no safetensors weights; pickle files are never loaded for safety."
@@ -222,8 +257,8 @@ def hub_folder(repo_id: str, patterns: list[str] | None = None) -> Path:
     if "config.json" not in wanted:
         raise CheckpointError(f"Hub repository {repo_id!r} has no config.json")
     log.info("downloading the small files of %s", repo_id)
-    # By branch, not commit, so that the cache records where "main" points and finds the snapshot offline.
-    folder = _download(repo_id, "config.json", None).parent
+    # By branch, not commit, so that the cache records where the branch points and finds the snapshot offline.
+    folder = _download(repo_id, "config.json", revision).parent
     for name in wanted:
         if name != "config.json":
             _download(repo_id, name, snapshot_repo(folder)[1])

@@ -1,5 +1,6 @@
-"""Text tokenizers for the models the playground shows: BERT-style WordPiece, GPT-2 and CLIP byte-level BPE,
-and T5's SentencePiece Unigram with its <extra_id_N> sentinels.
+"""Text tokenizers for the models the playground shows: BERT-style WordPiece, GPT-2 and CLIP byte-level BPE
+(also SmolLM2's, Qwen2's and Pythia's), Llama's SentencePiece-style BPE ("▁" for spaces, unknown characters as
+<0xNN> byte tokens), and T5's SentencePiece Unigram with its <extra_id_N> sentinels.
 
 `load_tokenizer(source)` opens a local folder or a Hub repo id and returns a `Tokenizer`, a thin wrapper over
 the `tokenizers` library. A folder's `tokenizer.json` is used as it is when present; otherwise the tokenizer is
@@ -28,7 +29,8 @@ from tokenizers import Tokenizer as Backend
 from .hub import TOKENIZER_FILES, CheckpointError, display_name, local_folder
 
 WORDPIECE, GPT2_BPE, CLIP_BPE, UNIGRAM = "wordpiece", "gpt2-bpe", "clip-bpe", "unigram"
-KINDS = (WORDPIECE, GPT2_BPE, CLIP_BPE, UNIGRAM)
+SENTENCEPIECE_BPE = "sentencepiece-bpe"
+KINDS = (WORDPIECE, GPT2_BPE, CLIP_BPE, UNIGRAM, SENTENCEPIECE_BPE)
 
 _KIND_BY_MODEL_TYPE = {
     "bert": WORDPIECE,
@@ -52,6 +54,7 @@ _TOKENIZER_CLASS_BY_KIND = {
     GPT2_BPE: "GPT2TokenizerFast",
     CLIP_BPE: "CLIPTokenizerFast",
     UNIGRAM: "T5Tokenizer",
+    SENTENCEPIECE_BPE: "LlamaTokenizerFast",
 }
 
 SPECIAL_ROLES = ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token", "bos_token", "eos_token")
@@ -73,10 +76,14 @@ _DEFAULT_SPECIALS = {
     },
     # T5 ends every text with </s>; <pad> doubles as the decoder's start token.
     UNIGRAM: {"unk_token": "<unk>", "pad_token": "<pad>", "eos_token": "</s>"},
+    # Llama 1 and 2 begin every text with <s> and end documents with </s>.
+    SENTENCEPIECE_BPE: {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
 }
-_DEFAULT_MAX_LENGTH = {WORDPIECE: 512, GPT2_BPE: 512, CLIP_BPE: 77, UNIGRAM: 512}
+_DEFAULT_MAX_LENGTH = {WORDPIECE: 512, GPT2_BPE: 512, CLIP_BPE: 77, UNIGRAM: 512, SENTENCEPIECE_BPE: 2048}
 _METASPACE = "\u2581"  # SentencePiece's "▁": the space that starts a word
 _SENTINEL = re.compile(r"<extra_id_(\d+)>")
+# SentencePiece's byte fallback: a character outside the vocabulary becomes one token per UTF-8 byte.
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 # transformers writes a huge sentinel (1e30) when a tokenizer has no length limit of its own.
 _MAX_SENSIBLE_LENGTH = 1_000_000
 
@@ -328,6 +335,12 @@ class Tokenizer:
             return piece[2:] if piece.startswith("##") and len(piece) > 2 else piece
         if self.kind == UNIGRAM:
             return piece.replace(_METASPACE, " ")
+        if self.kind == SENTENCEPIECE_BPE:
+            byte = _BYTE_FALLBACK.fullmatch(piece)
+            if byte:  # a printable ASCII byte, a newline or a tab is its character; any other byte an escape
+                value = int(byte.group(1), 16)
+                return chr(value) if 0x20 <= value < 0x7F or chr(value) in "\n\t" else f"\\x{value:02x}"
+            return piece.replace(_METASPACE, " ")
         if self.kind == CLIP_BPE and piece.endswith(_CLIP_END_OF_WORD):
             piece = piece[: -len(_CLIP_END_OF_WORD)]
         return _bytes_piece_to_text(piece)
@@ -422,12 +435,29 @@ def _token_string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _tokenizer_class(tokenizer_config: dict) -> str:
+    return str(tokenizer_config.get("tokenizer_class") or "").removesuffix("Fast")
+
+
 def _kind_from_configs(config: dict, tokenizer_config: dict) -> str | None:
     model_type = config.get("model_type")
     if model_type in _KIND_BY_MODEL_TYPE:
         return _KIND_BY_MODEL_TYPE[model_type]
-    tokenizer_class = str(tokenizer_config.get("tokenizer_class") or "").removesuffix("Fast")
-    return _KIND_BY_TOKENIZER_CLASS.get(tokenizer_class)
+    return _KIND_BY_TOKENIZER_CLASS.get(_tokenizer_class(tokenizer_config))
+
+
+def _llama_spaces(backend: Backend, tokenizer_config: dict) -> None:
+    """Spaces as transformers' LlamaTokenizer (version 5) writes them, whatever tokenizer.json says: it replaces
+    the file's normaliser with a Metaspace pre-tokenizer that prepends "▁" to the first word only (to every
+    section with `legacy`; never without `add_prefix_space`), and strips that one space again when decoding.
+    Older files prepend with a normaliser, which doubles the "▁" of a text that starts with a space."""
+    prefix = tokenizer_config.get("add_prefix_space")
+    prefix = True if prefix is None else bool(prefix)
+    scheme = ("always" if tokenizer_config.get("legacy", False) else "first") if prefix else "never"
+    backend.normalizer = None
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_METASPACE, prepend_scheme=scheme, split=False)
+    steps = [decoders.Replace(_METASPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+    backend.decoder = decoders.Sequence(steps + ([decoders.Strip(content=" ", left=1)] if prefix else []))
 
 
 def _kind_from_backend(backend: Backend) -> str | None:
@@ -435,10 +465,22 @@ def _kind_from_backend(backend: Backend) -> str | None:
     if isinstance(model, models.WordPiece):
         return WORDPIECE
     if isinstance(model, models.BPE):
-        return CLIP_BPE if model.end_of_word_suffix == _CLIP_END_OF_WORD else GPT2_BPE
+        if model.end_of_word_suffix == _CLIP_END_OF_WORD:
+            return CLIP_BPE
+        return SENTENCEPIECE_BPE if _spells_spaces_as_metaspace(backend) else GPT2_BPE
     if isinstance(model, models.Unigram):
         return UNIGRAM
     return None
+
+
+def _spells_spaces_as_metaspace(backend: Backend) -> bool:
+    """Whether a BPE tokenizer writes spaces as "▁" (Llama's SentencePiece-style BPE: a normaliser that replaces
+    them, or a Metaspace pre-tokenizer) or falls back to byte tokens, rather than GPT-2's byte-level alphabet."""
+    pipeline = json.loads(backend.to_str())
+    if (pipeline.get("model") or {}).get("byte_fallback"):
+        return True
+    parts = json.dumps([pipeline.get(key) for key in ("normalizer", "pre_tokenizer", "decoder")], ensure_ascii=False)
+    return "Metaspace" in parts or _METASPACE in parts
 
 
 def _wordpiece_options(backend: Backend) -> dict:
@@ -578,6 +620,8 @@ def load_tokenizer(source: str | os.PathLike) -> Tokenizer:
         kind = kind or _kind_from_backend(backend)
         if kind is None:
             raise CheckpointError(f"{display_name(folder)}: tokenizer.json holds a tokenizer of a kind this app does not support.")
+        if kind == SENTENCEPIECE_BPE and _tokenizer_class(tokenizer_config) == "LlamaTokenizer":
+            _llama_spaces(backend, tokenizer_config)
     else:
         if kind is None:
             # No config says what the files are; the files themselves tell WordPiece from BPE.

@@ -105,14 +105,14 @@ def test_every_model_endpoint_runs_in_one_of_the_small_groups(client):
 
     # No model runs in these: they redraw a step from the history, clear it, export it, or fill in an example.
     light = {"gpt_step_view", "gpt_step_reset", "gpt_step_export", "t5_step_view", "t5_step_reset",
-             "t5_step_export", "t5_task"}
+             "t5_step_export", "t5_task", "align_examples"}
     named = {name.lstrip("/") for name in client.view_api(return_format="dict", print_info=False)["named_endpoints"]}
     groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in build_demo().fns.values()
               if fn.api_name in named}
     streams = (STREAMS["concurrency_id"], STREAMS["concurrency_limit"])
     learn = (LEARN["concurrency_id"], LEARN["concurrency_limit"])
     assert streams == ("streams", 1) and learn == ("learn", 1)
-    generations = {"gpt_generate", "t5_generate"}
+    generations = {"gpt_generate", "t5_generate", "align_generate"}
     trainers = {name for name in named if name.startswith("learn_") and not name.endswith("_replay")}  # replays: views
     assert generations <= named and trainers == TRAINERS, (named, trainers)
     assert {groups[name] for name in generations} == {streams}

@@ -178,6 +178,22 @@ MUTANTS = (
            "core/model.py", "positions = (input_ids ==",
            "positions = input_ids.argmax(dim=-1) if True else (input_ids ==",
            ("tests/test_vision_models.py::test_clip_matches_transformers[eos-token-pooling]",), control=True),
+    # --- Base vs aligned (#19) ------------------------------------------------------------------------------
+    Mutant("align-reward-sign", "the implicit reward is beta * (log p_base - log p_aligned)", "core/alignment.py",
+           "return self.beta * (self.aligned_logprob - self.base_logprob)",
+           "return self.beta * (self.base_logprob - self.aligned_logprob)",
+           ("tests/test_chat_model.py::test_answer_logprobs_and_rewards_equal_a_direct_computation",
+            "tests/test_align_tab_api.py::test_rank_equals_a_direct_computation")),
+    Mutant("align-logprob-off-by-one", "each answer token is read from its own position's logits, not the one before",
+           "core/alignment.py", "positions = torch.arange(len(prefix) - 1, len(prefix) + len(answer) - 1)",
+           "positions = torch.arange(len(prefix), len(prefix) + len(answer)).clamp(max=logprobs.shape[1] - 1)",
+           ("tests/test_chat_model.py::test_answer_logprobs_and_rewards_equal_a_direct_computation",)),
+    Mutant("align-next-token-prefix", "step k shows the distributions after k answer tokens, not k - 1",
+           "app/align_tab.py", "prefix = answer_ids[: step - 1]", "prefix = answer_ids[:step]",
+           ("tests/test_align_tab_api.py::test_next_token_at_a_step",)),
+    Mutant("chat-template-no-trim-blocks", "chat templates rendered without trim_blocks (not as transformers does)",
+           "core/chat.py", "_BoundedSandbox(trim_blocks=True,", "_BoundedSandbox(trim_blocks=False,",
+           ("tests/test_chat.py", "-k", "transformers")),
 )
 
 

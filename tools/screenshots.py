@@ -41,6 +41,7 @@ VIEWS = {
     **FIRST_VIEWS,
     "t5": ("T5", "#t5-generate-btn", "#t5-bars .js-plotly-plot"),
     "head": ("Inside a head", "#head-button", "#head-plot .js-plotly-plot"),
+    "align": ("Base vs aligned", "#align-answer-btn", "#align-next-plot .js-plotly-plot"),
     "learn": ("Learn", "#learn-vit-replay", "#learn-vit-replay-mosaic .js-plotly-plot", "ViT learns 2D"),
 }
 # Figures drawn after the result that VIEWS names, waited for too: a picture taken before them shows an empty plot.

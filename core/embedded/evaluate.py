@@ -40,6 +40,11 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
                          sentences with people and places; each word's label is read from its first piece.
     tiny-bert-qa         exact_match: the best span (start <= end, inside the passage, start + end logit
                          highest) is exactly the answer's tokens, on held-out passages and questions.
+    tiny-gpt-chat        answer_accuracy: held-out questions answered greedily, after the chat template, up to
+                         <|end|>, exactly as the reference answer; rude_probability: the probability it gives the
+                         rude answers, summed, mean over 50 questions; preference_accuracy: how often the implicit
+                         reward beta * (log p_chat - log p_tiny-gpt) of the correct, polite answer beats that of
+                         the rejected one (wrong and rude alternately), tiny-gpt reading the bare question.
 """
 
 from __future__ import annotations
@@ -56,14 +61,15 @@ from ..checkpoint import load_model
 from ..generate import generate
 from ..tokenizer import load_tokenizer
 from . import grammar, shapes, t5_tasks
+from .chat_model import evaluate_chat
 from .pixels import pixel_values, read_processor_config
 from .train import DEFAULT_ROOT, END_OF_TEXT, HEAD_NAMES
 
 SIZES = {
     "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000, "pairs": 1000,
-             "localisation": 1000},
+             "localisation": 1000, "chat": 500},
     "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200, "pairs": 200,
-              "localisation": 128},
+              "localisation": 128, "chat": 100},
 }
 VERB_NUMBER = {
     form: number
@@ -337,6 +343,7 @@ def evaluate(root: Path | str | None = None, small: bool = False, names=None) ->
         "tiny-clip": lambda: evaluate_clip(root / "tiny-clip", size["clip_images"]),
         "tiny-t5": lambda: evaluate_t5(root / "tiny-t5", size["pairs"]),
         **{name: (lambda name=name: evaluate_head(root / name, name, size["head"])) for name in HEAD_NAMES},
+        "tiny-gpt-chat": lambda: evaluate_chat(root / "tiny-gpt-chat", root / "tiny-gpt", size["chat"]),
     }
     out = {}
     for name, job in jobs.items():

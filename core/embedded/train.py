@@ -45,7 +45,8 @@ from .pixels import clip_processor_config, pixel_values, vit_processor_config
 
 BASE_NAMES = ("tiny-bert", "tiny-gpt", "tiny-vit", "tiny-clip", "tiny-t5")
 HEAD_NAMES = ("tiny-bert-sentiment", "tiny-bert-ner", "tiny-bert-qa")  # fine-tuned from tiny-bert (heads.py)
-MODEL_NAMES = BASE_NAMES + HEAD_NAMES
+CHAT_NAMES = ("tiny-gpt-chat",)  # tiny-gpt after SFT and DPO (chat_model.py)
+MODEL_NAMES = BASE_NAMES + HEAD_NAMES + CHAT_NAMES
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "assets" / "models"
 # One thread: on a shared 2-core machine two threads stall on each other whenever another process runs
 # (4x slower, measured), and a fixed count keeps the arithmetic, hence the weights, reproducible.
@@ -834,6 +835,13 @@ def train(name: str, root: Path | str | None = None, steps: int | None = None) -
         base = folder.parent / "tiny-bert"
         base = base if (base / "model.safetensors").is_file() else DEFAULT_ROOT / "tiny-bert"
         info = train_head(name, folder, base, steps)
+    elif name in CHAT_NAMES:
+        from .chat_model import train_chat
+
+        # Like the heads: the tiny-gpt next to it if there is one, else the shipped one (never changed here).
+        base = folder.parent / "tiny-gpt"
+        base = base if (base / "model.safetensors").is_file() else DEFAULT_ROOT / "tiny-gpt"
+        info = train_chat(folder, base, steps)
     else:
         info = TRAINERS[name](folder, steps)
     info["seconds"] = round(time.perf_counter() - start, 1)
