@@ -5,7 +5,7 @@ random weights: no download. The two sides run alternately and medians are repor
 and noisy. The load-peak rows load GPT-2 and BERT, each in a fresh process, and compare its peak resident memory
 with the weights' bytes. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app`
 leaves out the app-level figures; `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
-run). Needs the test dependencies (transformers is the reference).
+run); `--large` only gpt2-xl and Qwen2.5-0.5B as the app holds them (bf16), against fp32. Needs the test dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -294,6 +294,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per side (default 5, quick 1)")
     parser.add_argument("--skip-app", action="store_true", help="leave out the app-level figures")
     parser.add_argument("--learn", action="store_true", help="only the Learn tab's live trainers (bench/learn_bench.py)")
+    parser.add_argument("--large", action="store_true",
+                        help="only the largest presets as the app holds them, in bf16 (bench/large_bench.py)")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     threads = configure_threads()
@@ -303,6 +305,11 @@ def main(argv=None) -> int:
         from bench.learn_bench import bench_learn
 
         print_table(bench_learn(Row, args.quick))
+        return 0
+    if args.large:
+        from bench.large_bench import bench_large
+
+        print_table(bench_large(Row, args.quick))
         return 0
     cfgs = configs(args.quick)
     rows: list[Row] = []

@@ -342,20 +342,35 @@ MAX_HEADER_BYTES = 10_000_000
 # A model's weights may take at most this much memory (PLAYGROUND_MAX_MODEL_MB overrides it). Sized for a
 # 16 GB Space shared by several users: the largest preset (CLIP B/32) takes 605 MB, gpt2-medium 1.5 GB still
 # loads, gpt2-large (3.1 GB) and anything larger is refused before a byte of its weights is fetched.
-MAX_MODEL_MB = 1600
+MAX_MODEL_MB = 3500
+# A model whose float weights would take more than this in fp32 is held in bf16 (PLAYGROUND_COMPACT_ABOVE_MB
+# overrides it): half the memory, and half the bytes read per generated token. Every preset up to gpt2-medium
+# (1.4 GB) stays in fp32, exact; gpt2-large and gpt2-xl (1.5B parameters: 6.2 GB in fp32, 3.1 GB in bf16) and
+# Qwen2.5-0.5B (2 GB in fp32) are held in bf16 and so fit the per-model cap above on a 16 GB Space.
+COMPACT_ABOVE_MB = 1600
 # Weight files a repository may ship at its root; an index naming anything else (a subfolder's file, a path)
 # is refused rather than followed.
 WEIGHT_FILE = re.compile(r"^model[\w.-]*\.safetensors$")
 
 
+def _megabytes_setting(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default * 1_000_000
+    if not text.isdigit() or int(text) == 0:
+        raise ValueError(f"{name} must be a whole number of megabytes above 0, not {text!r}")
+    return int(text) * 1_000_000
+
+
 def max_model_bytes() -> int:
     """The size cap on a model's weights in bytes: PLAYGROUND_MAX_MODEL_MB if set, else MAX_MODEL_MB."""
-    text = os.environ.get("PLAYGROUND_MAX_MODEL_MB", "").strip()
-    if not text:
-        return MAX_MODEL_MB * 1_000_000
-    if not text.isdigit() or int(text) == 0:
-        raise ValueError(f"PLAYGROUND_MAX_MODEL_MB must be a whole number of megabytes above 0, not {text!r}")
-    return int(text) * 1_000_000
+    return _megabytes_setting("PLAYGROUND_MAX_MODEL_MB", MAX_MODEL_MB)
+
+
+def compact_above_bytes() -> int:
+    """Float weights above this many bytes in fp32 are held in bf16: PLAYGROUND_COMPACT_ABOVE_MB, else
+    COMPACT_ABOVE_MB."""
+    return _megabytes_setting("PLAYGROUND_COMPACT_ABOVE_MB", COMPACT_ABOVE_MB)
 
 
 @dataclass(frozen=True)
@@ -545,6 +560,14 @@ def _target_dtype(step: Step, dtype: torch.dtype | None) -> torch.dtype:
     return dtype if dtype is not None and stored.is_floating_point else stored
 
 
+def held_dtype(steps: list[Step], expected: dict[str, torch.Tensor], compact_above: int) -> torch.dtype:
+    """The dtype a model's float weights are held in when the caller asks for none: fp32, whatever the file
+    stores (bf16 files too: CPUs without bf16 arithmetic run fp32 faster, and the figures are exact), unless
+    fp32 would take more than `compact_above` bytes; then bf16."""
+    floats = sum(expected[s.rule.core].numel() for s in steps if s.parts[0].dtype.is_floating_point)
+    return torch.bfloat16 if floats * 4 > compact_above else torch.float32
+
+
 def materialize(steps: list[Step], expected: dict[str, torch.Tensor], dtype=None) -> dict[str, torch.Tensor]:
     """Read and convert the planned tensors one at a time, each straight into the tensor the model keeps.
 
@@ -615,6 +638,9 @@ def _share_tied(model, state: dict[str, torch.Tensor]) -> None:
 def load_model(source, device=None, dtype=None, check_spec=None, max_bytes=None):
     """Open a checkpoint folder or Hub repo id as a core model in eval mode.
 
+    Float weights are held in `dtype` if given, else in fp32, or in bf16 for a model over
+    `compact_above_bytes()` in fp32 (`held_dtype`); such a model reports its outputs in fp32.
+
     The model remembers its `spec` (architecture and config) and `folder`. In order, and each before anything
     larger happens: config.json is read alone and checked (sizes in bounds; `check_spec`, when given, is called
     with the spec and may return a message refusing it: the app's tabs refuse a family they cannot show); the parameter count the config implies is held against the size cap
@@ -644,7 +670,8 @@ def fetch_checkpoint(source, check_spec=None, max_bytes=None) -> Path:
 
 
 def _plan_load(source, dtype, check_spec, max_bytes):
-    """(folder, spec, meta model, its expected tensors, tied names, steps): all checked, nothing read."""
+    """(folder, spec, meta model, its expected tensors, tied names, steps, the dtype to hold the floats in): all
+    checked, nothing read."""
     folder = local_folder(source, PLAN_FILES)
     label = display_name(folder)
     try:
@@ -660,13 +687,14 @@ def _plan_load(source, dtype, check_spec, max_bytes):
     tied = tied_names(model)
     cap = max_model_bytes() if max_bytes is None else max_bytes
     parameters = sum(value.numel() for name, value in expected.items() if name not in tied)
-    least = parameters * (dtype.itemsize if dtype is not None else 2)  # no float checkpoint stores less
+    least = parameters * (dtype.itemsize if dtype is not None else 2)  # held in bf16 at the least
     if least > cap:
         raise CheckpointError(f"{label}: its config implies {parameters / 1e6:,.0f} M parameters, at least "
                               f"{megabytes(least)}; this server loads models of at most {megabytes(cap)} "
                               "(PLAYGROUND_MAX_MODEL_MB).")
     files = weight_files(folder, label)
-    fetch_files(folder, files, cap, optional=CHECKPOINT_FILES)  # the tokenizer's files come with the weights
+    # An fp32 file twice the cap may still be held in bf16 within it; the headers' check below is exact.
+    fetch_files(folder, files, 2 * cap, optional=CHECKPOINT_FILES)  # the tokenizer's files come with the weights
     stored: dict[str, StoredTensor] = {}
     for name in files:
         stored.update(read_safetensors_header(folder / name, label))
@@ -682,15 +710,16 @@ def _plan_load(source, dtype, check_spec, max_bytes):
         steps = plan_checkpoint(spec, stored, expected, tied)
     except CheckpointError as error:
         raise CheckpointError(f"{label}: {error}") from None
+    dtype = dtype or held_dtype(steps, expected, compact_above_bytes())
     weights = sum(expected[s.rule.core].numel() * _target_dtype(s, dtype).itemsize for s in steps)
     if weights > cap:
         raise CheckpointError(f"{label}: its weights take {megabytes(weights)}; this server loads models of at most "
                               f"{megabytes(cap)} (PLAYGROUND_MAX_MODEL_MB).")
-    return folder, spec, model, expected, tied, steps
+    return folder, spec, model, expected, tied, steps, dtype
 
 
 def _load_model(source, device, dtype, check_spec, max_bytes):
-    folder, spec, model, expected, tied, steps = _plan_load(source, dtype, check_spec, max_bytes)
+    folder, spec, model, expected, tied, steps, dtype = _plan_load(source, dtype, check_spec, max_bytes)
     state = materialize(steps, expected, dtype)
     for name, shared in tied.items():
         state[name] = state[shared]

@@ -85,10 +85,10 @@ def lens_logits(model, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
     already_normed = model.config.family in LAST_HIDDEN_STATE_NORMED and final_norm is not None
     rows = []
     for layer, hidden in enumerate(hidden_states):
-        h = hidden[0]  # (T, C)
+        h = hidden[0].to(lm_head.weight.dtype)  # (T, C); a bf16-held model reports its states in fp32
         if final_norm is not None and not (already_normed and layer == last):
             h = final_norm(h)
-        rows.append(lm_head(h))  # (T, V)
+        rows.append(lm_head(h).float())  # (T, V)
     return torch.stack(rows)  # (L+1, T, V)
 
 

@@ -187,8 +187,8 @@ def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = No
         raise CheckpointError(f"{repo_id!r} has no {', '.join(absent[:4])}")
     total = sum(sizes[name] for name in names if name in sizes)
     if max_total_bytes is not None and total > max_total_bytes:
-        raise CheckpointError(f"{repo_id!r}: its {what} take {megabytes(total)}; this server loads models of at most "
-                              f"{megabytes(max_total_bytes)} (PLAYGROUND_MAX_MODEL_MB).")
+        raise CheckpointError(f"{repo_id!r}: its {what} take {megabytes(total)}; this server fetches at most "
+                              f"{megabytes(max_total_bytes)} of {what} for a model (PLAYGROUND_MAX_MODEL_MB).")
     small = [name for name in lacking if 0 < sizes.get(name, 0) <= MAX_SMALL_FILE_BYTES]
     for name in missing + small:
         log.info("downloading %s of %s (%d bytes)", name, repo_id, sizes[name])

@@ -18,6 +18,7 @@ Parameter names here are the core's own: `core.checkpoint` maps each checkpoint'
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,25 @@ ACTIVATION_FUNCTIONS = {
     "relu": F.relu,
     "silu": F.silu,
 }
+
+
+REDUCED_FLOATS = (torch.bfloat16, torch.float16)
+
+
+def in_float32(value):
+    """A model's outputs (a dataclass, a tuple or a tensor) with bf16/fp16 tensors as fp32; fp32 ones untouched.
+
+    A large model may be held in bf16 (`core.checkpoint.COMPACT_ABOVE_MB`): it computes in bf16 and reports
+    in fp32, so that every analysis reads one dtype (and numpy, which has no bf16, can take it).
+    """
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in REDUCED_FLOATS else value
+    if isinstance(value, tuple):
+        return tuple(in_float32(item) for item in value)
+    if dataclasses.is_dataclass(value):
+        for field in dataclasses.fields(value):
+            setattr(value, field.name, in_float32(getattr(value, field.name)))
+    return value
 
 
 @dataclass
@@ -242,8 +262,9 @@ class Attention(nn.Module):
             scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, Tk)
             if mask is not None:
                 scores = scores + mask
-            probs = scores.softmax(dim=-1)
-            y = probs @ v
+            # In fp32 whatever the model's dtype: a bf16 model's reported rows still sum to 1.
+            probs = scores.softmax(dim=-1, dtype=torch.float32)
+            y = probs.to(v.dtype) @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale,
                                                enable_gqa=groups > 1)
@@ -598,7 +619,7 @@ class Transformer(nn.Module):
                 out.text_embeds = embeds
             else:
                 out.image_embeds = embeds
-        return out
+        return in_float32(out)
 
 
 class CLIP(nn.Module):
@@ -622,14 +643,14 @@ class CLIP(nn.Module):
                                                track_gradients=track_gradients)
         embeds = self.text_projection(self.pooled_text(input_ids, x))
         embeds = F.normalize(embeds, dim=-1) if normalize else embeds
-        return (embeds, attentions) if output_attentions else embeds
+        return in_float32((embeds, attentions) if output_attentions else embeds)
 
     def encode_image(self, pixel_values, output_attentions=False, normalize=True, track_gradients=False):
         x, _, attentions, _ = self.vision.encode(pixel_values, output_attentions=output_attentions,
                                                  track_gradients=track_gradients)
         embeds = self.visual_projection(self.vision.final_norm(x[:, 0]))
         embeds = F.normalize(embeds, dim=-1) if normalize else embeds
-        return (embeds, attentions) if output_attentions else embeds
+        return in_float32((embeds, attentions) if output_attentions else embeds)
 
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, output_attentions=False) -> CLIPOutput:
         out = CLIPOutput()
@@ -669,7 +690,7 @@ class EncoderDecoder(nn.Module):
         """The encoder alone: run once per input, however many tokens the decoder then writes."""
         x, hidden_states, attentions, _ = self.encoder.encode(input_ids, attention_mask, None, output_attentions,
                                                               output_hidden_states)
-        return ModelOutput(last_hidden_state=x, hidden_states=hidden_states, attentions=attentions)
+        return in_float32(ModelOutput(last_hidden_state=x, hidden_states=hidden_states, attentions=attentions))
 
     def decode(self, decoder_input_ids, encoder_hidden_state, attention_mask=None, decoder_attention_mask=None,
                output_attentions=False, output_hidden_states=False, cache: KVCache | None = None) -> Seq2SeqOutput:
@@ -678,13 +699,14 @@ class EncoderDecoder(nn.Module):
         With a `cache`, only the new decoder tokens are given; cross-attention keys and values are projected
         from the encoder's output at the first call and read from the cache after.
         """
+        memory = encoder_hidden_state.to(self.shared.weight.dtype)  # encode() reports in fp32
         x, hidden_states, attentions, cross_attentions = self.decoder.encode(
             decoder_input_ids, decoder_attention_mask, None, output_attentions, output_hidden_states, cache,
-            memory=encoder_hidden_state, memory_mask=attention_mask)
+            memory=memory, memory_mask=attention_mask)
         if self.config.scale_decoder_output:
             x = x * self.config.hidden_size**-0.5
-        return Seq2SeqOutput(logits=self.lm_head(x), decoder_hidden_states=hidden_states,
-                             decoder_attentions=attentions, cross_attentions=cross_attentions)
+        return in_float32(Seq2SeqOutput(logits=self.lm_head(x), decoder_hidden_states=hidden_states,
+                                        decoder_attentions=attentions, cross_attentions=cross_attentions))
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs: ModelOutput | None = None, output_attentions=False, output_hidden_states=False,

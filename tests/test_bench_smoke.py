@@ -43,3 +43,16 @@ def test_bench_learn_quick_reports_every_trainer_and_the_transfer_figure():
         line = next((line for line in result.stdout.splitlines() if row in line), None)
         assert line is not None, result.stdout
         assert re.search(r"\s\d+\.\d+\s", line), line
+
+
+def test_bench_large_quick_loads_both_shapes_in_bf16_and_reports_the_cost():
+    result = subprocess.run([sys.executable, "-m", "bench", "--large", "--quick"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    for name, stored in (("gpt2-tiny", "float32"), ("qwen2-tiny", "bfloat16")):
+        load = next(line for line in lines if line.startswith(f"large {name}: load"))
+        assert f"{stored} file" in load and "held in bfloat16" in load, load
+        agreement = next(line for line in lines if line.startswith(f"large {name}: greedy agreement"))
+        percent = float(re.findall(r"\s(\d+\.\d+)\s", agreement)[0])
+        assert 50 <= percent <= 100 and "max logit difference" in agreement, agreement

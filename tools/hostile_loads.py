@@ -119,8 +119,8 @@ def build_cache(cache: Path, unknown_mb: int) -> None:
     add_repo(cache, "hostile/gpt2-small", small, checkpoint_shapes(small), "gpt2")
     medium = gpt2_config(n_embd=1024, n_layer=24, n_head=16)  # 355 M parameters, 1.42 GB
     add_repo(cache, "hostile/gpt2-medium-shaped", medium, checkpoint_shapes(medium), "gpt2")
-    xl = gpt2_config(n_embd=1600, n_layer=48, n_head=25)  # gpt2-xl's config over a one-tensor file
-    add_repo(cache, "hostile/gpt2-xl-config", xl, {"wte.weight": (50257, 1600)}, "gpt2")
+    big = gpt2_config(n_embd=2560, n_layer=32, n_head=32)  # 2.7 B parameters over a one-tensor file
+    add_repo(cache, "hostile/gpt2-2.7b-config", big, {"wte.weight": (50257, 2560)}, "gpt2")
     many = gpt2_config(n_embd=64, n_layer=200_000, n_head=2, vocab_size=1000)
     add_repo(cache, "hostile/many-layers", many, {"wte.weight": (1000, 64)}, "gpt2")
     tiny_bert = bert_config()
@@ -153,7 +153,7 @@ def case_oversized_weights(cache_get) -> str:
 
 
 def case_oversized_config(cache_get) -> str:
-    return _refused(lambda: cache_get("gpt", "hostile/gpt2-xl-config"))
+    return _refused(lambda: cache_get("gpt", "hostile/gpt2-2.7b-config"))
 
 
 def case_many_layers(cache_get) -> str:
@@ -210,7 +210,7 @@ def case_cache_by_bytes(cache_get) -> str:
 CASES = {
     "load-gpt2-small": (case_load_gpt2_small, "GPT-2 small (124 M, 498 MB): a custom repo that fits"),
     "oversized-weights": (case_oversized_weights, "gpt2-medium-shaped (1.42 GB) with PLAYGROUND_MAX_MODEL_MB=1000"),
-    "oversized-config": (case_oversized_config, "gpt2-xl's config.json (1.56 B parameters) over a one-tensor file"),
+    "oversized-config": (case_oversized_config, "a 2.7 B-parameter GPT-2 config.json over a one-tensor file"),
     "many-layers": (case_many_layers, '"n_layer": 200000 with a 256 kB weights file'),
     "unknown-huge-tensor": (case_unknown_huge_tensor, "tiny BERT plus an unknown tensor of --unknown-mb"),
     "malformed": (case_malformed, "num_attention_heads = 0; config.json holding a list"),
