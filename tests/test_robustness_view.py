@@ -67,6 +67,7 @@ def test_picture_in_every_kind_with_both_models_answers():
     for model in ("tiny-vit", "tiny-clip"):
         probs = np.array(data["probabilities"][model])
         assert probs.shape == (len(KINDS), 8) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert not np.allclose(data["probabilities"]["tiny-vit"], data["probabilities"]["tiny-clip"], atol=1e-3)
     assert data["answers_for_the_original"]["tiny-vit"] == "circle"
     assert data["answers_for_the_original"]["tiny-clip"] == "circle"
     assert [trace.name.split(":")[0] for trace in fig.data] == ["tiny-vit", "tiny-clip"]

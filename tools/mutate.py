@@ -161,6 +161,14 @@ MUTANTS = (
            "core/model.py", "positions = (input_ids ==",
            "positions = input_ids.argmax(dim=-1) if True else (input_ids ==",
            ("tests/test_vision_models.py::test_clip_matches_transformers[eos-token-pooling]",), control=True),
+    Mutant("robustness-sketch-is-a-photo", "the robustness table's sketch column judges filled shapes",
+           "core/embedded/robustness.py", 'return shapes.styled_dataset(n, seed, "sketch")',
+           "return shapes.dataset(n, seed)",
+           ("tests/test_robustness.py::test_held_out_sets_are_the_same_shapes_in_each_kind",)),
+    Mutant("robustness-picture-one-model", "the distorted picture shows tiny-vit's answers as tiny-clip's too",
+           "app/robustness_view.py", 'probs = {"tiny-vit": vit_probs, "tiny-clip": clip_probs}',
+           'probs = {"tiny-vit": vit_probs, "tiny-clip": vit_probs}',
+           ("tests/test_robustness_view.py::test_picture_in_every_kind_with_both_models_answers",)),
 )
 
 
