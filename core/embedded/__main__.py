@@ -1,4 +1,4 @@
-"""`python -m core.embedded train NAME|all [--steps N] [--out DIR]` and `python -m core.embedded evaluate [--small]`."""
+"""`python -m core.embedded train NAME|all [--steps N] [--out DIR]` and `python -m core.embedded evaluate [--small] [--only NAME,...]`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def main(argv=None) -> None:
     evaluate = commands.add_parser("evaluate", help="held-out metrics of the shipped models, as one JSON object")
     evaluate.add_argument("--small", action="store_true", help="a small sample, for CI (< 60 s)")
     evaluate.add_argument("--models", default=str(DEFAULT_ROOT), help="folder holding the model folders")
+    evaluate.add_argument("--only", default=None, help="comma-separated parts to run, e.g. tiny-clip,robustness")
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import train as run
@@ -27,7 +28,8 @@ def main(argv=None) -> None:
     else:
         from .evaluate import evaluate as run
 
-        print(json.dumps(run(args.models, small=args.small)))
+        names = None if args.only is None else {name.strip() for name in args.only.split(",") if name.strip()}
+        print(json.dumps(run(args.models, small=args.small, names=names)))
 
 
 if __name__ == "__main__":
