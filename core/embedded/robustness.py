@@ -8,8 +8,8 @@
 
 Both models answer the same question on the same pictures: which of the 8 shapes is it? tiny-vit by the
 argmax of its classifier; tiny-clip zero-shot, by the nearest of the prompts "a {shape}" (Radford et al.,
-2021, section 3.1.2), with no training on this task. Only tiny-clip saw varied styles in training (filled,
-sketch, textured, noisy, each described in its captions); neither saw blur, rotation or occlusion.
+2021, section 3.1.2), with no training on this task. Neither shipped model saw a sketch, blur, rotation or
+occlusion in training (a tiny-clip retrained on the captioned styles of `shapes` is still to come).
 """
 
 from __future__ import annotations
