@@ -72,7 +72,7 @@ def accuracy_figure(table: dict, per_kind: int) -> go.Figure:
                              hovertemplate=f"{model}<br>%{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.add_hline(y=1 / len(SHAPES), line_dash="dot", line_color=NEUTRAL_TEXT,
                   annotation_text="chance (1/8)", annotation_position="top left")
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.14, x=1, xanchor="right", yanchor="top"))
     fig.update_yaxes(title="accuracy (which of 8 shapes)", range=[0, 1.12], tickformat=".0%")
     return _layout(fig, f"Shape accuracy on {per_kind} held-out pictures of each kind", 380)
 
@@ -84,13 +84,13 @@ def confidence_figure(kinds: list[str], kept: dict[str, list[float]], answers: d
         fig.add_trace(go.Bar(x=[KIND_NAMES[k] for k in kinds], y=kept[model], marker_color=colour,
                              name=f"{model}: p({answers[model]})", text=[f"{v:.0%}" for v in kept[model]],
                              textposition="outside", hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.14, x=1, xanchor="right", yanchor="top"))
     fig.update_yaxes(title="probability", range=[0, 1.12], tickformat=".0%")
     return _layout(fig, "How sure each model stays of its answer for the original picture", 340)
 
 
 def table_markdown(table: dict) -> str:
-    rows = ["| pictures | tiny-vit (classifier, filled shapes only) | tiny-clip (zero-shot, varied styles) |",
+    rows = ["| pictures | tiny-vit (classifier) | tiny-clip (zero-shot) |",
             "|---|---|---|"]
     for kind, scores in table.items():
         vit, clip = scores["tiny-vit"], scores["tiny-clip"]
