@@ -22,7 +22,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from app import inputs
+from app import inputs, robustness_view
 from app.components import VIEWS, fit_on_open, get_model, handler, model_note, model_picker
 from app.lecture import Shared, live
 from app.export import json_file
@@ -490,6 +490,7 @@ def build() -> Shared:
             drawing = gr.Image(label="Sketch", type="pil", format="png", interactive=False, height=300, scale=1)
             robust_plot = gr.Plot(label="Photo vs sketch", elem_id="clip-robust-plot", scale=3)
         robust_file = gr.File(label="Download the numbers (JSON)")
+        robustness_view.build(image)
 
     with gr.Tab("Relevance"):
         gr.Markdown("Which patches make the picture from the Zero-shot view match a caption, and which words of "

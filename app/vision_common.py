@@ -16,9 +16,10 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
 from app.models import ASSETS
+from core.distortions import sketch  # the edge drawing lives in the core: the robustness table uses it too
 from core.images import ImageError, open_image
 
 IMAGES = ASSETS / "images"
@@ -80,19 +81,6 @@ def fingerprint(picture: Image.Image) -> str:
     digest = hashlib.blake2b(picture.tobytes(), digest_size=12)
     digest.update(f"{picture.size}{picture.mode}".encode())
     return digest.hexdigest()
-
-
-def sketch(picture: Image.Image) -> Image.Image:
-    """An edge drawing of the picture: dark lines on white (grayscale, FIND_EDGES, thickened, inverted).
-
-    The picture is padded by repeating its border first, so the frame of the image is not drawn as an edge;
-    lines are thickened (a 3x3 maximum) so they survive the model's downscaling to its input size.
-    """
-    gray = np.asarray(ImageOps.grayscale(picture))
-    padded = Image.fromarray(np.pad(gray, 2, mode="edge"))
-    edges = padded.filter(ImageFilter.SMOOTH).filter(ImageFilter.FIND_EDGES).filter(ImageFilter.MaxFilter(3))
-    edges = ImageOps.autocontrast(edges.crop((2, 2, 2 + picture.width, 2 + picture.height)), cutoff=1)
-    return ImageOps.invert(edges).convert("RGB")
 
 
 class BoundedCache:

@@ -204,11 +204,27 @@ def test_quality_bars_are_far_above_chance():
         assert bar - CHANCE[key] >= 0.15 or bar >= 5 * CHANCE[key], key
 
 
-def test_held_out_quality():
-    metrics = evaluate(ROOT, small=True)
-    print(metrics)
+@pytest.fixture(scope="module")
+def small_metrics():
+    return evaluate(ROOT, small=True)
+
+
+def test_held_out_quality(small_metrics):
+    print(small_metrics)
     for (name, metric), bar in BARS.items():
-        assert metrics[name][metric] >= bar, (name, metric, metrics[name][metric])
+        assert small_metrics[name][metric] >= bar, (name, metric, small_metrics[name][metric])
+
+
+# The classifier's half of the course's claim (issue #18): tiny-vit, trained on clean filled shapes only, is
+# near perfect on them and near chance (1/8) on pencil sketches of the same shapes (0.19 on the 160 small-sample
+# sketches). tiny-clip's half (>= 0.80 on sketches, 0.3 above tiny-vit) needs the styled retrain, not shipped yet.
+def test_robustness_table_classifier_fails_on_sketches(small_metrics):
+    table = small_metrics["robustness"]["kinds"]
+    print(table)
+    assert list(table) == ["photo", "sketch", "noise", "blur", "rotation", "occlusion"]
+    assert table["photo"]["tiny-vit"] >= 0.95
+    assert table["sketch"]["tiny-vit"] <= 0.35
+    assert all(0.0 <= scores[model] <= 1.0 for scores in table.values() for model in ("tiny-vit", "tiny-clip"))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -194,6 +194,14 @@ MUTANTS = (
     Mutant("chat-template-no-trim-blocks", "chat templates rendered without trim_blocks (not as transformers does)",
            "core/chat.py", "_BoundedSandbox(trim_blocks=True,", "_BoundedSandbox(trim_blocks=False,",
            ("tests/test_chat.py", "-k", "transformers")),
+    Mutant("robustness-sketch-is-a-photo", "the robustness table's sketch column judges filled shapes",
+           "core/embedded/robustness.py", 'return shapes.styled_dataset(n, seed, "sketch")',
+           "return shapes.dataset(n, seed)",
+           ("tests/test_robustness.py::test_held_out_sets_are_the_same_shapes_in_each_kind",)),
+    Mutant("robustness-picture-one-model", "the distorted picture shows tiny-vit's answers as tiny-clip's too",
+           "app/robustness_view.py", 'probs = {"tiny-vit": vit_probs, "tiny-clip": clip_probs}',
+           'probs = {"tiny-vit": vit_probs, "tiny-clip": vit_probs}',
+           ("tests/test_robustness_view.py::test_picture_in_every_kind_with_both_models_answers",)),
 )
 
 

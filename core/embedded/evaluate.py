@@ -35,6 +35,9 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
                alignment_hit_rate (reported, no threshold): teacher-forced on the reference translation,
                the last decoder layer's cross-attention averaged over heads, at the step that writes each
                Toy word: how often its argmax over the source tokens is that word's true English word.
+    robustness  the course's robustness table (`robustness.py`): for each kind of held-out picture (photo-like
+               filled, sketch, noise, blur, rotation, occlusion), the shape accuracy of tiny-vit's classifier
+               and of tiny-clip zero-shot ("a {shape}") on the same pictures.
     tiny-bert-sentiment  accuracy on held-out sentences with a polarity (`grammar.sentiment_examples`).
     tiny-bert-ner        entity-level F1 (span and type exact, CoNLL) and per-word accuracy on held-out
                          sentences with people and places; each word's label is read from its first piece.
@@ -67,9 +70,9 @@ from .train import DEFAULT_ROOT, END_OF_TEXT, HEAD_NAMES
 
 SIZES = {
     "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000, "pairs": 1000,
-             "localisation": 1000, "chat": 500},
+             "localisation": 1000, "chat": 500, "robustness": 1000},
     "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200, "pairs": 200,
-              "localisation": 128, "chat": 100},
+              "localisation": 128, "chat": 100, "robustness": 160},
 }
 VERB_NUMBER = {
     form: number
@@ -320,6 +323,17 @@ def evaluate_t5(folder: Path, n: int) -> dict:
 
 
 @torch.inference_mode()
+def evaluate_robustness(vit_folder: Path, clip_folder: Path, n: int) -> dict:
+    from . import robustness
+
+    vit, vit_processor = load_model(vit_folder), read_processor_config(vit_folder)
+    clip, clip_processor = load_model(clip_folder), read_processor_config(clip_folder)
+    kinds = robustness.table(vit, lambda images: pixel_values(images, vit_processor), clip,
+                             load_tokenizer(clip_folder), lambda images: pixel_values(images, clip_processor), n)
+    return {"kinds": kinds, "images_per_kind": n, "prompt": robustness.PROMPT}
+
+
+@torch.inference_mode()
 def evaluate_head(folder: Path, name: str, n: int) -> dict:
     from .heads import TASKS
 
@@ -344,6 +358,7 @@ def evaluate(root: Path | str | None = None, small: bool = False, names=None) ->
         "tiny-t5": lambda: evaluate_t5(root / "tiny-t5", size["pairs"]),
         **{name: (lambda name=name: evaluate_head(root / name, name, size["head"])) for name in HEAD_NAMES},
         "tiny-gpt-chat": lambda: evaluate_chat(root / "tiny-gpt-chat", root / "tiny-gpt", size["chat"]),
+        "robustness": lambda: evaluate_robustness(root / "tiny-vit", root / "tiny-clip", size["robustness"]),
     }
     out = {}
     for name, job in jobs.items():
