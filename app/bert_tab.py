@@ -19,7 +19,7 @@ import torch
 
 from app import bert_figures, inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
-                            model_picker)
+                            model_picker, served_from_cache)
 from app.lecture import Shared, live
 from app.export import json_file
 from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
@@ -756,27 +756,30 @@ def build() -> Shared:
             head_plot = gr.Plot(label="Head output")
             head_file, head_note = _outputs_row("heads")
 
-    tok_button.click(tokenize_view, picked + [tok_text, tok_b],
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (tokenize_view, attention_view, fill_mask_view, pretraining_view, contextual_view, cls_view, heads_view)}
+    tok_button.click(served["tokenize_view"], picked + [tok_text, tok_b],
                      [tok_table, tok_highlight, tok_plot, tok_file, tok_note], api_name="bert_tokenize", **VIEWS)
-    att_button.click(attention_view, picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
+    att_button.click(served["attention_view"], picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
                      [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note], api_name="bert_attention",
                      **VIEWS)
-    mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
+    mlm_button.click(served["fill_mask_view"], picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
                      api_name="bert_fill_mask", **VIEWS)
     # Sliders and switches redraw at once from the cached forward pass; the buttons are for new text.
-    live([att_layer, att_head, att_hide, att_renorm], attention_view,
+    live([att_layer, att_head, att_hide, att_renorm], served["attention_view"],
          picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
          [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note])
-    live([mlm_k, mlm_position], fill_mask_view, picked + [mlm_text, mlm_position, mlm_k],
+    live([mlm_k, mlm_position], served["fill_mask_view"], picked + [mlm_text, mlm_position, mlm_k],
          [mlm_plot, mlm_file, mlm_note])
-    pre_button.click(pretraining_view, picked + [pre_text, pre_seed, pre_b],
+    pre_button.click(served["pretraining_view"], picked + [pre_text, pre_seed, pre_b],
                      [pre_highlight, pre_table, pre_plot, pre_nsp_plot, pre_file, pre_note],
                      api_name="bert_pretraining", **VIEWS)
-    ctx_button.click(contextual_view, picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
+    ctx_button.click(served["contextual_view"], picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
                      api_name="bert_contextual", **VIEWS)
-    cls_button.click(cls_view, picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
+    cls_button.click(served["cls_view"], picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
                      api_name="bert_cls_similarity", **VIEWS)
-    head_button.click(heads_view, picked + [head_text, head_question, head_context],
+    head_button.click(served["heads_view"], picked + [head_text, head_question, head_context],
                       [head_highlight, head_plot, head_file, head_note], api_name="bert_heads", **VIEWS)
     # Keep the pickers in step with the text and the model; not part of the public API.
     for trigger in (mlm_text.change, model.change, custom.submit):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from app import inputs
-from app.components import VIEWS, get_model, handler, model_note, model_picker
+from app.components import VIEWS, get_model, handler, model_note, model_picker, served_from_cache
 from app.lecture import Shared, live
 from app.export import json_file
 from app.models import Loaded
@@ -383,21 +383,24 @@ def build() -> Shared:
             robust_plot = gr.Plot(label="Photo vs sketch", elem_id="clip-robust-plot", scale=3)
         robust_file = gr.File(label="Download the numbers (JSON)")
 
-    zero_btn.click(clip_zero_shot, [image, model, custom, labels, templates, scale],
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (clip_zero_shot, clip_contrastive, clip_search, clip_robustness)}
+    zero_btn.click(served["clip_zero_shot"], [image, model, custom, labels, templates, scale],
                    [zero_plot, zero_summary, note, zero_file], api_name="clip_zero_shot", **VIEWS)
-    live([scale], clip_zero_shot, [image, model, custom, labels, templates, scale],
+    live([scale], served["clip_zero_shot"], [image, model, custom, labels, templates, scale],
          [zero_plot, zero_summary, note, zero_file])
-    live([temperature], clip_contrastive, [model, custom, captions, seed, temperature],
+    live([temperature], served["clip_contrastive"], [model, custom, captions, seed, temperature],
          [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file])
-    contrastive_btn.click(clip_contrastive, [model, custom, captions, seed, temperature],
+    contrastive_btn.click(served["clip_contrastive"], [model, custom, captions, seed, temperature],
                           [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file],
                           api_name="clip_contrastive", **VIEWS)
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
-    search_btn.click(clip_search, [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
+    search_btn.click(served["clip_search"], [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
     query.submit(clip_search, [query, model, custom], [results, note, search_file], api_visibility="private",
                  **VIEWS)
-    robust_btn.click(clip_robustness, [image, model, custom, labels, templates],
+    robust_btn.click(served["clip_robustness"], [image, model, custom, labels, templates],
                      [drawing, robust_plot, note, robust_file], api_name="clip_robustness", **VIEWS)
     return Shared(inputs={"model": model, "custom": custom, "labels": labels, "templates": templates,
                           "query": query})

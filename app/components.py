@@ -10,6 +10,7 @@ import logging
 import gradio as gr
 
 from app.models import MODELS, PRESETS, Loaded, availability, preset_names
+from app.result_cache import cached_view
 from core import CheckpointError
 from core.config import SIZE_BOUNDS
 
@@ -104,6 +105,26 @@ def model_note(loaded: Loaded, note: str) -> str:
     """One line under the results naming the model that computed them, and any fallback note."""
     line = f"Computed by **{loaded.name}** (`{loaded.architecture}`)."
     return f"{line}  \n⚠️ {note}" if note else line
+
+
+def served_from_cache(function, family: str):
+    """`function` as the page and the API call it: its results kept in the process-wide result cache, keyed by
+    the loaded model and every input (app.result_cache), so that a hall asking for the same view computes it
+    once. Only for handlers that are pure functions of their inputs (sampling ones always have a seed).
+    Tests call the plain handlers, which return plotly figures; this one returns them serialized."""
+    names = list(inspect.signature(function).parameters)
+    choice = next(name for name in names if name in ("choice", "model_choice"))
+    custom = next(name for name in names if name in ("custom", "custom_repo"))
+
+    def model_of(arguments: dict):
+        try:
+            return get_model(family, arguments[choice], arguments[custom] or "")[0].model
+        except gr.Error:
+            raise
+        except Exception:  # odd input types: the handler refuses them with its own message
+            return None
+
+    return cached_view(function, model_of)
 
 
 def _as_message(function, error: Exception) -> gr.Error:

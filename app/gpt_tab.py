@@ -20,7 +20,7 @@ from app import export, inputs, lecture
 from app import figures
 from app import gpt_figures as gfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker)
+                            model_note, model_picker, served_from_cache)
 from app.models import MODELS, PRESETS
 from core import generate
 from core import gpt_analysis
@@ -556,27 +556,30 @@ def build() -> lecture.Shared:
     model_inputs = [choice, custom, prompt]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
     # A streamed generation holds its worker for seconds: it runs in its own group (STREAMS), beside the views.
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (gpt_step, gpt_attention, gpt_surprisal, gpt_logit_lens)}
     run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy, pace],
                           [out_text, out_bars, out_status, out_note, out_file, out_coloured, generated,
                            generated_browse], api_name="gpt_generate", **STREAMS)
     generated_browse.release(gpt_step_view, [generated_browse, generated], [out_bars, out_status],
                              api_name="gpt_generate_browse", api_visibility="private")
     stop_button.click(stopped, out_status, out_status, cancels=[run], api_visibility="private", queue=False)
-    step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
+    step_button.click(served["gpt_step"], [*model_inputs, *sampling_inputs, history],
                       [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step", **VIEWS)
     browse.release(gpt_step_view, [browse, history], [step_bars, step_status], api_name="gpt_step_view")
     reset_button.click(gpt_step_reset, [prompt], [step_text, step_bars, history, browse, step_status, step_note],
                        api_name="gpt_step_reset")
     step_export.click(gpt_step_export, [history], [step_file], api_name="gpt_step_export")
-    attention_button.click(gpt_attention, [*model_inputs, layer, head, average],
+    attention_button.click(served["gpt_attention"], [*model_inputs, layer, head, average],
                            [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
                            **VIEWS)
-    lecture.live([layer, head, average], gpt_attention, [*model_inputs, layer, head, average],
+    lecture.live([layer, head, average], served["gpt_attention"], [*model_inputs, layer, head, average],
          [attention_plot, can_see_plot, attention_note, attention_file])
-    surprisal_button.click(gpt_surprisal, model_inputs,
+    surprisal_button.click(served["gpt_surprisal"], model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
                            api_name="gpt_surprisal", **VIEWS)
-    lens_button.click(gpt_logit_lens, model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens",
+    lens_button.click(served["gpt_logit_lens"], model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens",
                       **VIEWS)
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")

@@ -185,3 +185,22 @@ def bench_app(reps: int = 3, real_size: dict[str, str] | None = None, cache_root
         process.terminate()
         process.wait(timeout=30)
     return rows
+
+
+def random_models(root: Path, families: tuple[str, ...] = ("bert", "gpt2", "vit", "clip"),
+                  quick: bool = False) -> dict[str, str]:
+    """Folders of random-weight models of real size (tiny with `quick`) for `families`, saved as safetensors;
+    for the scripts that serve them as Hub presets (`fake_hub_cache`) without the benchmark's other rows."""
+    import torch
+    import transformers
+
+    from bench.__main__ import MODEL_CLASSES, configs
+
+    folders = {}
+    for family in families:
+        config = configs(quick)[family]
+        torch.manual_seed(0)
+        folder = root / family
+        getattr(transformers, MODEL_CLASSES[family])(config).save_pretrained(folder, safe_serialization=True)
+        folders[family] = str(folder)
+    return folders
