@@ -22,7 +22,8 @@ from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, g
                             model_picker, served_from_cache)
 from app.lecture import Shared, live
 from app.export import json_file
-from app.figures import grid_of_heatmaps, heatmap, message_figure, unique_labels
+from app.figures import (block_means, block_spans, downsample, grid_of_heatmaps, heatmap, message_figure,
+                         unique_labels)
 from app.figures import bars as bar_figure
 from core import bert_analysis as ba
 
@@ -127,6 +128,11 @@ def _encode(tokenizer, text: str, text_b: str, limit: int, only_second: bool) ->
         special=tuple(i in specials for i in encoding.ids), truncation=truncation)
 
 
+def text_cap(loaded) -> int:
+    """Characters of text this model's context can take (inputs.context_chars): BERT-base's 512 tokens, 4,096."""
+    return inputs.context_chars(max_tokens(loaded))
+
+
 def encode(loaded, text: str, text_b: str = "", only_second: bool = False) -> Encoded:
     return _encode(loaded.tokenizer, text, text_b, max_tokens(loaded), only_second)
 
@@ -141,6 +147,20 @@ def _forward(model, ids: tuple[int, ...], type_ids: tuple[int, ...]):
 
 def forward(loaded, encoded: Encoded):
     return _forward(loaded.model, encoded.ids, encoded.type_ids)
+
+
+@functools.lru_cache(maxsize=2)
+def _attentions(model, ids: tuple[int, ...], type_ids: tuple[int, ...]) -> torch.Tensor:
+    # The encoder alone: the attention view needs no masked-LM head, whose vocabulary projection is a fifth of
+    # BERT-base's work at 512 tokens. Cached so that a slider move redraws from one pass.
+    with torch.inference_mode():
+        _, _, attentions, _ = model.encode(torch.tensor([ids]), None, torch.tensor([type_ids]), True, False, None)
+        return torch.stack([a[0] for a in attentions]).float()  # (L, nh, T, T)
+
+
+def attentions(loaded, encoded: Encoded) -> torch.Tensor:
+    """Every layer's and head's attention (L, nh, T, T) for one input; shared, read it only."""
+    return _attentions(loaded.model, encoded.ids, encoded.type_ids)
 
 
 @functools.lru_cache(maxsize=4)
@@ -200,8 +220,9 @@ TOKEN_COLUMNS = ["position", "piece", "id", "segment (token_type)", "start", "en
 
 
 def compute_tokens(loaded, text, text_b="") -> View:
-    text = inputs.text(text, "text")
-    text_b = inputs.text(text_b, "second sentence", allow_empty=True)
+    text = inputs.text(text, "text", max_chars=text_cap(loaded))
+    text_b = inputs.text(text_b, "second sentence", allow_empty=True,
+                         max_chars=text_cap(loaded))
     enc = encode(loaded, text, text_b)
     rows = [[i, enc.pieces[i], enc.ids[i], enc.type_ids[i], *enc.spans[i], "yes" if enc.special[i] else ""]
             for i in range(len(enc))]
@@ -221,16 +242,16 @@ def compute_tokens(loaded, text, text_b="") -> View:
 
 def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT_HEAD, hide_specials=False,
                       renormalise=True) -> View:
-    text = inputs.text(text, "text")
-    text_b = inputs.text(text_b, "second sentence", allow_empty=True)
+    text = inputs.text(text, "text", max_chars=text_cap(loaded))
+    text_b = inputs.text(text_b, "second sentence", allow_empty=True,
+                         max_chars=text_cap(loaded))
     config = loaded.model.config
     asked_layer = inputs.integer(layer, "layer", 1, API_MAX_LAYERS, DEFAULT_LAYER)
     asked_head = inputs.integer(head, "head", 1, API_MAX_HEADS, DEFAULT_HEAD)
     layer, head = min(asked_layer, config.num_layers), min(asked_head, config.num_heads)
     hide_specials, renormalise = bool(hide_specials), bool(renormalise)
     enc = encode(loaded, text, text_b)
-    out = forward(loaded, enc)
-    attention = torch.stack([a[0] for a in out.attentions]).float()  # (L, nh, T, T)
+    attention = attentions(loaded, enc)  # (L, nh, T, T)
     labels = list(enc.pieces)
     keep = [True] * len(enc)
     if hide_specials:
@@ -260,9 +281,17 @@ def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT
                      if renormalise else
                      "[CLS] and [SEP] are hidden; rows are **not renormalised**, so each sums to less than 1 "
                      "(the rest went to [CLS]/[SEP]).")
+    # The download holds what the figures draw: beyond MAX_CELLS tokens, block averages named by their ranges
+    # (a 512-token map in full is 262k numbers, megabytes of JSON per request).
+    single_shown, rows, _ = downsample(single, labels, labels)
+    average_shown = block_means(average)
     data = {"text": text, "text_b": text_b, "tokens": labels, "layer": layer, "head": head,
             "hide_specials": hide_specials, "renormalised": hide_specials and renormalise,
-            "head_attention": single, "average_over_heads": average}
+            "head_attention": single_shown, "average_over_heads": average_shown}
+    if rows != labels:
+        data["blocks"] = rows
+        notes.append(f"{len(labels)} tokens: the maps and the download average blocks of "
+                     f"{block_spans(len(labels))[0][1]} tokens ({len(rows)} a side); the model read every token.")
     return View({"head": fig_head, "average": fig_average, "grid": fig_grid}, data, notes)
 
 
@@ -271,7 +300,7 @@ def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT
 
 def position_options(loaded, text) -> list[str]:
     """The choices of the "token to mask" list: none, or each ordinary token as "position · piece"."""
-    text = inputs.text(text, "text", allow_empty=True)
+    text = inputs.text(text, "text", allow_empty=True, max_chars=text_cap(loaded))
     options = [NO_POSITION]
     if text:
         enc = encode(loaded, text)
@@ -281,7 +310,7 @@ def position_options(loaded, text) -> list[str]:
 
 def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
     _require_mlm(loaded)
-    text = inputs.text(text, "text")
+    text = inputs.text(text, "text", max_chars=text_cap(loaded))
     position = inputs.choice(position or NO_POSITION, "token position", position_options(loaded, text))
     top_k = inputs.integer(top_k, "top-k", 1, MAX_TOP_K, 5)
     tokenizer = loaded.tokenizer

@@ -8,7 +8,6 @@ history browsable); causal attention with the "can see" table; per-token surpris
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from app import gpt_figures as gfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
                             model_note, model_picker, served_from_cache)
 from app.models import MODELS, PRESETS
+from app.result_cache import ResultCache, model_serial
 from core import generate
 from core import gpt_analysis
 
@@ -37,7 +37,10 @@ MAX_TEMPERATURE = 5.0
 MAX_TOP_K = 100
 MAX_SEED = 2**31 - 1
 NUM_CANDIDATES = 10
-MAX_VIEW_TOKENS = 64  # attention / surprisal / logit lens: more would not be readable on a slide
+MAX_VIEW_TOKENS = 64  # surprisal / logit lens: more would not be readable on a slide
+# The attention view reads the whole context (GPT-2: 1024 tokens); beyond figures.MAX_CELLS tokens the picture
+# and the download average blocks of tokens, the model still reads every one.
+ATTENTION_VIEW_TOKENS = 1 << 20
 MAX_STEPS = 200  # step-mode history kept per session
 
 
@@ -102,9 +105,10 @@ class Prompt:
     note: str  # "" or a sentence saying what was cut
 
 
-def encoded(tokenizer, prompt) -> tuple[str, list[int]]:
-    """The cleaned prompt and its ids; an empty prompt, or one with no tokens, is refused."""
-    typed = inputs.text(prompt, "prompt")
+def encoded(tokenizer, prompt, context: int = 0) -> tuple[str, list[int]]:
+    """The cleaned prompt and its ids; an empty prompt, or one with no tokens, is refused. The text cap follows
+    the model's `context` in tokens (inputs.context_chars)."""
+    typed = inputs.text(prompt, "prompt", max_chars=inputs.context_chars(context))
     ids = tokenizer.encode(typed)
     if not ids:
         raise gr.Error("The prompt has no tokens: type a sentence first.")
@@ -114,7 +118,7 @@ def encoded(tokenizer, prompt) -> tuple[str, list[int]]:
 def prompt_ids(tokenizer, model, prompt) -> Prompt:
     """The prompt for writing: one that fills the model's context keeps only its last half-context of tokens,
     so that the model reads the most recent text and still has room to write."""
-    typed, ids = encoded(tokenizer, prompt)
+    typed, ids = encoded(tokenizer, prompt, model.config.max_positions)
     limit = model.config.max_positions
     if len(ids) < limit:
         return Prompt(typed, typed, ids, "")
@@ -124,11 +128,12 @@ def prompt_ids(tokenizer, model, prompt) -> Prompt:
     return Prompt(typed, "…" + tokenizer.decode(ids[-keep:]), ids[-keep:], note)
 
 
-def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
-    """Ids and readable texts of a prompt for the analysis views, cut to its first MAX_VIEW_TOKENS (or the
+def view_tokens(loaded, prompt, most: int = MAX_VIEW_TOKENS) -> tuple[list[int], list[str], str]:
+    """Ids and readable texts of a prompt for the analysis views, cut to its first `most` tokens (or the
     model's maximum, if smaller) with a note."""
-    _, ids = encoded(loaded.tokenizer, prompt)
-    limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_positions)
+    context = loaded.model.config.max_positions
+    _, ids = encoded(loaded.tokenizer, prompt, context)
+    limit = min(most, context)
     note = ""
     if len(ids) > limit:
         note = f"✂️ Showing the first {limit} of {len(ids):,} tokens."
@@ -361,15 +366,17 @@ def layer_head(model, layer, head) -> tuple[int, int, str]:
     return layer_n, head_n, note
 
 
-@functools.lru_cache(maxsize=4)
-def _attention_maps(model, ids: tuple[int, ...]) -> np.ndarray:
-    return gpt_analysis.attention_maps(model, list(ids)).numpy()
+# Forward passes kept for the attention view's sliders, bounded by bytes: GPT-2's maps of a whole 1024-token
+# context take 604 MB (12 layers x 12 heads x 1024 x 1024 floats), four small prompts' a few MB.
+ATTENTION_MAPS = ResultCache(640_000_000)
 
 
 def attention_maps(model, ids) -> np.ndarray:
     """Every layer's attention (L, nh, T, T), cached per (model, ids): moving the layer or head slider, or
     switching the head average, redraws from one forward pass. The array is shared: read it, never write."""
-    return _attention_maps(model, tuple(ids))
+    key = (model_serial(model), tuple(ids))
+    return ATTENTION_MAPS.get_or_compute(key, lambda: gpt_analysis.attention_maps(model, list(ids)).numpy(),
+                                         size=lambda maps: maps.nbytes)
 
 
 def pick_head(maps: np.ndarray, layer: int, head: int, average: bool = False) -> np.ndarray:
@@ -387,7 +394,7 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False):
     """The chosen layer/head's attention (or the layer's head average) with the future masked, and the causal
     'can see' table."""
     loaded, note = load(choice, custom)
-    ids, tokens, cut = view_tokens(loaded, prompt)
+    ids, tokens, cut = view_tokens(loaded, prompt, ATTENTION_VIEW_TOKENS)
     layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
     average = bool(average)
     maps = attention_maps(loaded.model, ids)  # (L, nh, T, T)
@@ -396,8 +403,15 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False):
     attention = gfig.causal_attention(matrix, tokens,
                                       f"Layer {layer_n}, {head_name(head_n, average)} (× = future, masked)")
     table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
+    # The download holds what the figures draw: past figures.MAX_CELLS tokens, block averages named by range.
     data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
-                average_over_heads=average, attention=matrix, can_see=visible.astype(int))
+                average_over_heads=average, attention=figures.block_means(matrix),
+                can_see=figures.block_means(visible).round(3) if len(ids) > figures.MAX_CELLS else visible.astype(int))
+    if len(ids) > figures.MAX_CELLS:
+        spans = figures.block_spans(len(ids))
+        data["blocks"] = [f"{a}-{b - 1}" for a, b in spans]
+        cut = join_notes(cut, f"{len(ids)} tokens: the maps and the download average blocks of {spans[0][1]} tokens "
+                              f"({len(spans)} a side); the model read every token.")
     return attention, table, with_note(loaded, note, cut, clamp), export.json_file(data, "gpt-attention")
 
 

@@ -4,7 +4,8 @@ Real-size models (GPT-2 small, BERT-base, ViT-B/16, CLIP ViT-B/32, T5-small) are
 random weights: no download. The two sides run alternately and medians are reported, because the machine is shared
 and noisy. The load-peak rows load GPT-2 and BERT, each in a fresh process, and compare its peak resident memory
 with the weights' bytes. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app`
-leaves out the app-level figures; `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
+leaves out the app-level figures; `--long` measures only the long inputs (BERT-base at 512 tokens, GPT-2 at 1024,
+attention views, request to result); `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
 run). Needs the test dependencies (transformers is the reference).
 """
 
@@ -294,6 +295,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per side (default 5, quick 1)")
     parser.add_argument("--skip-app", action="store_true", help="leave out the app-level figures")
     parser.add_argument("--learn", action="store_true", help="only the Learn tab's live trainers (bench/learn_bench.py)")
+    parser.add_argument("--long", action="store_true",
+                        help="only the long-input rows: BERT-base at 512 tokens, GPT-2 at 1024, attention views")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     threads = configure_threads()
@@ -303,6 +306,12 @@ def main(argv=None) -> int:
         from bench.learn_bench import bench_learn
 
         print_table(bench_learn(Row, args.quick))
+        return 0
+    if args.long:
+        from bench.app_bench import bench_long_inputs
+
+        with tempfile.TemporaryDirectory() as tmp:
+            print_table(bench_long_inputs(Path(tmp), reps, args.quick))
         return 0
     cfgs = configs(args.quick)
     rows: list[Row] = []
