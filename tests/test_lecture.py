@@ -129,7 +129,7 @@ def test_link_query_keeps_the_open_tabs_inputs_only():
     parsed = parse_qs(query[1:])
     assert query.startswith("?") and parsed == {"tab": ["gpt"], "presenter": ["1"], "gpt.prompt": ["the dog"],
                                                 "gpt.model": ["tiny-gpt (embedded)"]}
-    long = lecture.link_query("gpt", False, ["gpt.prompt"], ["x" * 5000])
+    long = lecture.link_query("gpt", False, ["gpt.prompt"], ["x" * (lecture.MAX_LINK_TEXT + 3000)])
     assert len(parse_qs(long[1:])["gpt.prompt"][0]) == lecture.MAX_LINK_TEXT
 
 
