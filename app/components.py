@@ -9,6 +9,7 @@ import logging
 
 import gradio as gr
 
+from app.housekeeping import whole_number_setting
 from app.models import MODELS, PRESETS, Loaded, availability, preset_names
 from app.result_cache import cached_view
 from core import CheckpointError
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 # made it 41 s, with time-outs. Every event that runs a model joins one of two groups instead: the views, two
 # at a time (three made streams 3x slower for views 1 s faster), and the streamed generations, one at a time
 # in a slot of their own. Light helpers (pickers, sliders, resets) keep Gradio's default.
-VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
+# On larger hardware (a Space's upgraded CPU tier) PLAYGROUND_VIEW_WORKERS raises the views' limit, keeping the
+# ratio fitted here: one view at a time per core.
+VIEWS = {"concurrency_id": "views", "concurrency_limit": whole_number_setting("PLAYGROUND_VIEW_WORKERS", 2)}
 STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
 # The Learn tab's live training runs are long (up to a minute) and use a core each: one at a time, in a group
 # of their own, so they never hold up the views or the generations.

@@ -27,7 +27,9 @@ import hashlib
 import inspect
 import itertools
 import json
+import os
 import sys
+import tempfile
 import threading
 import weakref
 from collections import OrderedDict
@@ -136,13 +138,34 @@ def model_serial(model) -> int:
         return serial
 
 
+MAX_HASHED_FILE_BYTES = 64 * 1024 * 1024
+
+
+def file_roots() -> list[Path]:
+    """Folders whose files arrive as inputs: Gradio's uploads and the app's example pictures."""
+    uploads = os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
+    return [Path(uploads).resolve(), (Path(__file__).resolve().parent.parent / "assets").resolve()]
+
+
+def uploaded_file(value: str) -> Path | None:
+    """The file an input string names when it is an upload or an example picture, else None: any other string,
+    a path typed as text included, is keyed as text and never read."""
+    if len(value) > 4096 or "\n" in value or not value.startswith("/"):
+        return None
+    path = Path(value).resolve()
+    inside = any(path.is_relative_to(root) for root in file_roots())
+    if inside and path.is_file() and path.stat().st_size <= MAX_HASHED_FILE_BYTES:
+        return path
+    return None
+
+
 def input_key(value):
     """A hashable stand-in for one input: the value itself for plain data, the content hash for a file."""
     if value is None or isinstance(value, (bool, int, float)):
         return (type(value).__name__, value)
     if isinstance(value, str):
-        path = Path(value) if len(value) < 4096 and "\n" not in value else None
-        if path is not None and path.is_absolute() and path.is_file():
+        path = uploaded_file(value)
+        if path is not None:
             return ("file", hashlib.blake2b(path.read_bytes(), digest_size=20).hexdigest())
         return ("str", value)
     if isinstance(value, np.ndarray):

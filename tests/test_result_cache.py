@@ -74,7 +74,8 @@ def test_a_reloaded_model_at_the_same_name_is_never_answered_from_the_old_one():
     assert len(calls) == 2
 
 
-def test_files_are_keyed_by_their_content_not_their_name(tmp_path):
+def test_uploaded_files_are_keyed_by_their_content_not_their_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     calls = []
 
     def view(image, model_choice, custom_repo=""):
@@ -89,6 +90,17 @@ def test_files_are_keyed_by_their_content_not_their_name(tmp_path):
     picture.write_text("two")
     assert served(str(picture), "m") == "two"
     assert len(calls) == 2
+
+
+def test_a_path_typed_as_text_outside_the_uploads_is_keyed_as_text_and_never_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    elsewhere = tmp_path / "secret.txt"
+    elsewhere.write_text("one")
+    reads = []
+    monkeypatch.setattr(type(elsewhere), "read_bytes", lambda self: reads.append(self) or b"")
+    model = Model()
+    served = cached_view(lambda choice, custom, text: text.upper(), lambda args: model, cache=ResultCache(10_000))
+    assert served("m", "", str(elsewhere)) == str(elsewhere).upper() and reads == []
 
 
 def test_sampling_without_a_seed_is_drawn_again_for_every_request_and_a_seed_makes_it_reusable():
