@@ -7,6 +7,8 @@ the burst (its session and connection exist, the models are loaded by another vi
 default view's own result is not computed yet), then a barrier releases all of them at once, endpoint after
 endpoint. The floor is `/gpt_step_reset`, which runs no model: what the clients and Gradio themselves cost on
 this machine; it is measured first and last in the same run, and each endpoint's p95 is divided by their mean.
+The server's own CPU seconds per burst are printed too (Linux): on a busy shared machine they compare two
+versions where wall times cannot.
 Without --url the app is started offline with the embedded models; `--real-size` serves random-weight models of
 real size (BERT-base, GPT-2 small, ViT-B/16, CLIP B/32) under the presets' repo ids, as `python -m bench` does.
 Exit status 1 when any request failed.
@@ -15,6 +17,7 @@ Exit status 1 when any request failed.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import threading
@@ -30,6 +33,18 @@ DEFAULT_VIEWS = {"bert_attention": "bert_tokenize", "gpt_step": "gpt_surprisal",
                  "clip_zero_shot": "clip_search", "t5_step": "t5_span_corruption", "t5_attention": "t5_span_corruption"}
 FAMILIES = {"bert_attention": "bert", "gpt_step": "gpt2", "vit_rollout": "vit", "clip_zero_shot": "clip"}
 TARGET_RATIO = 1.5
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds the server process has used so far (Linux /proc), NaN when unknown. On a busy
+    shared machine, wall times stretch with everyone's load; the server's own CPU per burst does not."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list[float], list[str]]:
@@ -58,7 +73,8 @@ def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list
     return sorted(seconds), errors
 
 
-def run(url: str, users: int, endpoints: list[str], rounds: int = 1, real_size: bool = False) -> list[dict]:
+def run(url: str, users: int, endpoints: list[str], rounds: int = 1, real_size: bool = False,
+        server_pid: int | None = None) -> list[dict]:
     from gradio_client import Client
 
     clients = [Client(url, verbose=False) for _ in range(users)]
@@ -72,15 +88,20 @@ def run(url: str, users: int, endpoints: list[str], rounds: int = 1, real_size: 
             loader_options = (with_model(clients[0], loader, HUB_PRESETS[FAMILIES[name]]) if real_size else {})
             clients[0].predict(api_name=f"/{loader}", **loader_options)
     rows = []
-    floor_first, _ = fire(clients, FLOOR, {})
+
+    def burst(name: str, kwargs: dict, round_number: int) -> None:
+        before = cpu_seconds(server_pid)
+        seconds, errors = fire(clients, name, kwargs)
+        rows.append({"endpoint": name, "round": round_number, "seconds": seconds, "errors": errors,
+                     "server_cpu": cpu_seconds(server_pid) - before})
+
+    burst(FLOOR, {}, 0)
     for round_number in range(1, rounds + 1):
         for name in endpoints:
-            seconds, errors = fire(clients, name, options[name])
-            rows.append({"endpoint": name, "round": round_number, "seconds": seconds, "errors": errors})
-    floor_last, _ = fire(clients, FLOOR, {})
-    floor_p95 = (quantile(floor_first, 0.95) + quantile(floor_last, 0.95)) / 2
-    rows.insert(0, {"endpoint": f"{FLOOR} (floor, first)", "round": 0, "seconds": floor_first, "errors": []})
-    rows.append({"endpoint": f"{FLOOR} (floor, last)", "round": 0, "seconds": floor_last, "errors": []})
+            burst(name, options[name], round_number)
+    burst(FLOOR, {}, 0)
+    rows[0]["endpoint"], rows[-1]["endpoint"] = f"{FLOOR} (floor, first)", f"{FLOOR} (floor, last)"
+    floor_p95 = (quantile(rows[0]["seconds"], 0.95) + quantile(rows[-1]["seconds"], 0.95)) / 2
     for row in rows:
         row["p50"] = quantile(row["seconds"], 0.50)
         row["p95"] = quantile(row["seconds"], 0.95)
@@ -94,6 +115,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="bursts per endpoint; the first meets an empty result cache, later ones a filled one")
     parser.add_argument("--url", default=None, help="an app already running")
+    parser.add_argument("--server-pid", type=int, default=None,
+                        help="with --url: the server's process id, to report its CPU seconds per burst")
     parser.add_argument("--endpoints", default=",".join(DEFAULT_VIEWS))
     parser.add_argument("--real-size", action="store_true",
                         help="random-weight models of real size for bert_attention, gpt_step, vit_rollout, clip_zero_shot")
@@ -101,7 +124,7 @@ def main(argv=None) -> int:
     endpoints = [name.strip().lstrip("/") for name in args.endpoints.split(",") if name.strip()]
     if args.real_size:
         endpoints = [name for name in endpoints if name in FAMILIES]
-    process, url = None, args.url
+    process, url, pid = None, args.url, args.server_pid
     scratch = Path(tempfile.mkdtemp(prefix="burst-"))
     try:
         if url is None:
@@ -111,19 +134,21 @@ def main(argv=None) -> int:
                 extra["HF_HUB_CACHE"] = str(fake_hub_cache(scratch / "hub", folders))
             port = free_port()
             process, _ = start_app(port, **extra)
-            url = f"http://127.0.0.1:{port}/"
-        rows = run(url, args.users, endpoints, args.rounds, args.real_size)
+            url, pid = f"http://127.0.0.1:{port}/", process.pid
+        rows = run(url, args.users, endpoints, args.rounds, args.real_size, pid)
     finally:
         if process is not None:
             process.terminate()
             process.wait(timeout=30)
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"{args.users} clients at once; ratio = p95 / mean p95 of the floor (/{FLOOR}, first and last)")
-    print(f"{'endpoint':<34} {'round':>5} {'p50 s':>7} {'p95 s':>7} {'ratio':>6}  target <= {TARGET_RATIO:g}x")
+    print(f"{'endpoint':<34} {'round':>5} {'p50 s':>7} {'p95 s':>7} {'ratio':>6} {'server CPU s':>12}  "
+          f"target <= {TARGET_RATIO:g}x")
     failed = False
     for row in rows:
         met = "" if row["round"] == 0 else ("met" if row["ratio"] <= TARGET_RATIO else "MISSED")
-        print(f"{row['endpoint']:<34} {row['round']:>5} {row['p50']:7.2f} {row['p95']:7.2f} {row['ratio']:6.2f}  {met}"
+        print(f"{row['endpoint']:<34} {row['round']:>5} {row['p50']:7.2f} {row['p95']:7.2f} {row['ratio']:6.2f} "
+              f"{row['server_cpu']:12.2f}  {met}"
               + (f"  {len(row['errors'])} failed: {row['errors'][0]}" if row["errors"] else ""))
         failed = failed or bool(row["errors"])
     return 1 if failed else 0
