@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app import figures
-from app.figures import BASE, HIGHLIGHT, lines, unique_labels
+from app.figures import BASE, HIGHLIGHT, NEUTRAL_TEXT, lines, unique_labels
 
 RIGHT, WRONG = "#0072b2", "#e69f00"  # Okabe-Ito blue / orange
 SEGMENT_COLOURS = {"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"}
@@ -45,7 +45,7 @@ def token_strip(pieces: Sequence[str], ids: Sequence[int], segments: Sequence[st
             hovertemplate="position %{customdata[0]}<br>%{text}<br>id %{customdata[1]}<extra></extra>"))
     # Position numbers above the boxes: one text trace (hundreds of annotations would be slow to build).
     fig.add_trace(go.Scatter(x=[i % per_row for i in range(n)], y=[i // per_row - 0.5 for i in range(n)],
-                             mode="text", text=[str(i) for i in range(n)], textfont=dict(size=12, color="#444"),
+                             mode="text", text=[str(i) for i in range(n)], textfont=dict(size=12, color=NEUTRAL_TEXT),
                              hoverinfo="skip", showlegend=False))
     fig.update_xaxes(visible=False, range=[-0.6, per_row - 0.4])
     fig.update_yaxes(visible=False, range=[rows - 0.4, -0.75])

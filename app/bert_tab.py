@@ -20,7 +20,7 @@ import torch
 from app import bert_figures, inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
                             model_picker, served_from_cache)
-from app.lecture import Shared, live
+from app.lecture import HEAD_GRID, PICK_HEAD, PICK_LAYER, Shared, live
 from app.export import json_file
 from app.figures import (block_means, block_spans, downsample, grid_of_heatmaps, heatmap, message_figure,
                          unique_labels)
@@ -269,8 +269,8 @@ def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT
     fig_average = heatmap(average, labels, labels, f"Layer {layer}, average of {config.num_heads} heads", **axes)
     fig_grid = grid_of_heatmaps(attention.numpy(), [f"L{i + 1}" for i in range(config.num_layers)],
                                 [f"H{j + 1}" for j in range(config.num_heads)],
-                                f"All {config.num_layers} layers × {config.num_heads} heads (rows: layers)",
-                                height_per_row=110)
+                                f"All {config.num_layers} layers × {config.num_heads} heads: click one to show it",
+                                height_per_row=110, x_title="head", y_title="layer")
     notes = [enc.truncation, BIDIRECTIONAL,
              "Each row is one query token; its cells show how much it attends to each key token."]
     if (asked_layer, asked_head) != (layer, head):
@@ -707,7 +707,7 @@ def build() -> Shared:
             tok_highlight = gr.HighlightedText(label="WordPiece tokens", show_legend=True, combine_adjacent=False,
                                                elem_id="bert-tokens-result",
                                                color_map={"A": "#56b4e9", "B": "#e69f00", "special": "#bbbbbb"})
-            tok_plot = gr.Plot(label="Tokens by position")
+            tok_plot = gr.Plot(label="Tokens by position", elem_id="bert-tokens-plot")
             tok_table = gr.Dataframe(headers=TOKEN_COLUMNS, label="Pieces, ids and positions", interactive=False,
                                      max_height=360, wrap=True)
             tok_file, tok_note = _outputs_row("tokens")
@@ -719,8 +719,9 @@ def build() -> Shared:
             # opening the page or this view, or picking a model, narrows what the page shows to its model.
             with gr.Row():
                 att_layer = gr.Slider(1, API_MAX_LAYERS, value=DEFAULT_LAYER, step=1, label="Layer",
-                                      elem_id="bert-layer")
-                att_head = gr.Slider(1, API_MAX_HEADS, value=DEFAULT_HEAD, step=1, label="Head", elem_id="bert-head")
+                                      elem_id="bert-layer", elem_classes=[PICK_LAYER])
+                att_head = gr.Slider(1, API_MAX_HEADS, value=DEFAULT_HEAD, step=1, label="Head", elem_id="bert-head",
+                                     elem_classes=[PICK_HEAD])
                 att_hide = gr.Checkbox(False, label="Hide [CLS] / [SEP]")
                 att_renorm = gr.Checkbox(True, label="…and renormalise rows to sum to 1")
             att_button = gr.Button("Show attention", variant="primary", elem_id="bert-attention-button")
@@ -728,7 +729,8 @@ def build() -> Shared:
             with gr.Row():
                 att_head_plot = gr.Plot(label="One head", elem_id="bert-attention-head")
                 att_average_plot = gr.Plot(label="Average over heads")
-            att_grid_plot = gr.Plot(label="Every layer and head")
+            att_grid_plot = gr.Plot(label="Every layer and head", elem_id="bert-attention-grid",
+                                    elem_classes=[HEAD_GRID])
             att_file, att_note = _outputs_row("attention")
         with gr.Tab("Masked LM", id="bert-mlm", elem_id="bert-view-mlm"):
             with gr.Row():

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from app import inputs
-from app.components import VIEWS, get_model, handler, model_note, model_picker, served_from_cache
+from app.components import VIEWS, fit_on_open, get_model, handler, model_note, model_picker, served_from_cache
 from app.lecture import Shared, live
 from app.export import json_file
 from app.models import Loaded
@@ -44,6 +44,7 @@ MAX_TEMPLATES = 8
 MAX_PROMPTS = 160
 MAX_QUERY_CHARS = 200
 SCALE_RANGE = (0.5, 500.0)  # logit scale = 1 / temperature; trained CLIPs sit at 100
+SCALE_SLIDER_MAX = 150
 TEMPERATURE_RANGE = (0.002, 2.0)
 GALLERY_SEEDS = (0, 1)
 DEFAULT_TEMPERATURE = 0.2
@@ -144,10 +145,16 @@ def prompts_for(labels: list[str], templates: list[str]) -> list[list[str]]:
     return [[template.replace("{label}", label) for label in labels] for template in templates]
 
 
-def scale_value(value, loaded: Loaded) -> tuple[float, bool]:
-    """The logit scale to use, and whether it is the model's own (None or <= 0 means the learned one)."""
+def _unset(value) -> bool:
+    """A scale or temperature that asks for nothing: missing, NaN, or 0 and below (the old "0 = learned")."""
+    return value is None or (isinstance(value, (int, float)) and (math.isnan(value) or value <= 0))
+
+
+def scale_value(value, loaded: Loaded, use_learned=None) -> tuple[float, bool]:
+    """The logit scale to use, and whether it is the model's own: the learned one when `use_learned` is on,
+    else `value`; a value of 0 or less (what "learned" was before the switch) still means the learned one."""
     learned = learned_scale(loaded)
-    if value is None or (isinstance(value, (int, float)) and (math.isnan(value) or value <= 0)):
+    if bool(use_learned) or _unset(value):
         return learned, True
     scale = inputs.number(value, "logit scale", *SCALE_RANGE, learned)
     return scale, math.isclose(scale, learned, rel_tol=1e-6)
@@ -175,12 +182,15 @@ def _truncation_notes(truncated: list[str]) -> list[str]:
 
 @handler
 def clip_zero_shot(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, templates=DEFAULT_TEMPLATES,
-                   logit_scale=0.0):
-    """Rank labels for a picture: softmax over logit_scale × cosine(image, ensembled label prompts)."""
+                   logit_scale=0.0, use_learned=None):
+    """Rank labels for a picture: softmax over logit_scale × cosine(image, ensembled label prompts).
+
+    `use_learned` on: the model's own logit scale, whatever `logit_scale` says; off or not given: `logit_scale`
+    (0 or less: the learned one, as before the switch existed)."""
     loaded, fallback = get_model(FAMILY, model_choice, custom_repo)
     picture, notes = load_picture(image)
     labels, templates = parse_labels(labels), parse_templates(templates)
-    scale, is_learned = scale_value(logit_scale, loaded)
+    scale, is_learned = scale_value(logit_scale, loaded, use_learned)
     learned = learned_scale(loaded)
     probs, truncated = _zero_shot(loaded, picture, labels, templates, scale)
     reference = None if is_learned else _zero_shot(loaded, picture, labels, templates, learned)[0]
@@ -216,8 +226,11 @@ def gallery_view(seed):
 
 
 @handler
-def clip_contrastive(model_choice, custom_repo="", captions="", seed=0, temperature=0.0):
-    """CLIP's training loss on one batch: N pictures × N captions, matched pairs on the diagonal."""
+def clip_contrastive(model_choice, custom_repo="", captions="", seed=0, temperature=0.0, use_learned=None):
+    """CLIP's training loss on one batch: N pictures × N captions, matched pairs on the diagonal.
+
+    `use_learned` on: the model's own temperature; off or not given: `temperature` (0 or less: the learned one,
+    as before the switch existed)."""
     loaded, fallback = get_model(FAMILY, model_choice, custom_repo)
     seed = inputs.integer(seed, "seed", 0, 9999, 0)
     items = gallery(seed)
@@ -233,7 +246,7 @@ def clip_contrastive(model_choice, custom_repo="", captions="", seed=0, temperat
     if len(texts) < len(items):
         notes.append(f"{len(texts)} captions: the batch uses the first {len(texts)} pictures.")
     learned = learned_scale(loaded)
-    if temperature is None or (isinstance(temperature, (int, float)) and (math.isnan(temperature) or temperature <= 0)):
+    if bool(use_learned) or _unset(temperature):
         tau = 1 / learned
     else:
         tau = inputs.number(temperature, "temperature", *TEMPERATURE_RANGE, 1 / learned)
@@ -316,8 +329,36 @@ def clip_robustness(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, 
 # ----------------------------------------------------------------------------------------------------------
 # Layout and wiring
 
-SCALE_INFO = "0 = the model's learned scale. Higher: sharper distribution; lower: flatter."
-TEMPERATURE_INFO = "0 = the model's learned temperature (1 / logit scale)."
+SCALE_INFO = "Used when the learned temperature is off. Higher: sharper distribution; lower: flatter."
+TEMPERATURE_INFO = "Used when the learned temperature is off (logit scale = 1 / τ)."
+LEARNED = "Use the learned temperature"
+
+
+def _learned_on_slider(model_choice, custom_repo) -> float | None:
+    """The model's learned logit scale as the slider can show it (its step and range); None if it won't load."""
+    try:
+        loaded, _ = get_model(FAMILY, model_choice, custom_repo)
+    except gr.Error:
+        return None
+    return min(max(round(learned_scale(loaded) * 2) / 2, SCALE_RANGE[0]), SCALE_SLIDER_MAX)
+
+
+def scale_switch(use_learned, model_choice, custom_repo):
+    """The logit-scale slider answers only when the learned temperature is off. It shows the learned value while
+    the switch is on, and starts from it when turned off, so the first move is away from what the model does."""
+    learned = _learned_on_slider(model_choice, custom_repo)
+    if learned is None:
+        return gr.Slider(interactive=not use_learned)
+    return gr.Slider(interactive=not use_learned, value=learned)
+
+
+def scale_follows_model(use_learned, model_choice, custom_repo):
+    """A new model: the locked slider shows its learned scale; one set by hand keeps its value."""
+    return scale_switch(True, model_choice, custom_repo) if use_learned else gr.skip()
+
+
+def temperature_switch(use_learned):
+    return gr.Slider(interactive=not use_learned)
 
 
 def build() -> Shared:
@@ -338,7 +379,12 @@ def build() -> Shared:
                 templates = gr.Textbox(DEFAULT_TEMPLATES, lines=3, label="Templates, one per line, each with "
                                        "{label}; several are averaged (prompt ensembling)",
                                        info="For OpenAI's CLIP try 'a photo of a {label}.'")
-                scale = gr.Slider(0, 150, value=0, step=0.5, label="Logit scale (1 / temperature)", info=SCALE_INFO)
+                # Declared from 0, so that the API's old "0 = learned" is still accepted; the page starts at the
+                # lowest real scale (fit_on_open below). The switch sits above its slider (a row would squeeze
+                # its label on a phone).
+                scale_learned = gr.Checkbox(True, label=LEARNED, elem_id="clip-scale-learned")
+                scale = gr.Slider(0, SCALE_SLIDER_MAX, value=100, step=0.5, label="Logit scale (1 / temperature)",
+                                  info=SCALE_INFO, interactive=False, elem_id="clip-scale")
         gr.Examples(example_paths(), inputs=image, label="Examples (drawn shapes first, then photos)",
                     examples_per_page=8)
         photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="clip-photo-note")
@@ -356,8 +402,9 @@ def build() -> Shared:
                               "(edit them; fewer lines use fewer pictures)")
         # τ = 0.2 rather than the learned value: the embedded CLIP separates its own batch so well that at its
         # learned τ (0.033) the loss reads 0.0000; at 0.2 it is 0.18 against log 8 = 2.08 by chance.
+        temperature_learned = gr.Checkbox(False, label=LEARNED, elem_id="clip-temperature-learned")
         temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.001, label="Temperature τ",
-                                info=TEMPERATURE_INFO)
+                                info=TEMPERATURE_INFO, elem_id="clip-temperature")
         contrastive_btn = gr.Button("Compute the batch loss", variant="primary", elem_id="clip-contrastive-btn")
         losses = gr.Markdown(elem_id="clip-losses")
         similarity_plot = gr.Plot(label="Similarity matrix", elem_id="clip-similarity-plot")
@@ -386,15 +433,25 @@ def build() -> Shared:
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in
               (clip_zero_shot, clip_contrastive, clip_search, clip_robustness)}
-    zero_btn.click(served["clip_zero_shot"], [image, model, custom, labels, templates, scale],
-                   [zero_plot, zero_summary, note, zero_file], api_name="clip_zero_shot", **VIEWS)
-    live([scale], served["clip_zero_shot"], [image, model, custom, labels, templates, scale],
-         [zero_plot, zero_summary, note, zero_file])
-    live([temperature], served["clip_contrastive"], [model, custom, captions, seed, temperature],
-         [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file])
-    contrastive_btn.click(served["clip_contrastive"], [model, custom, captions, seed, temperature],
-                          [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file],
-                          api_name="clip_contrastive", **VIEWS)
+    zero_inputs = [image, model, custom, labels, templates, scale, scale_learned]
+    zero_outputs = [zero_plot, zero_summary, note, zero_file]
+    zero_btn.click(served["clip_zero_shot"], zero_inputs, zero_outputs, api_name="clip_zero_shot", **VIEWS)
+    live([scale], served["clip_zero_shot"], zero_inputs, zero_outputs)
+    # The switch first frees (or locks) its slider, then the view redraws with the slider's new value.
+    scale_learned.input(scale_switch, [scale_learned, model, custom], scale, api_visibility="private",
+                        show_progress="hidden").then(served["clip_zero_shot"], zero_inputs, zero_outputs,
+                                                     api_visibility="private", **VIEWS)
+    batch_inputs = [model, custom, captions, seed, temperature, temperature_learned]
+    batch_outputs = [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file]
+    live([temperature, temperature_learned], served["clip_contrastive"], batch_inputs, batch_outputs)
+    temperature_learned.input(temperature_switch, temperature_learned, temperature, api_visibility="private",
+                              show_progress="hidden", queue=False)
+    contrastive_btn.click(served["clip_contrastive"], batch_inputs, batch_outputs, api_name="clip_contrastive", **VIEWS)
+    for trigger in (model.change, custom.submit):
+        trigger(scale_follows_model, [scale_learned, model, custom], scale, api_visibility="private",
+                show_progress="hidden")
+    fit_on_open(lambda: (gr.Slider(minimum=SCALE_RANGE[0], value=_learned_on_slider(model.value, "") or 100),
+                         gr.Slider(minimum=TEMPERATURE_RANGE[0])), [scale, temperature])
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
     search_btn.click(served["clip_search"], [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)

@@ -8,6 +8,7 @@ screen shows a few hundred pixels, not 262k cells of a 512-token map.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,6 +60,8 @@ def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
     """Shared look: the title sits just above the plot area, clear of gradio's label (also in presenter mode),
     wrapped rather than clipped in narrow plots."""
     title = wrap_title(title) if "<br>" not in title else title
+    # Plotly reads tags in titles: a token such as T5's "</s>" would vanish; only the line breaks are markup.
+    title = re.sub(r"<(?!br>)", "&lt;", title)
     extra = TITLE_LINE_HEIGHT * title.count("<br>")
     fig.update_layout(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30)),
                       font=FONT, margin=dict(l=10, r=10, t=TITLE_ROOM + extra, b=10),
@@ -154,7 +157,7 @@ def lines(x: Sequence, series: dict[str, Sequence[float]], title: str, *, x_titl
 
 
 def grid_of_heatmaps(matrices: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], title: str,
-                     height_per_row: int = 120) -> go.Figure:
+                     height_per_row: int = 120, x_title: str = "", y_title: str = "") -> go.Figure:
     """Thumbnails: matrices (R, C, n, n) tiled into one heatmap, an R x C grid sharing one colour scale.
 
     One trace rather than R x C subplots: plotly took about a second to lay out BERT-base's 144 subplots,
@@ -174,10 +177,11 @@ def grid_of_heatmaps(matrices: np.ndarray, row_names: Sequence[str], col_names: 
             canvas[top:top + height, left:left + width] = tiles[r, c]
     fig = go.Figure(go.Heatmap(z=canvas, colorscale=MAGNITUDE, zmin=0, zmax=1, showscale=False, hoverongaps=False,
                                hovertemplate="%{z:.2f}<extra></extra>"))
+    # The tiles' centres as tick values: a click on the page finds its tile as the nearest tick (lecture.PAGE_JS).
     fig.update_xaxes(side="top", tickvals=[c * (width + 1) + (width - 1) / 2 for c in range(C)],
-                     ticktext=list(col_names), showgrid=False, zeroline=False)
+                     ticktext=list(col_names), showgrid=False, zeroline=False, title=x_title)
     fig.update_yaxes(autorange="reversed", tickvals=[r * (height + 1) + (height - 1) / 2 for r in range(R)],
-                     ticktext=list(row_names), showgrid=False, zeroline=False)
+                     ticktext=list(row_names), showgrid=False, zeroline=False, title=y_title)
     fig.update_layout(plot_bgcolor="white")
     return _layout(fig, title, height_per_row * R + 80)
 

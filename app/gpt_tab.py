@@ -475,6 +475,14 @@ def model_shape(choice, custom="") -> tuple[int, int]:
         return 12, 12
 
 
+MIN_PAGE_TEMPERATURE = 0.05  # the page's lowest temperature: greedy is the Greedy switch, not temperature 0
+
+
+def greedy_switch(on):
+    """Greedy decoding ignores temperature, top-k and top-p: their sliders are locked while it is on."""
+    return (gr.Slider(interactive=not on),) * 3
+
+
 def shape_sliders(choice, custom):
     layers, heads = model_shape(choice, custom)
     return gr.Slider(maximum=layers), gr.Slider(maximum=heads)
@@ -483,7 +491,7 @@ def shape_sliders(choice, custom):
 EXPLAIN = """A **decoder-only** transformer (GPT-2: Radford et al., 2019) reads the text left to right and
 predicts the **next token**. Each new token is chosen from the model's probabilities, reshaped by the sampling
 settings: *temperature* (lower = safer), *top-k* (keep the k most likely), *top-p* (keep the smallest set
-whose probability reaches p). Each step shows *p*, the chosen token's probability after these settings, and
+whose probability reaches p); or switch on *Greedy* to take the most probable token every time. Each step shows *p*, the chosen token's probability after these settings, and
 the *model's own p*, its softmax probability before them. The embedded **tiny-gpt** was trained on a toy English grammar, so try
 sentences like *the keys to the old cabinet*."""
 
@@ -495,15 +503,18 @@ def build() -> lecture.Shared:
     # Sampling settings in one row just above Generate / Next token, shared by both; the rarely changed ones fold.
     with gr.Row(elem_id="gpt-sampling"):
         # The slider ranges equal the handlers' clamps, so the UI and the API accept the same values.
+        # Greedy decoding has one control on the page, this switch: it locks the sampling sliders, and the
+        # temperature slider starts above 0 there (fit_on_open below). The API still reads temperature 0 as
+        # greedy, as `core.generate` does, so the slider is declared from 0.
+        greedy = gr.Checkbox(False, label="Greedy", info="always the most probable token (locks the sliders)",
+                             elem_id="gpt-greedy", min_width=150)
         temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
-                                info="0 = greedy; low = safe, high = wild", min_width=150)
+                                info="low = safe, high = wild", min_width=150, elem_id="gpt-temperature")
         top_k = gr.Slider(0, MAX_TOP_K, value=20, step=1, label="Top-k", info="0 = no limit", min_width=150)
         top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p", info="1 = no limit", min_width=150)
         max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens", min_width=150)
-    with gr.Accordion("Seed and greedy decoding", open=False):
-        with gr.Row():
-            seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
-            greedy = gr.Checkbox(False, label="Greedy (always the most probable token)")
+    with gr.Accordion("Seed", open=False):
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
     with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Generate", id="gpt-generate"):
             with gr.Row(equal_height=True):
@@ -597,5 +608,7 @@ def build() -> lecture.Shared:
                       **VIEWS)
     choice.change(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
     custom.submit(shape_sliders, [choice, custom], [layer, head], api_visibility="private")
-    fit_on_open(lambda: shape_sliders(choice.value, ""), [layer, head])
+    fit_on_open(lambda: (*shape_sliders(choice.value, ""), gr.Slider(minimum=MIN_PAGE_TEMPERATURE)),
+                [layer, head, temperature])
+    greedy.input(greedy_switch, greedy, [temperature, top_k, top_p], api_visibility="private", queue=False)
     return lecture.Shared(inputs={"model": choice, "custom": custom, "prompt": prompt}, paces=[pace])

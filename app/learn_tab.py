@@ -196,67 +196,69 @@ def build() -> None:
     gr.Markdown("Watch a model learn, live: each view trains a small model here, on this machine, for at most a "
                 "minute. The same seed gives the same curves. Nothing trained here changes the models the other "
                 "tabs use.")
-    with gr.Tab("Transfer learning", elem_id="learn-view-transfer"):
-        gr.Markdown("BERT is pre-trained on unlabelled text, then fine-tuned with few labels. The same head is "
-                    "trained twice on the same labelled sentences and batches: on **tiny-bert's pre-trained "
-                    "encoder** and on the **same architecture from random weights**. In *entities* the words' "
-                    "roles (a name after “in” is a place) are what masked-LM pre-training learned, so it transfers; "
-                    "in *sentiment* the polarity of a word is not in the grammar's word order, and pre-training "
-                    "helps far less.")
-        with gr.Row():
-            tr_task = gr.Radio(list(TASKS), value="entities", label="Task")
-            tr_n = gr.Dropdown(list(LABEL_COUNTS), value=32, label="Labelled examples (N)")
-            tr_seed, tr_cap = _seed("transfer"), _cap("transfer")
-        tr_run, tr_stop = _run_row("transfer")
-        tr_status = gr.Markdown(elem_id="learn-transfer-status")
-        tr_plot = gr.Plot(label="Held-out score", elem_id="learn-transfer-plot")
-    with gr.Tab("Pre-training objectives", elem_id="learn-view-pretrain"):
-        gr.Markdown("A fresh 2-layer model learns the toy grammar from nothing: **masked LM** (BERT: 15% of tokens "
-                    "chosen; of those 80% become [MASK], 10% a random token, 10% stay) or **next-token "
-                    "prediction** (GPT). Every few steps it fills in the same masked sentence, or continues the "
-                    "same prompt: gibberish turns into grammar.")
-        with gr.Row():
-            pt_objective = gr.Radio(list(OBJECTIVES), value="mlm", label="Objective")
-            pt_seed, pt_cap = _seed("pretrain"), _cap("pretrain")
-        pt_run, pt_stop = _run_row("pretrain")
-        with gr.Row():
-            pt_plot = gr.Plot(label="Loss", elem_id="learn-pretrain-plot")
-            pt_samples = gr.Markdown(elem_id="learn-pretrain-samples")
-    with gr.Tab("ViT learns 2D", elem_id="learn-view-vit"):
-        gr.Markdown("A ViT reads its patches as a 1D sequence with one learned vector per position. Nothing tells "
-                    "it which patches are neighbours, yet training on shifted shapes makes the position "
-                    "embeddings of the same row and column similar: the 2D grid appears.")
-        with gr.Row():
-            vit_seed, vit_cap = _seed("vit"), _cap("vit")
-            vit_patch = gr.Slider(0, 63, value=27, step=1, label="Patch to compare (row × 8 + column)")
-        vit_run, vit_stop = _run_row("vit")
-        vit_status = gr.Markdown(elem_id="learn-vit-status")
-        with gr.Row():
-            vit_mosaic = gr.Plot(label="All patches", elem_id="learn-vit-mosaic")
-            vit_one = gr.Plot(label="One patch", elem_id="learn-vit-patch")
-        vit_curves = gr.Plot(label="Training")
-        gr.Markdown("### Replay: tiny-vit's training, from snapshots of its position embeddings")
-        with gr.Row():
-            replay_index = gr.Slider(-1, _snapshot_count() - 1, value=-1, step=1, label="Snapshot (-1: the last)")
-            replay_button = gr.Button("Show snapshot", elem_id="learn-vit-replay")
-        replay_note = gr.Markdown(elem_id="learn-vit-replay-note")
-        with gr.Row():
-            replay_mosaic = gr.Plot(label="All patches (replay)")
-            replay_one = gr.Plot(label="One patch (replay)")
-        replay_curve = gr.Plot(label="tiny-vit loss")
-    with gr.Tab("CLIP aligns", elem_id="learn-view-clip"):
-        gr.Markdown("A fresh small CLIP sees N pictures and their N captions. The InfoNCE loss asks each picture "
-                    "to pick its own caption among the N (rows) and each caption its picture (columns), at a "
-                    "learned temperature: the diagonal lights up.")
-        with gr.Row():
-            clip_n = gr.Slider(2, MAX_PAIRS, value=8, step=1, label="Pairs (N)")
-            clip_seed, clip_cap = _seed("clip"), _cap("clip")
-        clip_run, clip_stop = _run_row("clip")
-        clip_status = gr.Markdown(elem_id="learn-clip-status")
-        clip_matrix = gr.Plot(label="N × N similarity", elem_id="learn-clip-matrix")
-        with gr.Row():
-            clip_loss = gr.Plot(label="Loss")
-            clip_temperature = gr.Plot(label="Temperature")
+    # Wrapped tabs: on a phone every lesson stays in sight (the default hides some behind a menu).
+    with gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tab("Transfer learning", elem_id="learn-view-transfer"):
+            gr.Markdown("BERT is pre-trained on unlabelled text, then fine-tuned with few labels. The same head is "
+                        "trained twice on the same labelled sentences and batches: on **tiny-bert's pre-trained "
+                        "encoder** and on the **same architecture from random weights**. In *entities* the words' "
+                        "roles (a name after “in” is a place) are what masked-LM pre-training learned, so it transfers; "
+                        "in *sentiment* the polarity of a word is not in the grammar's word order, and pre-training "
+                        "helps far less.")
+            with gr.Row():
+                tr_task = gr.Radio(list(TASKS), value="entities", label="Task")
+                tr_n = gr.Dropdown(list(LABEL_COUNTS), value=32, label="Labelled examples (N)")
+                tr_seed, tr_cap = _seed("transfer"), _cap("transfer")
+            tr_run, tr_stop = _run_row("transfer")
+            tr_status = gr.Markdown(elem_id="learn-transfer-status")
+            tr_plot = gr.Plot(label="Held-out score", elem_id="learn-transfer-plot")
+        with gr.Tab("Pre-training objectives", elem_id="learn-view-pretrain"):
+            gr.Markdown("A fresh 2-layer model learns the toy grammar from nothing: **masked LM** (BERT: 15% of tokens "
+                        "chosen; of those 80% become [MASK], 10% a random token, 10% stay) or **next-token "
+                        "prediction** (GPT). Every few steps it fills in the same masked sentence, or continues the "
+                        "same prompt: gibberish turns into grammar.")
+            with gr.Row():
+                pt_objective = gr.Radio(list(OBJECTIVES), value="mlm", label="Objective")
+                pt_seed, pt_cap = _seed("pretrain"), _cap("pretrain")
+            pt_run, pt_stop = _run_row("pretrain")
+            with gr.Row():
+                pt_plot = gr.Plot(label="Loss", elem_id="learn-pretrain-plot")
+                pt_samples = gr.Markdown(elem_id="learn-pretrain-samples")
+        with gr.Tab("ViT learns 2D", elem_id="learn-view-vit"):
+            gr.Markdown("A ViT reads its patches as a 1D sequence with one learned vector per position. Nothing tells "
+                        "it which patches are neighbours, yet training on shifted shapes makes the position "
+                        "embeddings of the same row and column similar: the 2D grid appears.")
+            with gr.Row():
+                vit_seed, vit_cap = _seed("vit"), _cap("vit")
+                vit_patch = gr.Slider(0, 63, value=27, step=1, label="Patch to compare (row × 8 + column)")
+            vit_run, vit_stop = _run_row("vit")
+            vit_status = gr.Markdown(elem_id="learn-vit-status")
+            with gr.Row():
+                vit_mosaic = gr.Plot(label="All patches", elem_id="learn-vit-mosaic")
+                vit_one = gr.Plot(label="One patch", elem_id="learn-vit-patch")
+            vit_curves = gr.Plot(label="Training")
+            gr.Markdown("### Replay: tiny-vit's training, from snapshots of its position embeddings")
+            with gr.Row():
+                replay_index = gr.Slider(-1, _snapshot_count() - 1, value=-1, step=1, label="Snapshot (-1: the last)")
+                replay_button = gr.Button("Show snapshot", elem_id="learn-vit-replay")
+            replay_note = gr.Markdown(elem_id="learn-vit-replay-note")
+            with gr.Row():
+                replay_mosaic = gr.Plot(label="All patches (replay)", elem_id="learn-vit-replay-mosaic")
+                replay_one = gr.Plot(label="One patch (replay)")
+            replay_curve = gr.Plot(label="tiny-vit loss")
+        with gr.Tab("CLIP aligns", elem_id="learn-view-clip"):
+            gr.Markdown("A fresh small CLIP sees N pictures and their N captions. The InfoNCE loss asks each picture "
+                        "to pick its own caption among the N (rows) and each caption its picture (columns), at a "
+                        "learned temperature: the diagonal lights up.")
+            with gr.Row():
+                clip_n = gr.Slider(2, MAX_PAIRS, value=8, step=1, label="Pairs (N)")
+                clip_seed, clip_cap = _seed("clip"), _cap("clip")
+            clip_run, clip_stop = _run_row("clip")
+            clip_status = gr.Markdown(elem_id="learn-clip-status")
+            clip_matrix = gr.Plot(label="N × N similarity", elem_id="learn-clip-matrix")
+            with gr.Row():
+                clip_loss = gr.Plot(label="Loss")
+                clip_temperature = gr.Plot(label="Temperature")
 
     runs = [
         (tr_run, tr_stop, learn_transfer, [tr_task, tr_n, tr_seed, tr_cap], [tr_plot, tr_status], tr_status),

@@ -36,6 +36,12 @@ def live(controls, fn, inputs, outputs, scroll_to: str | None = None) -> None:
               trigger_mode="always_last", show_progress="minimal", **VIEWS)
 
 
+# A grid of every layer's heads (figures.grid_of_heatmaps) in a plot with the class HEAD_GRID picks a head when one
+# of its tiles is clicked: the sliders with the classes PICK_LAYER and PICK_HEAD in the same view move there, and
+# the head slider's release redraws the view as if it had been moved by hand (PAGE_JS does it in the browser).
+HEAD_GRID, PICK_LAYER, PICK_HEAD = "head-grid", "pick-layer", "pick-head"
+
+
 # ----- pace of a streamed generation ----------------------------------------------------------------------------
 
 PRESENTER_PACE = 4.0  # tokens per second: slow enough to read aloud, fast enough not to bore
@@ -113,7 +119,14 @@ LINK_JS = """(query) => {
 
 # ----- presenter mode and the page's look ------------------------------------------------------------------------
 
-PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', !!on); return on; }"
+PRESENTER_TICKS, PRESENTER_TITLE = 18, 22  # px: plot text in presenter mode, readable from the back row
+PRESENTER_TEXT = 1.3  # text that a trace sizes itself (box labels, bar values) grows by this much
+PRESENTER_TALLER = 1.3  # plots grow by this much around their larger text (PAGE_JS: within the window)
+PRESENTER_JS = """(on) => {
+  document.body.classList.toggle('presenter', !!on);
+  if (window.__presentPlots) window.__presentPlots();
+  return on;
+}"""
 URL_PRESENTER_JS = """() => {
   const on = new URLSearchParams(window.location.search).get('presenter') === '1';
   document.body.classList.toggle('presenter', on);
@@ -149,13 +162,94 @@ PAGE_JS = """() => {
     target.focus();
     target.click();
   });
+  // A click on a tile of a head grid picks that layer and head. The plotly listener is added on the press that
+  // starts the click (plotly reports clicks on release), so a figure drawn again later is covered too.
+  const moveSlider = (range, value, release) => {
+    if (!range) return;
+    range.value = value;
+    range.dispatchEvent(new Event('input', {bubbles: true}));
+    if (release) range.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+  };
+  const nearest = (ticks, value) => ticks.reduce(
+    (best, tick, i) => (Math.abs(tick - value) < Math.abs(ticks[best] - value) ? i : best), 0);
+  document.addEventListener('pointerdown', (event) => {
+    const plot = event.target.closest && event.target.closest('.HEAD_GRID .js-plotly-plot');
+    if (!plot || plot.__picksHeads || typeof plot.on !== 'function') return;
+    plot.__picksHeads = true;
+    plot.on('plotly_click', (data) => {
+      const point = data && data.points && data.points[0];
+      if (!point || !plot.layout.xaxis.tickvals || !plot.layout.yaxis.tickvals) return;
+      const view = plot.closest('.tabitem') || document;
+      moveSlider(view.querySelector('.PICK_LAYER input[type=range]'), nearest(plot.layout.yaxis.tickvals, point.y) + 1, false);
+      moveSlider(view.querySelector('.PICK_HEAD input[type=range]'), nearest(plot.layout.xaxis.tickvals, point.x) + 1, true);
+    });
+  }, true);
+  // Presenter mode draws every figure with larger type (ticks and labels 18 px, titles 22 px) and taller, so that
+  // the plot area keeps its size around the larger labels. Plotly lays out its own text, so this is a relayout
+  // (CSS alone would enlarge text into margins measured for the small type and clip it). It runs after each
+  // draw (plotly_afterplot) and when the mode changes; the figure's own values are kept to undo it.
+  const present = (plot) => {
+    if (!window.Plotly || !plot.layout || !plot._fullLayout || plot.__presenting) return;
+    const on = document.body.classList.contains('presenter');
+    const done = plot.__presentedLayout === plot.layout;
+    if (on === done) return;
+    plot.__presenting = true;
+    let update;
+    if (on) {
+      const layout = plot.layout;
+      const original = {height: layout.height, font: layout.font && layout.font.size,
+        title: layout.title && layout.title.font && layout.title.font.size, top: layout.margin && layout.margin.t,
+        xAuto: layout.xaxis && layout.xaxis.automargin, yAuto: layout.yaxis && layout.yaxis.automargin};
+      plot.__original = original;
+      const height = plot._fullLayout.height;
+      // A plot in view grows only down to the window's bottom edge (a result above the fold stays there);
+      // one further down, seen after scrolling, up to 80% of the window.
+      const top = plot.getBoundingClientRect().top;
+      const room = Math.max(height, top < window.innerHeight ? window.innerHeight - top - 12 : 0.8 * window.innerHeight);
+      update = {'height': Math.round(Math.min(PRESENTER_TALLER * height, room)), 'font.size': PRESENTER_TICKS,
+        'title.font.size': PRESENTER_TITLE, 'margin.t': Math.round(plot._fullLayout.margin.t * 1.15),
+        'xaxis.automargin': true, 'yaxis.automargin': true};
+    } else {
+      const o = plot.__original || {};
+      update = {'height': o.height ?? null, 'font.size': o.font ?? null, 'title.font.size': o.title ?? null,
+        'margin.t': o.top ?? null, 'xaxis.automargin': o.xAuto ?? null, 'yaxis.automargin': o.yAuto ?? null};
+    }
+    // Text drawn by traces (labels in boxes, numbers on bars) sets its own size: it grows by the same factor,
+    // and so do the square boxes that hold it (the BERT token strip).
+    const traces = [], fonts = [], boxes = [];
+    (plot.data || []).forEach((trace, i) => {
+      const font = trace.textfont && trace.textfont.size, box = trace.marker && trace.marker.size;
+      const square = trace.marker && trace.marker.symbol === 'square' && typeof box === 'number';
+      if (typeof font !== 'number' && !square) return;
+      if (on) trace.__original = {font, box};
+      const o = trace.__original || {};
+      traces.push(i);
+      fonts.push(typeof font === 'number' ? (on ? Math.round(font * PRESENTER_TEXT) : o.font) : font);
+      boxes.push(square ? (on ? Math.round(box * PRESENTER_TEXT) : o.box) : box);
+    });
+    const restyled = traces.length
+      ? window.Plotly.restyle(plot, {'textfont.size': fonts, 'marker.size': boxes}, traces) : Promise.resolve();
+    restyled.then(() => window.Plotly.relayout(plot, update)).finally(() => {
+      plot.__presentedLayout = on ? plot.layout : null;
+      plot.__presenting = false;
+    });
+  };
+  window.__presentPlots = () => document.querySelectorAll('.js-plotly-plot').forEach((plot) => {
+    if (!plot.__watched && typeof plot.on === 'function') {
+      plot.__watched = true;
+      plot.on('plotly_afterplot', () => setTimeout(() => present(plot), 0));
+    }
+    present(plot);
+  });
+  setInterval(window.__presentPlots, 500);
   document.addEventListener('keyup', (event) => {
     const keys = ['ArrowRight', 'ArrowLeft', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
     if (event.target.matches && event.target.matches('input[type=range]') && keys.includes(event.key)) {
       event.target.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
     }
   });
-}"""
+}""".replace("HEAD_GRID", HEAD_GRID).replace("PRESENTER_TICKS", str(PRESENTER_TICKS)).replace(
+    "PRESENTER_TITLE", str(PRESENTER_TITLE)).replace("PRESENTER_TALLER", str(PRESENTER_TALLER)).replace("PRESENTER_TEXT", str(PRESENTER_TEXT)).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
 
 
 def presenter_pace(on: bool) -> float:
@@ -180,17 +274,27 @@ footer { display: none !important; }
    streamed GPT figure stayed white); these rules make every figure follow the page: no paper, light text. */
 .dark .js-plotly-plot .main-svg { background: transparent !important; }
 .dark .js-plotly-plot .bglayer rect.bg { fill: #1f2937 !important; }
+.dark .js-plotly-plot .legend rect.bg { fill: #1f2937 !important; stroke: #4b5563 !important; }
 .dark .js-plotly-plot :is(.gridlayer, .zerolinelayer) path { stroke: #4b5563 !important; }
-.dark .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar, .legendtitletext) text,
-.dark .js-plotly-plot :is(text.gtitle, text.legendtext, text.annotation-text) { fill: #e5e7eb !important; }
+.dark .js-plotly-plot :is(g[class$="tick"], [class*="g-x"], [class*="g-y"], .colorbar, .legendtitletext) text,
+.dark .js-plotly-plot :is(text.gtitle, text.legendtext, text.annotation-text, text.bartext-outside) {
+  fill: #e5e7eb !important; }
 
 /* Phones: plotly titles never wrap, so they get smaller instead of running off the figure's edge. */
 @media (max-width: 500px) { .js-plotly-plot text.gtitle { font-size: 12px !important; } }
+/* …and figures that need their width (a head's six columns of arithmetic, BERT's strip of 16 token boxes a row)
+   keep it: they scroll sideways instead of drawing over themselves. */
+@media (max-width: 700px) {
+  :is(#head-plot, #bert-tokens-plot) { overflow-x: auto; }
+  #head-plot .js-plotly-plot { min-width: 760px; }
+  #bert-tokens-plot .js-plotly-plot { min-width: 960px; }  /* 16 boxes of 46 px a row, with gaps */
+  /* a switch in a row of sliders gets a line of its own rather than a sliver (GPT's Greedy) */
+  #gpt-greedy { flex: 1 1 100% !important; min-width: 100% !important; } }
 
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
   --body-text-color: #000; --block-label-text-size: 18px; --block-info-text-size: 17px;
-  --input-text-size: 20px; --section-header-text-size: 20px; }
+  --input-text-size: 20px; --section-header-text-size: 20px; --checkbox-label-text-size: 20px; }
 body.presenter .prose, body.presenter label, body.presenter button { font-size: 20px !important; }
 body.presenter textarea, body.presenter input, body.presenter .token, body.presenter .textfield,
 body.presenter [data-testid="block-info"], body.presenter [data-testid="block-label"],
@@ -203,6 +307,7 @@ body.presenter .js-plotly-plot text.gtitle { font-size: 22px !important; }
 body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,
 body.presenter:not(.dark) .js-plotly-plot :is(text.gtitle, text.legendtext) { fill: #000 !important; }
 body.presenter input[type=range] { height: 10px; }
+body.presenter input[type=checkbox] { width: 22px; height: 22px; border: 2px solid #374151 !important; }
 body.presenter input[type=range]::-webkit-slider-thumb { width: 26px; height: 26px; }
 body.presenter input[type=range]::-moz-range-thumb { width: 26px; height: 26px; }
 body.presenter .gradio-container { filter: contrast(1.1); }

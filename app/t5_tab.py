@@ -11,6 +11,7 @@ API bypasses the sliders. Layers and heads are numbered from 1; averaging over h
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
                             model_note, model_picker, served_from_cache)
 from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
+from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import t5_analysis
 from core.embedded import grammar, t5_tasks
@@ -37,7 +39,8 @@ DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
-T5_FINISH_WORDS = {**FINISH_WORDS, "eos": "the model wrote </s>, the end of its output"}
+T5_FINISH_WORDS = {**FINISH_WORDS, "eos": "the model wrote `</s>`, the end of its output"}  # code: Markdown
+# would take a bare </s> for a tag and show nothing
 MAX_INPUT_TOKENS = 128
 MAX_SPAN_WORDS = 64
 MAX_SEED = 2**31 - 1
@@ -317,7 +320,7 @@ def t5_step(choice, custom, text, temperature, top_k, top_p, seed, greedy, layer
     alignment = alignment_for(loaded, source, input_tokens, written_tokens(steps))
     status = f"Step {n}: wrote {gfig.shown(summary['token'])} · {settings.describe()}."
     if history["finished"]:
-        status += " The model wrote </s>: the output is complete."
+        status += " The model wrote `</s>`: the output is complete."
     return (output_text(loaded.tokenizer, steps), *step_views(steps, n, input_tokens, choice_heads, alignment),
             history, step_slider(history), status, model_note(loaded, notes))
 
@@ -339,6 +342,21 @@ def t5_step_view(number, layer, head, average, history):
     return (*step_views(steps, n, history.get("input_tokens") or [], choice_heads), status)
 
 
+def t5_step_redraw(number, layer, head, average, history):
+    """The step view again with the layer and head just chosen; nothing to redraw before the first step."""
+    if not (history or {}).get("steps"):
+        return (gr.skip(),) * 5
+    return t5_step_view(number, layer, head, average, history)
+
+
+def t5_attention_redraw(choice, custom, text, output, layer, head, average, shown):
+    """The Attention view again with the layer and head just chosen, once it has been drawn (`shown` is its
+    summary); before that a slider moved in another view must not start a generation for a hidden view."""
+    if not shown:
+        return (gr.skip(),) * 6
+    return t5_attention(choice, custom, text, output, layer, head, average)
+
+
 @handler
 def t5_step_reset(text):
     history = empty_history()
@@ -357,14 +375,24 @@ def t5_step_export(history):
 
 
 def greedy_output(loaded, input_ids, max_new_tokens: int = 40) -> list[int]:
-    settings = sampling(0.0, 0, 1.0, 1, 0, True)
+    return list(_greedy_ids(loaded.model, tuple(input_ids), max_new_tokens))
+
+
+# Moving the layer or head slider re-asks for the same input and output: one generation and one forward serve
+# every slice (the Attention view answers its sliders live).
+@functools.lru_cache(maxsize=4)
+def _greedy_ids(model, input_ids: tuple[int, ...], max_new_tokens: int) -> tuple[int, ...]:
     ids = []
-    for summary in write(loaded, input_ids, settings, max_new_tokens):
-        if summary["finished"] == "eos":
-            ids.append(summary["token_id"])
+    for step in generate(model, list(input_ids), max_new_tokens, temperature=0.0):
+        ids.append(int(step.token_id))
+        if step.finished:
             break
-        ids.append(summary["token_id"])
-    return ids
+    return tuple(ids)
+
+
+@functools.lru_cache(maxsize=4)
+def _attention_maps(model, input_ids: tuple[int, ...], output_ids: tuple[int, ...]):
+    return t5_analysis.attention_maps(model, list(input_ids), list(output_ids))
 
 
 @handler
@@ -383,7 +411,7 @@ def t5_attention(choice, custom, text, output, layer, head, average):
         output_ids = greedy_output(loaded, input_ids)
         origin = "the model's own greedy output"
     output_tokens = [token_text(loaded.tokenizer, i) for i in output_ids]
-    maps = t5_analysis.attention_maps(loaded.model, input_ids, output_ids)
+    maps = _attention_maps(loaded.model, tuple(input_ids), tuple(output_ids))
     encoder = choice_heads.pick(maps.encoder.numpy(), decoder=False)
     decoder = choice_heads.pick(maps.decoder.numpy())
     cross = choice_heads.pick(maps.cross.numpy())
@@ -510,7 +538,7 @@ their noun and the verb comes last — so watch its cross-attention jump around 
 
 
 def build() -> None:
-    gr.Markdown(EXPLAIN)
+    gr.Markdown(EXPLAIN, elem_classes=["tab-intro"])
     choice, custom = model_picker(FAMILY)
     with gr.Row():
         task = gr.Dropdown(task_names(EMBEDDED), value=task_names(EMBEDDED)[0], label="Task preset", scale=2)
@@ -520,9 +548,11 @@ def build() -> None:
     layers, n_heads = model_shape(EMBEDDED)
     with gr.Row():
         # The declared bounds are the loader's, so the API reaches any model's layers; the page narrows them.
-        layer = gr.Slider(1, API_MAX_LAYERS, value=layers, step=1, label="Layer", info="numbered from 1")
-        head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging")
-        average = gr.Checkbox(True, label="Average over heads")
+        layer = gr.Slider(1, API_MAX_LAYERS, value=layers, step=1, label="Layer", info="numbered from 1",
+                          elem_id="t5-layer")
+        head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging",
+                         elem_id="t5-head")
+        average = gr.Checkbox(True, label="Average over heads", elem_id="t5-average")
     with gr.Accordion("Sampling settings (Write and Step by step)", open=False):
         with gr.Row():
             temperature = gr.Slider(0.0, 5.0, value=0.0, step=0.05, label="Temperature", info="0 = greedy")
@@ -532,7 +562,7 @@ def build() -> None:
             max_new = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Max new tokens")
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             greedy = gr.Checkbox(True, label="Greedy (always the most probable token)")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Write", id="t5-generate"):
             with gr.Row():
                 go_button = gr.Button("Write", variant="primary", elem_id="t5-generate-btn")
@@ -540,7 +570,7 @@ def build() -> None:
             out_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             out_status = gr.Markdown()
             with gr.Row():
-                out_bars = gr.Plot(label="This step's next-token probabilities")
+                out_bars = gr.Plot(label="This step's next-token probabilities", elem_id="t5-bars")
                 out_cross_row = gr.Plot(label="This step's cross-attention over the input")
             with gr.Row():
                 out_self_row = gr.Plot(label="This step's decoder self-attention")
@@ -572,9 +602,9 @@ def build() -> None:
             attention_button = gr.Button("Show the three attentions", variant="primary", elem_id="t5-attention-btn")
             attention_summary = gr.Markdown()
             with gr.Row():
-                encoder_plot = gr.Plot(label="Encoder self-attention")
+                encoder_plot = gr.Plot(label="Encoder self-attention", elem_id="t5-encoder-plot")
                 decoder_plot = gr.Plot(label="Decoder self-attention")
-            cross_plot = gr.Plot(label="Cross-attention")
+            cross_plot = gr.Plot(label="Cross-attention", elem_id="t5-cross-plot")
             attention_note = gr.Markdown(elem_classes="note-box")
             attention_file = gr.File(label="Attention numbers (JSON)")
         with gr.Tab("Span corruption", id="t5-spans"):
@@ -608,11 +638,17 @@ def build() -> None:
                       api_name="t5_step", **VIEWS)
     browse.release(t5_step_view, [browse, *view_inputs, history],
                    [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status], api_name="t5_step_view")
+    # The layer, head and average controls redraw the step and attention views from what they computed: the
+    # step history holds every step's attention rows, the attention maps are cached (no new forward).
+    live(view_inputs, t5_step_redraw, [browse, *view_inputs, history],
+         [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status])
     reset_button.click(t5_step_reset, [text], step_outputs, api_name="t5_step_reset")
     step_export.click(t5_step_export, [history], [step_file], api_name="t5_step_export")
     attention_button.click(served["t5_attention"], [*model_inputs, attention_output, *view_inputs],
                            [encoder_plot, decoder_plot, cross_plot, attention_summary, attention_note,
                             attention_file], api_name="t5_attention", **VIEWS)
+    live(view_inputs, t5_attention_redraw, [*model_inputs, attention_output, *view_inputs, attention_summary],
+         [encoder_plot, decoder_plot, cross_plot, attention_summary, attention_note, attention_file])
     span_button.click(served["t5_span_corruption"], [choice, custom, sentence, span_seed],
                       [span_input, span_summary, span_table, span_note, span_file], api_name="t5_span_corruption",
                       **VIEWS)

@@ -3,12 +3,14 @@ streamed generation, and the wiring that makes sliders redraw on release."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import gradio as gr
 import pytest
 
-from app import bert_tab, clip_tab, compare_tab, gpt_tab, lecture, vit_tab
+from app import bert_tab, clip_tab, compare_tab, gpt_tab, lecture, t5_tab, vit_tab
 from app.components import get_model
 from app.models import PRESETS
 from app.vision_common import default_image
@@ -99,7 +101,7 @@ def test_every_layer_and_head_slider_answers_live():
     demo = build_demo()
     released = {target[0] for event in _private_events(demo, "release") for target in event["targets"]}
     by_id = {"bert-layer", "bert-head", "gpt-layer", "gpt-head", "vit-layer", "vit-head", "vit-patch",
-             "compare-layer", "compare-head"}
+             "compare-layer", "compare-head", "t5-layer", "t5-head"}
     by_label = {"Discard ratio (lowest weights dropped)", "Logit scale (1 / temperature)", "Temperature τ"}
     sliders = [block for block in demo.blocks.values() if isinstance(block, gr.Slider)
                and (block.elem_id in by_id or block.label in by_label)]
@@ -213,3 +215,99 @@ def test_bert_attention_opens_on_a_head_with_a_visible_pattern():
     words = range(2, matrix.shape[0] - 1)  # after [CLS] and the first word, before [SEP]
     assert (view.data["layer"], view.data["head"]) == (bert_tab.DEFAULT_LAYER, bert_tab.DEFAULT_HEAD)
     assert np.mean([matrix[i, i - 1] for i in words]) > 0.5
+
+
+def test_clip_learned_temperature_is_a_switch_and_old_zero_still_means_learned():
+    loaded, _ = get_model("clip", PRESETS["clip"][0].name, "")
+    learned = clip_tab.learned_scale(loaded)
+    clip = PRESETS["clip"][0].name
+
+    def zero_shot(scale, use_learned):
+        *_, path = clip_tab.clip_zero_shot(STAR, clip, "", "circle, star", "a {label}", scale, use_learned)
+        return json.loads(Path(path).read_text())["logit_scale"]
+
+    def batch(tau, use_learned):
+        *_, path = clip_tab.clip_contrastive(clip, "", "", 0, tau, use_learned)
+        return json.loads(Path(path).read_text())["temperature"]
+
+    assert zero_shot(40.0, True) == pytest.approx(learned) and zero_shot(40.0, False) == 40.0
+    assert zero_shot(0, None) == pytest.approx(learned) and zero_shot(0, False) == pytest.approx(learned)
+    assert batch(0.2, True) == pytest.approx(1 / learned) and batch(0.2, False) == pytest.approx(0.2)
+    assert batch(0, None) == pytest.approx(1 / learned)
+    # The slider is locked while the switch is on; turned off, it starts from the learned scale.
+    locked = clip_tab.scale_switch(True, clip, "")
+    assert locked.interactive is False and locked.value == pytest.approx(round(learned * 2) / 2)
+    freed = clip_tab.scale_switch(False, clip, "")
+    assert freed.interactive is True and freed.value == pytest.approx(round(learned * 2) / 2)
+
+
+def test_gpt_greedy_has_one_switch_on_the_page():
+    from app.ui import build_demo
+
+    demo = build_demo()
+    blocks = list(demo.blocks.values())
+    greedy = [b for b in blocks if isinstance(b, gr.Checkbox) and b.elem_id == "gpt-greedy"]
+    temperature = next(b for b in blocks if isinstance(b, gr.Slider) and b.elem_id == "gpt-temperature")
+    assert len(greedy) == 1 and "greedy" not in (temperature.info or "").lower()
+    # The switch sits beside the sampling sliders, not folded away, and locks them when on.
+    row = next(b for b in blocks if getattr(b, "elem_id", None) == "gpt-sampling")
+    in_row = [child for form in row.children for child in form.children]  # Gradio wraps inputs in a Form
+    assert greedy[0] in in_row and temperature in in_row
+    assert all(update.interactive is False for update in gpt_tab.greedy_switch(True))
+    assert all(update.interactive is True for update in gpt_tab.greedy_switch(False))
+    assert gpt_tab.MIN_PAGE_TEMPERATURE > 0
+
+
+def test_t5_attention_and_step_views_redraw_without_a_new_forward(monkeypatch):
+    loaded, _ = t5_tab.load(t5_tab.EMBEDDED, "")
+    t5_tab._greedy_ids.cache_clear()
+    t5_tab._attention_maps.cache_clear()
+    calls = count_forwards(monkeypatch, loaded.model)
+    first = t5_tab.t5_attention(t5_tab.EMBEDDED, "", t5_tab.DEFAULT_TEXT, "", 1, 1, False)
+    after_first = len(calls)
+    assert after_first >= 1
+    second = t5_tab.t5_attention_redraw(t5_tab.EMBEDDED, "", t5_tab.DEFAULT_TEXT, "", 2, 2, False, first[3])
+    assert len(calls) == after_first  # another layer and head: sliced from the cached pass
+    assert first[2].layout.title.text != second[2].layout.title.text and "head 2" in second[2].layout.title.text
+    # Not drawn yet (no summary, no step history): a slider moved elsewhere starts nothing.
+    unchanged = gr.skip()
+    assert t5_tab.t5_attention_redraw(t5_tab.EMBEDDED, "", t5_tab.DEFAULT_TEXT, "", 1, 1, False, "") == \
+        (unchanged,) * 6
+    assert len(calls) == after_first
+    assert t5_tab.t5_step_redraw(1, 1, 1, False, t5_tab.empty_history()) == (unchanged,) * 5
+
+
+def test_defaults_show_the_point():
+    """Compare's masked word is one the words after the blank give away to BERT, not to GPT; CLIP's batch loss at
+    the default τ is worth discussing (neither 0.0000 nor chance); GPT's default prompt, at the page's default
+    settings (temperature 0.8, top-k 20, top-p 0.95, seed 0, 30 tokens), is continued grammatically."""
+    import math
+
+    from core.embedded import grammar
+
+    *_, path = compare_tab.compare_predictions(BERT, "", GPT, "", compare_tab.DEFAULT_TEXT, compare_tab.DEFAULT_WORD)
+    numbers = json.loads(Path(path).read_text())
+    assert numbers["bert"]["p_actual"] > 0.3 and numbers["gpt"]["p_actual"] < numbers["bert"]["p_actual"] / 10
+    clip = PRESETS["clip"][0].name
+    *_, path = clip_tab.clip_contrastive(clip, "", "", 0, clip_tab.DEFAULT_TEMPERATURE, False)
+    batch = json.loads(Path(path).read_text())
+    assert 0.05 < batch["loss"] < math.log(len(batch["captions"])) / 2
+    text = list(gpt_tab.gpt_generate(GPT, "", gpt_tab.DEFAULT_PROMPT, 30, 0.8, 20, 0.95, 0, False))[-1][0]
+    assert text.startswith(gpt_tab.DEFAULT_PROMPT) and len(text) > len(gpt_tab.DEFAULT_PROMPT) + 10
+    assert grammar.is_grammatical(text.strip()), text
+
+
+def test_accurate_words_for_vit_training_and_the_models_own_p():
+    vit_row = next(line for line in compare_tab.OVERVIEW.splitlines() if "ViT" in line and "Encoder-only" in line)
+    assert "ViT: name the picture's class (supervised" in vit_row
+    assert "model's own p*, its softmax probability before" in gpt_tab.EXPLAIN.replace("\n", " ")
+
+
+def test_plot_titles_show_tokens_that_look_like_tags():
+    """T5's end token "</s>" in a title: plotly would read it as markup and show nothing."""
+    from app import figures
+
+    title = figures.bars(["a", "b"], [0.5, 0.5], "Step 3: wrote </s> (p=0.5)").layout.title.text
+    assert "&lt;/s>" in title and "</s>" not in title
+    wrapped = figures.bars(["a"], [1.0], "x " * 40 + "<|endoftext|>").layout.title.text
+    assert "<br>" in wrapped and "&lt;|endoftext|>" in wrapped

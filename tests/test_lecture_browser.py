@@ -186,3 +186,118 @@ def test_keyboard_moves_between_tabs_and_a_slider_answers_on_key_release(page, a
     page.wait_for_function("(document.querySelector('#bert-attention-head .gtitle') || {}).textContent"
                            f"?.startsWith('Layer {expected}, head 1')", timeout=TIMEOUT)
     assert page.locator(TOAST).count() == 0
+
+
+def test_clicking_a_tile_of_bert_all_heads_grid_selects_that_head(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)
+    page.get_by_role("tab", name="Attention", exact=True).first.click()
+    page.click("#bert-attention-button")
+    page.wait_for_selector("#bert-attention-grid .nsewdrag", timeout=TIMEOUT)
+    rows = page.locator("#bert-attention-grid .ytick").count()
+    cols = page.locator("#bert-attention-grid .xtick").count()
+    assert rows >= 2 and cols >= 2
+    # The tiles are labelled from 1 on both axes.
+    assert page.locator("#bert-attention-grid .ytick text").first.text_content() == "L1"
+    assert page.locator("#bert-attention-grid .xtick text").last.text_content() == f"H{cols}"
+    before = _title(page, "#bert-attention-head")
+    area = page.locator("#bert-attention-grid .nsewdrag").first.bounding_box()
+    # The centre of the tile of layer 1, last head: a head the view did not show before.
+    page.mouse.click(area["x"] + (cols - 0.5) / cols * area["width"], area["y"] + 0.5 / rows * area["height"])
+    page.wait_for_function("document.querySelector('#bert-attention-head .gtitle').textContent"
+                           f".startsWith('Layer 1, head {cols}')", timeout=TIMEOUT)
+    assert not before.startswith(f"Layer 1, head {cols}")
+    assert page.locator("#bert-layer input[type=number]").input_value() == "1"
+    assert page.locator("#bert-head input[type=number]").input_value() == str(cols)
+    assert page.locator(TOAST).count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "lecture-bert-grid-click.png"), full_page=True)
+
+
+def test_t5_attention_redraws_on_slider_release_without_a_click(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name="T5", exact=True).click()
+    page.get_by_role("tab", name="Attention", exact=True).last.click()
+    page.wait_for_timeout(1500)  # the sliders are refitted to the model when the page opens
+    page.click("#t5-attention-btn")
+    page.wait_for_function("(document.querySelector('#t5-cross-plot .gtitle') || {}).textContent"
+                           "?.includes('mean of heads')", timeout=TIMEOUT)
+    heads = int(page.locator("#t5-head input[type=range]").get_attribute("max"))
+    assert heads >= 2
+    page.locator("#t5-average input[type=checkbox]").uncheck()
+    page.wait_for_function("document.querySelector('#t5-cross-plot .gtitle').textContent.includes('head 1')",
+                           timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-head", 0.999)
+    page.wait_for_function("document.querySelector('#t5-cross-plot .gtitle').textContent"
+                           f".includes('head {heads}')", timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-layer", 0.001)
+    page.wait_for_function("document.querySelector('#t5-encoder-plot .gtitle').textContent"
+                           f".includes('layer 1, head {heads}')", timeout=TIMEOUT)
+    assert page.locator(TOAST).count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "lecture-live-t5-attention.png"), full_page=True)
+
+
+def _plot_state(page, selector):
+    return page.evaluate(f"""(() => {{
+      const plot = document.querySelector('{selector} .js-plotly-plot');
+      const box = plot.getBoundingClientRect(), title = plot.querySelector('.gtitle').getBoundingClientRect();
+      const tick = plot.querySelector('.xtick text');
+      return {{height: plot._fullLayout.height, font: plot._fullLayout.font.size,
+               tick: parseFloat(getComputedStyle(tick).fontSize),
+               titleInside: title.left >= box.left - 1 && title.right <= box.right + 1 && title.top >= box.top - 1}};
+    }})()""")
+
+
+def test_presenter_mode_draws_plots_taller_with_larger_type_and_titles_unclipped_at_1024(page, app_url):
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)
+    page.get_by_role("tab", name="Attention", exact=True).first.click()
+    page.click("#bert-attention-button")
+    page.wait_for_selector("#bert-attention-grid .gtitle", timeout=TIMEOUT)
+    page.wait_for_timeout(800)
+    before = _plot_state(page, "#bert-attention-grid")
+    assert before["font"] < 18
+    page.locator("#presenter-toggle input[type=checkbox]").check()
+    page.wait_for_function("document.querySelector('#bert-attention-grid .js-plotly-plot')._fullLayout.font.size"
+                           " >= 18", timeout=TIMEOUT)
+    page.wait_for_timeout(500)
+    for plot in ("#bert-attention-grid", "#bert-attention-head"):
+        state = _plot_state(page, plot)
+        assert state["font"] >= 18 and state["tick"] >= 18 and state["titleInside"], (plot, state)
+    # Taller by 30%, or up to 80% of the window for a figure seen after scrolling (the grid is below the fold).
+    grown = _plot_state(page, "#bert-attention-grid")["height"]
+    assert grown > before["height"] and grown >= min(1.3 * before["height"], 0.8 * 768) - 1, (grown, before)
+    page.screenshot(path=str(SCREENSHOTS / "lecture-presenter-plots-1024.png"), full_page=True)
+    # A figure drawn again while presenter mode is on (a slider moved) is enlarged again.
+    _click_slider_at(page, "#bert-layer", 0.001)
+    page.wait_for_function("document.querySelector('#bert-attention-head .gtitle').textContent"
+                           ".startsWith('Layer 1,')", timeout=TIMEOUT)
+    page.wait_for_function("document.querySelector('#bert-attention-grid .js-plotly-plot')._fullLayout.font.size"
+                           " >= 18", timeout=TIMEOUT)
+    page.locator("#presenter-toggle input[type=checkbox]").uncheck()
+    page.wait_for_function("document.querySelector('#bert-attention-grid .js-plotly-plot')._fullLayout.font.size"
+                           f" == {before['font']}", timeout=TIMEOUT)
+    assert _plot_state(page, "#bert-attention-grid")["height"] == before["height"]
+    assert page.locator(TOAST).count() == 0
+
+
+def test_greedy_and_the_learned_temperature_are_switches_that_lock_their_sliders(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name="GPT", exact=True).click()
+    temperature = page.locator("#gpt-temperature input[type=range]")
+    # One way to ask for greedy decoding on the page: the switch; the temperature slider stops above 0.
+    page.wait_for_function("parseFloat(document.querySelector('#gpt-temperature input[type=range]').min) > 0",
+                           timeout=TIMEOUT)
+    assert temperature.is_enabled()
+    page.locator("#gpt-greedy input[type=checkbox]").check()
+    page.wait_for_function("document.querySelector('#gpt-temperature input[type=range]').disabled", timeout=TIMEOUT)
+    page.get_by_role("tab", name="CLIP", exact=True).click()
+    scale = page.locator("#clip-scale input[type=range]")
+    assert page.locator("#clip-scale-learned input[type=checkbox]").is_checked() and scale.is_disabled()
+    page.locator("#clip-scale-learned input[type=checkbox]").uncheck()
+    page.wait_for_function("!document.querySelector('#clip-scale input[type=range]').disabled", timeout=TIMEOUT)
+    assert page.locator(TOAST).count() == 0

@@ -39,7 +39,7 @@ def test_generate_streams_one_update_per_token_and_exports_the_rows(client):
 def test_a_finished_translation_says_the_decoder_wrote_its_end_token(client):
     job = client.submit(T5, "", DEFAULT_TEXT, 30, 0.0, 0, 1.0, 0, True, 3, 1, True, api_name="/t5_generate")
     status = job.result(timeout=120)[5]
-    assert "the model wrote </s>" in status and "endoftext" not in status, status
+    assert "the model wrote `</s>`" in status and "endoftext" not in status, status
 
 
 def test_step_history_grows_by_one_token_and_can_be_browsed(client):

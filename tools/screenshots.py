@@ -26,7 +26,8 @@ SETTINGS = {
     "phone-390x844": dict(viewport=(390, 844), query=""),
     "dark-1280x800": dict(viewport=(1280, 800), query="?__theme=dark"),
 }
-# Each tab's first view: its button, and the element that shows the result.
+# Each model family's first view: its button, and the element that shows the result (the browser tests check
+# that both are above the fold in presenter mode).
 FIRST_VIEWS = {
     "bert": ("BERT", "#bert-tokenize", "#bert-tokens-result"),
     "gpt": ("GPT", "#gpt-generate-btn", "#gpt-bars .js-plotly-plot"),
@@ -34,6 +35,16 @@ FIRST_VIEWS = {
     "clip": ("CLIP", "#clip-zero-btn", "#clip-zero-plot .js-plotly-plot"),
     "compare": ("Compare", "#compare-attention-btn", "#compare-bert-mask .js-plotly-plot"),
 }
+# Every tab for the pictures: the families' first views, and a quick view of the other tabs (Learn's replay of
+# saved snapshots rather than a minute of training), with the inner tab to open first where it is not the first.
+VIEWS = {
+    **FIRST_VIEWS,
+    "t5": ("T5", "#t5-generate-btn", "#t5-bars .js-plotly-plot"),
+    "head": ("Inside a head", "#head-button", "#head-plot .js-plotly-plot"),
+    "learn": ("Learn", "#learn-vit-replay", "#learn-vit-replay-mosaic .js-plotly-plot", "ViT learns 2D"),
+}
+# Figures drawn after the result that VIEWS names, waited for too: a picture taken before them shows an empty plot.
+ALSO_DRAWN = {"bert": "#bert-tokens-plot .js-plotly-plot .main-svg"}
 
 
 def _free_port() -> int:
@@ -43,20 +54,24 @@ def _free_port() -> int:
 
 
 def open_first_view(page, url: str, tab: str, timeout: int = 120_000) -> None:
-    """Open `url`, pick the tab, press its first button and wait until the result is drawn."""
-    title, button, result = FIRST_VIEWS[tab]
+    """Open `url`, pick the tab (and inner tab), press its first button and wait until the result is drawn."""
+    title, button, result, *inner = VIEWS[tab]
     page.goto(url)
     page.wait_for_selector("text=Transformer Playground", timeout=30_000)
     page.get_by_role("tab", name=title, exact=True).click()
+    if inner:
+        page.get_by_role("tab", name=inner[0], exact=True).click()
     page.click(button)
     page.wait_for_selector(result, state="visible", timeout=timeout)
+    if tab in ALSO_DRAWN:
+        page.wait_for_selector(ALSO_DRAWN[tab], state="visible", timeout=timeout)
     page.wait_for_function("!document.querySelector('.progress-text, .eta-bar')", timeout=timeout)
-    page.wait_for_timeout(500)  # plotly's first layout pass
+    page.wait_for_timeout(800)  # plotly's first layout pass, and presenter mode's relayout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated tabs (default: all)")
+    parser.add_argument("--only", default="", help=f"comma-separated tabs of {', '.join(VIEWS)} (default: all)")
     parser.add_argument("--settings", default="", help="comma-separated settings (default: all)")
     parser.add_argument("--out", default="screenshots/lecture")
     args = parser.parse_args()
@@ -64,7 +79,7 @@ def main() -> None:
 
     from app.ui import build_demo, launch_options
 
-    tabs = [t for t in (args.only.split(",") if args.only else FIRST_VIEWS)]
+    tabs = [t for t in (args.only.split(",") if args.only else VIEWS)]
     settings = [s for s in (args.settings.split(",") if args.settings else SETTINGS)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
