@@ -7,6 +7,11 @@ plain HTTP `/call/<endpoint>`) before Gradio admits it, and refuses it with HTTP
 when its visitor already has `pending_per_visitor()` events in the queue. A visitor is a browser page or a
 `gradio_client` client (Gradio's session hash); a request that names no session counts against its address.
 
+Some concurrency groups are tighter still (`ONE_PER_VISITOR`): a Learn training run holds its group, which
+runs one at a time, for up to a minute, so one visitor queuing eight runs kept every other visitor's training
+waiting eight minutes. There a visitor may have one event waiting or running; a second is refused with 429
+and a sentence that says so.
+
 What it bounds is a greedy page or script; one that makes up a new session (or forwarded address) for every
 request is bounded only by the page's queue bound, as before.
 """
@@ -28,6 +33,16 @@ REFUSED_STATUS = 429  # Too Many Requests: the page shows the detail in its erro
 def pending_per_visitor() -> int:
     """PLAYGROUND_PENDING_PER_VISITOR if set (tests use a small one), else PENDING_PER_VISITOR."""
     return whole_number_setting("PLAYGROUND_PENDING_PER_VISITOR", PENDING_PER_VISITOR)
+
+
+# Concurrency groups (`concurrency_id`) in which a visitor may have only one event waiting or running, with
+# what the page calls such an event.
+ONE_PER_VISITOR = {"learn": "training run"}
+
+
+def one_per_visitor_refusal(what: str) -> str:
+    return (f"You already have a {what} waiting or running; one visitor may have one at a time, so that everyone "
+            f"gets a turn at the trainer. Wait for it to finish (or press Stop), then start the next.")
 
 
 def refusal(limit: int) -> str:
@@ -71,19 +86,28 @@ class FairQueue:
                 break
         visitor = self._visitor(scope, body)
         if self._pending(scope, visitor) + self.admitting[visitor] >= self.limit:
-            await self._refuse(send)
+            await self._refuse(send, refusal(self.limit))
             return
+        group = self._group(scope, body)
+        keys = [visitor]
+        if group in ONE_PER_VISITOR:
+            keys.append(f"{visitor}|{group}")
+            if self._pending(scope, visitor, group) + self.admitting[keys[-1]] >= 1:
+                await self._refuse(send, one_per_visitor_refusal(ONE_PER_VISITOR[group]))
+                return
 
         async def replay():
             return messages.pop(0) if messages else await receive()
 
-        self.admitting[visitor] += 1
+        for key in keys:
+            self.admitting[key] += 1
         try:
             await self.app(scope, replay, send)
         finally:
-            self.admitting[visitor] -= 1
-            if not self.admitting[visitor]:
-                del self.admitting[visitor]
+            for key in keys:
+                self.admitting[key] -= 1
+                if not self.admitting[key]:
+                    del self.admitting[key]
 
     @staticmethod
     def _visitor(scope, body: bytes) -> str:
@@ -97,10 +121,29 @@ class FairQueue:
         return "address:" + _address(headers, scope.get("client"))
 
     @staticmethod
-    def _pending(scope, visitor: str) -> int:
-        """The visitor's events that Gradio holds, waiting or running (it drops each when it ends or is cancelled)."""
+    def _group(scope, body: bytes) -> str | None:
+        """The concurrency group of the event asked for: by `fn_index` (the page, `gradio_client`) or by the
+        endpoint's name in a `/call/<api_name>` path; None when it names no known event (Gradio refuses it)."""
+        fns = scope["app"].get_blocks().fns
+        try:
+            index = json.loads(body).get("fn_index")
+        except (ValueError, AttributeError):
+            index = None
+        if isinstance(index, int) and index in fns:
+            return fns[index].concurrency_id
+        if "/call/" in scope.get("path", ""):
+            name = scope["path"].split("/call/", 1)[1].strip("/")
+            return next((fn.concurrency_id for fn in fns.values() if fn.api_name == name), None)
+        return None
+
+    @staticmethod
+    def _pending(scope, visitor: str, group: str | None = None) -> int:
+        """The visitor's events that Gradio holds, waiting or running (it drops each when it ends or is
+        cancelled); only those of concurrency group `group` when given."""
         blocks = scope["app"].get_blocks()  # Starlette puts the application in the scope
         events = list(blocks._queue.event_ids_to_events.values())  # read only; Gradio's own record of live events
+        if group is not None:
+            events = [event for event in events if event.concurrency_id == group]
         kind, key = visitor.split(":", 1)
         if kind == "session":
             return sum(event.session_hash == key for event in events)
@@ -108,8 +151,9 @@ class FairQueue:
         return sum(event.session_hash == event._id and event.request is not None
                    and _address(event.request.headers, event.request.client) == key for event in events)
 
-    async def _refuse(self, send) -> None:
-        body = json.dumps({"detail": refusal(self.limit)}).encode()
+    @staticmethod
+    async def _refuse(send, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": REFUSED_STATUS,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

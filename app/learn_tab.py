@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 import gradio as gr
 
-from app import inputs
+from app import inputs, scaling_view
 from app.components import LEARN, VIEWS, handler
 from app.figures import _layout, heatmap, lines
 from app.models import EMBEDDED_DIR
@@ -143,6 +143,44 @@ def learn_vit_replay(snapshot=-1, patch=27):
     return mosaic, one, curve, note
 
 
+REPLAY_MODELS = {"mlm": "tiny-bert", "next-token": "tiny-gpt"}
+
+
+def replay_loss_figure(losses: list[float], step: int, name: str) -> go.Figure:
+    """A shipped model's whole training loss, the chosen snapshot's step marked."""
+    curve = lines(list(range(1, len(losses) + 1)), {"loss": losses}, f"{name}'s training loss, every step (the "
+                  "dashed line: this snapshot)", x_title="step (log: the early steps are where most happens)",
+                  y_title="cross-entropy", height=320)
+    curve.update_traces(mode="lines", line_width=1.5)  # thousands of steps: markers would merge into a band
+    curve.update_xaxes(type="log")
+    curve.add_vline(x=max(step, 1), line=dict(color="#e66101", width=2, dash="dash"))
+    return curve
+
+
+@handler
+def learn_text_replay(objective="mlm", snapshot=-1):
+    """The shipped tiny-bert's or tiny-gpt's own training, replayed from its recording: the loss curve and,
+    at the chosen snapshot, its fill-ins / continuations of the recorded inputs."""
+    objective = inputs.choice(objective, "objective", OBJECTIVES)
+    name = REPLAY_MODELS[objective]
+    try:
+        replay = learn.read_replay(EMBEDDED_DIR / name)
+    except FileNotFoundError:
+        return go.Figure(), (f"No replay of {name}'s training is shipped yet: `python -m core.embedded train {name}` "
+                             "records one as it trains (the full recipe takes minutes of CPU; see the README).")
+    steps, count = replay["steps"], len(replay["steps"])
+    index = inputs.integer(snapshot, "snapshot", -1, 10_000, count - 1)
+    index = count - 1 if index < 0 or index >= count else index
+    step = steps[index]
+    asked = "fills in" if objective == "mlm" else "continues (greedy)"
+    rows = "\n".join(f"| `{html.escape(given)}` | {html.escape(now)} | {html.escape(last)} |"
+                      for given, now, last in zip(replay["inputs"], replay["texts"][index], replay["texts"][-1]))
+    table = (f"**Snapshot {index + 1} of {count}: step {step} of {steps[-1]}.** What {name} {asked} at this step, "
+             f"and at the end of its training. Recorded by `python -m core.embedded train {name}` "
+             f"({replay['about']}).\n\n| input | at step {step} | at step {steps[-1]} |\n| --- | --- | --- |\n{rows}")
+    return replay_loss_figure(replay["losses"], step, name), table
+
+
 @handler
 def learn_clip(n_pairs=8, seed=0, max_steps=CAPS["clip"]):
     n_pairs = inputs.integer(n_pairs, "pairs", 2, MAX_PAIRS, 8)
@@ -162,9 +200,9 @@ def learn_clip(n_pairs=8, seed=0, max_steps=CAPS["clip"]):
         yield matrix, losses, temperature, summary
 
 
-def _snapshot_count() -> int:
+def _snapshot_count(name: str = "tiny-vit") -> int:
     try:
-        return len(learn.vit_replay(EMBEDDED_DIR / "tiny-vit")["steps"])
+        return len(learn.read_replay(EMBEDDED_DIR / name)["steps"])
     except FileNotFoundError:
         return 1
 
@@ -224,6 +262,19 @@ def build() -> None:
             with gr.Row():
                 pt_plot = gr.Plot(label="Loss", elem_id="learn-pretrain-plot")
                 pt_samples = gr.Markdown(elem_id="learn-pretrain-samples")
+            gr.Markdown("### Replay: tiny-gpt's (and tiny-bert's, once recorded) own training, full length\n"
+                        "Recorded while `python -m core.embedded train` trains them (the full recipes: 4,000 and 2,500 "
+                        "steps of the 4-layer models): every step's loss, and at steps spaced geometrically (dense "
+                        "early, when most changes) the fill-ins of fixed masked sentences or the continuations of "
+                        "fixed prompts. The objective above chooses the model.")
+            with gr.Row():
+                text_replay_index = gr.Slider(-1, max(_snapshot_count("tiny-bert"), _snapshot_count("tiny-gpt")) - 1,
+                                              value=-1, step=1, label="Snapshot (-1: the last)",
+                                              elem_id="learn-text-replay-index")
+                text_replay_button = gr.Button("Show snapshot", elem_id="learn-text-replay")
+            with gr.Row():
+                text_replay_curve = gr.Plot(label="Training loss (replay)", elem_id="learn-text-replay-curve")
+                text_replay_table = gr.Markdown(elem_id="learn-text-replay-table")
         with gr.Tab("ViT learns 2D", elem_id="learn-view-vit"):
             gr.Markdown("A ViT reads its patches as a 1D sequence with one learned vector per position. Nothing tells "
                         "it which patches are neighbours, yet training on shifted shapes makes the position "
@@ -259,6 +310,8 @@ def build() -> None:
             with gr.Row():
                 clip_loss = gr.Plot(label="Loss")
                 clip_temperature = gr.Plot(label="Temperature")
+        with gr.Tab("Scaling", elem_id="learn-view-scaling"):
+            scaling_view.build()
 
     runs = [
         (tr_run, tr_stop, learn_transfer, [tr_task, tr_n, tr_seed, tr_cap], [tr_plot, tr_status], tr_status),
@@ -271,6 +324,9 @@ def build() -> None:
     for run, stop, function, ins, outs, status in runs:
         event = run.click(function, ins, outs, api_name=function.__name__, **LEARN)
         stop.click(stopped, None, status, cancels=[event], api_visibility="private")
-    replay_button.click(learn_vit_replay, [replay_index, vit_patch],
-                        [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay",
-                        **VIEWS)  # a replay only draws saved snapshots: a short view like the others
+    # A replay redraws when the slider is let go, or on the button (one event, one endpoint).
+    gr.on([text_replay_button.click, text_replay_index.release], learn_text_replay, [pt_objective, text_replay_index],
+          [text_replay_curve, text_replay_table], api_name="learn_text_replay", **VIEWS)
+    gr.on([replay_button.click, replay_index.release], learn_vit_replay, [replay_index, vit_patch],
+          [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay",
+          **VIEWS)  # a replay only draws saved snapshots: a short view like the others

@@ -303,23 +303,35 @@ class VitLesson(Lesson):
         return self.curves, {"similarity": position_similarity(positions, self.grid), "grid": self.grid}
 
 
-def vit_replay(folder: Path | str) -> dict:
-    """The position-embedding snapshots `core.embedded train tiny-vit` saved: steps, (S, P, grid, grid)
-    similarities and the per-step loss. Raises FileNotFoundError when the folder has none."""
-    from safetensors.torch import load_file
+def read_replay(folder: Path | str) -> dict:
+    """What `core.embedded train` recorded in `folder`'s replay file (`ReplayRecorder`): the snapshot steps,
+    every step's loss, the probe's inputs and, per snapshot, its texts (tiny-bert's fill-ins, tiny-gpt's
+    continuations) and tensors (tiny-vit's position embeddings), and how long the run was. Raises
+    FileNotFoundError when the folder has none."""
+    import json
+
+    from safetensors import safe_open
 
     path = Path(folder) / REPLAY_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: train tiny-vit with `python -m core.embedded train tiny-vit`")
-    from safetensors import safe_open
-
-    saved = load_file(str(path))
+        raise FileNotFoundError(f"{Path(folder).name} has no training replay: `python -m core.embedded train "
+                                f"{Path(folder).name}` records one")
     with safe_open(str(path), "pt") as handle:
-        about = (handle.metadata() or {}).get("run", "")
-    positions = saved["positions"].float()
+        meta = handle.metadata() or {}
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    return {"steps": tensors.pop("steps").tolist(), "losses": tensors.pop("losses").tolist(),
+            "inputs": json.loads(meta.get("inputs", "[]")), "texts": json.loads(meta.get("texts", "[]")),
+            "tensors": tensors, "about": meta.get("run", ""), "what": meta.get("what", "")}
+
+
+def vit_replay(folder: Path | str) -> dict:
+    """The position-embedding snapshots `core.embedded train tiny-vit` saved: steps, (S, P, grid, grid)
+    similarities and the per-step loss. Raises FileNotFoundError when the folder has none."""
+    replay = read_replay(folder)
+    positions = replay["tensors"]["positions"].float()
     grid = int(math.isqrt(positions.shape[1]))
-    return {"steps": saved["steps"].tolist(), "grid": grid, "losses": saved["losses"].tolist(),
-            "similarity": np.stack([position_similarity(p, grid) for p in positions]), "about": about}
+    return {"steps": replay["steps"], "grid": grid, "losses": replay["losses"],
+            "similarity": np.stack([position_similarity(p, grid) for p in positions]), "about": replay["about"]}
 
 
 # ------------------------------------------------------------------------------------------------------- CLIP

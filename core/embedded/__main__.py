@@ -1,10 +1,11 @@
-"""`python -m core.embedded train NAME|all [--steps N] [--out DIR]` and `python -m core.embedded evaluate [--small]`."""
+"""`python -m core.embedded train NAME|tiny-gpt-ladder|all [--steps N] [--out DIR]` and `python -m core.embedded evaluate [--small]`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from .ladder import LADDER_NAME
 from .train import DEFAULT_ROOT, MODEL_NAMES
 
 
@@ -12,7 +13,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.embedded", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an embedded model from scratch")
-    train.add_argument("name", choices=[*MODEL_NAMES, "all"])
+    train.add_argument("name", choices=[*MODEL_NAMES, LADDER_NAME, "all"])
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's; under 100 is a smoke run on a small data set)")
     train.add_argument("--out", default=str(DEFAULT_ROOT), help="folder that receives NAME/ (default: assets/models)")
     evaluate = commands.add_parser("evaluate", help="held-out metrics of the shipped models, as one JSON object")
@@ -22,8 +23,13 @@ def main(argv=None) -> None:
     if args.command == "train":
         from .train import train as run
 
-        for name in MODEL_NAMES if args.name == "all" else [args.name]:
-            run(name, args.out, args.steps)
+        from .ladder import train_ladder
+
+        for name in [*MODEL_NAMES, LADDER_NAME] if args.name == "all" else [args.name]:
+            if name == LADDER_NAME:
+                train_ladder(args.out, args.steps)
+            else:
+                run(name, args.out, args.steps)
     else:
         from .evaluate import evaluate as run
 

@@ -395,7 +395,7 @@ class TrainingLoop:
 
 def run_loop(model: nn.Module, recipe: Recipe, steps: int, loss_fn, name: str, on_step=None) -> float:
     """Train to the end; returns the mean loss of the last 5% of steps. `on_step(step, loss)`, if given, is
-    called after every step (the ViT trainer records its position embeddings from it)."""
+    called after every step (the trainers record their replays from it: `ReplayRecorder`)."""
     loop = TrainingLoop(model, recipe, steps, loss_fn)
     bar = tqdm(range(steps), desc=name, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
     for step in bar:
@@ -461,9 +461,12 @@ def train_bert(folder: Path, steps: int | None = None) -> dict:
         logits = model(inputs, attention_mask=attention).logits
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
 
-    loss = run_loop(model, recipe, steps, loss_fn, "tiny-bert")
+    recorder = ReplayRecorder(model, steps, bert_fill_ins(tokenizer),
+                              "tiny-bert's fill-ins of fixed masked sentences during training", REPLAY_MASKED)
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-bert", on_step=recorder)
     save_model(model, folder, config)
     tokenizer.save(folder)
+    recorder.save(folder / REPLAY_FILE)
     return {"final_loss": loss}
 
 
@@ -509,9 +512,12 @@ def train_gpt(folder: Path, steps: int | None = None) -> dict:
         logits = model(inputs[rows]).logits
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels[rows].view(-1), ignore_index=-100)
 
-    loss = run_loop(model, recipe, steps, loss_fn, "tiny-gpt")
+    recorder = ReplayRecorder(model, steps, gpt_continuations(tokenizer, eos),
+                              "tiny-gpt's greedy continuations of fixed prompts during training", REPLAY_PROMPTS)
+    loss = run_loop(model, recipe, steps, loss_fn, "tiny-gpt", on_step=recorder)
     save_model(model, folder, config)
     tokenizer.save(folder)
+    recorder.save(folder / REPLAY_FILE)
     return {"final_loss": loss}
 
 
@@ -571,7 +577,7 @@ def train_vit(folder: Path, steps: int | None = None) -> dict:
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         return F.cross_entropy(model(pixel_values=batch).logits, targets[rows], label_smoothing=0.05)
 
-    recorder = PositionRecorder(model, steps)
+    recorder = ReplayRecorder(model, steps, vit_positions, "tiny-vit position embeddings (patches only) during training")
     loss = run_loop(model, recipe, steps, loss_fn, "tiny-vit", on_step=recorder)
     save_model(model, folder, config)
     (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
@@ -580,38 +586,99 @@ def train_vit(folder: Path, steps: int | None = None) -> dict:
 
 
 REPLAY_FILE = "training_replay.safetensors"
+# What the text models' replays probe at each snapshot: fixed sentences with masked words (BERT) and fixed
+# prompts (GPT), grammatical ones, so that a late snapshot has a right answer to show.
+REPLAY_MASKED = (
+    "the keys to the old [MASK] [MASK] on the table .",
+    "the dog that the children like [MASK] in the garden .",
+    "the farmers [MASK] near the old bridge .",
+)
+REPLAY_PROMPTS = ("the dog that the children like", "the keys to the old", "her big old cups")
+REPLAY_NEW_TOKENS = 16
 
 
 def snapshot_steps(steps: int, count: int = 12) -> list[int]:
-    """Steps at which to record: `count` geometrically spaced ones (dense early, where the position
-    embeddings change fastest) and every eighth of the run (so a slider over them also moves evenly)."""
+    """Steps at which to record: `count` geometrically spaced ones (dense early, where the model changes
+    fastest) and every eighth of the run (so a slider over them also moves evenly)."""
     if steps <= count:
         return list(range(steps + 1))
     geometric = (round(steps ** (i / (count - 1))) for i in range(count))
     return sorted({0, *geometric, *(steps * i // 8 for i in range(1, 9))})
 
 
-class PositionRecorder:
-    """`on_step` hook of `train_vit`: the patch position embeddings at `snapshot_steps` (fp16, [CLS]
-    excluded) and every step's loss, so that the app can replay how the grid emerged: a few hundred KB,
-    not checkpoints."""
+class ReplayRecorder:
+    """`on_step` hook of a trainer: every step's loss, and at `snapshot_steps` what `probe(model)` returns:
+    tensors (ViT's patch position embeddings, fp16) and/or texts (BERT's fill-ins, GPT's continuations).
+    Saved as one small safetensors file (the texts as JSON in its metadata): kilobytes, not checkpoints.
 
-    def __init__(self, model: nn.Module, steps: int):
-        self.model, self.wanted = model, set(snapshot_steps(steps))
-        self.steps, self.positions, self.losses = [], [], []
+    A probe runs in eval mode without gradients and draws no random numbers, so recording leaves the
+    training, hence the weights, exactly as without it."""
+
+    def __init__(self, model: nn.Module, steps: int, probe, what: str, inputs: tuple[str, ...] = ()):
+        self.model, self.probe, self.wanted = model, probe, set(snapshot_steps(steps))
+        self.about = {"what": what, "run": f"{steps} steps", "inputs": json.dumps(list(inputs))}
+        self.steps, self.losses, self.tensors, self.texts = [], [], {}, []
         self(0, None)
 
     def __call__(self, step: int, loss: float | None) -> None:
         if loss is not None:
             self.losses.append(loss)
-        if step in self.wanted:
-            self.steps.append(step)
-            self.positions.append(self.model.embed.positions[1:].detach().to(torch.float16).clone())
+        if step not in self.wanted:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            taken = self.probe(self.model)
+        self.model.train(was_training)
+        self.steps.append(step)
+        for key, value in taken.items():
+            if key == "texts":
+                self.texts.append(list(value))
+            else:
+                self.tensors.setdefault(key, []).append(value.detach().to(torch.float16).clone())
 
     def save(self, path: Path) -> None:
-        save_file({"steps": torch.tensor(self.steps), "positions": torch.stack(self.positions),
-                   "losses": torch.tensor(self.losses, dtype=torch.float32)}, str(path),
-                  metadata={"what": "tiny-vit position embeddings (patches only) during training"})
+        tensors = {"steps": torch.tensor(self.steps), "losses": torch.tensor(self.losses, dtype=torch.float32)}
+        tensors.update({key: torch.stack(values) for key, values in self.tensors.items()})
+        save_file(tensors, str(path), metadata={**self.about, "texts": json.dumps(self.texts)})
+
+
+def vit_positions(model: nn.Module) -> dict:
+    """ViT replay probe: the patch position embeddings, [CLS] excluded."""
+    return {"positions": model.embed.positions[1:]}
+
+
+def bert_fill_ins(tokenizer: Tokenizer):
+    """BERT replay probe: `REPLAY_MASKED` with each [MASK] replaced by the model's top piece, in brackets
+    (early pieces are often "##" continuations, which must not glue onto the word before)."""
+    encoded = [tokenizer.encode(text) for text in REPLAY_MASKED]
+
+    def probe(model: nn.Module) -> dict:
+        texts = []
+        for ids in encoded:
+            logits = model(torch.tensor([ids])).logits[0]
+            words = [f"[{tokenizer.id_to_token(int(logits[i].argmax()))}]" if t == tokenizer.mask_token_id
+                     else tokenizer.id_to_token(t) for i, t in enumerate(ids)]
+            texts.append(" ".join(w for w in words if w not in ("[CLS]", "[SEP]")))
+        return {"texts": texts}
+
+    return probe
+
+
+def gpt_continuations(tokenizer: Tokenizer, eos: int):
+    """GPT replay probe: the greedy continuation of each of `REPLAY_PROMPTS` (after <|endoftext|>, as in
+    training), up to `REPLAY_NEW_TOKENS` tokens or the end of the sentence (shown as " ⏎")."""
+    from ..generate import generate
+
+    def probe(model: nn.Module) -> dict:
+        texts = []
+        for prompt in REPLAY_PROMPTS:
+            new = [s.token_id for s in generate(model, [eos, *tokenizer.encode(prompt)], REPLAY_NEW_TOKENS,
+                                                temperature=0, attentions=False)]
+            texts.append(prompt + tokenizer.decode([t for t in new if t != eos]) + (" ⏎" if eos in new else " …"))
+        return {"texts": texts}
+
+    return probe
 
 
 # ---------------------------------------------------------------------------------------------- tiny-clip

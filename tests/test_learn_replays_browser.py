@@ -1,0 +1,44 @@
+"""The replays of the shipped models' training and the Scaling view, in a real browser."""
+
+from __future__ import annotations
+
+from tests.conftest import SCREENSHOTS
+
+TIMEOUT = 120_000
+
+
+def _open(page, app_url, view):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name="Learn", exact=True).click()
+    page.get_by_role("tab", name=view, exact=True).click()
+
+
+def test_text_replays_beside_the_live_pretraining(page, app_url):
+    _open(page, app_url, "Pre-training objectives")
+    page.get_by_label("next-token").check()
+    box = page.locator("#learn-text-replay-index input[type=number]")
+    box.fill("5")
+    box.press("Enter")
+    page.click("#learn-text-replay")
+    page.wait_for_selector("#learn-text-replay-table:has-text('Snapshot 6 of')", timeout=TIMEOUT)
+    page.wait_for_selector("#learn-text-replay-curve .js-plotly-plot", state="visible", timeout=TIMEOUT)
+    assert "the dog that the children like" in page.locator("#learn-text-replay-table").inner_text()
+    page.locator("#learn-text-replay-table").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "learn-replay-gpt.png"), full_page=True)
+    assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
+    assert page.console_errors == [] and page.outside_requests == []
+
+
+def test_scaling_view_measures_the_embedded_ladder(page, app_url):
+    _open(page, app_url, "Scaling")
+    page.click("#scaling-run")
+    page.wait_for_selector("#scaling-summary:has-text('4 model(s)')", timeout=TIMEOUT)
+    for plot in ("#scaling-size", "#scaling-compute", "#scaling-tokens"):
+        page.wait_for_selector(f"{plot} .js-plotly-plot", state="visible", timeout=TIMEOUT)
+    assert "not disclosed" in page.locator("#learn-view-scaling").inner_text()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "learn-scaling.png"), full_page=True)
+    assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
+    assert page.console_errors == [] and page.outside_requests == []
