@@ -1,5 +1,6 @@
 """The BERT tab: WordPiece tokens, bidirectional attention, masked-LM predictions and pretraining, contextual
-embeddings, [CLS] as a summary, and the downstream heads (sentiment, NER, QA) when the model has them.
+embeddings, [CLS] as a summary, the downstream heads (sentiment, NER, QA) when the model has them, and which
+tokens drive a sentiment label: gradient-weighted relevance (Chefer et al., 2021) beside attention rollout.
 
 Each view has a `compute_*(loaded, ...)` function that checks its raw inputs (through `app.inputs`, because
 the API bypasses sliders and dropdowns), runs the model and returns a `View`: figures, tables, the numbers
@@ -21,10 +22,12 @@ from app import bert_figures, inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
                             model_picker, served_from_cache)
 from app.lecture import HEAD_GRID, PICK_HEAD, PICK_LAYER, Shared, live
+from app.models import PRESETS, availability
 from app.export import json_file
 from app.figures import (block_means, block_spans, downsample, grid_of_heatmaps, heatmap, message_figure,
-                         unique_labels)
+                         token_maps, unique_labels)
 from app.figures import bars as bar_figure
+from core import analysis
 from core import bert_analysis as ba
 
 TITLE = "BERT"
@@ -41,6 +44,8 @@ DEFAULT_CLS_A = "the dog runs in the garden ."
 DEFAULT_CLS_B = "the dogs run in the garden ."
 DEFAULT_HEAD_TEXT = "anna smith sees the happy dog in new york ."
 DEFAULT_QUESTION = "where are the keys ?"
+DEFAULT_SENTIMENT_TEXT = "the keys to the old cabinet are dirty ."
+PREDICTED = "predicted label"
 DEFAULT_CONTEXT = "the keys to the old cabinet are on the table ."
 
 # The attention view opens on a head with a pattern a class can see at once: in the embedded tiny-bert, layer 2
@@ -579,6 +584,53 @@ def compute_heads(loaded, text, question="", context="") -> View:
     return View({"highlighted": highlighted, "figure": figure}, data, notes)
 
 
+def sentiment_model(choice: str, custom: str):
+    """The picked model when it classifies sentences; else the sentiment preset (DistilBERT SST-2 when cached,
+    otherwise the embedded tiny-bert-sentiment, never a download), with a note saying so."""
+    loaded, fallback = get_model(FAMILY, choice, custom)
+    if _task(loaded) == "sequence_classification":
+        return loaded, fallback, ""
+    embedded, hub = HEAD_PRESETS["sequence_classification"]
+    preset = next(p for p in PRESETS[FAMILY] if p.name == hub)
+    stand_in, fallback = get_model(FAMILY, hub if availability(preset, online=False) == "cached" else embedded)
+    return stand_in, fallback, (f"{loaded.name} has no sentence classifier, so this view explains "
+                                f"{stand_in.name}'s sentiment instead.")
+
+
+def compute_relevance(loaded, text, target=PREDICTED, show_rollout=True) -> View:
+    """Which tokens drive the label: [CLS]'s row of the gradient-weighted relevance for that label's logit
+    (Chefer et al., 2021), and of attention rollout, over the tokens between [CLS] and the last [SEP]."""
+    text = inputs.text(text, "text")
+    labels = _labels(loaded)
+    target = inputs.choice(target if target else PREDICTED, "label", [PREDICTED, *labels])
+    enc = encode(loaded, text)
+    input_ids, type_ids = enc.tensors()
+    logits = forward(loaded, enc).logits[0]
+    index = int(logits.argmax()) if target == PREDICTED else labels.index(target)
+    relevance, _, attentions = analysis.classifier_relevance(loaded.model, torch.tensor([index]),
+                                                            input_ids=input_ids, token_type_ids=type_ids)
+    shown = [i for i, special in enumerate(enc.special) if not special]  # [CLS] and [SEP] left out, as Chefer et al.
+    pieces = [enc.pieces[i] for i in shown]
+    relevance = relevance[0, 0]  # [CLS]'s row: what the classifier reads
+    rollout = analysis.attention_rollout(attentions)[0]
+    maps = {"relevance": relevance[shown].numpy()}
+    if show_rollout:
+        maps["rollout"] = rollout[shown].numpy()
+    probability = float(logits.float().softmax(-1)[index])
+    which = "predicted" if target == PREDICTED else "picked"
+    figure = token_maps(pieces, maps, f"Which tokens drive '{labels[index]}' ({which}, p = {probability:.1%})"
+                        + (": relevance above, rollout below" if show_rollout else ""), first_position=shown[0]
+                        if shown else 0) if shown else message_figure("No words to explain: type a sentence.")
+    notes = [enc.truncation, "Relevance weights each layer's attention by how much the label's score depends on "
+             "it (its gradient) and keeps positive contributions; rollout counts every attention weight alike. "
+             "Each row is scaled to its own largest value."]
+    data = {"text": text, "label": labels[index], "label_index": index, "probability": probability,
+            "method": "Chefer et al. 2021: R = I; R += mean_heads(relu(dlogit/dA * A)) @ R; [CLS]'s row",
+            "tokens": [{"position": i, "piece": enc.pieces[i], "relevance": float(relevance[i]),
+                        "rollout": float(rollout[i])} for i in shown]}
+    return View({"figure": figure}, data, notes)
+
+
 def _answer(loaded, question, context) -> View:
     question = inputs.text(question, "question", max_chars=500)
     context = inputs.text(context, "passage")
@@ -654,6 +706,14 @@ def heads_view(choice, custom, text, question, context):
     loaded, fallback = get_model(FAMILY, choice, custom)
     view = compute_heads(loaded, text, question, context)
     return _package(view, loaded, fallback, "bert-heads", ["highlighted", "figure"])
+
+
+@handler
+def relevance_view(choice, custom, text, target=PREDICTED, show_rollout=True):
+    loaded, fallback, stand_in = sentiment_model(choice, custom)
+    view = compute_relevance(loaded, text, target, show_rollout)
+    view.notes.insert(0, stand_in)
+    return _package(view, loaded, fallback, "bert-relevance", ["figure"])
 
 
 def refresh_positions(choice, custom, text):
@@ -786,6 +846,19 @@ def build() -> Shared:
             head_highlight = gr.HighlightedText(label="Result", show_legend=True)
             head_plot = gr.Plot(label="Head output")
             head_file, head_note = _outputs_row("heads")
+        with gr.Tab("Why this label", id="bert-relevance", elem_id="bert-view-relevance"):
+            gr.Markdown("Which tokens drive a sentiment label: gradient-weighted relevance (Chefer et al., 2021) "
+                        "beside attention rollout. A model without a sentence classifier is explained by the "
+                        "sentiment preset.", elem_classes=["tab-intro"])
+            with gr.Row():
+                rel_text = gr.Textbox(DEFAULT_SENTIMENT_TEXT, label="Text", lines=1, scale=3)
+                rel_target = gr.Dropdown([PREDICTED, "NEGATIVE", "POSITIVE"], value=PREDICTED,
+                                         label="Explain the label", allow_custom_value=True, scale=1,
+                                         elem_id="bert-relevance-label")
+                rel_rollout = gr.Checkbox(True, label="Rollout beside it", scale=1, elem_id="bert-relevance-rollout")
+            rel_button = gr.Button("Explain the label", variant="primary", elem_id="bert-relevance")
+            rel_plot = gr.Plot(label="Relevance and rollout per token", elem_id="bert-relevance-plot")
+            rel_file, rel_note = _outputs_row("relevance")
 
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in
@@ -812,6 +885,10 @@ def build() -> Shared:
                      api_name="bert_cls_similarity", **VIEWS)
     head_button.click(served["heads_view"], picked + [head_text, head_question, head_context],
                       [head_highlight, head_plot, head_file, head_note], api_name="bert_heads", **VIEWS)
+    relevance_inputs = picked + [rel_text, rel_target, rel_rollout]
+    rel_button.click(relevance_view, relevance_inputs, [rel_plot, rel_file, rel_note], api_name="bert_relevance",
+                     **VIEWS)
+    live([rel_target, rel_rollout], relevance_view, relevance_inputs, [rel_plot, rel_file, rel_note])
     # Keep the pickers in step with the text and the model; not part of the public API.
     for trigger in (mlm_text.change, model.change, custom.submit):
         trigger(refresh_positions, picked + [mlm_text], mlm_position, api_visibility="private",
@@ -820,4 +897,4 @@ def build() -> Shared:
         trigger(refresh_sliders, picked, [att_layer, att_head], api_visibility="private", show_progress="hidden")
     fit_on_open(lambda: refresh_sliders(model.value, ""), [att_layer, att_head])
     return Shared(inputs={"model": model, "custom": custom, "text": tok_text, "attention_text": att_text,
-                          "mask_text": mlm_text})
+                          "mask_text": mlm_text, "relevance_text": rel_text})

@@ -4,7 +4,8 @@ Follows "Learning Transferable Visual Models From Natural Language Supervision" 
 zero-shot classification by comparing an image with prompts built from labels (section 3.1.2) and prompt
 ensembling over several templates (3.1.4); the symmetric contrastive loss a batch is trained with (Fig. 3);
 text-to-image retrieval; and robustness to a change of style (a photo against an edge sketch of it, in the
-spirit of the paper's ImageNet-Sketch results, section 3.3).
+spirit of the paper's ImageNet-Sketch results, section 3.3). Why a picture matches a caption: gradient-weighted
+relevance of each tower for the pair's similarity (Chefer et al., 2021, bi-modal), beside attention rollout.
 
 Text embeddings are cached per (model, prompt) and image embeddings per (model, pixels), both bounded, so
 changing the picture does not re-encode the labels and the search gallery is encoded once per model.
@@ -28,7 +29,8 @@ from app.export import json_file
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, photo_note,
                                picture_file, notes_markdown, sketch)
-from app.vision_figures import matrix_figure, side_by_side_figure, zero_shot_figure
+from app.figures import message_figure, token_maps
+from app.vision_figures import matrix_figure, overlay_figure, side_by_side_figure, zero_shot_figure
 from core import analysis
 from core.embedded.shapes import SHAPES, example_gallery
 
@@ -49,8 +51,11 @@ TEMPERATURE_RANGE = (0.002, 2.0)
 GALLERY_SEEDS = (0, 1)
 DEFAULT_TEMPERATURE = 0.2
 
+DEFAULT_CAPTION = "a large red circle"  # the default picture, as the embedded CLIP's captions say it
+
 TEXT_CACHE = BoundedCache(capacity=4096)  # (model name, prompt) -> (embedding (D,), truncated)
 IMAGE_CACHE = BoundedCache(capacity=256)  # (model name, pixels digest) -> embedding (D,)
+RELEVANCE_CACHE = BoundedCache(capacity=8)  # (model name, pixels digest, caption) -> analysis.CLIPRelevance
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -326,6 +331,62 @@ def clip_robustness(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, 
     return picture_file(drawing), fig, note, json_file(data, "clip-robustness")
 
 
+def _pair_relevance(loaded: Loaded, picture, caption: str):
+    """Both towers' relevance for (picture, caption), one forward and backward pass per pair, cached."""
+    visible = loaded.processor.visible_image(picture)
+    key = (*_cache_key(loaded), fingerprint(visible), caption)
+    found = RELEVANCE_CACHE.get(key)
+    if found is None:
+        config = loaded.model.config.text
+        max_length = min(loaded.tokenizer.model_max_length or config.max_positions, config.max_positions)
+        batch = loaded.tokenizer.batch([caption], max_length=max_length)
+        result = analysis.clip_relevance(loaded.model, batch.input_ids, loaded.processor.to_tensor(visible))
+        found = (visible, batch.input_ids[0].tolist(), result, bool(batch.truncated[0]))
+        RELEVANCE_CACHE.put(key, found)
+    return found
+
+
+@handler
+def clip_relevance(image, model_choice, custom_repo="", caption=DEFAULT_CAPTION, show_rollout=True):
+    """Why this picture matches this caption: each tower's gradient-weighted relevance (Chefer et al., 2021)
+    for their cosine similarity, read from [CLS] over the patches and from the end-of-text token over the
+    caption's words; with `show_rollout`, attention rollout of the same pass beside it."""
+    loaded, fallback = get_model(FAMILY, model_choice, custom_repo)
+    picture, notes = load_picture(image)
+    caption = inputs.text(caption, "caption", max_chars=MAX_QUERY_CHARS)
+    visible, ids, result, truncated = _pair_relevance(loaded, picture, caption)
+    side = loaded.model.config.vision.grid_size
+    image_map = result.image[0, 1:].reshape(side, side).numpy()
+    image_rollout = analysis.attention_rollout(result.image_attentions)[0, 1:].reshape(side, side).numpy()
+    text_rollout = analysis.attention_rollout(result.text_attentions)[result.pooled]
+    special = loaded.tokenizer.special_ids
+    words = [i for i in range(result.pooled) if ids[i] not in special]  # the start and end tokens left out
+    pieces = [loaded.tokenizer.token_text(ids[i]) for i in words]
+    caption_relevance = result.text[result.pooled]  # the end-of-text token's row: what the caption is pooled from
+    text_maps = {"relevance": caption_relevance[words].numpy()}
+    if show_rollout:
+        text_maps["rollout"] = text_rollout[words].numpy()
+    image_fig = overlay_figure(visible, image_map, f"Relevance: patches that make the picture match "
+                               f"'{caption[:40]}'", value_name="relevance")
+    rollout_fig = (overlay_figure(visible, image_rollout, "Attention rollout of the picture (mean of heads)",
+                                  value_name="rollout") if show_rollout else gr.update())
+    text_fig = token_maps(pieces, text_maps, "Caption words that match the picture" +
+                          (": relevance above, rollout below" if show_rollout else " (relevance)"),
+                          first_position=1) if words else message_figure("The caption has no words to explain.")
+    summary = (f"Cosine similarity of picture and caption: **{result.similarity:.3f}**. Relevance weights each "
+               "layer's attention by how much that similarity depends on it (its gradient), keeping positive "
+               "contributions only; rollout counts every attention weight alike.")
+    if truncated:
+        notes.append("The caption was longer than the text encoder's limit and was cut.")
+    note = notes_markdown(model_note(loaded, fallback), notes)
+    data = {"model": loaded.name, "caption": caption, "similarity": result.similarity,
+            "method": "Chefer et al. 2021 (bi-modal): R = I; R += mean_heads(relu(dsim/dA * A)) @ R per tower",
+            "image_relevance": image_map, "image_rollout": image_rollout,
+            "tokens": [{"position": i, "token": p, "relevance": float(caption_relevance[i]),
+                        "rollout": float(text_rollout[i])} for i, p in zip(words, pieces)]}
+    return image_fig, rollout_fig, text_fig, summary, note, json_file(data, "clip-relevance")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Layout and wiring
 
@@ -430,6 +491,21 @@ def build() -> Shared:
             robust_plot = gr.Plot(label="Photo vs sketch", elem_id="clip-robust-plot", scale=3)
         robust_file = gr.File(label="Download the numbers (JSON)")
 
+    with gr.Tab("Relevance"):
+        gr.Markdown("Which patches make the picture from the Zero-shot view match a caption, and which words of "
+                    "the caption match the picture: gradient-weighted relevance (Chefer et al., 2021), with "
+                    "attention rollout beside it.", elem_classes=["tab-intro"])
+        with gr.Row():
+            caption = gr.Textbox(DEFAULT_CAPTION, label="Caption", max_lines=1, scale=3, elem_id="clip-caption")
+            show_rollout = gr.Checkbox(True, label="Rollout beside it", scale=1, elem_id="clip-show-rollout")
+        relevance_btn = gr.Button("Explain the match", variant="primary", elem_id="clip-relevance-btn")
+        relevance_summary = gr.Markdown(elem_id="clip-relevance-summary")
+        with gr.Row():
+            relevance_plot = gr.Plot(label="Gradient relevance of the picture", elem_id="clip-relevance-plot")
+            rollout_plot = gr.Plot(label="Attention rollout of the picture", elem_id="clip-rollout-plot")
+        words_plot = gr.Plot(label="Caption words", elem_id="clip-words-plot")
+        relevance_file = gr.File(label="Download the numbers (JSON)")
+
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in
               (clip_zero_shot, clip_contrastive, clip_search, clip_robustness)}
@@ -459,5 +535,12 @@ def build() -> Shared:
                  **VIEWS)
     robust_btn.click(served["clip_robustness"], [image, model, custom, labels, templates],
                      [drawing, robust_plot, note, robust_file], api_name="clip_robustness", **VIEWS)
+    relevance_inputs = [image, model, custom, caption, show_rollout]
+    relevance_outputs = [relevance_plot, rollout_plot, words_plot, relevance_summary, note, relevance_file]
+    relevance_btn.click(clip_relevance, relevance_inputs, relevance_outputs, api_name="clip_relevance", **VIEWS)
+    caption.submit(clip_relevance, relevance_inputs, relevance_outputs, api_visibility="private", **VIEWS)
+    live([show_rollout], clip_relevance, relevance_inputs, relevance_outputs)
+    show_rollout.change(lambda shown: gr.update(visible=shown), show_rollout, rollout_plot,
+                        api_visibility="private", queue=False)
     return Shared(inputs={"model": model, "custom": custom, "labels": labels, "templates": templates,
-                          "query": query})
+                          "query": query, "caption": caption})

@@ -20,7 +20,7 @@ from app import export, inputs, t5_tab
 from app import gpt_figures as gfig
 from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
-                            model_picker)
+                            model_picker, note_and_file, plot_rows)
 from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
 from app.lecture import Shared, live
 from app.models import PRESETS
@@ -388,24 +388,16 @@ def build() -> Shared:
                                  elem_id="compare-head")
                 average = gr.Checkbox(False, label="Average over heads")
                 attention_button = gr.Button("Compare attention", variant="primary", elem_id="compare-attention-btn")
-            with gr.Row():
-                bert_mask = gr.Plot(label="BERT mask", elem_id="compare-bert-mask")
-                gpt_mask = gr.Plot(label="GPT mask")
-            with gr.Row():
-                bert_attention = gr.Plot(label="BERT attention")
-                gpt_attention = gr.Plot(label="GPT attention")
-            attention_note = gr.Markdown(elem_classes="note-box")
-            attention_file = gr.File(label="Attention numbers (JSON)")
+            bert_mask, gpt_mask, bert_attention, gpt_attention = plot_rows(
+                ("BERT mask", "compare-bert-mask"), "GPT mask", "BERT attention", "GPT attention")
+            attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Masked word vs next word", id="compare-predictions"):
             with gr.Row():
                 word = gr.Textbox(DEFAULT_WORD, label="Word to predict (must appear in the sentence)", max_lines=1)
                 predict_button = gr.Button("Predict the word", variant="primary", elem_id="compare-predict-btn")
             explanation = gr.Markdown()
-            with gr.Row():
-                bert_bars = gr.Plot(label="BERT: masked-word fill-in")
-                gpt_bars = gr.Plot(label="GPT: next-token prediction")
-            predict_note = gr.Markdown(elem_classes="note-box")
-            predict_file = gr.File(label="Predictions (JSON)")
+            bert_bars, gpt_bars = plot_rows("BERT: masked-word fill-in", "GPT: next-token prediction")
+            predict_note, predict_file = note_and_file("Predictions (JSON)")
         with gr.Tab("Tokenizers", id="compare-tokenizers"):
             tokenize_button = gr.Button("Tokenize with all three", variant="primary", elem_id="compare-tokenize-btn")
             options = dict(color_map=PIECE_COLOURS, show_legend=False, show_inline_category=False)
@@ -415,8 +407,7 @@ def build() -> Shared:
             counts = gr.Dataframe(label="Counts and raw vocabulary pieces (text tokens: without [CLS], [SEP] …)",
                                   interactive=False, wrap=True,
                                   column_widths=["17%", "10%", "8%", "8%", "9%", "48%"])
-            tokenize_note = gr.Markdown(elem_classes="note-box")
-            tokenize_file = gr.File(label="Tokens (JSON)")
+            tokenize_note, tokenize_file = note_and_file("Tokens (JSON)")
         with gr.Tab("Encoder, decoder, both", id="compare-overview"):
             gr.Markdown(OVERVIEW)
             gr.Plot(gfig.mask_shapes(), label="Mask shapes")
@@ -429,12 +420,9 @@ def build() -> Shared:
                 family_head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", info="used when not averaging")
                 family_average = gr.Checkbox(True, label="Average over heads")
             families_button = gr.Button("Show all five attentions", variant="primary", elem_id="compare-families-btn")
-            family_plots = []
-            for name in ("BERT", "GPT", "T5 encoder", "T5 decoder", "T5 cross"):
-                with gr.Row():
-                    family_plots += [gr.Plot(label=f"{name} mask"), gr.Plot(label=f"{name} attention")]
-            families_note = gr.Markdown(elem_classes="note-box")
-            families_file = gr.File(label="Attention numbers (JSON)")
+            family_plots = plot_rows(*(f"{name} {what}" for name in ("BERT", "GPT", "T5 encoder", "T5 decoder",
+                                                                       "T5 cross") for what in ("mask", "attention")))
+            families_note, families_file = note_and_file("Attention numbers (JSON)")
             gr.Markdown("**Three pre-training objectives on one word**: BERT fills in `[MASK]`, GPT guesses the "
                         "next token, T5 writes back the span behind a sentinel.")
             with gr.Row():
@@ -447,8 +435,7 @@ def build() -> Shared:
                 objective_bert = gr.Plot(label="Masked LM (BERT)")
                 objective_gpt = gr.Plot(label="Next token (GPT)")
                 objective_t5 = gr.Plot(label="Span corruption (T5)")
-            objectives_note = gr.Markdown(elem_classes="note-box")
-            objectives_file = gr.File(label="Objectives (JSON)")
+            objectives_note, objectives_file = note_and_file("Objectives (JSON)")
 
     attention_button.click(compare_attention, [*models, layer, head, average],
                            [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],

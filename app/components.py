@@ -50,6 +50,32 @@ def fit_on_open(fit, outputs) -> None:
     gr.on(None, fit, None, outputs, queue=False, api_visibility="private", show_progress="hidden")
 
 
+def plot_rows(*plots) -> list[gr.Plot]:
+    """Plots two to a row, in the order given; each is a label, or (label, elem_id) for one a test reads."""
+    out = []
+    for start in range(0, len(plots), 2):
+        with gr.Row():
+            for plot in plots[start:start + 2]:
+                label, elem_id = plot if isinstance(plot, tuple) else (plot, None)
+                out.append(gr.Plot(label=label, elem_id=elem_id))
+    return out
+
+
+def note_and_file(file_label: str) -> tuple[gr.Markdown, gr.File]:
+    """What closes every view: the note box (which model computed it, cuts, clamps) and its JSON download."""
+    return gr.Markdown(elem_classes="note-box"), gr.File(label=file_label)
+
+
+def step_controls(prefix: str, history: dict) -> tuple[gr.State, gr.Button, gr.Button, gr.Button]:
+    """A step-by-step view's history and its buttons: next token (`#PREFIX-step-btn`), reset, download."""
+    state = gr.State(history)
+    with gr.Row():
+        step_button = gr.Button("Next token", variant="primary", elem_id=f"{prefix}-step-btn")
+        reset_button = gr.Button("Reset")
+        export_button = gr.Button("Download history")
+    return state, step_button, reset_button, export_button
+
+
 def model_picker(family: str) -> tuple[gr.Dropdown, gr.Textbox]:
     """A dropdown of presets (embedded first) and a field for any Hub repo id of a supported architecture.
 

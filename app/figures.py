@@ -186,6 +186,25 @@ def grid_of_heatmaps(matrices: np.ndarray, row_names: Sequence[str], col_names: 
     return _layout(fig, title, height_per_row * R + 80)
 
 
+def token_maps(tokens: Sequence[str], maps: dict[str, Sequence[float]], title: str, *,
+               first_position: int = 0) -> go.Figure:
+    """Per-token maps one above the other (e.g. gradient relevance and rollout), each row scaled to its own
+    largest value, since two methods' raw numbers are on different scales; hovering reads the raw value."""
+    labels = unique_labels(tokens, first_position)
+    names = list(maps)
+    raw = np.array([np.asarray(maps[name], dtype=np.float64) for name in names]).reshape(len(names), len(labels))
+    top = raw.max(axis=1, keepdims=True)
+    scaled = np.divide(raw, top, out=np.zeros_like(raw), where=top > 0)
+    fig = go.Figure(go.Heatmap(
+        z=scaled, x=labels, y=names, customdata=raw, colorscale=MAGNITUDE, zmin=0, zmax=1,
+        text=[list(tokens)] * len(names), texttemplate="%{text}", textfont=dict(size=16),
+        hovertemplate="%{y}, %{x}: %{customdata:.4f} (%{z:.0%} of the row's largest)<extra></extra>",
+        colorbar=dict(thickness=12, title=dict(text="of row max", side="right"))))
+    fig.update_xaxes(type="category", tickangle=-45)
+    fig.update_yaxes(type="category", autorange="reversed")
+    return _layout(fig, title, 110 * len(names) + 190)
+
+
 def message_figure(text: str) -> go.Figure:
     """A blank figure carrying a short message, for views that have nothing to draw for this input."""
     fig = go.Figure()

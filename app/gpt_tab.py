@@ -19,7 +19,8 @@ from app import export, inputs, lecture
 from app import figures
 from app import gpt_figures as gfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker, served_from_cache)
+                            model_note, model_picker, note_and_file, plot_rows, served_from_cache,
+                            step_controls)
 from app.models import MODELS, PRESETS
 from app.result_cache import ResultCache, model_serial
 from core import generate
@@ -533,22 +534,16 @@ def build() -> lecture.Shared:
                                          elem_id="gpt-generate-browse")
             with gr.Accordion("Plain text", open=False):
                 out_text = gr.Textbox(label="Text so far", lines=3, interactive=False, elem_id="gpt-text")
-            out_note = gr.Markdown(elem_classes="note-box")
-            out_file = gr.File(label="Download the steps (JSON)")
+            out_note, out_file = note_and_file("Download the steps (JSON)")
         with gr.Tab("Step by step", id="gpt-step"):
             gr.Markdown("One token per click, for lectures: the history is kept, and any earlier step can be "
                         "shown again. Changing the prompt or model starts a new history.")
-            history = gr.State(empty_history())
-            with gr.Row():
-                step_button = gr.Button("Next token", variant="primary", elem_id="gpt-step-btn")
-                reset_button = gr.Button("Reset")
-                step_export = gr.Button("Download history")
+            history, step_button, reset_button, step_export = step_controls("gpt", empty_history())
             step_text = gr.Textbox(label="Text so far", lines=3, interactive=False)
             browse = step_slider(empty_history())
             step_bars = gr.Plot(label="Next-token probabilities at this step")
             step_status = gr.Markdown()
-            step_note = gr.Markdown(elem_classes="note-box")
-            step_file = gr.File(label="Step history (JSON)")
+            step_note, step_file = note_and_file("Step history (JSON)")
         with gr.Tab("Attention", id="gpt-attention"):
             with gr.Row():
                 # Declared for the API up to any model's size; the page shows its model's (shape_sliders).
@@ -556,27 +551,22 @@ def build() -> lecture.Shared:
                 head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="gpt-head")
                 average = gr.Checkbox(False, label="Average over heads", elem_id="gpt-average")
                 attention_button = gr.Button("Show attention", variant="primary", elem_id="gpt-attention-btn")
-            with gr.Row():
-                attention_plot = gr.Plot(label="Causal attention", elem_id="gpt-attention-plot")
-                can_see_plot = gr.Plot(label="Can see")
-            attention_note = gr.Markdown(elem_classes="note-box")
-            attention_file = gr.File(label="Attention numbers (JSON)")
+            attention_plot, can_see_plot = plot_rows(("Causal attention", "gpt-attention-plot"), "Can see")
+            attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Surprisal", id="gpt-surprisal"):
             surprisal_button = gr.Button("Measure surprisal", variant="primary", elem_id="gpt-surprisal-btn")
             surprisal_text = gr.HighlightedText(label="Surprisal per token (stronger colour = more surprising)",
                                                 show_legend=False, show_inline_category=False)
             surprisal_plot = gr.Plot(label="Surprisal, bits")
             surprisal_summary = gr.Markdown()
-            surprisal_note = gr.Markdown(elem_classes="note-box")
-            surprisal_file = gr.File(label="Surprisal numbers (JSON)")
+            surprisal_note, surprisal_file = note_and_file("Surprisal numbers (JSON)")
         with gr.Tab("Logit lens", id="gpt-logit-lens"):
             gr.Markdown("What would the model predict if it stopped after each layer? The final LayerNorm and "
                         "the unembedding (`lm_head`) are applied to every layer's hidden state "
                         "(nostalgebraist, 2020). The top row is the model's real prediction.")
             lens_button = gr.Button("Show logit lens", variant="primary", elem_id="gpt-lens-btn")
             lens_plot = gr.Plot(label="Logit lens")
-            lens_note = gr.Markdown(elem_classes="note-box")
-            lens_file = gr.File(label="Logit lens numbers (JSON)")
+            lens_note, lens_file = note_and_file("Logit lens numbers (JSON)")
 
     model_inputs = [choice, custom, prompt]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]

@@ -23,7 +23,8 @@ from app import export, figures, inputs
 from app import gpt_figures as gfig
 from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker, served_from_cache)
+                            model_note, model_picker, note_and_file, plot_rows, served_from_cache,
+                            step_controls)
 from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
 from app.lecture import live
 from app.models import MODELS, PRESETS
@@ -569,44 +570,30 @@ def build() -> None:
                 stop_button = gr.Button("Stop", variant="stop")
             out_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             out_status = gr.Markdown()
-            with gr.Row():
-                out_bars = gr.Plot(label="This step's next-token probabilities", elem_id="t5-bars")
-                out_cross_row = gr.Plot(label="This step's cross-attention over the input")
-            with gr.Row():
-                out_self_row = gr.Plot(label="This step's decoder self-attention")
-                out_grid = gr.Plot(label="Cross-attention so far")
-            out_note = gr.Markdown(elem_classes="note-box")
-            out_file = gr.File(label="Download the steps (JSON)")
+            out_bars, out_cross_row, out_self_row, out_grid = plot_rows(
+                ("This step's next-token probabilities", "t5-bars"), "This step's cross-attention over the input",
+                "This step's decoder self-attention", "Cross-attention so far")
+            out_note, out_file = note_and_file("Download the steps (JSON)")
         with gr.Tab("Step by step", id="t5-step"):
             gr.Markdown("One token per click: the encoder's reading stays fixed, the decoder adds a row. Any "
                         "earlier step can be shown again, with any layer or head.")
-            history = gr.State(empty_history())
-            with gr.Row():
-                step_button = gr.Button("Next token", variant="primary", elem_id="t5-step-btn")
-                reset_button = gr.Button("Reset")
-                step_export = gr.Button("Download history")
+            history, step_button, reset_button, step_export = step_controls("t5", empty_history())
             step_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             browse = step_slider(empty_history())
             step_status = gr.Markdown()
-            with gr.Row():
-                step_bars_plot = gr.Plot(label="Next-token probabilities at this step")
-                step_cross_row = gr.Plot(label="Cross-attention row")
-            with gr.Row():
-                step_self_row = gr.Plot(label="Decoder self-attention row")
-                step_grid = gr.Plot(label="Cross-attention so far")
-            step_note = gr.Markdown(elem_classes="note-box")
-            step_file = gr.File(label="Step history (JSON)")
+            step_bars_plot, step_cross_row, step_self_row, step_grid = plot_rows(
+                "Next-token probabilities at this step", "Cross-attention row", "Decoder self-attention row",
+                "Cross-attention so far")
+            step_note, step_file = note_and_file("Step history (JSON)")
         with gr.Tab("Attention", id="t5-attention"):
             attention_output = gr.Textbox("", label="Output for the decoder (empty: the model's own greedy output)",
                                           max_lines=2)
             attention_button = gr.Button("Show the three attentions", variant="primary", elem_id="t5-attention-btn")
             attention_summary = gr.Markdown()
-            with gr.Row():
-                encoder_plot = gr.Plot(label="Encoder self-attention", elem_id="t5-encoder-plot")
-                decoder_plot = gr.Plot(label="Decoder self-attention")
+            encoder_plot, decoder_plot = plot_rows(("Encoder self-attention", "t5-encoder-plot"),
+                                                   "Decoder self-attention")
             cross_plot = gr.Plot(label="Cross-attention", elem_id="t5-cross-plot")
-            attention_note = gr.Markdown(elem_classes="note-box")
-            attention_file = gr.File(label="Attention numbers (JSON)")
+            attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Span corruption", id="t5-spans"):
             gr.Markdown("T5's pre-training: about 15% of the words, in short spans, are replaced by sentinels "
                         "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides.")
@@ -619,8 +606,7 @@ def build() -> None:
             span_summary = gr.Markdown()
             span_table = gr.Dataframe(label="Each sentinel: hidden words and the model's infill", interactive=False,
                                       wrap=True)
-            span_note = gr.Markdown(elem_classes="note-box")
-            span_file = gr.File(label="Span corruption (JSON)")
+            span_note, span_file = note_and_file("Span corruption (JSON)")
 
     model_inputs = [choice, custom, text]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]

@@ -2,9 +2,10 @@
 
 Follows "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2021): the patch grid and the flattening
 (Fig. 1), class-token attention and attention rollout (Fig. 6, rollout after Abnar & Zuidema, 2020),
-position-embedding similarity and mean attention distance (Fig. 7). Handlers are plain functions named as
-their API endpoints; each runs the model once per (model, picture) and keeps the attentions in a small cache,
-so moving the layer, head or patch sliders only redraws.
+position-embedding similarity and mean attention distance (Fig. 7); beside rollout, gradient-weighted
+relevance for a class (Chefer et al., 2021, `core.analysis.classifier_relevance`). Handlers are plain
+functions named as their API endpoints; each runs the model once per (model, picture) and keeps the
+attentions in a small cache, so moving the layer, head or patch sliders only redraws.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app import inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, API_MAX_POSITIONS, VIEWS, fit_on_open, get_model, handler,
                             model_note, model_picker, served_from_cache)
 from app.export import json_file
-from app.figures import bars
+from app.figures import bars, message_figure
 from app.models import Loaded
 from app.vision_common import (BoundedCache, default_image, example_paths, fingerprint, load_picture, notes_markdown,
                                photo_note, picture_file)
@@ -44,6 +45,8 @@ class Run:
 
 
 RUNS = BoundedCache(capacity=4)
+RELEVANCES = BoundedCache(capacity=16)  # (model, picture, class) -> [CLS]'s relevance over the patches
+PREDICTED = "predicted class"
 
 
 def _grid(loaded: Loaded) -> tuple[int, int]:
@@ -169,6 +172,41 @@ def vit_rollout(image, model_choice, custom_repo="", head_fusion="mean", discard
     return fig, note, json_file(data, "vit-rollout")
 
 
+def class_choices(loaded: Loaded) -> list[str]:
+    """What relevance can explain: the predicted class, or any class of the model by name."""
+    return [PREDICTED, *loaded.model.labels] if loaded.model.config.num_labels else [PREDICTED]
+
+
+@handler
+def vit_relevance(image, model_choice, custom_repo="", target_class=PREDICTED):
+    """Gradient-weighted relevance (Chefer et al., 2021) of each patch for one class's logit, as [CLS] reads it:
+    the attention of every layer weighted by how much that class's score depends on it (its gradient), only
+    positive contributions kept, chained through the layers with the residual path counted."""
+    loaded, picture, note = _prepare(image, model_choice, custom_repo)
+    if not loaded.model.config.num_labels:
+        raise gr.Error(f"{loaded.name} has no classification head, so there is no class to explain; pick a "
+                       "ViTForImageClassification model (the embedded tiny-vit, or google/vit-base-patch16-224).")
+    target_class = inputs.choice(target_class if target_class else PREDICTED, "class", class_choices(loaded))
+    gh, gw = _grid(loaded)
+    run = _run(loaded, picture)
+    labels = loaded.model.labels
+    index = int(run.logits.argmax()) if target_class == PREDICTED else labels.index(target_class)
+    key = (loaded.name, id(loaded.model), fingerprint(run.visible), index)
+    grid = RELEVANCES.get(key)
+    if grid is None:
+        relevance, _, _ = analysis.classifier_relevance(loaded.model, torch.tensor([index]), pixel_values=run.pixels)
+        grid = relevance[0, 0, 1:].reshape(gh, gw).numpy()
+        RELEVANCES.put(key, grid)
+    probability = float(run.logits.float().softmax(-1)[index])
+    which = "the predicted class" if target_class == PREDICTED else "the class picked"
+    fig = overlay_figure(run.visible, grid, f"Gradient relevance for '{labels[index]}' ({which}, p = "
+                         f"{probability:.1%}): patches that raise its score", value_name="relevance")
+    data = {"model": loaded.name, "class": labels[index], "class_index": index, "probability": probability,
+            "grid": [gh, gw], "method": "Chefer et al. 2021: R = I; R += mean_heads(relu(dlogit/dA * A)) @ R",
+            "cls_relevance": grid}
+    return fig, note, json_file(data, "vit-relevance")
+
+
 @handler
 def vit_classify(image, model_choice, custom_repo=""):
     """The five most probable classes from the classifier on the final [CLS] state."""
@@ -205,17 +243,29 @@ def vit_positions(image, model_choice, custom_repo=""):
     return sim_fig, dist_fig, note, json_file(data, "vit-positions")
 
 
+def vit_relevance_if_shown(shown, image, model_choice, custom_repo="", target_class=PREDICTED):
+    """The relevance view when its switch is on; nothing changes when it is off (the plot is hidden). A model
+    without a classifier (a CLIP image tower) gets a line in the plot rather than an error after each rollout."""
+    if not shown:
+        return gr.update(), gr.update(), gr.update()
+    loaded, _ = get_model(FAMILY, model_choice, custom_repo)
+    if not loaded.model.config.num_labels:
+        return message_figure(f"{loaded.name} has no classifier: relevance explains a class."), gr.update(), None
+    return vit_relevance(image, model_choice, custom_repo, target_class)
+
+
 def model_limits(model_choice, custom_repo=""):
-    """Slider ranges for the chosen model: layers, heads, patches."""
+    """Slider ranges for the chosen model (layers, heads, patches) and the classes relevance can explain."""
     try:
         loaded, _ = get_model(FAMILY, model_choice, custom_repo)
     except gr.Error:
-        return gr.update(), gr.update(), gr.update()
+        return gr.update(), gr.update(), gr.update(), gr.update()
     config = loaded.model.config
     gh, gw = _grid(loaded)
     return (gr.update(maximum=config.num_layers, value=1),
             gr.update(maximum=config.num_heads, value=1),
-            gr.update(maximum=gh * gw, value=1))
+            gr.update(maximum=gh * gw, value=1),
+            gr.update(choices=class_choices(loaded), value=PREDICTED))
 
 
 @handler
@@ -299,9 +349,17 @@ def build() -> Shared:
         with gr.Row():
             fusion = gr.Radio(list(analysis.HEAD_FUSIONS), value="mean", label="Head fusion")
             discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="Discard ratio (lowest weights dropped)")
+            show_relevance = gr.Checkbox(True, label="Gradient relevance beside it", elem_id="vit-show-relevance",
+                                         info="Chefer et al. 2021: attention weighted by its gradient")
+            target = gr.Dropdown([PREDICTED], value=PREDICTED, label="Relevance for the class",
+                                 allow_custom_value=True, elem_id="vit-relevance-class")
         rollout_btn = gr.Button("Roll out attention", variant="primary", elem_id="vit-rollout-btn")
-        rollout_plot = gr.Plot(label="Attention rollout", elem_id="vit-rollout-plot")
-        rollout_file = gr.File(label="Download the numbers (JSON)")
+        with gr.Row():
+            rollout_plot = gr.Plot(label="Attention rollout", elem_id="vit-rollout-plot")
+            relevance_plot = gr.Plot(label="Gradient relevance", elem_id="vit-relevance-plot")
+        with gr.Row():
+            rollout_file = gr.File(label="Download the numbers (JSON)")
+            relevance_file = gr.File(label="Download the relevance (JSON)")
 
     with gr.Tab("Classify"):
         classify_btn = gr.Button("Classify", variant="primary", elem_id="vit-classify-btn")
@@ -326,8 +384,20 @@ def build() -> Shared:
     attention_btn.click(served["vit_attention"], attention_inputs, attention_outputs, api_name="vit_attention", **VIEWS)
     live([layer, head, patch], served["vit_attention"], attention_inputs, attention_outputs)
     live([fusion, discard], served["vit_rollout"], [*common, fusion, discard], [rollout_plot, note, rollout_file])
-    rollout_btn.click(served["vit_rollout"], [*common, fusion, discard], [rollout_plot, note, rollout_file],
-                      api_name="vit_rollout", **VIEWS)
+    rollout_event = rollout_btn.click(served["vit_rollout"], [*common, fusion, discard], [rollout_plot, note, rollout_file],
+                                      api_name="vit_rollout", **VIEWS)
+    relevance_outputs = [relevance_plot, note, relevance_file]
+    # The relevance follows the rollout when switched on; its own endpoint serves the API.
+    rollout_event.then(vit_relevance_if_shown, [show_relevance, *common, target], relevance_outputs,
+                       api_visibility="private", **VIEWS)
+    gr.Button(visible=False).click(vit_relevance, [*common, target], relevance_outputs, api_name="vit_relevance",
+                                   **VIEWS)
+    live([target], vit_relevance_if_shown, [show_relevance, *common, target], relevance_outputs)
+    show_relevance.input(vit_relevance_if_shown, [show_relevance, *common, target], relevance_outputs,
+                         api_visibility="private", **VIEWS)
+    show_relevance.change(lambda shown: (gr.update(visible=shown), gr.update(visible=shown),
+                                         gr.update(visible=shown)), show_relevance,
+                          [relevance_plot, relevance_file, target], api_visibility="private", queue=False)
     classify_btn.click(served["vit_classify"], common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)
     positions_btn.click(served["vit_positions"], common, [similarity_plot, distance_plot, note, positions_file],
                         api_name="vit_positions", **VIEWS)
@@ -337,7 +407,7 @@ def build() -> Shared:
         vit_patch_in_place, attention_inputs, [grid_picture, patch_caption], api_visibility="private",
         **VIEWS).then(vit_attention, attention_inputs, attention_outputs, api_visibility="private", **VIEWS)
     for trigger in (model.change, custom.submit):
-        trigger(model_limits, [model, custom], [layer, head, patch], api_visibility="private")
-    fit_on_open(lambda: model_limits(model.value, ""), [layer, head, patch])
+        trigger(model_limits, [model, custom], [layer, head, patch, target], api_visibility="private")
+    fit_on_open(lambda: model_limits(model.value, ""), [layer, head, patch, target])
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     return Shared(inputs={"model": model, "custom": custom})

@@ -1,4 +1,5 @@
-"""Pure tensor functions behind the vision visualisations: attention maps, rollout, position embeddings, CLIP.
+"""Tensor functions behind the attention visualisations: attention maps, rollout, gradient relevance (ViT,
+BERT, CLIP), position embeddings, CLIP's objective.
 
 References, one per function (details in each docstring):
 
@@ -8,6 +9,10 @@ References, one per function (details in each docstring):
   head-fusion and discard options of the widely used `vit-explain` implementation (Gildenblat, 2020).
 * Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision" (CLIP),
   Fig. 3 (symmetric contrastive loss) and section 3.1.4 (prompt ensembling).
+* Chefer, Gur & Wolf 2021, "Generic Attention-model Explainability for Interpreting Bi-Modal and
+  Encoder-Decoder Transformers" (gradient-weighted relevance, eq. 5-6 for self-attention; its CLIP use), the
+  gradient x attention form of their "Transformer Interpretability Beyond Attention Visualization" (2021):
+  `gradient_relevance`, `classifier_relevance`, `clip_relevance`.
 
 Attention conventions: `attentions` is a sequence with one tensor per layer, each (1, heads, T, T) as
 returned by Hugging Face models with `output_attentions=True` (a (heads, T, T) tensor without the batch axis
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .model import pool_at_end_of_text
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -167,6 +174,89 @@ def mean_attention_distance(
     return per_query.mean(dim=-1).float()
 
 
+def relevance_rule(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Gradient-weighted relevance (Chefer et al. 2021) from each layer's attention and its gradient.
+
+    `attentions` (per layer (B, heads, T, T), first layer first) and the gradients of a scalar target with
+    respect to them. Starting from R = I (each token is relevant to itself), every layer in order adds
+        A_bar = mean over heads of (grad * A), negatives clamped to 0;   R <- R + A_bar @ R.
+    Unlike rollout, a head counts only as far as the output depends on it (the gradient) and only for its
+    positive contributions. Returns (B, T, T): row i is output token i's relevance over the input tokens
+    ([CLS]'s row for a classifier, the pooled token's for a CLIP tower).
+    """
+    batch, tokens = attentions[0].shape[0], attentions[0].shape[-1]
+    # float64, as rollout: the products of many layers stay exact.
+    relevance = torch.eye(tokens, dtype=torch.float64, device=attentions[0].device).expand(batch, tokens, tokens)
+    for probs, gradient in zip(attentions, gradients, strict=True):
+        weighted = (gradient.detach() * probs.detach()).to(torch.float64).clamp(min=0).mean(dim=1)  # (B, T, T)
+        relevance = relevance + weighted @ relevance
+    return relevance.float()
+
+
+def gradient_relevance(attentions: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """`relevance_rule` for a scalar `target` (a class logit, a similarity; summed over a batch, whose items do
+    not mix) computed from `attentions`, the model's own probabilities, still in the graph."""
+    return relevance_rule(attentions, torch.autograd.grad(target, list(attentions)))
+
+
+def classifier_relevance(model, classes: torch.Tensor | None = None, **inputs) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                       tuple[torch.Tensor, ...]]:
+    """Relevance for a classifier's logit of `classes` (B,) (default: each item's predicted class).
+
+    `model` is a core `Transformer` with a classification head (ViT, BERT, DistilBERT); `inputs` are its
+    forward arguments (`pixel_values=` or `input_ids=`, `token_type_ids=`, ...). Returns the relevance
+    (B, T, T), the logits (B, K) and the detached attentions, so one pass serves rollout too.
+    """
+    with torch.enable_grad():
+        out = model(**inputs, output_attentions=True, track_gradients=True)
+        chosen = out.logits.argmax(dim=-1) if classes is None else torch.as_tensor(classes).reshape(-1)
+        target = out.logits.gather(1, chosen[:, None].to(out.logits.device)).sum()
+        relevance = gradient_relevance(out.attentions, target)
+    return relevance, out.logits.detach(), tuple(a.detach() for a in out.attentions)
+
+
+@dataclass(frozen=True)
+class CLIPRelevance:
+    """Why one picture and one caption match: each tower's relevance (T, T) for their cosine similarity.
+
+    Read the image's from [CLS]'s row (`image[0, 1:]` over the patches) and the caption's from the row of the
+    end-of-text token it is pooled at (`text[pooled]`); the attentions come detached, for rollout.
+    """
+
+    image: torch.Tensor
+    text: torch.Tensor
+    pooled: int
+    similarity: float
+    image_attentions: tuple[torch.Tensor, ...]
+    text_attentions: tuple[torch.Tensor, ...]
+
+
+def clip_relevance(model, input_ids: torch.Tensor, pixel_values: torch.Tensor,
+                   attention_mask: torch.Tensor | None = None) -> CLIPRelevance:
+    """Both towers' relevance for cos(picture, caption) of one (1, ...) picture and one (1, T) caption.
+
+    As in Chefer et al.'s bi-modal paper applied to CLIP: the target is the pair's similarity, and each
+    tower's self-attention is explained by the same rule (`gradient_relevance`), with one backward pass.
+    """
+    if input_ids.shape[0] != 1 or pixel_values.shape[0] != 1:
+        raise ValueError("one picture and one caption at a time.")
+    with torch.enable_grad():
+        image, image_attentions = model.encode_image(pixel_values, output_attentions=True, track_gradients=True)
+        text, text_attentions = model.encode_text(input_ids, attention_mask, output_attentions=True,
+                                                  track_gradients=True)
+        similarity = (image * text).sum()
+        gradients = torch.autograd.grad(similarity, [*image_attentions, *text_attentions])
+    layers = len(image_attentions)  # each tower's rule runs over its own layers
+    # The position the caption is pooled at: the model's own pooling rule applied to the positions themselves.
+    pooled = int(pool_at_end_of_text(input_ids, torch.arange(input_ids.shape[1])[None, :, None],
+                                     model.config.eos_token_id))
+    return CLIPRelevance(image=relevance_rule(image_attentions, gradients[:layers])[0],
+                         text=relevance_rule(text_attentions, gradients[layers:])[0], pooled=pooled,
+                         similarity=float(similarity.detach()),
+                         image_attentions=tuple(a.detach() for a in image_attentions),
+                         text_attentions=tuple(a.detach() for a in text_attentions))
+
+
 @dataclass(frozen=True)
 class ContrastiveBatch:
     """CLIP's training objective on one batch of N matched (image, text) pairs; pair i is on the diagonal.
@@ -265,13 +355,18 @@ def ensemble_text_embeddings(embeds_per_template: Sequence[torch.Tensor] | torch
 
 
 __all__ = [
+    "CLIPRelevance",
     "ContrastiveBatch",
     "attention_rollout",
     "cls_attention_grid",
+    "classifier_relevance",
+    "clip_relevance",
     "cls_rollout_grid",
     "contrastive_batch",
     "ensemble_text_embeddings",
+    "gradient_relevance",
     "mean_attention_distance",
     "position_similarity_grid",
+    "relevance_rule",
     "zero_shot_ranking",
 ]

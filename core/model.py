@@ -502,10 +502,13 @@ class Transformer(nn.Module):
         return self.config.id2label or tuple(f"LABEL_{i}" for i in range(self.config.num_labels))
 
     def encode(self, inputs, attention_mask=None, token_type_ids=None, output_attentions=False,
-               output_hidden_states=False, cache: KVCache | None = None, memory=None, memory_mask=None):
+               output_hidden_states=False, cache: KVCache | None = None, memory=None, memory_mask=None,
+               track_gradients=False):
         """Run embeddings and blocks; returns (last hidden state, hidden states, attentions, cross-attentions).
 
         A seq2seq decoder also takes `memory`, the encoder's output (B, S, C), and its padding mask (B, S).
+        `track_gradients` records the graph from the embeddings on, so that gradients reach the attentions
+        (relevance maps, `core.analysis`) although the loaded weights require none.
         """
         config = self.config
         past = cache.length if cache is not None else 0
@@ -513,6 +516,8 @@ class Transformer(nn.Module):
             x = self.embed(inputs)
         else:
             x = self.embed(inputs, token_type_ids, past)
+        if track_gradients:
+            x = x.detach().requires_grad_(True)
         if self.pre_norm is not None:
             x = self.pre_norm(x)
         T = x.shape[1]
@@ -549,10 +554,11 @@ class Transformer(nn.Module):
                 tuple(cross_attentions) if output_attentions and config.cross_attention else None)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_attentions=False,
-                output_hidden_states=False, pixel_values=None, cache: KVCache | None = None) -> ModelOutput:
+                output_hidden_states=False, pixel_values=None, cache: KVCache | None = None,
+                track_gradients=False) -> ModelOutput:
         inputs = pixel_values if self.config.patch_size else input_ids
         x, hidden_states, attentions, _ = self.encode(inputs, attention_mask, token_type_ids, output_attentions,
-                                                      output_hidden_states, cache)
+                                                      output_hidden_states, cache, track_gradients=track_gradients)
         out = ModelOutput(last_hidden_state=x, hidden_states=hidden_states, attentions=attentions)
         task = self.config.task
         if self.pooler is not None:
@@ -610,14 +616,17 @@ class CLIP(nn.Module):
     def pooled_text(self, input_ids, hidden):
         return pool_at_end_of_text(input_ids, hidden, self.config.eos_token_id)
 
-    def encode_text(self, input_ids, attention_mask=None, output_attentions=False, normalize=True):
-        x, _, attentions, _ = self.text.encode(input_ids, attention_mask, output_attentions=output_attentions)
+    def encode_text(self, input_ids, attention_mask=None, output_attentions=False, normalize=True,
+                    track_gradients=False):
+        x, _, attentions, _ = self.text.encode(input_ids, attention_mask, output_attentions=output_attentions,
+                                               track_gradients=track_gradients)
         embeds = self.text_projection(self.pooled_text(input_ids, x))
         embeds = F.normalize(embeds, dim=-1) if normalize else embeds
         return (embeds, attentions) if output_attentions else embeds
 
-    def encode_image(self, pixel_values, output_attentions=False, normalize=True):
-        x, _, attentions, _ = self.vision.encode(pixel_values, output_attentions=output_attentions)
+    def encode_image(self, pixel_values, output_attentions=False, normalize=True, track_gradients=False):
+        x, _, attentions, _ = self.vision.encode(pixel_values, output_attentions=output_attentions,
+                                                 track_gradients=track_gradients)
         embeds = self.visual_projection(self.vision.final_norm(x[:, 0]))
         embeds = F.normalize(embeds, dim=-1) if normalize else embeds
         return (embeds, attentions) if output_attentions else embeds

@@ -2,6 +2,8 @@
 
 The softmax row is compared with `transformers`' own `.attentions` and with the core's, and the weighted sum
 with the head's slice of what the core's attention module feeds its output projection (caught by a hook).
+T5's three attentions (encoder self, causal decoder self, cross) are compared with `transformers`'
+`encoder_attentions`, `decoder_attentions` and `cross_attentions`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ def text_inputs(vocab: int, length: int = 9, padding: int = 0) -> dict:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def attention_output_before_projection(model, layer: int, model_inputs: dict) -> torch.Tensor:
-    """(T, C): the input of layer `layer`'s output projection, caught while the model runs as usual."""
+def attention_output_before_projection(model, layer: int, model_inputs: dict, module=None) -> torch.Tensor:
+    """(T, C): the input of layer `layer`'s output projection (or of `module`'s), caught while the model runs
+    as usual."""
     caught = []
-    handle = model.layers[layer].attn.out.register_forward_pre_hook(lambda module, args: caught.append(args[0]))
+    module = module if module is not None else model.layers[layer].attn
+    handle = module.out.register_forward_pre_hook(lambda module, args: caught.append(args[0]))
     try:
         with torch.no_grad():
             model(**model_inputs, output_attentions=True)
@@ -123,3 +127,75 @@ def test_clip_towers_and_bad_positions(tmp_path):
         head_arithmetic(clip.text, 0, 5, 0, ids)
     with pytest.raises(ValueError, match="layer 3 does not exist"):
         head_arithmetic(clip.text, 2, 0, 0, ids)
+
+
+T5_PARTS = {"encoder": "encoder_attentions", "decoder": "decoder_attentions", "cross": "cross_attentions"}
+
+
+@pytest.mark.parametrize("part", list(T5_PARTS))
+def test_t5_attentions_with_the_position_bias_as_a_term_of_its_own(part, tmp_path):
+    """Encoder self-attention with padding, the decoder's causal self-attention, and cross-attention over a
+    padded input: softmax rows equal transformers' to 1e-6; the position bias is the model's own table
+    entry for each distance, added after the (absent) scaling; cross-attention has none."""
+    reference = build(transformers.T5ForConditionalGeneration, t5_config())
+    model = load_model(save(reference, tmp_path))
+    inputs = text_inputs(reference.config.vocab_size, length=8, padding=2)
+    decoder = torch.randint(2, reference.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = reference(**inputs, decoder_input_ids=decoder, output_attentions=True)
+        ours = model(inputs["input_ids"], inputs["attention_mask"], decoder_input_ids=decoder, output_attentions=True)
+    stack = model.encoder if part == "encoder" else model.decoder
+    query = 4
+    worst_probs = worst_output = 0.0
+    for layer in range(len(stack.layers)):
+        results = layer_arithmetic(model, layer, query, inputs["input_ids"], inputs["attention_mask"], part=part,
+                                   decoder_input_ids=decoder)
+        block = stack.layers[layer]
+        module = block.cross_attn if part == "cross" else block.attn
+        caught = []
+        handle = module.out.register_forward_pre_hook(lambda m, args: caught.append(args[0]))
+        with torch.no_grad():
+            model(inputs["input_ids"], inputs["attention_mask"], decoder_input_ids=decoder, output_attentions=True)
+        handle.remove()
+        before_out = caught[0][0]
+        for result in results:
+            h, size = result.head, result.head_size
+            assert result.scale == 1.0  # T5 does not divide by sqrt(d)
+            assert torch.equal(result.scaled, result.dots)
+            if part == "cross":
+                assert result.position_bias is None
+                assert result.keys.shape[0] == inputs["input_ids"].shape[1]
+                assert result.allowed.tolist() == inputs["attention_mask"][0].bool().tolist()
+            else:
+                # The model's own table entry for each key's distance from the query, per head.
+                distance = torch.arange(result.keys.shape[0]) - query
+                expected = stack.position_bias.table.weight[stack.position_bias.buckets(distance), h]
+                assert torch.equal(result.position_bias, expected)
+                assert torch.allclose(result.masked[result.allowed],
+                                      (result.scaled + result.position_bias)[result.allowed], atol=1e-6)
+            if part == "decoder":
+                assert result.allowed.tolist() == [j <= query for j in range(decoder.shape[1])]
+                assert float(result.probs[query + 1:].sum()) == 0.0
+            if part == "encoder":
+                assert result.allowed.tolist() == inputs["attention_mask"][0].bool().tolist()
+            assert (result.mask[result.allowed] == 0).all()
+            worst_probs = max(worst_probs, max_difference(result.probs, getattr(ref, T5_PARTS[part])[layer][0, h, query]),
+                              max_difference(result.probs, getattr(ours, T5_PARTS[part])[layer][0, h, query]))
+            worst_output = max(worst_output, max_difference(result.output, before_out[query, h * size:(h + 1) * size]))
+    print(f"T5 {part}: softmax row vs attentions {worst_probs:.2e}, weighted sum vs attention output {worst_output:.2e}")
+    assert worst_probs < PROBS_TOLERANCE
+    assert worst_output < OUTPUT_TOLERANCE
+
+
+def test_t5_parts_are_checked(tmp_path):
+    model = load_model(save(build(transformers.T5ForConditionalGeneration, t5_config()), tmp_path))
+    ids = text_inputs(137)["input_ids"]
+    with pytest.raises(ValueError, match="needs decoder_input_ids"):
+        layer_arithmetic(model, 0, 0, ids, part="cross")
+    with pytest.raises(ValueError, match="part must be one of"):
+        layer_arithmetic(model, 0, 0, ids, part="both")
+    with pytest.raises(ValueError, match="layer 3 does not exist"):  # the decoder has 2 layers, the encoder 3
+        layer_arithmetic(model, 2, 0, ids, part="decoder", decoder_input_ids=ids[:, :3])
+    gpt = load_model(save(build(transformers.GPT2Model, gpt2_config()), tmp_path / "gpt"))
+    with pytest.raises(ValueError, match="needs an encoder-decoder"):
+        layer_arithmetic(gpt, 0, 0, ids, part="cross", decoder_input_ids=ids)

@@ -9,7 +9,10 @@ import torch
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
+from app import t5_tab
+from app.head_tab import T5_TEXT, TABLE_HEADERS
 from app.models import MODELS, preset_names
+from core import t5_analysis
 from app.vision_common import default_image
 from tests.conftest import SCREENSHOTS
 
@@ -31,9 +34,11 @@ def test_api_softmax_row_is_the_models_attention_row(client):
         expected = loaded.model(input_ids=ids, output_attentions=True).attentions[layer - 1][0, head - 1, query]
     rows = _table(table)
     assert len(rows) == ids.shape[1]
-    softmax = [row[5] for row in rows]
+    softmax = [row[TABLE_HEADERS.index("softmax p_j")] for row in rows]
     assert max(abs(a - b) for a, b in zip(softmax, expected.tolist())) < 1e-3  # the table rounds to 4 places
-    assert [row[4] for row in rows[query + 1:]] == ["masked"] * (len(rows) - query - 1)  # GPT-2 is causal
+    masked = [row[TABLE_HEADERS.index("masked")] for row in rows]
+    assert masked[query + 1:] == ["masked"] * (len(rows) - query - 1)  # GPT-2 is causal
+    assert {row[TABLE_HEADERS.index("position bias b_j")] for row in rows} == {"—"}  # GPT-2 has none
     data = json.loads(open(exported).read())
     assert max(abs(a - b) for a, b in zip(data["probs"], expected.tolist())) < 1e-6
     assert len(data["every_head_probs"]) == loaded.model.config.num_heads
@@ -56,6 +61,43 @@ def test_api_vit_patch_query_and_clear_messages(client):
         client.predict("ViT", "", "", None, 1, 1, 1, False, api_name="/head_arithmetic")
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict("T5", "", TEXT, None, 1, 1, 1, False, api_name="/head_arithmetic")
+    # A T5 query past the output the decoder wrote is clamped and said.
+    *_, note, exported = client.predict("T5 decoder", "", T5_TEXT, None, 1, 1, 999, False, api_name="/head_arithmetic")
+    assert "showing layer" in note and json.loads(open(exported).read())["query"] == len(
+        json.loads(open(exported).read())["query_positions"]) - 1
+
+
+T5_PARTS = {"T5 encoder": "encoder_attentions", "T5 decoder": "decoder_attentions",
+            "T5 cross-attention": "cross_attentions"}
+
+
+@pytest.mark.parametrize("source", list(T5_PARTS))
+def test_api_t5_rows_are_the_models_attentions_with_the_position_bias_shown(client, source):
+    layer, head, query = 2, 3, 4
+    figure, _, table, note, exported = client.predict(
+        source, "", T5_TEXT, None, layer, head, query, False, api_name="/head_arithmetic")
+    data = json.loads(open(exported).read())
+    loaded, _ = MODELS.get("t5", preset_names("t5")[0])
+    ids = loaded.tokenizer.encode(T5_TEXT)
+    assert data["input_ids"] == ids
+    # The decoder reads its start token, then the model's own greedy output (all but the last token).
+    written = t5_tab.greedy_output(loaded, ids, 48)
+    decoder = t5_analysis.decoder_inputs(loaded.model, written[:-1])
+    assert data["decoder_input_ids"] == (None if source == "T5 encoder" else decoder[0].tolist())
+    with torch.no_grad():
+        out = loaded.model(torch.tensor([ids]), decoder_input_ids=decoder, output_attentions=True)
+    expected = getattr(out, T5_PARTS[source])[layer - 1][0, head - 1, query]
+    assert max(abs(a - b) for a, b in zip(data["probs"], expected.tolist())) < 1e-6
+    assert data["scale"] == 1.0  # T5 does not divide by sqrt(d)
+    bias = [row[TABLE_HEADERS.index("position bias b_j")] for row in _table(table)]
+    title = json.loads(figure["plot"])["layout"]["title"]["text"]
+    if source == "T5 cross-attention":
+        assert set(bias) == {"—"} and data["position_bias"] is None and "position bias" not in title
+        assert len(data["positions"]) == len(ids)  # keys: the input tokens; queries: the output positions
+    else:
+        assert data["position_bias"] is not None and "—" not in bias and "+ position bias" in title
+    if source == "T5 decoder":
+        assert data["allowed"] == [j <= query for j in range(len(data["positions"]))]  # causal
 
 
 def test_head_tab_in_browser_presenter_mode(browser, app_url):
@@ -87,5 +129,19 @@ def test_head_tab_in_browser_presenter_mode(browser, app_url):
     page.locator("#head-plot").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "head-arithmetic-vit.png"))
     assert page.locator(".toast-body.error").count() == 0
+    # T5: the text becomes a T5 example; each attention names itself in the figure's title.
+    for source, named in (("T5 cross-attention", "cross-attention"), ("T5 decoder", "decoder self-attention")):
+        page.get_by_label(source, exact=True).check()
+        page.wait_for_function("(document.querySelector('#head-text input, #head-text textarea') || {}).value === "
+                               f"{json.dumps(T5_TEXT)}", timeout=60_000)
+        page.click("#head-button")
+        page.wait_for_function("(document.querySelector('#head-plot .gtitle') || {}).textContent"
+                               f"?.includes('{named}')", timeout=60_000)
+        page.wait_for_function("!document.querySelector('.progress-text, .eta-bar')", timeout=60_000)
+        page.wait_for_timeout(400)
+        page.locator("#head-plot").scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / f"head-arithmetic-{source.split()[-1].lower()}.png"))
+        toasts = page.locator(".toast-body.error")
+        assert toasts.count() == 0, toasts.all_inner_texts()  # the message, should one ever show
     assert errors == []
     context.close()

@@ -174,6 +174,11 @@ def test_clip_image_tower_opens_in_the_vit_tab(name, hub, tmp_path):
     vit_tab.vit_positions(image, vit_model, repo)
     with pytest.raises(gr.Error, match="no classification head"):
         vit_tab.vit_classify(image, vit_model, repo)
+    with pytest.raises(gr.Error, match="no classification head, so there is no class to explain"):
+        vit_tab.vit_relevance(image, vit_model, repo)
+    # After a rollout, the relevance beside it says why it is empty instead of raising an error.
+    message, _, no_file = vit_tab.vit_relevance_if_shown(True, image, vit_model, repo)
+    assert "has no classifier" in message.layout.annotations[0].text and no_file is None
 
 
 def test_next_sentence_model_opens_in_the_bert_tab_and_a_clip_text_tower_does_not(hub, tmp_path):

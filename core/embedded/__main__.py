@@ -1,4 +1,5 @@
-"""`python -m core.embedded train NAME|tiny-gpt-ladder|all [--steps N] [--out DIR]` and `python -m core.embedded evaluate [--small]`."""
+"""`python -m core.embedded train NAME|tiny-gpt-ladder|all [--steps N] [--out DIR]` and
+`python -m core.embedded evaluate [--small] [--only NAME,NAME]`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def main(argv=None) -> None:
     evaluate = commands.add_parser("evaluate", help="held-out metrics of the shipped models, as one JSON object")
     evaluate.add_argument("--small", action="store_true", help="a small sample, for CI (< 60 s)")
     evaluate.add_argument("--models", default=str(DEFAULT_ROOT), help="folder holding the model folders")
+    evaluate.add_argument("--only", default=None,
+                          help="comma-separated entries to compute, e.g. tiny-vit-localisation (default: all)")
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import train as run
@@ -33,7 +36,11 @@ def main(argv=None) -> None:
     else:
         from .evaluate import evaluate as run
 
-        print(json.dumps(run(args.models, small=args.small)))
+        names = args.only.split(",") if args.only else None
+        result = run(args.models, small=args.small, names=names)
+        if names and len(result) < len(names):
+            parser.error(f"unknown names in --only: {sorted(set(names) - set(result))}")
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

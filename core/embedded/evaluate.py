@@ -19,6 +19,9 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
                embeddings of patches in the same row or column minus that of patches sharing neither (> 0
                when the learned positions show the 2D grid), and position_grid_rate: the fraction of patches
                closer on average to their 2-4 adjacent patches than to the patches off their row and column.
+    tiny-vit-localisation  relevance, rollout, random: over held-out pictures, the share of a map's top 10%
+               patches that overlap the true shape (`relevance_localisation`), for gradient relevance
+               (Chefer et al. 2021), attention rollout and a random map.
     tiny-clip  zero_shot_accuracy: pictures of the training colour/shape combinations, each ranked against
                "a {colour} {shape}" for all 48 combinations; unseen_combo_accuracy: the same for pictures of
                `HELD_OUT_COMBOS`, which training never showed.
@@ -57,8 +60,10 @@ from .pixels import pixel_values, read_processor_config
 from .train import DEFAULT_ROOT, END_OF_TEXT, HEAD_NAMES
 
 SIZES = {
-    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000, "pairs": 1000},
-    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200, "pairs": 200},
+    "full": {"probes": 1000, "samples": 500, "sentences": 2000, "images": 2000, "clip_images": 1200, "head": 1000, "pairs": 1000,
+             "localisation": 1000},
+    "small": {"probes": 200, "samples": 100, "sentences": 300, "images": 256, "clip_images": 240, "head": 200, "pairs": 200,
+              "localisation": 128},
 }
 VERB_NUMBER = {
     form: number
@@ -155,6 +160,36 @@ def evaluate_vit(folder: Path, n: int) -> dict:
     score, rate = position_grid(model.embed.positions[1:], model.config.grid_size)
     return {"accuracy": round(float((predictions == target).float().mean()), 4),
             "position_grid_score": round(score, 4), "position_grid_rate": round(rate, 4), "images": n}
+
+
+def relevance_localisation(folder: Path, n: int, top_share: float = 0.1) -> dict:
+    """How well a map finds the shape: over `n` held-out pictures, the share of each map's top 10% patches
+    that overlap the true shape (any of the shape's pixels in the patch), for gradient relevance for the
+    true class ([CLS]'s row, `analysis.classifier_relevance`), for attention rollout (mean over heads, no
+    discarding), and for a random map (its expected share: the fraction of patches on the shape)."""
+    from .. import analysis
+
+    model, processor = load_model(folder), read_processor_config(folder)
+    images, masks, specs = shapes.dataset_with_masks(n, shapes.EVAL_SEED)
+    side, grid = model.config.patch_size, model.config.grid_size
+    if masks.shape[1] != side * grid:
+        raise ValueError(f"{masks.shape[1]}-pixel masks do not fit a {grid}x{grid} grid of {side}-pixel patches")
+    coverage = torch.from_numpy(masks).reshape(n, grid, side, grid, side).mean(dim=(2, 4)).reshape(n, -1)
+    on_shape = (coverage > 0).float()  # (n, N)
+    labels = list(model.labels)
+    classes = torch.tensor([labels.index(spec.shape) for spec in specs])
+    top = max(1, round(top_share * grid * grid))
+    shares = {"relevance": [], "rollout": []}
+    for start in range(0, n, 256):
+        chunk = slice(start, min(n, start + 256))
+        relevance, _, attentions = analysis.classifier_relevance(
+            model, classes[chunk], pixel_values=pixel_values(images[chunk], processor))
+        rollout = torch.stack([analysis.attention_rollout([layer[i:i + 1] for layer in attentions])
+                               for i in range(relevance.shape[0])])
+        for name, maps in (("relevance", relevance[:, 0, 1:]), ("rollout", rollout[:, 0, 1:])):
+            shares[name].append(on_shape[chunk].gather(1, maps.topk(top, dim=-1).indices).mean(dim=-1))
+    result = {name: round(float(torch.cat(values).mean()), 4) for name, values in shares.items()}
+    return {**result, "random": round(float(on_shape.mean()), 4), "top_patches": top, "images": n}
 
 
 def combo_prompts() -> tuple[list[tuple[str, str]], list[str]]:
@@ -298,6 +333,7 @@ def evaluate(root: Path | str | None = None, small: bool = False, names=None) ->
         "tiny-bert": lambda: evaluate_bert(root / "tiny-bert", size["probes"]),
         "tiny-gpt": lambda: evaluate_gpt(root / "tiny-gpt", size["samples"], size["sentences"]),
         "tiny-vit": lambda: evaluate_vit(root / "tiny-vit", size["images"]),
+        "tiny-vit-localisation": lambda: relevance_localisation(root / "tiny-vit", size["localisation"]),
         "tiny-clip": lambda: evaluate_clip(root / "tiny-clip", size["clip_images"]),
         "tiny-t5": lambda: evaluate_t5(root / "tiny-t5", size["pairs"]),
         **{name: (lambda name=name: evaluate_head(root / name, name, size["head"])) for name in HEAD_NAMES},

@@ -231,13 +231,27 @@ def dataset(
     size: int = 64,
 ) -> tuple[np.ndarray, list[ShapeSpec]]:
     """`n` rendered pictures as uint8 (n, size, size, 3) and their specs (`sample_specs` with the same seed)."""
+    images, _, specs = dataset_with_masks(n, seed, exclude_combos, only_combos, size)
+    return images, specs
+
+
+def dataset_with_masks(
+    n: int,
+    seed: int,
+    exclude_combos: Iterable[tuple[str, str]] | None = None,
+    only_combos: Iterable[tuple[str, str]] | None = None,
+    size: int = 64,
+) -> tuple[np.ndarray, np.ndarray, list[ShapeSpec]]:
+    """The pictures of `dataset`, the shapes' coverage (float32 (n, size, size), `render_with_mask`) and specs."""
     specs = sample_specs(n, seed, exclude_combos, only_combos)
     # A separate stream for the pixels, so the specs equal `sample_specs(n, seed, ...)` exactly.
     rng = random.Random(f"shapes-render-{seed}")
     images = np.empty((n, size, size, 3), dtype=np.uint8)
+    masks = np.empty((n, size, size), dtype=np.float32)
     for i, spec in enumerate(specs):
-        images[i] = np.asarray(render(spec, rng.getrandbits(64), size))
-    return images, specs
+        picture, masks[i] = render_with_mask(spec, rng.getrandbits(64), size)
+        images[i] = np.asarray(picture)
+    return images, masks, specs
 
 
 def example_gallery(
