@@ -20,11 +20,12 @@ import torch
 
 from app import bert_figures, inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
-                            model_picker)
+                            model_picker, served_from_cache)
 from app.lecture import HEAD_GRID, PICK_HEAD, PICK_LAYER, Shared, live
 from app.models import PRESETS, availability
 from app.export import json_file
-from app.figures import grid_of_heatmaps, heatmap, message_figure, token_maps, unique_labels
+from app.figures import (block_means, block_spans, downsample, grid_of_heatmaps, heatmap, message_figure,
+                         token_maps, unique_labels)
 from app.figures import bars as bar_figure
 from core import analysis
 from core import bert_analysis as ba
@@ -132,6 +133,11 @@ def _encode(tokenizer, text: str, text_b: str, limit: int, only_second: bool) ->
         special=tuple(i in specials for i in encoding.ids), truncation=truncation)
 
 
+def text_cap(loaded) -> int:
+    """Characters of text this model's context can take (inputs.context_chars): BERT-base's 512 tokens, 4,096."""
+    return inputs.context_chars(max_tokens(loaded))
+
+
 def encode(loaded, text: str, text_b: str = "", only_second: bool = False) -> Encoded:
     return _encode(loaded.tokenizer, text, text_b, max_tokens(loaded), only_second)
 
@@ -146,6 +152,20 @@ def _forward(model, ids: tuple[int, ...], type_ids: tuple[int, ...]):
 
 def forward(loaded, encoded: Encoded):
     return _forward(loaded.model, encoded.ids, encoded.type_ids)
+
+
+@functools.lru_cache(maxsize=2)
+def _attentions(model, ids: tuple[int, ...], type_ids: tuple[int, ...]) -> torch.Tensor:
+    # The encoder alone: the attention view needs no masked-LM head, whose vocabulary projection is a fifth of
+    # BERT-base's work at 512 tokens. Cached so that a slider move redraws from one pass.
+    with torch.inference_mode():
+        _, _, attentions, _ = model.encode(torch.tensor([ids]), None, torch.tensor([type_ids]), True, False, None)
+        return torch.stack([a[0] for a in attentions]).float()  # (L, nh, T, T)
+
+
+def attentions(loaded, encoded: Encoded) -> torch.Tensor:
+    """Every layer's and head's attention (L, nh, T, T) for one input; shared, read it only."""
+    return _attentions(loaded.model, encoded.ids, encoded.type_ids)
 
 
 @functools.lru_cache(maxsize=4)
@@ -205,8 +225,9 @@ TOKEN_COLUMNS = ["position", "piece", "id", "segment (token_type)", "start", "en
 
 
 def compute_tokens(loaded, text, text_b="") -> View:
-    text = inputs.text(text, "text")
-    text_b = inputs.text(text_b, "second sentence", allow_empty=True)
+    text = inputs.text(text, "text", max_chars=text_cap(loaded))
+    text_b = inputs.text(text_b, "second sentence", allow_empty=True,
+                         max_chars=text_cap(loaded))
     enc = encode(loaded, text, text_b)
     rows = [[i, enc.pieces[i], enc.ids[i], enc.type_ids[i], *enc.spans[i], "yes" if enc.special[i] else ""]
             for i in range(len(enc))]
@@ -226,16 +247,16 @@ def compute_tokens(loaded, text, text_b="") -> View:
 
 def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT_HEAD, hide_specials=False,
                       renormalise=True) -> View:
-    text = inputs.text(text, "text")
-    text_b = inputs.text(text_b, "second sentence", allow_empty=True)
+    text = inputs.text(text, "text", max_chars=text_cap(loaded))
+    text_b = inputs.text(text_b, "second sentence", allow_empty=True,
+                         max_chars=text_cap(loaded))
     config = loaded.model.config
     asked_layer = inputs.integer(layer, "layer", 1, API_MAX_LAYERS, DEFAULT_LAYER)
     asked_head = inputs.integer(head, "head", 1, API_MAX_HEADS, DEFAULT_HEAD)
     layer, head = min(asked_layer, config.num_layers), min(asked_head, config.num_heads)
     hide_specials, renormalise = bool(hide_specials), bool(renormalise)
     enc = encode(loaded, text, text_b)
-    out = forward(loaded, enc)
-    attention = torch.stack([a[0] for a in out.attentions]).float()  # (L, nh, T, T)
+    attention = attentions(loaded, enc)  # (L, nh, T, T)
     labels = list(enc.pieces)
     keep = [True] * len(enc)
     if hide_specials:
@@ -265,9 +286,17 @@ def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT
                      if renormalise else
                      "[CLS] and [SEP] are hidden; rows are **not renormalised**, so each sums to less than 1 "
                      "(the rest went to [CLS]/[SEP]).")
+    # The download holds what the figures draw: beyond MAX_CELLS tokens, block averages named by their ranges
+    # (a 512-token map in full is 262k numbers, megabytes of JSON per request).
+    single_shown, rows, _ = downsample(single, labels, labels)
+    average_shown = block_means(average)
     data = {"text": text, "text_b": text_b, "tokens": labels, "layer": layer, "head": head,
             "hide_specials": hide_specials, "renormalised": hide_specials and renormalise,
-            "head_attention": single, "average_over_heads": average}
+            "head_attention": single_shown, "average_over_heads": average_shown}
+    if rows != labels:
+        data["blocks"] = rows
+        notes.append(f"{len(labels)} tokens: the maps and the download average blocks of "
+                     f"{block_spans(len(labels))[0][1]} tokens ({len(rows)} a side); the model read every token.")
     return View({"head": fig_head, "average": fig_average, "grid": fig_grid}, data, notes)
 
 
@@ -276,7 +305,7 @@ def compute_attention(loaded, text, text_b="", layer=DEFAULT_LAYER, head=DEFAULT
 
 def position_options(loaded, text) -> list[str]:
     """The choices of the "token to mask" list: none, or each ordinary token as "position · piece"."""
-    text = inputs.text(text, "text", allow_empty=True)
+    text = inputs.text(text, "text", allow_empty=True, max_chars=text_cap(loaded))
     options = [NO_POSITION]
     if text:
         enc = encode(loaded, text)
@@ -286,7 +315,7 @@ def position_options(loaded, text) -> list[str]:
 
 def compute_fill_mask(loaded, text, position=NO_POSITION, top_k=5) -> View:
     _require_mlm(loaded)
-    text = inputs.text(text, "text")
+    text = inputs.text(text, "text", max_chars=text_cap(loaded))
     position = inputs.choice(position or NO_POSITION, "token position", position_options(loaded, text))
     top_k = inputs.integer(top_k, "top-k", 1, MAX_TOP_K, 5)
     tokenizer = loaded.tokenizer
@@ -831,27 +860,30 @@ def build() -> Shared:
             rel_plot = gr.Plot(label="Relevance and rollout per token", elem_id="bert-relevance-plot")
             rel_file, rel_note = _outputs_row("relevance")
 
-    tok_button.click(tokenize_view, picked + [tok_text, tok_b],
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (tokenize_view, attention_view, fill_mask_view, pretraining_view, contextual_view, cls_view, heads_view)}
+    tok_button.click(served["tokenize_view"], picked + [tok_text, tok_b],
                      [tok_table, tok_highlight, tok_plot, tok_file, tok_note], api_name="bert_tokenize", **VIEWS)
-    att_button.click(attention_view, picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
+    att_button.click(served["attention_view"], picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
                      [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note], api_name="bert_attention",
                      **VIEWS)
-    mlm_button.click(fill_mask_view, picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
+    mlm_button.click(served["fill_mask_view"], picked + [mlm_text, mlm_position, mlm_k], [mlm_plot, mlm_file, mlm_note],
                      api_name="bert_fill_mask", **VIEWS)
     # Sliders and switches redraw at once from the cached forward pass; the buttons are for new text.
-    live([att_layer, att_head, att_hide, att_renorm], attention_view,
+    live([att_layer, att_head, att_hide, att_renorm], served["attention_view"],
          picked + [att_text, att_b, att_layer, att_head, att_hide, att_renorm],
          [att_head_plot, att_average_plot, att_grid_plot, att_file, att_note])
-    live([mlm_k, mlm_position], fill_mask_view, picked + [mlm_text, mlm_position, mlm_k],
+    live([mlm_k, mlm_position], served["fill_mask_view"], picked + [mlm_text, mlm_position, mlm_k],
          [mlm_plot, mlm_file, mlm_note])
-    pre_button.click(pretraining_view, picked + [pre_text, pre_seed, pre_b],
+    pre_button.click(served["pretraining_view"], picked + [pre_text, pre_seed, pre_b],
                      [pre_highlight, pre_table, pre_plot, pre_nsp_plot, pre_file, pre_note],
                      api_name="bert_pretraining", **VIEWS)
-    ctx_button.click(contextual_view, picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
+    ctx_button.click(served["contextual_view"], picked + [ctx_a, ctx_b, ctx_word], [ctx_plot, ctx_file, ctx_note],
                      api_name="bert_contextual", **VIEWS)
-    cls_button.click(cls_view, picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
+    cls_button.click(served["cls_view"], picked + [cls_a, cls_b], [cls_plot, cls_file, cls_note],
                      api_name="bert_cls_similarity", **VIEWS)
-    head_button.click(heads_view, picked + [head_text, head_question, head_context],
+    head_button.click(served["heads_view"], picked + [head_text, head_question, head_context],
                       [head_highlight, head_plot, head_file, head_note], api_name="bert_heads", **VIEWS)
     relevance_inputs = picked + [rel_text, rel_target, rel_rollout]
     rel_button.click(relevance_view, relevance_inputs, [rel_plot, rel_file, rel_note], api_name="bert_relevance",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from app import inputs, robustness_view
-from app.components import VIEWS, fit_on_open, get_model, handler, model_note, model_picker
+from app.components import VIEWS, fit_on_open, get_model, handler, model_note, model_picker, served_from_cache
 from app.lecture import Shared, live
 from app.export import json_file
 from app.models import Loaded
@@ -507,20 +507,23 @@ def build() -> Shared:
         words_plot = gr.Plot(label="Caption words", elem_id="clip-words-plot")
         relevance_file = gr.File(label="Download the numbers (JSON)")
 
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (clip_zero_shot, clip_contrastive, clip_search, clip_robustness)}
     zero_inputs = [image, model, custom, labels, templates, scale, scale_learned]
     zero_outputs = [zero_plot, zero_summary, note, zero_file]
-    zero_btn.click(clip_zero_shot, zero_inputs, zero_outputs, api_name="clip_zero_shot", **VIEWS)
-    live([scale], clip_zero_shot, zero_inputs, zero_outputs)
+    zero_btn.click(served["clip_zero_shot"], zero_inputs, zero_outputs, api_name="clip_zero_shot", **VIEWS)
+    live([scale], served["clip_zero_shot"], zero_inputs, zero_outputs)
     # The switch first frees (or locks) its slider, then the view redraws with the slider's new value.
     scale_learned.input(scale_switch, [scale_learned, model, custom], scale, api_visibility="private",
-                        show_progress="hidden").then(clip_zero_shot, zero_inputs, zero_outputs,
+                        show_progress="hidden").then(served["clip_zero_shot"], zero_inputs, zero_outputs,
                                                      api_visibility="private", **VIEWS)
     batch_inputs = [model, custom, captions, seed, temperature, temperature_learned]
     batch_outputs = [similarity_plot, rows_plot, cols_plot, losses, note, contrastive_file]
-    live([temperature, temperature_learned], clip_contrastive, batch_inputs, batch_outputs)
+    live([temperature, temperature_learned], served["clip_contrastive"], batch_inputs, batch_outputs)
     temperature_learned.input(temperature_switch, temperature_learned, temperature, api_visibility="private",
                               show_progress="hidden", queue=False)
-    contrastive_btn.click(clip_contrastive, batch_inputs, batch_outputs, api_name="clip_contrastive", **VIEWS)
+    contrastive_btn.click(served["clip_contrastive"], batch_inputs, batch_outputs, api_name="clip_contrastive", **VIEWS)
     for trigger in (model.change, custom.submit):
         trigger(scale_follows_model, [scale_learned, model, custom], scale, api_visibility="private",
                 show_progress="hidden")
@@ -528,10 +531,10 @@ def build() -> Shared:
                          gr.Slider(minimum=TEMPERATURE_RANGE[0])), [scale, temperature])
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
-    search_btn.click(clip_search, [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
+    search_btn.click(served["clip_search"], [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
     query.submit(clip_search, [query, model, custom], [results, note, search_file], api_visibility="private",
                  **VIEWS)
-    robust_btn.click(clip_robustness, [image, model, custom, labels, templates],
+    robust_btn.click(served["clip_robustness"], [image, model, custom, labels, templates],
                      [drawing, robust_plot, note, robust_file], api_name="clip_robustness", **VIEWS)
     relevance_inputs = [image, model, custom, caption, show_rollout]
     relevance_outputs = [relevance_plot, rollout_plot, words_plot, relevance_summary, note, relevance_file]

@@ -9,7 +9,9 @@ import logging
 
 import gradio as gr
 
+from app.housekeeping import whole_number_setting
 from app.models import MODELS, PRESETS, Loaded, availability, preset_names
+from app.result_cache import cached_view
 from core import CheckpointError
 from core.config import SIZE_BOUNDS
 
@@ -21,7 +23,9 @@ log = logging.getLogger(__name__)
 # made it 41 s, with time-outs. Every event that runs a model joins one of two groups instead: the views, two
 # at a time (three made streams 3x slower for views 1 s faster), and the streamed generations, one at a time
 # in a slot of their own. Light helpers (pickers, sliders, resets) keep Gradio's default.
-VIEWS = {"concurrency_id": "views", "concurrency_limit": 2}
+# On larger hardware (a Space's upgraded CPU tier) PLAYGROUND_VIEW_WORKERS raises the views' limit, keeping the
+# ratio fitted here: one view at a time per core.
+VIEWS = {"concurrency_id": "views", "concurrency_limit": whole_number_setting("PLAYGROUND_VIEW_WORKERS", 2)}
 STREAMS = {"concurrency_id": "streams", "concurrency_limit": 1}
 # The Learn tab's live training runs are long (up to a minute) and use a core each: one at a time, in a group
 # of their own, so they never hold up the views or the generations.
@@ -130,6 +134,26 @@ def model_note(loaded: Loaded, note: str) -> str:
     """One line under the results naming the model that computed them, and any fallback note."""
     line = f"Computed by **{loaded.name}** (`{loaded.architecture}`)."
     return f"{line}  \n⚠️ {note}" if note else line
+
+
+def served_from_cache(function, family: str):
+    """`function` as the page and the API call it: its results kept in the process-wide result cache, keyed by
+    the loaded model and every input (app.result_cache), so that a hall asking for the same view computes it
+    once. Only for handlers that are pure functions of their inputs (sampling ones always have a seed).
+    Tests call the plain handlers, which return plotly figures; this one returns them serialized."""
+    names = list(inspect.signature(function).parameters)
+    choice = next(name for name in names if name in ("choice", "model_choice"))
+    custom = next(name for name in names if name in ("custom", "custom_repo"))
+
+    def model_of(arguments: dict):
+        try:
+            return get_model(family, arguments[choice], arguments[custom] or "")[0].model
+        except gr.Error:
+            raise
+        except Exception:  # odd input types: the handler refuses them with its own message
+            return None
+
+    return cached_view(function, model_of)
 
 
 def _as_message(function, error: Exception) -> gr.Error:

@@ -22,6 +22,7 @@ HIGHLIGHT = "#e66101"
 BASE = "#5e81ac"
 NEUTRAL_TEXT = "#8a8a8a"  # text drawn on the page's background: readable on light and dark themes alike
 MAX_CELLS = 160
+MAX_GRID_CELLS = 160_000  # the all-layers-and-heads thumbnail grid: about 0.8 MB of float32 cells
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=14)
 # The process-wide default template, set once: passing a template in each figure's layout makes plotly
 # validate the whole template again (~100 ms a figure), which a chart redrawn after every streamed token pays
@@ -68,24 +69,39 @@ def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
     return fig
 
 
+def block_spans(n: int, max_cells: int = MAX_CELLS) -> list[tuple[int, int]]:
+    """Consecutive [start, end) blocks of equal size (the last may be shorter) covering n, at most max_cells."""
+    step = int(np.ceil(n / max_cells)) if n else 1
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def block_means(array: np.ndarray, max_cells: int = MAX_CELLS) -> np.ndarray:
+    """The last two axes averaged in blocks (`block_spans`) so that neither exceeds max_cells; any leading axes
+    (layers, heads) are kept. Vectorised: a Python loop over 160 x 160 blocks took most of a long input's view."""
+    array = np.asarray(array, dtype=np.float32)
+    rows, cols = array.shape[-2:]
+    if rows <= max_cells and cols <= max_cells:
+        return array
+    row_spans, col_spans = block_spans(rows, max_cells), block_spans(cols, max_cells)
+    row_starts, col_starts = [a for a, _ in row_spans], [c for c, _ in col_spans]
+    sums = np.add.reduceat(np.add.reduceat(array.astype(np.float64), row_starts, axis=-2), col_starts, axis=-1)
+    counts = np.outer([b - a for a, b in row_spans], [d - c for c, d in col_spans])
+    return (sums / counts).astype(np.float32)  # a block holding a NaN (a masked cell) stays NaN, as its mean
+
+
+def block_names(labels: Sequence[str], spans: list[tuple[int, int]]) -> list[str]:
+    """A block's label: the token's own label for a single token, else the range of positions "12-18"."""
+    return [labels[a] if b - a == 1 else f"{a}-{b - 1}" for a, b in spans]
+
+
 def downsample(matrix: np.ndarray, labels_y: list[str], labels_x: list[str], max_cells: int = MAX_CELLS):
     """Average blocks of rows/columns so that neither side exceeds max_cells; labels name the block range."""
     matrix = np.asarray(matrix, dtype=np.float32)
-
-    def blocks(n):
-        step = int(np.ceil(n / max_cells))
-        return [(i, min(i + step, n)) for i in range(0, n, step)]
-
     rows, cols = matrix.shape
     if rows <= max_cells and cols <= max_cells:
         return matrix, labels_y, labels_x
-    row_blocks, col_blocks = blocks(rows), blocks(cols)
-    reduced = np.array([[matrix[a:b, c:d].mean() for c, d in col_blocks] for a, b in row_blocks])
-
-    def names(labels, spans):
-        return [labels[a] if b - a == 1 else f"{a}-{b - 1}" for a, b in spans]
-
-    return reduced, names(labels_y, row_blocks), names(labels_x, col_blocks)
+    return (block_means(matrix, max_cells), block_names(labels_y, block_spans(rows, max_cells)),
+            block_names(labels_x, block_spans(cols, max_cells)))
 
 
 def heatmap(matrix, y_labels: Sequence[str], x_labels: Sequence[str], title: str, *, x_title: str = "",
@@ -149,14 +165,16 @@ def grid_of_heatmaps(matrices: np.ndarray, row_names: Sequence[str], col_names: 
     the axes at the tiles' centres.
     """
     R, C = matrices.shape[:2]
-    tiles = [[downsample(matrices[r, c], [""] * matrices.shape[2], [""] * matrices.shape[3], 48)[0]
-              for c in range(C)] for r in range(R)]
-    height, width = np.asarray(tiles[0][0]).shape
+    # Each tile gets at most 48 cells a side, fewer when there are many tiles, so that the whole picture stays
+    # near MAX_GRID_CELLS (BERT-base's 144 tiles of 512 tokens: 33 a side, about 160k cells in all).
+    side = int(min(48, max(8, np.sqrt(MAX_GRID_CELLS / (R * C)))))
+    tiles = block_means(matrices, side)  # (R, C, h, w)
+    height, width = tiles.shape[-2:]
     canvas = np.full((R * (height + 1) - 1, C * (width + 1) - 1), np.nan, dtype=np.float32)
     for r in range(R):
         for c in range(C):
             top, left = r * (height + 1), c * (width + 1)
-            canvas[top:top + height, left:left + width] = tiles[r][c]
+            canvas[top:top + height, left:left + width] = tiles[r, c]
     fig = go.Figure(go.Heatmap(z=canvas, colorscale=MAGNITUDE, zmin=0, zmax=1, showscale=False, hoverongaps=False,
                                hovertemplate="%{z:.2f}<extra></extra>"))
     # The tiles' centres as tick values: a click on the page finds its tile as the nearest tick (lecture.PAGE_JS).

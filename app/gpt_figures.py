@@ -19,7 +19,9 @@ from app import figures
 
 def square_height(n: int) -> int:
     """Enough height that every token label of an n x n map is printed (plotly skips labels when crowded)."""
-    return max(420, 22 * n + 170)
+    # Past 64 tokens the labels no longer fit a slide anyway (and past figures.MAX_CELLS the map shows blocks):
+    # the height stops growing there, so a 1024-token map is not a 22,000-pixel page.
+    return max(420, 22 * min(n, 64) + 170)
 
 
 BINARY = [[0.0, "#f2f2f2"], [0.5, "#f2f2f2"], [0.5, figures.BASE], [1.0, figures.BASE]]

@@ -8,7 +8,6 @@ history browsable); causal attention with the "can see" table; per-token surpris
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -20,8 +19,10 @@ from app import export, inputs, lecture
 from app import figures
 from app import gpt_figures as gfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker, note_and_file, plot_rows, step_controls)
+                            model_note, model_picker, note_and_file, plot_rows, served_from_cache,
+                            step_controls)
 from app.models import MODELS, PRESETS
+from app.result_cache import ResultCache, model_serial
 from core import generate
 from core import gpt_analysis
 from core.hub import REVISION_SEPARATOR
@@ -38,7 +39,10 @@ MAX_TEMPERATURE = 5.0
 MAX_TOP_K = 100
 MAX_SEED = 2**31 - 1
 NUM_CANDIDATES = 10
-MAX_VIEW_TOKENS = 64  # attention / surprisal / logit lens: more would not be readable on a slide
+MAX_VIEW_TOKENS = 64  # surprisal / logit lens: more would not be readable on a slide
+# The attention view reads the whole context (GPT-2: 1024 tokens); beyond figures.MAX_CELLS tokens the picture
+# and the download average blocks of tokens, the model still reads every one.
+ATTENTION_VIEW_TOKENS = 1 << 20
 MAX_STEPS = 200  # step-mode history kept per session
 # Pythia's public training checkpoints (Biderman et al., 2023), one Hub branch each: step 0, the log-spaced early
 # steps 1, 2, 4 ... 512, then every 1000 steps up to the final 143000 (154 in all).
@@ -108,9 +112,10 @@ class Prompt:
     note: str  # "" or a sentence saying what was cut
 
 
-def encoded(tokenizer, prompt) -> tuple[str, list[int]]:
-    """The cleaned prompt and its ids; an empty prompt, or one with no tokens, is refused."""
-    typed = inputs.text(prompt, "prompt")
+def encoded(tokenizer, prompt, context: int = 0) -> tuple[str, list[int]]:
+    """The cleaned prompt and its ids; an empty prompt, or one with no tokens, is refused. The text cap follows
+    the model's `context` in tokens (inputs.context_chars)."""
+    typed = inputs.text(prompt, "prompt", max_chars=inputs.context_chars(context))
     ids = tokenizer.encode(typed)
     if not ids:
         raise gr.Error("The prompt has no tokens: type a sentence first.")
@@ -120,7 +125,7 @@ def encoded(tokenizer, prompt) -> tuple[str, list[int]]:
 def prompt_ids(tokenizer, model, prompt) -> Prompt:
     """The prompt for writing: one that fills the model's context keeps only its last half-context of tokens,
     so that the model reads the most recent text and still has room to write."""
-    typed, ids = encoded(tokenizer, prompt)
+    typed, ids = encoded(tokenizer, prompt, model.config.max_length)
     limit = model.config.max_length
     if len(ids) < limit:
         return Prompt(typed, typed, ids, "")
@@ -130,11 +135,12 @@ def prompt_ids(tokenizer, model, prompt) -> Prompt:
     return Prompt(typed, "…" + tokenizer.decode(ids[-keep:]), ids[-keep:], note)
 
 
-def view_tokens(loaded, prompt) -> tuple[list[int], list[str], str]:
-    """Ids and readable texts of a prompt for the analysis views, cut to its first MAX_VIEW_TOKENS (or the
+def view_tokens(loaded, prompt, most: int = MAX_VIEW_TOKENS) -> tuple[list[int], list[str], str]:
+    """Ids and readable texts of a prompt for the analysis views, cut to its first `most` tokens (or the
     model's maximum, if smaller) with a note."""
-    _, ids = encoded(loaded.tokenizer, prompt)
-    limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_length)
+    context = loaded.model.config.max_length  # a rotary model has no position table: its context length
+    _, ids = encoded(loaded.tokenizer, prompt, context)
+    limit = min(most, context)
     note = ""
     if len(ids) > limit:
         note = f"✂️ Showing the first {limit} of {len(ids):,} tokens."
@@ -377,15 +383,17 @@ def layer_head(model, layer, head) -> tuple[int, int, str]:
     return layer_n, head_n, note
 
 
-@functools.lru_cache(maxsize=4)
-def _attention_maps(model, ids: tuple[int, ...]) -> np.ndarray:
-    return gpt_analysis.attention_maps(model, list(ids)).numpy()
+# Forward passes kept for the attention view's sliders, bounded by bytes: GPT-2's maps of a whole 1024-token
+# context take 604 MB (12 layers x 12 heads x 1024 x 1024 floats), four small prompts' a few MB.
+ATTENTION_MAPS = ResultCache(640_000_000)
 
 
 def attention_maps(model, ids) -> np.ndarray:
     """Every layer's attention (L, nh, T, T), cached per (model, ids): moving the layer or head slider, or
     switching the head average, redraws from one forward pass. The array is shared: read it, never write."""
-    return _attention_maps(model, tuple(ids))
+    key = (model_serial(model), tuple(ids))
+    return ATTENTION_MAPS.get_or_compute(key, lambda: gpt_analysis.attention_maps(model, list(ids)).numpy(),
+                                         size=lambda maps: maps.nbytes)
 
 
 def pick_head(maps: np.ndarray, layer: int, head: int, average: bool = False) -> np.ndarray:
@@ -438,11 +446,11 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False, genera
     'can see' table. After a generation from the same model and prompt (`generated`: the Generate view's
     state), the tokens it wrote are shown too, unless `include_generated` is off."""
     loaded, note = load(choice, custom)
-    ids, tokens, cut = view_tokens(loaded, prompt)
+    ids, tokens, cut = view_tokens(loaded, prompt, ATTENTION_VIEW_TOKENS)
     prompt_ids, new_ids = written_ids(loaded, prompt, generated) if include_generated else ([], [])
     written_from, written = None, ""
     if new_ids:
-        limit = min(MAX_VIEW_TOKENS, loaded.model.config.max_length)
+        limit = loaded.model.config.max_length
         ids = (prompt_ids + new_ids)[:limit]
         tokens = [token_text(loaded.tokenizer, i) for i in ids]
         written_from = len(prompt_ids)
@@ -462,10 +470,17 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False, genera
     table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
     shares = gpt_analysis.first_token_share(maps).numpy() if len(ids) > 1 else np.zeros((0, 0))
     sink = sink_note(shares, tokens[0]) if shares.size else ""
+    # The download holds what the figures draw: past figures.MAX_CELLS tokens, block averages named by range.
     data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
-                average_over_heads=average, attention=matrix, can_see=visible.astype(int),
-                written_from=written_from, first_token_share=shares, heads_parked_on_first_token=int(
-                    (shares > SINK_SHARE).sum()))
+                average_over_heads=average, attention=figures.block_means(matrix),
+                can_see=figures.block_means(visible).round(3) if len(ids) > figures.MAX_CELLS else visible.astype(int),
+                written_from=written_from, first_token_share=shares,
+                heads_parked_on_first_token=int((shares > SINK_SHARE).sum()))
+    if len(ids) > figures.MAX_CELLS:
+        spans = figures.block_spans(len(ids))
+        data["blocks"] = [f"{a}-{b - 1}" for a, b in spans]
+        cut = join_notes(cut, f"{len(ids)} tokens: the maps and the download average blocks of {spans[0][1]} tokens "
+                              f"({len(spans)} a side); the model read every token.")
     return (attention, table, with_note(loaded, note, cut, clamp, written, sink),
             export.json_file(data, "gpt-attention"))
 
@@ -647,28 +662,31 @@ def build() -> lecture.Shared:
     model_inputs = [choice, custom, prompt]
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
     # A streamed generation holds its worker for seconds: it runs in its own group (STREAMS), beside the views.
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (gpt_step, gpt_attention, gpt_surprisal, gpt_logit_lens)}
     run = go_button.click(gpt_generate, [*model_inputs, max_new, temperature, top_k, top_p, seed, greedy, pace],
                           [out_text, out_bars, out_status, out_note, out_file, out_coloured, generated,
                            generated_browse], api_name="gpt_generate", **STREAMS)
     generated_browse.release(gpt_step_view, [generated_browse, generated], [out_bars, out_status],
                              api_name="gpt_generate_browse", api_visibility="private")
     stop_button.click(stopped, out_status, out_status, cancels=[run], api_visibility="private", queue=False)
-    step_button.click(gpt_step, [*model_inputs, *sampling_inputs, history],
+    step_button.click(served["gpt_step"], [*model_inputs, *sampling_inputs, history],
                       [step_text, step_bars, history, browse, step_status, step_note], api_name="gpt_step", **VIEWS)
     browse.release(gpt_step_view, [browse, history], [step_bars, step_status], api_name="gpt_step_view")
     reset_button.click(gpt_step_reset, [prompt], [step_text, step_bars, history, browse, step_status, step_note],
                        api_name="gpt_step_reset")
     step_export.click(gpt_step_export, [history], [step_file], api_name="gpt_step_export")
     attention_inputs = [*model_inputs, layer, head, average, generated, include_generated]
-    attention_button.click(gpt_attention, attention_inputs,
+    attention_button.click(served["gpt_attention"], attention_inputs,
                            [attention_plot, can_see_plot, attention_note, attention_file], api_name="gpt_attention",
                            **VIEWS)
-    lecture.live([layer, head, average, include_generated], gpt_attention, attention_inputs,
+    lecture.live([layer, head, average, include_generated], served["gpt_attention"], attention_inputs,
                  [attention_plot, can_see_plot, attention_note, attention_file])
-    surprisal_button.click(gpt_surprisal, model_inputs,
+    surprisal_button.click(served["gpt_surprisal"], model_inputs,
                            [surprisal_text, surprisal_plot, surprisal_summary, surprisal_note, surprisal_file],
                            api_name="gpt_surprisal", **VIEWS)
-    lens_button.click(gpt_logit_lens, model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens",
+    lens_button.click(served["gpt_logit_lens"], model_inputs, [lens_plot, lens_note, lens_file], api_name="gpt_logit_lens",
                       **VIEWS)
     pythia_step.input(pythia_checkpoint, pythia_step, [choice, custom], api_visibility="private").then(
         shape_sliders, [choice, custom], [layer, head], api_visibility="private")

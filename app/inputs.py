@@ -15,6 +15,11 @@ import unicodedata
 import gradio as gr
 
 MAX_TEXT_CHARS = 2000
+# A model's text cap follows its context: enough characters for every token it reads (English runs at about 4-5
+# characters a token in BPE and WordPiece; 8 leaves room for long words), never under MAX_TEXT_CHARS and never
+# over MAX_CONTEXT_CHARS, so a paste is still refused before it is tokenized. GPT-2's 1024 tokens: 8,192.
+CHARS_PER_TOKEN = 8
+MAX_CONTEXT_CHARS = 16_384
 MAX_LIST_ITEMS = 32
 
 
@@ -30,6 +35,11 @@ def text(value, name: str = "text", max_chars: int = MAX_TEXT_CHARS, allow_empty
     if not cleaned.strip() and not allow_empty:
         raise gr.Error(f"The {name} is empty: type a sentence first.")
     return cleaned.strip()
+
+
+def context_chars(max_positions: int) -> int:
+    """The text cap, in characters, for a model that reads at most `max_positions` tokens."""
+    return min(MAX_CONTEXT_CHARS, max(MAX_TEXT_CHARS, CHARS_PER_TOKEN * int(max_positions or 0)))
 
 
 def number(value, name: str, low: float, high: float, default: float) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from app.components import VIEWS
+from app.inputs import MAX_CONTEXT_CHARS
 
 # ----- live controls --------------------------------------------------------------------------------------------
 
@@ -78,7 +79,7 @@ class Shared:
 
 # ----- shareable links ------------------------------------------------------------------------------------------
 
-MAX_LINK_TEXT = 2000  # characters of one shared text field; the handlers cap text at the same length
+MAX_LINK_TEXT = MAX_CONTEXT_CHARS  # characters of one shared text field: the longest text a handler takes
 
 
 def link_query(tab: str, presenter: bool, names: list[str], values: list) -> str:

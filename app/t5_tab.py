@@ -23,7 +23,8 @@ from app import export, figures, inputs
 from app import gpt_figures as gfig
 from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, STREAMS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker, note_and_file, plot_rows, step_controls)
+                            model_note, model_picker, note_and_file, plot_rows, served_from_cache,
+                            step_controls)
 from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
 from app.lecture import live
 from app.models import MODELS, PRESETS
@@ -611,12 +612,15 @@ def build() -> None:
     sampling_inputs = [temperature, top_k, top_p, seed, greedy]
     view_inputs = [layer, head, average]
     write_outputs = [out_text, out_bars, out_self_row, out_cross_row, out_grid, out_status, out_note, out_file]
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (t5_step, t5_attention, t5_span_corruption)}
     run = go_button.click(t5_generate, [*model_inputs, max_new, *sampling_inputs, *view_inputs], write_outputs,
                           api_name="t5_generate", **STREAMS)
     stop_button.click(None, None, None, cancels=[run], api_visibility="private")
     step_outputs = [step_text, step_bars_plot, step_self_row, step_cross_row, step_grid, history, browse,
                     step_status, step_note]
-    step_button.click(t5_step, [*model_inputs, *sampling_inputs, *view_inputs, history], step_outputs,
+    step_button.click(served["t5_step"], [*model_inputs, *sampling_inputs, *view_inputs, history], step_outputs,
                       api_name="t5_step", **VIEWS)
     browse.release(t5_step_view, [browse, *view_inputs, history],
                    [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status], api_name="t5_step_view")
@@ -626,12 +630,12 @@ def build() -> None:
          [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status])
     reset_button.click(t5_step_reset, [text], step_outputs, api_name="t5_step_reset")
     step_export.click(t5_step_export, [history], [step_file], api_name="t5_step_export")
-    attention_button.click(t5_attention, [*model_inputs, attention_output, *view_inputs],
+    attention_button.click(served["t5_attention"], [*model_inputs, attention_output, *view_inputs],
                            [encoder_plot, decoder_plot, cross_plot, attention_summary, attention_note,
                             attention_file], api_name="t5_attention", **VIEWS)
     live(view_inputs, t5_attention_redraw, [*model_inputs, attention_output, *view_inputs, attention_summary],
          [encoder_plot, decoder_plot, cross_plot, attention_summary, attention_note, attention_file])
-    span_button.click(t5_span_corruption, [choice, custom, sentence, span_seed],
+    span_button.click(served["t5_span_corruption"], [choice, custom, sentence, span_seed],
                       [span_input, span_summary, span_table, span_note, span_file], api_name="t5_span_corruption",
                       **VIEWS)
     task_button.click(t5_task, [choice, custom, task], [text], api_name="t5_task")

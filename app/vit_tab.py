@@ -17,7 +17,7 @@ import torch
 
 from app import inputs
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, API_MAX_POSITIONS, VIEWS, fit_on_open, get_model, handler,
-                            model_note, model_picker)
+                            model_note, model_picker, served_from_cache)
 from app.export import json_file
 from app.figures import bars, message_figure
 from app.models import Loaded
@@ -375,13 +375,16 @@ def build() -> Shared:
         positions_file = gr.File(label="Download the numbers (JSON)")
 
     common = [image, model, custom]
-    patches_btn.click(vit_patches, common, [grid_picture, strip, shapes, note], api_name="vit_patches", **VIEWS)
+    # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
+    served = {function.__name__: served_from_cache(function, FAMILY) for function in
+              (vit_patches, vit_attention, vit_rollout, vit_classify, vit_positions)}
+    patches_btn.click(served["vit_patches"], common, [grid_picture, strip, shapes, note], api_name="vit_patches", **VIEWS)
     attention_inputs = [*common, layer, head, patch]
     attention_outputs = [cls_plot, heads_plot, patch_plot, note, attention_file]
-    attention_btn.click(vit_attention, attention_inputs, attention_outputs, api_name="vit_attention", **VIEWS)
-    live([layer, head, patch], vit_attention, attention_inputs, attention_outputs)
-    live([fusion, discard], vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file])
-    rollout_event = rollout_btn.click(vit_rollout, [*common, fusion, discard], [rollout_plot, note, rollout_file],
+    attention_btn.click(served["vit_attention"], attention_inputs, attention_outputs, api_name="vit_attention", **VIEWS)
+    live([layer, head, patch], served["vit_attention"], attention_inputs, attention_outputs)
+    live([fusion, discard], served["vit_rollout"], [*common, fusion, discard], [rollout_plot, note, rollout_file])
+    rollout_event = rollout_btn.click(served["vit_rollout"], [*common, fusion, discard], [rollout_plot, note, rollout_file],
                                       api_name="vit_rollout", **VIEWS)
     relevance_outputs = [relevance_plot, note, relevance_file]
     # The relevance follows the rollout when switched on; its own endpoint serves the API.
@@ -395,8 +398,8 @@ def build() -> Shared:
     show_relevance.change(lambda shown: (gr.update(visible=shown), gr.update(visible=shown),
                                          gr.update(visible=shown)), show_relevance,
                           [relevance_plot, relevance_file, target], api_visibility="private", queue=False)
-    classify_btn.click(vit_classify, common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)
-    positions_btn.click(vit_positions, common, [similarity_plot, distance_plot, note, positions_file],
+    classify_btn.click(served["vit_classify"], common, [classes_plot, note, classes_file], api_name="vit_classify", **VIEWS)
+    positions_btn.click(served["vit_positions"], common, [similarity_plot, distance_plot, note, positions_file],
                         api_name="vit_positions", **VIEWS)
     # A click on a patch answers where it was clicked: the grid shows that patch's attention in place (and the
     # Attention view follows, for the full figures).

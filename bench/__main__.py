@@ -4,8 +4,10 @@ Real-size models (GPT-2 small, BERT-base, ViT-B/16, CLIP ViT-B/32, T5-small) are
 random weights: no download. The two sides run alternately and medians are reported, because the machine is shared
 and noisy. The load-peak rows load GPT-2 and BERT, each in a fresh process, and compare its peak resident memory
 with the weights' bytes. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app`
-leaves out the app-level figures; `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
-run); `--large` only gpt2-xl and Qwen2.5-0.5B as the app holds them (bf16), against fp32. Needs the test dependencies (transformers is the reference).
+leaves out the app-level figures; `--long` measures only the long inputs (BERT-base at 512 tokens, GPT-2 at 1024,
+attention views, request to result); `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
+run); `--large` only gpt2-xl and Qwen2.5-0.5B as the app holds them (bf16), against fp32. Needs the test
+dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -294,6 +296,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per side (default 5, quick 1)")
     parser.add_argument("--skip-app", action="store_true", help="leave out the app-level figures")
     parser.add_argument("--learn", action="store_true", help="only the Learn tab's live trainers (bench/learn_bench.py)")
+    parser.add_argument("--long", action="store_true",
+                        help="only the long-input rows: BERT-base at 512 tokens, GPT-2 at 1024, attention views")
     parser.add_argument("--large", action="store_true",
                         help="only the largest presets as the app holds them, in bf16 (bench/large_bench.py)")
     args = parser.parse_args(argv)
@@ -310,6 +314,12 @@ def main(argv=None) -> int:
         from bench.large_bench import bench_large
 
         print_table(bench_large(Row, args.quick))
+        return 0
+    if args.long:
+        from bench.app_bench import bench_long_inputs
+
+        with tempfile.TemporaryDirectory() as tmp:
+            print_table(bench_long_inputs(Path(tmp), reps, args.quick))
         return 0
     cfgs = configs(args.quick)
     rows: list[Row] = []

@@ -247,9 +247,9 @@ def test_a_prompt_longer_than_the_context_keeps_its_last_half_context_with_a_not
 def test_views_of_a_long_prompt_show_its_first_tokens_with_a_note():
     prompt, ids, limit = long_prompt()
     shown = min(gpt_tab.MAX_VIEW_TOKENS, limit)
-    attention, _, note, _ = gpt_tab.gpt_attention(MODEL, "", prompt, 1, 1)
-    assert np.array(attention.data[0].z).shape == (shown, shown)
-    assert f"first {shown} of {len(ids):,} tokens" in note
+    attention, _, note, _ = gpt_tab.gpt_attention(MODEL, "", prompt, 1, 1)  # the whole context
+    assert np.array(attention.data[0].z).shape == (limit, limit)
+    assert f"first {limit} of {len(ids):,} tokens" in note
     highlighted, _, _, note, _ = gpt_tab.gpt_surprisal(MODEL, "", prompt)
     assert len(highlighted) == shown and "first" in note
 

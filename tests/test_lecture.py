@@ -22,15 +22,16 @@ STAR = default_image("shape-blue-star.png")
 
 
 def count_forwards(monkeypatch, model) -> list:
+    """Passes through the model's blocks: `encode` runs once per forward, and alone where a view needs no head."""
     calls = []
-    original = model.forward
-    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = model.encode
+    monkeypatch.setattr(model, "encode", lambda *a, **k: calls.append(1) or original(*a, **k))
     return calls
 
 
 def test_bert_attention_sliders_and_switches_reuse_one_forward(monkeypatch):
     loaded, _ = get_model("bert", BERT, "")
-    bert_tab._forward.cache_clear()
+    bert_tab._attentions.cache_clear()
     calls = count_forwards(monkeypatch, loaded.model)
     first = bert_tab.compute_attention(loaded, bert_tab.DEFAULT_TEXT, "", 1, 1)
     second = bert_tab.compute_attention(loaded, bert_tab.DEFAULT_TEXT, "", 2, 2, True, False)
@@ -52,7 +53,7 @@ def test_bert_top_k_reuses_the_masked_forward(monkeypatch):
 
 
 def test_gpt_and_compare_attention_reuse_one_forward_per_model(monkeypatch):
-    gpt_tab._attention_maps.cache_clear()
+    gpt_tab.ATTENTION_MAPS.clear()
     gpt, _ = get_model("gpt", GPT, "")
     bert, _ = get_model("bert", BERT, "")
     gpt_calls, bert_calls = count_forwards(monkeypatch, gpt.model), count_forwards(monkeypatch, bert.model)
@@ -131,7 +132,7 @@ def test_link_query_keeps_the_open_tabs_inputs_only():
     parsed = parse_qs(query[1:])
     assert query.startswith("?") and parsed == {"tab": ["gpt"], "presenter": ["1"], "gpt.prompt": ["the dog"],
                                                 "gpt.model": ["tiny-gpt (embedded)"]}
-    long = lecture.link_query("gpt", False, ["gpt.prompt"], ["x" * 5000])
+    long = lecture.link_query("gpt", False, ["gpt.prompt"], ["x" * (lecture.MAX_LINK_TEXT + 3000)])
     assert len(parse_qs(long[1:])["gpt.prompt"][0]) == lecture.MAX_LINK_TEXT
 
 
@@ -143,7 +144,7 @@ def test_restored_values_accept_known_choices_and_text_only():
     tabs, chosen, typed = lecture.restored_values({"tab": "gpt", "gpt.model": "b", "gpt.prompt": "hi"},
                                                   ["bert", "gpt"], names, [model, prompt])
     assert tabs.selected == "gpt" and chosen == "b" and typed == "hi"
-    skipped = lecture.restored_values({"tab": "nope", "gpt.model": "zzz", "gpt.prompt": "y" * 5000},
+    skipped = lecture.restored_values({"tab": "nope", "gpt.model": "zzz", "gpt.prompt": "y" * (lecture.MAX_LINK_TEXT + 1)},
                                       ["bert", "gpt"], names, [model, prompt])
     assert all(value == gr.skip() for value in skipped)
     assert lecture.restored_values({}, ["gpt"], names, [model, prompt]) == [gr.skip()] * 3

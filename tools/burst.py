@@ -1,0 +1,158 @@
+"""Lecture burst: N warmed clients press the same button at the same moment; p50/p95 against the model-free floor.
+
+    python -m tools.burst [--users 30] [--rounds 1] [--url URL] [--endpoints bert_attention,gpt_step,...]
+
+Thirty students click the same default example within a second. Every client is created and used once before
+the burst (its session and connection exist, the models are loaded by another view of their tab, so that the
+default view's own result is not computed yet), then a barrier releases all of them at once, endpoint after
+endpoint. The floor is `/gpt_step_reset`, which runs no model: what the clients and Gradio themselves cost on
+this machine; it is measured first and last in the same run, and each endpoint's p95 is divided by their mean.
+The server's own CPU seconds per burst are printed too (Linux): on a busy shared machine they compare two
+versions where wall times cannot.
+Without --url the app is started offline with the embedded models; `--real-size` serves random-weight models of
+real size (BERT-base, GPT-2 small, ViT-B/16, CLIP B/32) under the presets' repo ids, as `python -m bench` does.
+Exit status 1 when any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.app_bench import HUB_PRESETS, fake_hub_cache, free_port, random_models, start_app, with_model
+from tools.load_test import quantile
+
+FLOOR = "gpt_step_reset"
+# Each family's default view, and a view of the same tab that loads the same model without computing it.
+DEFAULT_VIEWS = {"bert_attention": "bert_tokenize", "gpt_step": "gpt_surprisal", "vit_rollout": "vit_patches",
+                 "clip_zero_shot": "clip_search", "t5_step": "t5_span_corruption", "t5_attention": "t5_span_corruption"}
+FAMILIES = {"bert_attention": "bert", "gpt_step": "gpt2", "vit_rollout": "vit", "clip_zero_shot": "clip"}
+TARGET_RATIO = 1.5
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds the server process has used so far (Linux /proc), NaN when unknown. On a busy
+    shared machine, wall times stretch with everyone's load; the server's own CPU per burst does not."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list[float], list[str]]:
+    """Every client submits `name` at the same moment (a barrier); each one's seconds to the result."""
+    barrier = threading.Barrier(len(clients))
+    seconds: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(client):
+        barrier.wait()
+        start = time.perf_counter()
+        try:
+            client.submit(api_name=f"/{name}", **kwargs).result(timeout=timeout)
+            with lock:
+                seconds.append(time.perf_counter() - start)
+        except Exception as error:  # a failure is a result to report
+            with lock:
+                errors.append(f"{type(error).__name__}: {str(error)[:120]}")
+
+    threads = [threading.Thread(target=one, args=(client,), daemon=True) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 30)
+    return sorted(seconds), errors
+
+
+def run(url: str, users: int, endpoints: list[str], rounds: int = 1, real_size: bool = False,
+        server_pid: int | None = None) -> list[dict]:
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False) for _ in range(users)]
+    for client in clients:  # warm: a session, a connection, and one answered request each
+        client.predict(api_name=f"/{FLOOR}")
+    options = {}
+    for name in endpoints:
+        options[name] = with_model(clients[0], name, HUB_PRESETS[FAMILIES[name]]) if real_size else {}
+        loader = DEFAULT_VIEWS.get(name)
+        if loader:  # the model is loaded, the view's own result is not computed yet
+            loader_options = (with_model(clients[0], loader, HUB_PRESETS[FAMILIES[name]]) if real_size else {})
+            clients[0].predict(api_name=f"/{loader}", **loader_options)
+    rows = []
+
+    def burst(name: str, kwargs: dict, round_number: int) -> None:
+        before = cpu_seconds(server_pid)
+        seconds, errors = fire(clients, name, kwargs)
+        rows.append({"endpoint": name, "round": round_number, "seconds": seconds, "errors": errors,
+                     "server_cpu": cpu_seconds(server_pid) - before})
+
+    burst(FLOOR, {}, 0)
+    for round_number in range(1, rounds + 1):
+        for name in endpoints:
+            burst(name, options[name], round_number)
+    burst(FLOOR, {}, 0)
+    rows[0]["endpoint"], rows[-1]["endpoint"] = f"{FLOOR} (floor, first)", f"{FLOOR} (floor, last)"
+    floor_p95 = (quantile(rows[0]["seconds"], 0.95) + quantile(rows[-1]["seconds"], 0.95)) / 2
+    for row in rows:
+        row["p50"] = quantile(row["seconds"], 0.50)
+        row["p95"] = quantile(row["seconds"], 0.95)
+        row["ratio"] = row["p95"] / floor_p95
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="bursts per endpoint; the first meets an empty result cache, later ones a filled one")
+    parser.add_argument("--url", default=None, help="an app already running")
+    parser.add_argument("--server-pid", type=int, default=None,
+                        help="with --url: the server's process id, to report its CPU seconds per burst")
+    parser.add_argument("--endpoints", default=",".join(DEFAULT_VIEWS))
+    parser.add_argument("--real-size", action="store_true",
+                        help="random-weight models of real size for bert_attention, gpt_step, vit_rollout, clip_zero_shot")
+    args = parser.parse_args(argv)
+    endpoints = [name.strip().lstrip("/") for name in args.endpoints.split(",") if name.strip()]
+    if args.real_size:
+        endpoints = [name for name in endpoints if name in FAMILIES]
+    process, url, pid = None, args.url, args.server_pid
+    scratch = Path(tempfile.mkdtemp(prefix="burst-"))
+    try:
+        if url is None:
+            extra = {"GRADIO_TEMP_DIR": str(scratch / "gradio")}
+            if args.real_size:
+                folders = random_models(scratch / "models", tuple(FAMILIES[name] for name in endpoints))
+                extra["HF_HUB_CACHE"] = str(fake_hub_cache(scratch / "hub", folders))
+            port = free_port()
+            process, _ = start_app(port, **extra)
+            url, pid = f"http://127.0.0.1:{port}/", process.pid
+        rows = run(url, args.users, endpoints, args.rounds, args.real_size, pid)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"{args.users} clients at once; ratio = p95 / mean p95 of the floor (/{FLOOR}, first and last)")
+    print(f"{'endpoint':<34} {'round':>5} {'p50 s':>7} {'p95 s':>7} {'ratio':>6} {'server CPU s':>12}  "
+          f"target <= {TARGET_RATIO:g}x")
+    failed = False
+    for row in rows:
+        met = "" if row["round"] == 0 else ("met" if row["ratio"] <= TARGET_RATIO else "MISSED")
+        print(f"{row['endpoint']:<34} {row['round']:>5} {row['p50']:7.2f} {row['p95']:7.2f} {row['ratio']:6.2f} "
+              f"{row['server_cpu']:12.2f}  {met}"
+              + (f"  {len(row['errors'])} failed: {row['errors'][0]}" if row["errors"] else ""))
+        failed = failed or bool(row["errors"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
