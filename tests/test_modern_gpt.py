@@ -145,8 +145,11 @@ def test_a_long_prompt_is_not_cut_to_zero_for_a_model_without_learned_positions(
     # Rotary models have no position table (max_positions 0): their limit is the context they were trained for.
     text, *_ = list(gpt_tab.gpt_generate(GPT_EMBEDDED, REPOS["qwen2"], PROMPT, 2, 1.0, 0, 1.0, 0, True))[-1]
     assert text.startswith(PROMPT)
-    _, _, note, path = gpt_tab.gpt_attention(GPT_EMBEDDED, REPOS["qwen2"], " ".join(["the keys"] * 60), 1, 1, False)
-    assert len(read_json(path)["ids"]) == gpt_tab.MAX_VIEW_TOKENS and "first 64" in note
+    long_prompt = " ".join(["the keys"] * 60)  # 120 tokens, within the model's context
+    _, _, note, path = gpt_tab.gpt_attention(GPT_EMBEDDED, REPOS["qwen2"], long_prompt, 1, 1, False)
+    assert len(read_json(path)["ids"]) == 120 and "first" not in note  # the attention view reads the whole context
+    ids, _, note = gpt_tab.view_tokens(gpt_tab.load(GPT_EMBEDDED, REPOS["qwen2"])[0], long_prompt)
+    assert len(ids) == gpt_tab.MAX_VIEW_TOKENS and "first 64" in note  # the per-token views stay readable
 
 
 # ----- Pythia's training checkpoints ------------------------------------------------------------------------------
