@@ -58,10 +58,15 @@ def test_vit_positions(client):
 
 def test_clip_zero_shot(client):
     plot, summary, note, path = _timed(client, handle_file(CIRCLE), CLIP, "", "circle, star, heart",
-                                       "a {label}", 30, api_name="/clip_zero_shot")
+                                       "a {label}", 30, False, api_name="/clip_zero_shot")
     data = _json(path)
     assert data["logit_scale"] == 30 and sum(data["probabilities"]) == pytest.approx(1, abs=1e-5)
     assert "Entropy" in summary
+    # Without the switch the API takes the page's default: the model's learned scale, whatever the slider says.
+    *_, path = client.predict(handle_file(CIRCLE), CLIP, "", "circle, star, heart", "a {label}", 30,
+                              api_name="/clip_zero_shot")
+    data = _json(path)
+    assert data["logit_scale"] == pytest.approx(data["learned_logit_scale"]) != 30
 
 
 def test_clip_contrastive(client):
