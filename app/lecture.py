@@ -293,8 +293,11 @@ footer { display: none !important; }
 
 body.presenter, body.presenter .gradio-container { font-size: 20px !important; }
 body.presenter .gradio-container { --text-md: 20px; --text-lg: 24px; --text-sm: 18px; --text-xs: 18px;
-  --body-text-color: #000; --block-label-text-size: 18px; --block-info-text-size: 17px;
+  --block-label-text-size: 18px; --block-info-text-size: 17px;
   --input-text-size: 20px; --section-header-text-size: 20px; --checkbox-label-text-size: 20px; }
+/* the darkest text of each theme, for contrast at the back of the hall (black on a dark theme would vanish) */
+body.presenter:not(.dark) .gradio-container { --body-text-color: #000; }
+body.presenter.dark .gradio-container { --body-text-color: #fff; }
 body.presenter .prose, body.presenter label, body.presenter button { font-size: 20px !important; }
 body.presenter textarea, body.presenter input, body.presenter .token, body.presenter .textfield,
 body.presenter [data-testid="block-info"], body.presenter [data-testid="block-label"],

@@ -3,7 +3,7 @@
     python -m tools.screenshots [--only bert,gpt] [--out screenshots/lecture]
 
 Four settings per tab: 1280x720 with presenter mode on (a screen share), 1024x768 (an old projector),
-390x844 (a phone) and dark mode at 1280x800. The app runs offline on a free local port; each tab's first
+390x844 (a phone), dark mode at 1280x800 and dark presenter mode at 1280x720. The app runs offline on a free local port; each tab's first
 button is pressed and the page is captured as the audience sees it (the viewport, not the full page), plus a
 full-page picture for reading the rest. Needs the test dependencies (playwright, Debian's chromium).
 """
@@ -25,6 +25,7 @@ SETTINGS = {
     "1024x768": dict(viewport=(1024, 768), query=""),
     "phone-390x844": dict(viewport=(390, 844), query=""),
     "dark-1280x800": dict(viewport=(1280, 800), query="?__theme=dark"),
+    "dark-presenter-1280x720": dict(viewport=(1280, 720), query="?__theme=dark&presenter=1"),
 }
 # Each model family's first view: its button, and the element that shows the result (the browser tests check
 # that both are above the fold in presenter mode).
