@@ -2,7 +2,7 @@
 
     python -m tools.screenshots [--only bert,gpt] [--out screenshots/lecture]
 
-Four settings per tab: 1280x720 with presenter mode on (a screen share), 1024x768 (an old projector),
+Five settings per tab: 1280x720 with presenter mode on (a screen share), 1024x768 (an old projector),
 390x844 (a phone), dark mode at 1280x800 and dark presenter mode at 1280x720. The app runs offline on a free local port; each tab's first
 button is pressed and the page is captured as the audience sees it (the viewport, not the full page), plus a
 full-page picture for reading the rest. Needs the test dependencies (playwright, Debian's chromium).
