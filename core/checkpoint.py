@@ -728,9 +728,7 @@ def _load_model(source, device, dtype, check_spec, max_bytes):
     del state
     model.folder = folder
     model.eval().requires_grad_(False)
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
-    return model
+    return model.to(device=device, dtype=dtype)  # the dtype is always decided by now (held_dtype)
 
 
 def save_model(model, folder, config_json: dict) -> None:
