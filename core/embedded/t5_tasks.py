@@ -209,11 +209,20 @@ class Pair:
     target: str
 
 
-def pairs(n: int, seed: int, split: str = "train") -> list[Pair]:
-    """`n` examples, alternating translation and span corruption, from `grammar.corpus(..., split)`.
+FREE_DENOISE_EVERY = 4  # one denoise example in 4 is a free-grammar sentence, the rest world sentences
 
-    Each sentence is used once, for one task; the seed also draws the spans."""
+
+def pairs(n: int, seed: int, split: str = "train") -> list[Pair]:
+    """`n` examples, alternating translation and span corruption.
+
+    Translation reads `grammar.corpus(..., split)`. Span corruption reads sentences of the toy world
+    (`world`), whose words follow from its facts, so the hidden words can be learnt; one denoise example in
+    FREE_DENOISE_EVERY is a free-grammar sentence instead, which keeps the model reading any sentence of the
+    language. Each free sentence is used once, for one task; the seed also draws the spans."""
+    from . import world
+
     sentences = grammar.corpus(n, seed, split=split)
+    world_sentences = iter(world.corpus(n // 2 + 1, seed, split))
     rng = random.Random(f"t5-spans-{seed}")
     out = []
     for i, sentence in enumerate(sentences):
@@ -221,6 +230,7 @@ def pairs(n: int, seed: int, split: str = "train") -> list[Pair]:
             t = translate(sentence)
             out.append(Pair("translate", t.source, t.toy))
         else:
-            c = corrupt(sentence, rng)
+            free = (i // 2) % FREE_DENOISE_EVERY == FREE_DENOISE_EVERY - 1
+            c = corrupt(sentence if free else next(world_sentences), rng)
             out.append(Pair("denoise", c.source, c.target))
     return out
