@@ -29,14 +29,17 @@ from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
 from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import t5_analysis
-from core.embedded import grammar, t5_tasks
+from core.embedded import grammar, t5_tasks, world
 from core.generate import generate, sampling_distribution
 
 TITLE = "T5"
 FAMILY = "t5"
 EMBEDDED = PRESETS[FAMILY][0].name
 DEFAULT_TEXT = "translate English to Toy: the small dog that the children like sees the red box ."
-DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
+# A held-out sentence of tiny-t5's toy world (`core.embedded.world`): its facts decide the hidden words, and
+# the model never trained on this sentence. The free one's words were drawn at random (many right answers).
+DEFAULT_SENTENCE = "every big brown farmer dances behind the new chair ."
+FREE_SENTENCE = "the keys to the old cabinet are on the table ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
@@ -467,26 +470,36 @@ def t5_span_corruption(choice, custom, sentence, seed):
         steps.append(summary)
     tokens = written_tokens(steps)
     spans = t5_analysis.sentinel_spans(tokens)
+    in_world = world.find(corruption.sentence)
+    reasons = world.explain(in_world, corruption.spans) if in_world else ["free sentence: many words fit"] * len(
+        corruption.spans)
     rows, infills = [], []
-    for k, hidden in enumerate(corruption.hidden):
+    for k, (hidden, reason) in enumerate(zip(corruption.hidden, reasons)):
         positions = spans.get(k, [])
         guess = loaded.tokenizer.decode([steps[p]["token_id"] for p in positions]).strip() if positions else ""
         probabilities = [steps[p]["model_probability"] for p in positions]
         joint = float(np.prod(probabilities)) if probabilities else 0.0
         rows.append([t5_tasks.sentinel(k), " ".join(hidden), guess or "(not written)",
                      ", ".join(f"{gfig.shown(steps[p]['token'])} {steps[p]['model_probability']:.2f}" for p in positions),
-                     round(joint, 4), "✓" if guess.split() == hidden else ""])
-        infills.append(dict(sentinel=t5_tasks.sentinel(k), hidden=hidden, infill=guess, probabilities=probabilities))
+                     round(joint, 4), "✓" if guess.split() == hidden else "", reason])
+        infills.append(dict(sentinel=t5_tasks.sentinel(k), hidden=hidden, infill=guess, probabilities=probabilities,
+                            decided_by=reason if in_world else None))
     shown_input = [(t, "sentinel" if t.strip().startswith("<extra_id_") else None) for t in input_tokens]
     written = loaded.tokenizer.decode([s["token_id"] for s in steps if s["finished"] != "eos"])
     summary = (f"**Encoder input:** `{source}`  \n**Target (what T5 learns to write):** `{corruption.target}`  \n"
                f"**The model wrote:** `{written}`  \n{sum(e - s for s, e in corruption.spans)} of {len(words)} "
                f"words hidden in {len(corruption.spans)} span(s), seed {seed}. Each sentinel stands for a whole "
-               "span, so the model also decides how many words to write back.")
-    table = dict(headers=["sentinel", "hidden words", "model's infill", "token probabilities", "joint p", "exact"],
-                 data=rows)
+               "span, so the model also decides how many words to write back.  \n")
+    if in_world:
+        summary += (f"**A sentence of tiny-t5's toy world**, where {world.description(in_world.noun)}: the world's "
+                    "facts decide the hidden words (last column), and span corruption is how the model learnt them.")
+    else:
+        summary += ("**A free sentence** of the toy grammar: its nouns, adjectives and verbs were drawn at random, so "
+                    "a hidden one has many right answers; the model can only keep the sentence grammatical.")
+    table = dict(headers=["sentinel", "hidden words", "model's infill", "token probabilities", "joint p", "exact",
+                          "what decides it"], data=rows)
     data = dict(model=loaded.name, sentence=corruption.sentence, spans=corruption.spans, input=source,
-                target=corruption.target, output=written, infills=infills)
+                target=corruption.target, output=written, infills=infills, world_sentence=in_world is not None)
     return (shown_input, summary, table, model_note(loaded, join_notes(note, cut)),
             export.json_file(data, "t5-span-corruption"))
 
@@ -534,7 +547,7 @@ EXPLAIN = """An **encoder-decoder** (T5: Raffel et al., 2020) has two towers. Th
 input at once, every token seeing every other; the **decoder** writes the output one token at a time, seeing
 only what it has written (causal), and in every layer it **cross-attends** to the encoder's tokens. Every
 task is text to text, named by a prefix. The embedded **tiny-t5** was trained here on two: `denoise:` (span
-corruption, T5's pre-training) and `translate English to Toy:`, an invented language where adjectives follow
+corruption, T5's pre-training, mostly on sentences of a small world of fixed facts) and `translate English to Toy:`, an invented language where adjectives follow
 their noun and the verb comes last — so watch its cross-attention jump around the input."""
 
 
@@ -596,10 +609,14 @@ def build() -> None:
             attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Span corruption", id="t5-spans"):
             gr.Markdown("T5's pre-training: about 15% of the words, in short spans, are replaced by sentinels "
-                        "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides.")
+                        "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides. "
+                        "tiny-t5 read sentences of a small toy world where every noun has fixed facts (every dog "
+                        "has one colour, one size, one habit and one place), so its infill there is confident; in "
+                        "a free sentence of the grammar a hidden word has many right answers.")
             with gr.Row():
                 sentence = gr.Textbox(DEFAULT_SENTENCE, label="Sentence", max_lines=2, scale=3)
                 span_seed = gr.Number(0, label="Seed (which spans)", precision=0, minimum=0, maximum=MAX_SEED, scale=1)
+            gr.Examples([[DEFAULT_SENTENCE], [FREE_SENTENCE]], [sentence], label="A world sentence, a free sentence")
             span_button = gr.Button("Corrupt and let the model fill in", variant="primary", elem_id="t5-spans-btn")
             span_input = gr.HighlightedText(label="Encoder input", show_legend=False,
                                             color_map={"sentinel": "#fdbf6f"})
