@@ -36,10 +36,11 @@ TITLE = "T5"
 FAMILY = "t5"
 EMBEDDED = PRESETS[FAMILY][0].name
 DEFAULT_TEXT = "translate English to Toy: the small dog that the children like sees the red box ."
-# A held-out sentence of tiny-t5's toy world (`core.embedded.world`): its facts decide the hidden words, and
-# the model never trained on this sentence. The free one's words were drawn at random (many right answers).
-DEFAULT_SENTENCE = "every big brown farmer dances behind the new chair ."
-FREE_SENTENCE = "the keys to the old cabinet are on the table ."
+# A free sentence of the grammar (its words drawn at random: a hidden one has many right answers) and a
+# held-out sentence of the toy world (`core.embedded.world`), whose facts decide the hidden words. The world
+# sentence becomes the default once a tiny-t5 trained on the world (issue #16) is shipped.
+DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
+WORLD_SENTENCE = "every big brown farmer dances behind the new chair ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
@@ -491,8 +492,9 @@ def t5_span_corruption(choice, custom, sentence, seed):
                f"words hidden in {len(corruption.spans)} span(s), seed {seed}. Each sentinel stands for a whole "
                "span, so the model also decides how many words to write back.  \n")
     if in_world:
-        summary += (f"**A sentence of tiny-t5's toy world**, where {world.description(in_world.noun)}: the world's "
-                    "facts decide the hidden words (last column), and span corruption is how the model learnt them.")
+        summary += (f"**A sentence of the toy world**, where {world.description(in_world.noun)}: the world's "
+                    "facts decide the hidden words (last column); a model that read the world's sentences with "
+                    "spans cut out learns them.")
     else:
         summary += ("**A free sentence** of the toy grammar: its nouns, adjectives and verbs were drawn at random, so "
                     "a hidden one has many right answers; the model can only keep the sentence grammatical.")
@@ -547,7 +549,7 @@ EXPLAIN = """An **encoder-decoder** (T5: Raffel et al., 2020) has two towers. Th
 input at once, every token seeing every other; the **decoder** writes the output one token at a time, seeing
 only what it has written (causal), and in every layer it **cross-attends** to the encoder's tokens. Every
 task is text to text, named by a prefix. The embedded **tiny-t5** was trained here on two: `denoise:` (span
-corruption, T5's pre-training, mostly on sentences of a small world of fixed facts) and `translate English to Toy:`, an invented language where adjectives follow
+corruption, T5's pre-training) and `translate English to Toy:`, an invented language where adjectives follow
 their noun and the verb comes last — so watch its cross-attention jump around the input."""
 
 
@@ -610,13 +612,13 @@ def build() -> None:
         with gr.Tab("Span corruption", id="t5-spans"):
             gr.Markdown("T5's pre-training: about 15% of the words, in short spans, are replaced by sentinels "
                         "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides. "
-                        "tiny-t5 read sentences of a small toy world where every noun has fixed facts (every dog "
-                        "has one colour, one size, one habit and one place), so its infill there is confident; in "
-                        "a free sentence of the grammar a hidden word has many right answers.")
+                        "In a sentence of the toy world every noun has fixed facts (one colour, one size, one "
+                        "habit, one place), which decide the hidden words; in a free sentence of the grammar a "
+                        "hidden word has many right answers.")
             with gr.Row():
                 sentence = gr.Textbox(DEFAULT_SENTENCE, label="Sentence", max_lines=2, scale=3)
                 span_seed = gr.Number(0, label="Seed (which spans)", precision=0, minimum=0, maximum=MAX_SEED, scale=1)
-            gr.Examples([[DEFAULT_SENTENCE], [FREE_SENTENCE]], [sentence], label="A world sentence, a free sentence")
+            gr.Examples([[WORLD_SENTENCE], [DEFAULT_SENTENCE]], [sentence], label="A world sentence, a free sentence")
             span_button = gr.Button("Corrupt and let the model fill in", variant="primary", elem_id="t5-spans-btn")
             span_input = gr.HighlightedText(label="Encoder input", show_legend=False,
                                             color_map={"sentinel": "#fdbf6f"})

@@ -24,6 +24,7 @@ plural one, as a student can check in the table shown in the app. "a" and "an" a
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -209,20 +210,17 @@ class Pair:
     target: str
 
 
-FREE_DENOISE_EVERY = 4  # one denoise example in 4 is a free-grammar sentence, the rest world sentences
-
-
-def pairs(n: int, seed: int, split: str = "train") -> list[Pair]:
+def pairs(n: int, seed: int, split: str = "train", world_share: float = 0.0) -> list[Pair]:
     """`n` examples, alternating translation and span corruption.
 
-    Translation reads `grammar.corpus(..., split)`. Span corruption reads sentences of the toy world
-    (`world`), whose words follow from its facts, so the hidden words can be learnt; one denoise example in
-    FREE_DENOISE_EVERY is a free-grammar sentence instead, which keeps the model reading any sentence of the
-    language. Each free sentence is used once, for one task; the seed also draws the spans."""
+    Translation reads `grammar.corpus(..., split)`, and so does span corruption, except that a share
+    `world_share` of the denoise examples, spread evenly, reads sentences of the toy world (`world`) instead,
+    whose hidden words follow from its facts and so can be learnt. Each free sentence is used once, for one
+    task; the seed also draws the spans. world_share=0 gives the examples the shipped tiny-t5 was trained on."""
     from . import world
 
     sentences = grammar.corpus(n, seed, split=split)
-    world_sentences = iter(world.corpus(n // 2 + 1, seed, split))
+    world_sentences = iter(world.corpus(n // 2 + 1, seed, split) if world_share else [])
     rng = random.Random(f"t5-spans-{seed}")
     out = []
     for i, sentence in enumerate(sentences):
@@ -230,7 +228,8 @@ def pairs(n: int, seed: int, split: str = "train") -> list[Pair]:
             t = translate(sentence)
             out.append(Pair("translate", t.source, t.toy))
         else:
-            free = (i // 2) % FREE_DENOISE_EVERY == FREE_DENOISE_EVERY - 1
-            c = corrupt(sentence if free else next(world_sentences), rng)
+            k = i // 2  # the k-th denoise example is a world one when the running share steps up
+            from_world = math.ceil((k + 1) * world_share) > math.ceil(k * world_share)
+            c = corrupt(next(world_sentences) if from_world else sentence, rng)
             out.append(Pair("denoise", c.source, c.target))
     return out
