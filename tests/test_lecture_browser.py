@@ -238,6 +238,28 @@ def test_t5_attention_redraws_on_slider_release_without_a_click(page, app_url):
     page.screenshot(path=str(SCREENSHOTS / "lecture-live-t5-attention.png"), full_page=True)
 
 
+def test_t5_write_view_redraws_on_slider_release_after_the_stream(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name="T5", exact=True).click()
+    page.wait_for_timeout(1500)  # the sliders are refitted to the model when the page opens
+    page.click("#t5-generate-btn")
+    title = "(document.querySelector('#t5-write-cross .gtitle') || {}).textContent"
+    page.wait_for_function(f"{title}?.includes('mean of heads')", timeout=TIMEOUT)
+    page.wait_for_function("!document.querySelector('#t5-generate-btn').disabled", timeout=TIMEOUT)
+    page.wait_for_timeout(1000)  # the stream's last update
+    heads = int(page.locator("#t5-head input[type=range]").get_attribute("max"))
+    page.locator("#t5-average input[type=checkbox]").uncheck()
+    page.wait_for_function(f"{title}.includes('head 1')", timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-head", 0.999)
+    page.wait_for_function(f"{title}.includes('head {heads}')", timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-layer", 0.001)
+    page.wait_for_function(f"{title}.includes('layer 1, head {heads}')", timeout=TIMEOUT)
+    assert page.locator(TOAST).count() == 0
+    page.locator("#t5-write-cross").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "lecture-live-t5-write.png"))
+
+
 def _plot_state(page, selector):
     return page.evaluate(f"""(() => {{
       const plot = document.querySelector('{selector} .js-plotly-plot');
