@@ -306,6 +306,53 @@ def test_presenter_mode_draws_plots_taller_with_larger_type_and_titles_unclipped
     assert page.locator(TOAST).count() == 0
 
 
+TWENTY_FOUR_TOKENS = "the keys to the old cabinet are on the table near the window and the children like the red box ."
+
+
+def _token_labels(page, selector) -> dict:
+    """Per axis of the plot: the category count, the tick labels drawn, their smallest font and whether any two
+    neighbours overlap (their boxes, shrunk by a pixel for anti-aliasing, intersect)."""
+    return page.evaluate("""selector => {
+      const plot = document.querySelector(selector + ' .js-plotly-plot'), out = {};
+      for (const axis of ['x', 'y']) {
+        const texts = [...plot.querySelectorAll(`.${axis}tick text`)].filter((t) => t.textContent.trim());
+        const boxes = texts.map((t) => t.getBoundingClientRect());
+        const overlap = boxes.slice(1).some((b, i) => { const a = boxes[i];
+          return Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1
+              && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1; });
+        out[axis] = {categories: plot._fullLayout[axis + 'axis']._categories.length, drawn: texts.length,
+                     smallest: Math.min(...texts.map((t) => parseFloat(getComputedStyle(t).fontSize))), overlap,
+                     tickmode: plot.layout[axis + 'axis'].tickmode || null};
+      }
+      return out;
+    }""", selector)
+
+
+def test_presenter_mode_labels_every_token_of_a_24_token_heatmap_at_1280x720(presenter_page, app_url):
+    page = presenter_page
+    page.goto(app_url + "?presenter=1")
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)
+    page.get_by_role("tab", name="Attention", exact=True).first.click()
+    page.locator("#bert-view-attention textarea").first.fill(TWENTY_FOUR_TOKENS)
+    page.click("#bert-attention-button")
+    page.wait_for_selector("#bert-attention-head .js-plotly-plot.ticks-fitted", timeout=TIMEOUT)
+    page.wait_for_timeout(500)
+    labels = _token_labels(page, "#bert-attention-head")
+    for axis, state in labels.items():
+        # Plotly alone draws every other label here (12 of 24) at presenter mode's 18 px.
+        assert state["categories"] == 24 and state["drawn"] == 24, (axis, state)
+        assert state["smallest"] >= 12 and not state["overlap"], (axis, state)
+    page.locator("#bert-attention-head").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "lecture-presenter-24-tokens-1280x720.png"))
+    # Presenter mode off: the figure's own ticks again.
+    page.locator("#presenter-toggle input[type=checkbox]").uncheck()
+    page.wait_for_selector("#bert-attention-head .js-plotly-plot:not(.ticks-fitted)", timeout=TIMEOUT)
+    page.wait_for_timeout(500)
+    assert all(state["tickmode"] is None for state in _token_labels(page, "#bert-attention-head").values())
+    assert page.locator(TOAST).count() == 0
+
+
 def test_greedy_and_the_learned_temperature_are_switches_that_lock_their_sliders(page, app_url):
     page.goto(app_url)
     page.wait_for_selector("text=Transformer Playground", timeout=30_000)
