@@ -197,7 +197,7 @@ def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = No
     if not fetched:
         return
     try:
-        with room_for(repo_id, commit, sum(sizes[name] for name in fetched), f"{repo_id!r}'s {what}") as arrived:
+        with room_for(repo_id, commit, sum(sizes[name] for name in fetched), repr(repo_id)) as arrived:
             for name in fetched:
                 log.info("downloading %s of %s (%d bytes)", name, repo_id, sizes[name])
                 _download(repo_id, name, commit)

@@ -124,8 +124,8 @@ def _evict_for(needed: int, label: str) -> None:
 
     budget = budget_bytes()
     if needed > budget:
-        raise CacheFull(f"{label} takes {megabytes(needed)}, more than this server keeps of downloaded models in all "
-                        f"({megabytes(budget)}, PLAYGROUND_HUB_CACHE_MB); it is not fetched.")
+        raise CacheFull(f"{label} would download {megabytes(needed)}, more than this server keeps of downloaded "
+                        f"models in all ({megabytes(budget)}, PLAYGROUND_HUB_CACHE_MB); it is not fetched.")
     listing, owned = _scan()
     used = sum(repo.size_on_disk for repo in owned) + sum(r.remaining for r in _reservations)
     if used + needed <= budget:
@@ -142,7 +142,7 @@ def _evict_for(needed: int, label: str) -> None:
         chosen.setdefault(repo_id, []).append(commit)
         freed[repo_id] = _deletion(listing, repo, chosen[repo_id]).expected_freed_size
     if used - sum(freed.values()) + needed > budget:
-        raise CacheFull(f"No room for {label} ({megabytes(needed)}) now: the models in use fill this server's "
+        raise CacheFull(f"No room for {label} ({megabytes(needed)} to download) now: the models in use fill this server's "
                         f"{megabytes(budget)} for downloaded models (PLAYGROUND_HUB_CACHE_MB). Try again later, "
                         "or choose a preset or an embedded model.")
     log.info("hub cache over budget: deleting %d revisions (%s)", sum(map(len, chosen.values())),
