@@ -46,6 +46,7 @@ def cached_repo(root: Path, repo_id: str, commit: str, size: int, last_used: flo
     snapshot = repo / "snapshots" / commit
     snapshot.mkdir(parents=True)
     (snapshot / "model.safetensors").symlink_to(os.path.relpath(blob, snapshot))
+    (snapshot / "config.json").write_text("{}")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     if fetched_here:
@@ -88,12 +89,21 @@ def test_a_download_evicts_the_least_recently_used_revisions_first(cache):
     oldest = cached_repo(cache, "someone/oldest", commit_of("1"), 3 * MB, last_used=1000)
     middle = cached_repo(cache, "someone/middle", commit_of("2"), 3 * MB, last_used=2000)
     newest = cached_repo(cache, "someone/newest", commit_of("3"), 3 * MB, last_used=3000)
-    with hub_cache.room_for("someone/new", commit_of("4"), 4 * MB):  # 9 + 4 > 10: one of 3 MB must go
+    with hub_cache.room_for("someone/new", commit_of("4"), 3_900_000):  # 9 + 3.9 > 10: one of 3 MB must go
         pass
     assert not oldest.exists() and middle.exists() and newest.exists()
     with hub_cache.room_for("someone/new", commit_of("4"), 8 * MB):  # 6 + 8 > 10: both go
         pass
     assert not middle.exists() and not newest.exists()
+
+
+def test_a_load_from_the_cache_makes_a_repository_the_most_recently_used(cache):
+    oldest = cached_repo(cache, "someone/oldest", commit_of("1"), 3 * MB, last_used=1000)
+    middle = cached_repo(cache, "someone/middle", commit_of("2"), 3 * MB, last_used=2000)
+    hub.hub_folder("someone/oldest", hub.PLAN_FILES)  # offline, from the cache
+    with hub_cache.room_for("someone/new", commit_of("3"), 6 * MB):  # 6 + 6 > 10: one goes
+        pass
+    assert oldest.exists() and not middle.exists()
 
 
 def test_what_the_app_did_not_fetch_is_neither_counted_nor_deleted(cache):
