@@ -396,9 +396,9 @@ def build() -> None:
                 py_run = gr.Button("Replay", variant="primary", elem_id="learn-pythia-run")
                 py_stop = gr.Button("Stop", variant="stop", elem_id="learn-pythia-stop")
             py_status = gr.Markdown(elem_id="learn-pythia-status")
-            with gr.Row():
-                py_curve = gr.Plot(label="Loss by checkpoint", elem_id="learn-pythia-curve")
-                py_table = gr.Markdown(elem_id="learn-pythia-table")
+            # Stacked, not side by side: the continuations need the page's width.
+            py_curve = gr.Plot(label="Loss by checkpoint", elem_id="learn-pythia-curve")
+            py_table = gr.Markdown(elem_id="learn-pythia-table")
         with gr.Tab("Scaling", elem_id="learn-view-scaling"):
             scaling_view.build()
 

@@ -7,7 +7,6 @@ while offline is named, at once."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import gradio as gr
@@ -17,7 +16,7 @@ import transformers
 
 from app import learn_tab
 from core import learn
-from tests.decoders import checkpoint, reference
+from tests.decoders import add_pythia_revisions, reference
 from tests.hub_cache import use_cache
 
 TEXT = "the old man saw the keys to the old cabinet . a dog ran home ."
@@ -28,21 +27,13 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pythia-revisions")
-    return {step: checkpoint("pythia", str(root), seed=10 + i) for i, step in enumerate(STEPS)}
+    return tmp_path_factory.mktemp("pythia-revisions")
 
 
 @pytest.fixture
 def revisions(tmp_path, monkeypatch, built):
     """pythia-70m's branches step0, step64 and step512 in a stand-in cache, each at a commit of its own."""
-    cache = use_cache(monkeypatch, tmp_path / "hub")
-    repo = cache / f"models--{learn.PYTHIA_REPO.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    for step, folder in built.items():
-        commit = f"{step:040d}"
-        (repo / "refs" / f"step{step}").write_text(commit)
-        shutil.copytree(folder, repo / "snapshots" / commit)
-    return built
+    return add_pythia_revisions(use_cache(monkeypatch, tmp_path / "hub"), built, STEPS)
 
 
 def transformers_loss(folder, text: str) -> float:
