@@ -8,7 +8,7 @@ leaves out the app-level figures; `--long` measures only the long inputs (BERT-b
 attention views, request to result); `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
 run); `--large` only gpt2-xl and Qwen2.5-0.5B as the app holds them (bf16), against fp32, and the scaling
 ladders' memory with every GPT-2 shape loaded. SmolLM2-135M's decode against transformers and the ladders'
-memory per model are in bench/modern_bench.py. Needs the test dependencies (transformers is the reference).
+memory per model are in bench/modern_bench.py (`--modern`: only those). Needs the test dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -303,6 +303,8 @@ def main(argv=None) -> int:
                         help="only the long-input rows: BERT-base at 512 tokens, GPT-2 at 1024, attention views")
     parser.add_argument("--large", action="store_true",
                         help="only the largest presets as the app holds them, in bf16 (bench/large_bench.py)")
+    parser.add_argument("--modern", action="store_true",
+                        help="only SmolLM2-135M's decode and the ladders' memory (bench/modern_bench.py)")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     threads = configure_threads()
@@ -317,6 +319,10 @@ def main(argv=None) -> int:
         from bench.large_bench import bench_large
 
         print_table(bench_large(Row, args.quick) + bench_ladder_memory(Row, args.quick, large=True))
+        return 0
+    if args.modern:
+        print_table(bench_llama_decode(Row, alternate, median_time, reps, args.quick)
+                    + bench_ladder_memory(Row, args.quick, large=False))
         return 0
     if args.long:
         from bench.app_bench import bench_long_inputs

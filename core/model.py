@@ -156,8 +156,9 @@ class KVCache:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair of features (i, i + hs/2) of x (B, nh, T, hs) by its position's angle (GPT-NeoX's
-    half-split layout, which Llama's Hub checkpoints use, rather than RoFormer's interleaved pairs).
+    """Rotate each pair of features (i, i + hs/2) of x (B, T, heads, hs) by its position's angle, cos and sin
+    (T, 1, hs) (GPT-NeoX's half-split layout, which Llama's Hub checkpoints use, rather than RoFormer's
+    interleaved pairs).
 
     The partner of (x1, x2) is (-x2, x1). `sin` comes signed, (-sin, +sin) on the two halves
     (`RotaryEmbedding`), so that the partner times sin is x.roll(hs/2) times the signed sin: one op instead of
@@ -189,7 +190,7 @@ class RotaryEmbedding(nn.Module):
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, start: int, length: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and signed sin (T, hs) of positions start .. start + length - 1 (see `apply_rotary`), computed in
+        """cos and signed sin (T, 1, hs) of positions start .. start + length - 1 (see `apply_rotary`), computed in
         fp32 then cast, as transformers does."""
         end = start + length
         table = self._tables.get((device, dtype))
@@ -200,7 +201,7 @@ class RotaryEmbedding(nn.Module):
             size = 1 << max(end - 1, 63).bit_length()
             table = self._tables[(device, dtype)] = self._angles(size, device, dtype)
         cos, sin = table
-        return cos[start:end], sin[start:end]
+        return cos[start:end, None], sin[start:end, None]  # (T, 1, hs): one row for all heads
 
     def _angles(self, size: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         exponents = torch.arange(0, self.head_size, 2, dtype=torch.int64, device=device).float() / self.head_size
@@ -241,7 +242,7 @@ class Attention(nn.Module):
         self.queries, self.keys_values = slice(0, width), slice(width, width + 2 * kv_width)
 
     def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None, memory=None, rotary=None):
-        """`rotary`: the (cos, sin) of the new positions, which rotate queries and keys before caching."""
+        """`rotary`: the (cos, sin) of the new positions (T, 1, hs), which rotate queries and keys before caching."""
         B, T, _ = x.shape
         nh, nkv, hs = self.num_heads, self.num_kv_heads, self.head_size
         if self.is_cross:
@@ -261,10 +262,10 @@ class Attention(nn.Module):
                 q, k, v = qkv.split(self.widths, dim=-1)
                 q, k = q.view(B, T, nh, hs), k.view(B, T, nkv, hs)
             else:
-                # Queries and keys are rotated alike, so together: (B, T, nh + nkv, hs), cos and sin (T, 1, hs).
+                # Queries and keys are rotated alike, so together: (B, T, nh + nkv, hs).
                 qk, v = qkv.split((self.widths[0] + self.widths[1], self.widths[2]), dim=-1)
                 qk = qk.view(B, T, nh + nkv, hs)
-                cos, sin = (table[:, None] for table in rotary)
+                cos, sin = rotary
                 turned = cos.shape[-1]  # GPT-NeoX turns the first features of each head, keeps the rest
                 if turned < hs:
                     qk = torch.cat((apply_rotary(qk[..., :turned], cos, sin), qk[..., turned:]), dim=-1)
