@@ -122,19 +122,27 @@ class Linear(nn.Linear):
         out_features = weight.shape[0]
         threads = torch.get_num_threads()
         one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
-        if threads < 2 or not one_cpu_row or not weight.is_contiguous():
+        # The products below write into one output (`out=`), which autograd cannot follow: a decoding step only.
+        if threads < 2 or not one_cpu_row or not weight.is_contiguous() or torch.is_grad_enabled():
             return F.linear(x, weight, bias)
         rows = out_features - out_features % threads  # a remainder (GPT-2's 50257) is done apart
         # (threads, 1, in) @ (threads, in, rows / threads): each block is x @ W_block^T, as nn.Linear computes.
         blocks = weight[:rows].view(threads, rows // threads, self.in_features).transpose(1, 2)
         row = x.reshape(1, 1, -1).expand(threads, -1, -1)
+        # Both parts are written in place into one output: joining them after (torch.cat) would copy GPT-2's
+        # 50257 logits in a parallel region of its own, one more wake-up of the sleeping threads per token.
+        y = torch.empty(1, out_features, dtype=x.dtype)
+        batched = y[:, :rows].view(threads, 1, rows // threads)
         if bias is None:
-            y = torch.bmm(row, blocks).view(1, rows)
+            torch.bmm(row, blocks, out=batched)
         else:
-            y = torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks).view(1, rows)
+            torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks, out=batched)
         if rows < out_features:
-            rest = bias[rows:] if bias is not None else None
-            y = torch.cat([y, F.linear(x.reshape(1, -1), weight[rows:], rest)], dim=1)
+            rest = weight[rows:].t()
+            if bias is None:
+                torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
+            else:
+                torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
         return y.view(x.shape[:-1] + (out_features,))
 
 

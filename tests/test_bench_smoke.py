@@ -20,7 +20,8 @@ def test_bench_quick_prints_the_table():
     for row in ("decode fp32 (tokens/s)", "decode bf16 weights", "decode T5 fp32 (tokens/s)", "forward+attentions bert",
                 "forward+attentions vit", "forward+attentions clip", "peak RSS", "load peak / weights, gpt2",
                 "load peak / weights, bert", "app cold start", "first streamed token (s)",
-                "default /bert_attention (s)"):
+                "default /bert_attention (s)", "long input gpt2 128 tokens, all attention (s)",
+                "long input bert 128 tokens, all attention (s)"):
         assert row in out, out
     for row in ("decode fp32 (tokens/s)", "decode T5 fp32 (tokens/s)"):
         line = next(line for line in out.splitlines() if line.startswith(row))
