@@ -78,7 +78,8 @@ def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str, writ
     last = np.minimum(starts + block, n) - 1
     future = last[None, :] > starts[:, None]  # a key block's last token after a query block's first
     fig = figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
-                          y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
+                          y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n),
+                          mark_masked=block == 1)  # a map of blocks is drawn without a marker in every cell
     if written_from is not None and 0 < written_from < n:
         # Category axes place category i at i: the boundary lies half a cell before the first written token.
         line = dict(color=figures.HIGHLIGHT, width=2, dash="dash")

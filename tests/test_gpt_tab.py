@@ -138,6 +138,8 @@ def test_a_causal_map_drawn_from_block_means_is_the_map_drawn_from_every_token()
     assert np.nanmax(np.abs(z_tokens - z_blocks)) < 1e-6
     assert list(from_blocks.data[0].x) == list(from_tokens.x) and from_blocks.data[0].x[-1] == "204 t1"
     assert [shape.x0 for shape in from_blocks.layout.shapes if shape.x0 == shape.x1] == [101 / 2 - 0.5]
+    assert [trace.type for trace in from_blocks.data] == ["heatmap"]  # no marker per masked block
+    assert len(from_blocks.to_json()) < 1.1 * len(gpt_figures.causal_attention(matrix, tokens, "x").to_json())
 
 
 def test_next_and_masked_logits_read_the_right_position(tiny):
