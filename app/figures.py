@@ -63,9 +63,18 @@ def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
     # Plotly reads tags in titles: a token such as T5's "</s>" would vanish; only the line breaks are markup.
     title = re.sub(r"<(?!br>)", "&lt;", title)
     extra = TITLE_LINE_HEIGHT * title.count("<br>")
-    fig.update_layout(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30)),
-                      font=FONT, margin=dict(l=10, r=10, t=TITLE_ROOM + extra, b=10),
-                      height=height + TITLE_ROOM + extra - 48 if height else None)
+    look = dict(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30)), font=FONT,
+                margin=dict(l=10, r=10, t=TITLE_ROOM + extra, b=10),
+                height=height + TITLE_ROOM + extra - 48 if height else None)
+    layout = fig.layout
+    if any(layout[part].to_plotly_json() for part in ("title", "font", "margin")):
+        fig.update_layout(**look)  # a builder set some of these already: merge into them
+        return fig
+    # Nothing to merge with (every builder but a few): setting each part directly gives the same figure in a
+    # fifth of the time; `update_layout` walks and validates every key path again (16 of a heatmap's 37 ms,
+    # paid by every view that is not a cache hit and by each streamed chart).
+    for part, value in look.items():
+        layout[part] = value
     return fig
 
 
