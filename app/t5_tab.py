@@ -250,24 +250,44 @@ def t5_generate(choice, custom, text, max_new_tokens, temperature, top_k, top_p,
     choice_heads = heads(loaded.model, layer, head, average)
     notes = join_notes(note, cut, choice_heads.note, "; ".join(settings.notes))
     steps: list[dict] = []
+    # What the layer, head and average controls redraw from after (and during) the stream, with no model run.
+    written = dict(input_tokens=input_tokens, steps=steps, alignment=None)
     stream = write(loaded, input_ids, settings, max_new)
     try:
         for summary in stream:
             steps.append(summary)
-            alignment = alignment_for(loaded, source, input_tokens, written_tokens(steps))
-            figs = step_views(steps, len(steps), input_tokens, choice_heads, alignment)
+            written["alignment"] = alignment_for(loaded, source, input_tokens, written_tokens(steps))
+            figs = step_views(steps, len(steps), input_tokens, choice_heads, written["alignment"])
             status = f"Token {len(steps)} of at most {max_new} · {settings.describe()}."
             if summary["finished"]:
                 status += f" Stopped: {T5_FINISH_WORDS.get(summary['finished'], summary['finished'])}."
                 break
-            yield (output_text(loaded.tokenizer, steps), *figs, status, model_note(loaded, notes), None)
+            yield (output_text(loaded.tokenizer, steps), *figs, status, model_note(loaded, notes), None, written)
     finally:
         stream.close()
     data = dict(model=loaded.name, input=source, input_ids=input_ids, input_tokens=input_tokens,
                 settings=dict(settings.as_dict(), max_new_tokens=max_new), output=output_text(loaded.tokenizer, steps), steps=steps,
                 attention_rows="self_row: (layers, heads, tokens so far); cross_row: (layers, heads, input tokens)")
     yield (output_text(loaded.tokenizer, steps), *figs, status, model_note(loaded, notes),
-           export.json_file(data, "t5-generate"))
+           export.json_file(data, "t5-generate"), written)
+
+
+def stored_heads(steps: list[dict], layer, head, average) -> Heads:
+    """The layer and head to show from stored steps, clamped to the decoder's rows they hold (no model needed)."""
+    layers, n_heads = np.asarray(steps[0]["cross_row"]).shape[:2]
+    layer_n = inputs.integer(layer, "Layer", 1, layers, 1)
+    head_n = inputs.integer(head, "Head", 1, n_heads, 1)
+    return Heads(layer_n, layer_n, head_n, bool(average), "")
+
+
+def t5_write_redraw(layer, head, average, written):
+    """The Write view's last step again with the layer and head just chosen, from the rows the stream kept;
+    nothing to redraw before a first Write."""
+    steps = (written or {}).get("steps") or []
+    if not steps:
+        return (gr.skip(),) * 4
+    choice_heads = stored_heads(steps, layer, head, average)
+    return step_views(steps, len(steps), written["input_tokens"], choice_heads, written.get("alignment"))
 
 
 # ----- step mode ----------------------------------------------------------------------------------------------
@@ -334,10 +354,7 @@ def t5_step_view(number, layer, head, average, history):
     if not steps:
         raise gr.Error("There are no steps yet: press “Next token” first.")
     n = inputs.integer(number, "Step", 1, len(steps), len(steps))
-    layers, n_heads = np.asarray(steps[0]["cross_row"]).shape[:2]
-    layer_n = inputs.integer(layer, "Layer", 1, layers, 1)
-    head_n = inputs.integer(head, "Head", 1, n_heads, 1)
-    choice_heads = Heads(layer_n, layer_n, head_n, bool(average), "")
+    choice_heads = stored_heads(steps, layer, head, average)
     summary = steps[n - 1]
     status = f"Step {n} of {len(steps)}: {gfig.shown(summary['token'])} was written with p={summary['probability']:.3f}."
     return (*step_views(steps, n, history.get("input_tokens") or [], choice_heads), status)
@@ -571,9 +588,11 @@ def build() -> None:
             out_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             out_status = gr.Markdown()
             out_bars, out_cross_row, out_self_row, out_grid = plot_rows(
-                ("This step's next-token probabilities", "t5-bars"), "This step's cross-attention over the input",
+                ("This step's next-token probabilities", "t5-bars"),
+                ("This step's cross-attention over the input", "t5-write-cross"),
                 "This step's decoder self-attention", "Cross-attention so far")
             out_note, out_file = note_and_file("Download the steps (JSON)")
+            written = gr.State(None)
         with gr.Tab("Step by step", id="t5-step"):
             gr.Markdown("One token per click: the encoder's reading stays fixed, the decoder adds a row. Any "
                         "earlier step can be shown again, with any layer or head.")
@@ -615,8 +634,8 @@ def build() -> None:
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in
               (t5_step, t5_attention, t5_span_corruption)}
-    run = go_button.click(t5_generate, [*model_inputs, max_new, *sampling_inputs, *view_inputs], write_outputs,
-                          api_name="t5_generate", **STREAMS)
+    run = go_button.click(t5_generate, [*model_inputs, max_new, *sampling_inputs, *view_inputs],
+                          [*write_outputs, written], api_name="t5_generate", **STREAMS)
     stop_button.click(None, None, None, cancels=[run], api_visibility="private")
     step_outputs = [step_text, step_bars_plot, step_self_row, step_cross_row, step_grid, history, browse,
                     step_status, step_note]
@@ -624,8 +643,10 @@ def build() -> None:
                       api_name="t5_step", **VIEWS)
     browse.release(t5_step_view, [browse, *view_inputs, history],
                    [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status], api_name="t5_step_view")
-    # The layer, head and average controls redraw the step and attention views from what they computed: the
-    # step history holds every step's attention rows, the attention maps are cached (no new forward).
+    # The layer, head and average controls redraw the Write, step and attention views from what they computed:
+    # the written steps and the step history hold every step's attention rows, the attention maps are cached
+    # (no new forward).
+    live(view_inputs, t5_write_redraw, [*view_inputs, written], [out_bars, out_self_row, out_cross_row, out_grid])
     live(view_inputs, t5_step_redraw, [browse, *view_inputs, history],
          [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status])
     reset_button.click(t5_step_reset, [text], step_outputs, api_name="t5_step_reset")
