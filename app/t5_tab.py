@@ -29,14 +29,18 @@ from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
 from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import t5_analysis
-from core.embedded import grammar, t5_tasks
+from core.embedded import grammar, t5_tasks, world
 from core.generate import generate, sampling_distribution
 
 TITLE = "T5"
 FAMILY = "t5"
 EMBEDDED = PRESETS[FAMILY][0].name
 DEFAULT_TEXT = "translate English to Toy: the small dog that the children like sees the red box ."
+# A free sentence of the grammar (its words drawn at random: a hidden one has many right answers) and a
+# held-out sentence of the toy world (`core.embedded.world`), whose facts decide the hidden words. The world
+# sentence becomes the default once a tiny-t5 trained on the world (issue #16) is shipped.
 DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
+WORLD_SENTENCE = "every big brown farmer dances behind the new chair ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
@@ -484,26 +488,37 @@ def t5_span_corruption(choice, custom, sentence, seed):
         steps.append(summary)
     tokens = written_tokens(steps)
     spans = t5_analysis.sentinel_spans(tokens)
+    in_world = world.find(corruption.sentence)
+    reasons = world.explain(in_world, corruption.spans) if in_world else ["free sentence: many words fit"] * len(
+        corruption.spans)
     rows, infills = [], []
-    for k, hidden in enumerate(corruption.hidden):
+    for k, (hidden, reason) in enumerate(zip(corruption.hidden, reasons)):
         positions = spans.get(k, [])
         guess = loaded.tokenizer.decode([steps[p]["token_id"] for p in positions]).strip() if positions else ""
         probabilities = [steps[p]["model_probability"] for p in positions]
         joint = float(np.prod(probabilities)) if probabilities else 0.0
         rows.append([t5_tasks.sentinel(k), " ".join(hidden), guess or "(not written)",
                      ", ".join(f"{gfig.shown(steps[p]['token'])} {steps[p]['model_probability']:.2f}" for p in positions),
-                     round(joint, 4), "✓" if guess.split() == hidden else ""])
-        infills.append(dict(sentinel=t5_tasks.sentinel(k), hidden=hidden, infill=guess, probabilities=probabilities))
+                     round(joint, 4), "✓" if guess.split() == hidden else "", reason])
+        infills.append(dict(sentinel=t5_tasks.sentinel(k), hidden=hidden, infill=guess, probabilities=probabilities,
+                            decided_by=reason if in_world else None))
     shown_input = [(t, "sentinel" if t.strip().startswith("<extra_id_") else None) for t in input_tokens]
     written = loaded.tokenizer.decode([s["token_id"] for s in steps if s["finished"] != "eos"])
     summary = (f"**Encoder input:** `{source}`  \n**Target (what T5 learns to write):** `{corruption.target}`  \n"
                f"**The model wrote:** `{written}`  \n{sum(e - s for s, e in corruption.spans)} of {len(words)} "
                f"words hidden in {len(corruption.spans)} span(s), seed {seed}. Each sentinel stands for a whole "
-               "span, so the model also decides how many words to write back.")
-    table = dict(headers=["sentinel", "hidden words", "model's infill", "token probabilities", "joint p", "exact"],
-                 data=rows)
+               "span, so the model also decides how many words to write back.  \n")
+    if in_world:
+        summary += (f"**A sentence of the toy world**, where {world.description(in_world.noun)}: the world's "
+                    "facts decide the hidden words (last column); a model that read the world's sentences with "
+                    "spans cut out learns them.")
+    else:
+        summary += ("**A free sentence** of the toy grammar: its nouns, adjectives and verbs were drawn at random, so "
+                    "a hidden one has many right answers; the model can only keep the sentence grammatical.")
+    table = dict(headers=["sentinel", "hidden words", "model's infill", "token probabilities", "joint p", "exact",
+                          "what decides it"], data=rows)
     data = dict(model=loaded.name, sentence=corruption.sentence, spans=corruption.spans, input=source,
-                target=corruption.target, output=written, infills=infills)
+                target=corruption.target, output=written, infills=infills, world_sentence=in_world is not None)
     return (shown_input, summary, table, model_note(loaded, join_notes(note, cut)),
             export.json_file(data, "t5-span-corruption"))
 
@@ -615,10 +630,14 @@ def build() -> None:
             attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Span corruption", id="t5-spans"):
             gr.Markdown("T5's pre-training: about 15% of the words, in short spans, are replaced by sentinels "
-                        "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides.")
+                        "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides. "
+                        "In a sentence of the toy world every noun has fixed facts (one colour, one size, one "
+                        "habit, one place), which decide the hidden words; in a free sentence of the grammar a "
+                        "hidden word has many right answers.")
             with gr.Row():
                 sentence = gr.Textbox(DEFAULT_SENTENCE, label="Sentence", max_lines=2, scale=3)
                 span_seed = gr.Number(0, label="Seed (which spans)", precision=0, minimum=0, maximum=MAX_SEED, scale=1)
+            gr.Examples([[WORLD_SENTENCE], [DEFAULT_SENTENCE]], [sentence], label="A world sentence, a free sentence")
             span_button = gr.Button("Corrupt and let the model fill in", variant="primary", elem_id="t5-spans-btn")
             span_input = gr.HighlightedText(label="Encoder input", show_legend=False,
                                             color_map={"sentinel": "#fdbf6f"})
