@@ -76,7 +76,7 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
         ids, tokens, cut_note = model_tokens(loaded, text)
         causal = loaded.model.config.causal
         layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
-        maps = attention_maps(loaded.model, ids)  # (L, nh, T, T), cached: the sliders only slice it
+        maps = attention_maps(loaded.model, ids)  # (L, nh, R, R) blocks, cached: the sliders only slice it
         matrix = pick_head(maps, layer_n, head_n, average)
         visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
         kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"

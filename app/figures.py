@@ -126,8 +126,10 @@ def downsample(matrix: np.ndarray, labels_y: list[str], labels_x: list[str], max
 
 def heatmap(matrix, y_labels: Sequence[str], x_labels: Sequence[str], title: str, *, x_title: str = "",
             y_title: str = "", zmin: float | None = 0.0, zmax: float | None = None, colorscale=MAGNITUDE,
-            masked: np.ndarray | None = None, text_format: str | None = None, height: int | None = None) -> go.Figure:
-    """A labelled heatmap; `masked` cells (True) are drawn as hatched grey 'masked' rather than as values."""
+            masked: np.ndarray | None = None, text_format: str | None = None, height: int | None = None,
+            mark_masked: bool = True) -> go.Figure:
+    """A labelled heatmap; `masked` cells (True) are drawn as hatched grey 'masked' rather than as values, with
+    an × in each unless `mark_masked` is off or the map was averaged down (thousands of markers would be sent)."""
     matrix = np.asarray(matrix, dtype=np.float32)
     y_labels, x_labels = list(y_labels), list(x_labels)
     shown = matrix.copy()
@@ -139,7 +141,7 @@ def heatmap(matrix, y_labels: Sequence[str], x_labels: Sequence[str], title: str
         hovertemplate=f"{y_title or 'row'}: %{{y}}<br>{x_title or 'column'}: %{{x}}<br>value: %{{z:.3f}}<extra></extra>",
         texttemplate=text_format, hoverongaps=False, colorbar=dict(thickness=12),
     ))
-    if masked is not None and shown.shape == matrix.shape:
+    if masked is not None and mark_masked and shown.shape == matrix.shape:
         ys, xs = np.nonzero(masked)
         fig.add_trace(go.Scatter(x=[x_labels[i] for i in xs], y=[y_labels[i] for i in ys], mode="markers",
                                  marker=dict(symbol="x-thin", size=8, line=dict(width=1, color="#9a9a9a")),
