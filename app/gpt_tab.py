@@ -467,8 +467,10 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False, genera
     maps = attention_maps(loaded.model, ids)  # (L, nh, R, R): blocks of tokens past figures.MAX_CELLS
     matrix = pick_head(maps, layer_n, head_n, average)
     visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
+    # Past figures.MAX_CELLS tokens the map is drawn in blocks, with the future left grey instead of marked.
+    masked_mark = "×" if len(ids) <= figures.MAX_CELLS else "grey"
     attention = gfig.causal_attention(matrix, tokens,
-                                      f"Layer {layer_n}, {head_name(head_n, average)} (× = future, masked)",
+                                      f"Layer {layer_n}, {head_name(head_n, average)} ({masked_mark} = future, masked)",
                                       written_from)
     table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
     shares = maps.first_token_share.numpy() if len(ids) > 1 else np.zeros((0, 0))
