@@ -100,6 +100,11 @@ class CLIPOutput:
     vision_attentions: tuple[torch.Tensor, ...] | None = None
 
 
+# Elements of one block of attention scores (B x heads x query rows x keys): 8 MB of fp32, which the
+# allocator reuses from block to block rather than asking the system for fresh pages.
+ATTENTION_BLOCK_ELEMENTS = 1 << 21
+
+
 class Linear(nn.Linear):
     """`nn.Linear` whose one-row case, a decoding step, reads the weight with every thread.
 
@@ -117,19 +122,27 @@ class Linear(nn.Linear):
         out_features = weight.shape[0]
         threads = torch.get_num_threads()
         one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
-        if threads < 2 or not one_cpu_row or not weight.is_contiguous():
+        # The products below write into one output (`out=`), which autograd cannot follow: a decoding step only.
+        if threads < 2 or not one_cpu_row or not weight.is_contiguous() or torch.is_grad_enabled():
             return F.linear(x, weight, bias)
         rows = out_features - out_features % threads  # a remainder (GPT-2's 50257) is done apart
         # (threads, 1, in) @ (threads, in, rows / threads): each block is x @ W_block^T, as nn.Linear computes.
         blocks = weight[:rows].view(threads, rows // threads, self.in_features).transpose(1, 2)
         row = x.reshape(1, 1, -1).expand(threads, -1, -1)
+        # Both parts are written in place into one output: joining them after (torch.cat) would copy GPT-2's
+        # 50257 logits in a parallel region of its own, one more wake-up of the sleeping threads per token.
+        y = torch.empty(1, out_features, dtype=x.dtype)
+        batched = y[:, :rows].view(threads, 1, rows // threads)
         if bias is None:
-            y = torch.bmm(row, blocks).view(1, rows)
+            torch.bmm(row, blocks, out=batched)
         else:
-            y = torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks).view(1, rows)
+            torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks, out=batched)
         if rows < out_features:
-            rest = bias[rows:] if bias is not None else None
-            y = torch.cat([y, F.linear(x.reshape(1, -1), weight[rows:], rest)], dim=1)
+            rest = weight[rows:].t()
+            if bias is None:
+                torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
+            else:
+                torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
         return y.view(x.shape[:-1] + (out_features,))
 
 
@@ -155,16 +168,16 @@ class KVCache:
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: the rotation's partner of each feature."""
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair of features (i, i + hs/2) of x (B, nh, T, hs) by its position's angle (GPT-NeoX's
-    half-split layout, which Llama's Hub checkpoints use, rather than RoFormer's interleaved pairs)."""
-    return x * cos + rotate_half(x) * sin
+    """Rotate each pair of features (i, i + hs/2) of x (B, T, heads, hs) by its position's angle, cos and sin
+    (T, 1, hs) (GPT-NeoX's half-split layout, which Llama's Hub checkpoints use, rather than RoFormer's
+    interleaved pairs).
+
+    The partner of (x1, x2) is (-x2, x1). `sin` comes signed, (-sin, +sin) on the two halves
+    (`RotaryEmbedding`), so that the partner times sin is x.roll(hs/2) times the signed sin: one op instead of
+    split, negate and concatenate, with the same products, hence the same bits.
+    """
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
 def llama3_frequencies(inverse: torch.Tensor, factor: float, low_factor: float, high_factor: float,
@@ -187,18 +200,31 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.head_size = config.rotary_dim or config.head_size  # the rotated features: all, or GPT-NeoX's first few
         self.theta, self.llama3 = config.rope_theta, config.rope_llama3
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, start: int, length: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin (T, hs) of positions start .. start + length - 1, in fp32 then cast, as transformers."""
-        # Computed per call rather than kept as a buffer: a model built on the meta device has no values to keep.
+        """cos and signed sin (T, 1, hs) of positions start .. start + length - 1 (see `apply_rotary`), computed in
+        fp32 then cast, as transformers does."""
+        end = start + length
+        table = self._tables.get((device, dtype))
+        if table is None or table[0].shape[0] < end:
+            # Kept per device and dtype, grown to the next power of two: a decoding step reads its row instead
+            # of recomputing the angles. A plain attribute, not a buffer: a model built on the meta device has
+            # no values to keep, and the state dict stays the checkpoint's.
+            size = 1 << max(end - 1, 63).bit_length()
+            table = self._tables[(device, dtype)] = self._angles(size, device, dtype)
+        cos, sin = table
+        return cos[start:end, None], sin[start:end, None]  # (T, 1, hs): one row for all heads
+
+    def _angles(self, size: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         exponents = torch.arange(0, self.head_size, 2, dtype=torch.int64, device=device).float() / self.head_size
         inverse = 1.0 / (self.theta ** exponents)
         if self.llama3:
             inverse = llama3_frequencies(inverse, *self.llama3)
-        positions = torch.arange(start, start + length, device=device, dtype=torch.float32)
+        positions = torch.arange(0, size, device=device, dtype=torch.float32)
         angles = positions[:, None] * inverse[None, :]  # (T, hs/2)
-        angles = torch.cat((angles, angles), dim=-1)
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        cos, sin = angles.cos(), angles.sin()
+        return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((-sin, sin), dim=-1).to(dtype)
 
 
 class Attention(nn.Module):
@@ -229,7 +255,8 @@ class Attention(nn.Module):
         self.queries, self.keys_values = slice(0, width), slice(width, width + 2 * kv_width)
 
     def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None, memory=None, rotary=None):
-        """`rotary`: the (cos, sin) of the new positions, which rotate queries and keys before caching."""
+        """`is_causal`: the mask (given or not) hides later keys and nothing else. `rotary`: the (cos, sin) of the
+        new positions (T, 1, hs), which rotate queries and keys before caching."""
         B, T, _ = x.shape
         nh, nkv, hs = self.num_heads, self.num_kv_heads, self.head_size
         if self.is_cross:
@@ -244,14 +271,23 @@ class Attention(nn.Module):
             else:
                 k, v = stored
         else:
-            # (B, T, A + 2 kv) -> (B, nh, T, hs), 2 x (B, nkv, T, hs)
-            q, k, v = self.qkv(x).split(self.widths, dim=-1)
-            q = q.view(B, T, nh, hs).transpose(1, 2)
-            k, v = (t.view(B, T, nkv, hs).transpose(1, 2) for t in (k, v))
-            if rotary is not None:
-                turned = rotary[0].shape[-1]  # GPT-NeoX turns the first features of each head, keeps the rest
-                q, k = (torch.cat((apply_rotary(t[..., :turned], *rotary), t[..., turned:]), dim=-1)
-                        if turned < hs else apply_rotary(t, *rotary) for t in (q, k))
+            qkv = self.qkv(x)  # (B, T, A + 2 kv)
+            if rotary is None:
+                q, k, v = qkv.split(self.widths, dim=-1)
+                q, k = q.view(B, T, nh, hs), k.view(B, T, nkv, hs)
+            else:
+                # Queries and keys are rotated alike, so together: (B, T, nh + nkv, hs).
+                qk, v = qkv.split((self.widths[0] + self.widths[1], self.widths[2]), dim=-1)
+                qk = qk.view(B, T, nh + nkv, hs)
+                cos, sin = rotary
+                turned = cos.shape[-1]  # GPT-NeoX turns the first features of each head, keeps the rest
+                if turned < hs:
+                    qk = torch.cat((apply_rotary(qk[..., :turned], cos, sin), qk[..., turned:]), dim=-1)
+                else:
+                    qk = apply_rotary(qk, cos, sin)
+                q, k = qk.split((nh, nkv), dim=2)
+            # (B, T, heads, hs) -> (B, nh, T, hs), 2 x (B, nkv, T, hs)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.view(B, T, nkv, hs).transpose(1, 2)
             if cache is not None:
                 k, v = cache.update(self.layer_index, k, v)
         probs = None
@@ -259,17 +295,55 @@ class Attention(nn.Module):
         if output_attentions:
             if groups > 1:
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-            scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, Tk)
-            if mask is not None:
-                scores = scores + mask
-            # In fp32 whatever the model's dtype: a bf16 model's reported rows still sum to 1.
-            probs = scores.softmax(dim=-1, dtype=torch.float32)
-            y = probs.to(v.dtype) @ v
+            y, probs = self.explicit_attention(q, k, v, mask, is_causal, output_attentions)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale,
+            # `is_causal` says the mask is causal only; the kernel's flag aligns it top-left, which is right
+            # when queries and keys are the same positions, which a missing mask and several queries mean.
+            top_left_causal = is_causal and mask is None and T > 1
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=top_left_causal, scale=self.scale,
                                                enable_gqa=groups > 1)
         y = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, nh, T, hs) -> (B, T, A)
         return self.out(y), probs
+
+    def explicit_attention(self, q, k, v, mask, is_causal, output_attentions):
+        """Attention through its probabilities, computed a block of query rows at a time.
+
+        A whole (B, nh, T, Tk) score matrix of a long input (GPT-2's 1024 tokens: 50 MB per layer) is a fresh
+        allocation at each of scores, mask and softmax, and the page faults of those cost more than the
+        arithmetic; blocks of about ATTENTION_BLOCK_ELEMENTS reuse memory. With a purely causal mask
+        (`is_causal`) a block of rows reads only the keys up to its last query; the later ones are zeros.
+        `output_attentions` True reports the probabilities (B, nh, T, Tk); a function reports what it makes
+        of each block of rows (B, nh, rows, keys) -> (B, nh, rows, S), the blocks stacked along the rows:
+        a view that needs a summary of every head never holds every head's whole map.
+        """
+        B, nh, T, _ = q.shape
+        Tk, past = k.shape[2], k.shape[2] - T
+        summarise = None if output_attentions is True else output_attentions
+        # Under autograd (relevance maps) the probabilities are one piece of the graph: one block.
+        rows = T if torch.is_grad_enabled() else max(1, ATTENTION_BLOCK_ELEMENTS // (B * nh * Tk))
+        outputs, reported = [], []
+        probs = None
+        if summarise is None and rows < T:
+            probs = torch.zeros(B, nh, T, Tk, dtype=torch.float32, device=q.device)
+        for start in range(0, T, rows):
+            end = min(start + rows, T)
+            keys = past + end if is_causal else Tk
+            scores = (q[:, :, start:end] @ k[:, :, :keys].transpose(-2, -1)).mul_(self.scale)  # (B, nh, rows, keys)
+            if mask is not None:
+                scores.add_(mask[..., start:end, :keys])
+            # In fp32 whatever the model's dtype: a bf16 model's reported rows still sum to 1.
+            block = scores.softmax(dim=-1, dtype=torch.float32)
+            outputs.append(block.to(v.dtype) @ v[:, :, :keys])
+            if summarise is not None:
+                reported.append(summarise(block))
+            elif probs is not None:
+                probs[:, :, start:end, :keys] = block
+            else:  # one block: every key was read
+                probs = block
+        y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+        if summarise is not None:
+            probs = reported[0] if len(reported) == 1 else torch.cat(reported, dim=2)
+        return y, probs
 
 
 class MLP(nn.Module):
@@ -307,9 +381,11 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+        # torch's rms_norm: one call where the formula spelled out dispatches five ops from Python (a decoding
+        # step's small tensors cost mostly per op: about a third less time per norm at SmolLM2's width).
+        if x.dtype == torch.float32:  # the weight inside: the same products in the same order
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
 
 def make_norm(config: TransformerConfig) -> nn.Module:
@@ -543,8 +619,8 @@ class Transformer(nn.Module):
             x = self.pre_norm(x)
         T = x.shape[1]
         # The fused kernel's own causal flag is exact and fastest when there is nothing else to mask or add.
-        simple_causal = (config.causal and attention_mask is None and past == 0 and not output_attentions
-                         and self.position_bias is None)
+        causal_only = config.causal and attention_mask is None and self.position_bias is None
+        simple_causal = causal_only and past == 0 and not output_attentions
         decode_step = config.causal and attention_mask is None and T == 1  # one new query sees every key
         mask = None
         if not (simple_causal or decode_step):
@@ -559,7 +635,7 @@ class Transformer(nn.Module):
         rotary = self.rotary(past, T, x.dtype, x.device) if self.rotary is not None else None
         hidden_states, attentions, cross_attentions = [x], [], []
         for block in self.layers:
-            x, probs, cross_probs = block(x, mask, simple_causal, output_attentions, cache, memory, memory_mask,
+            x, probs, cross_probs = block(x, mask, causal_only, output_attentions, cache, memory, memory_mask,
                                           rotary)
             hidden_states.append(x)
             attentions.append(probs)
