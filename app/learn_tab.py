@@ -325,10 +325,11 @@ def build() -> None:
         event = run.click(function, ins, outs, api_name=function.__name__, **LEARN)
         stop.click(stopped, None, status, cancels=[event], api_visibility="private")
     # A replay redraws when the slider is let go, or on the button (one event, one endpoint).
-    # The objective chooses the replayed model too: switching it shows the other model's replay at once.
+    # The objective chooses the replayed model too: switching it shows the other model's replay at once. A click
+    # or release while that answer is pending must still run after it ("always_last"), not be dropped.
     gr.on([text_replay_button.click, text_replay_index.release, pt_objective.change], learn_text_replay,
-          [pt_objective, text_replay_index],
-          [text_replay_curve, text_replay_table], api_name="learn_text_replay", **VIEWS)
+          [pt_objective, text_replay_index], [text_replay_curve, text_replay_table], api_name="learn_text_replay",
+          trigger_mode="always_last", **VIEWS)
     gr.on([replay_button.click, replay_index.release], learn_vit_replay, [replay_index, vit_patch],
           [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay",
           **VIEWS)  # a replay only draws saved snapshots: a short view like the others
