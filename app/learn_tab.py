@@ -137,6 +137,7 @@ def learn_vit_replay(snapshot=-1, patch=27):
     losses = replay["losses"]
     curve = lines(list(range(1, len(losses) + 1)), {"loss": losses}, "tiny-vit's training loss (the marker: this "
                   "snapshot)", x_title="step", height=300)
+    curve.update_traces(mode="lines", line_width=1.5)  # 2,000 steps: markers would merge into a band
     curve.add_vline(x=max(step, 1), line=dict(color="#e66101", width=2, dash="dash"))
     note = (f"Snapshot {index + 1} of {count}: step {step} of {replay['steps'][-1]}. Saved by "
             f"`python -m core.embedded train tiny-vit`" + (f"; {replay['about']}." if replay["about"] else "."))
