@@ -395,7 +395,7 @@ def build() -> lecture.Shared:
     with gr.Accordion("What each model reads", open=True):
         aligned_tokens = gr.HTML(elem_id="align-aligned-tokens")
         base_tokens = gr.HTML(elem_id="align-base-tokens")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):  # long tab names: on a phone they wrap, none hides
         with gr.Tab("Next token, both models", id="align-next"):
             gr.Markdown("Both models after the **same** answer prefix (the aligned model's answer, or any text you "
                         "write): where do their next-token distributions differ?")

@@ -429,83 +429,85 @@ def build() -> Shared:
     model, custom = model_picker(FAMILY)
     note = gr.Markdown(elem_classes="note-box")
 
-    with gr.Tab("Zero-shot"):
-        with gr.Row():
-            image = gr.Image(value=default_image(DEFAULT_IMAGE), type="filepath", image_mode=None,
-                             label="Picture", sources=["upload", "clipboard", "webcam"], height=280,
-                             elem_id="clip-image")
-            with gr.Column():
-                labels = gr.Textbox(DEFAULT_LABELS, label=f"Labels (commas or new lines, at most {MAX_LABELS})",
-                                    lines=2)
-                templates = gr.Textbox(DEFAULT_TEMPLATES, lines=3, label="Templates, one per line, each with "
-                                       "{label}; several are averaged (prompt ensembling)",
-                                       info="For OpenAI's CLIP try 'a photo of a {label}.'")
-                # Declared from 0, so that the API's old "0 = learned" is still accepted; the page starts at the
-                # lowest real scale (fit_on_open below). The switch sits above its slider (a row would squeeze
-                # its label on a phone).
-                scale_learned = gr.Checkbox(True, label=LEARNED, elem_id="clip-scale-learned")
-                scale = gr.Slider(0, SCALE_SLIDER_MAX, value=100, step=0.5, label="Logit scale (1 / temperature)",
-                                  info=SCALE_INFO, interactive=False, elem_id="clip-scale")
-        gr.Examples(example_paths(), inputs=image, label="Examples (drawn shapes first, then photos)",
-                    examples_per_page=8)
-        photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="clip-photo-note")
-        zero_btn = gr.Button("Rank the labels", variant="primary", elem_id="clip-zero-btn")
-        zero_summary = gr.Markdown()
-        zero_plot = gr.Plot(label="Zero-shot probabilities", elem_id="clip-zero-plot")
-        zero_file = gr.File(label="Download the numbers (JSON)")
+    # The inner tabs wrap onto a second line on a phone, rather than hiding behind a "…" menu.
+    with gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tab("Zero-shot"):
+            with gr.Row():
+                image = gr.Image(value=default_image(DEFAULT_IMAGE), type="filepath", image_mode=None,
+                                 label="Picture", sources=["upload", "clipboard", "webcam"], height=280,
+                                 elem_id="clip-image")
+                with gr.Column():
+                    labels = gr.Textbox(DEFAULT_LABELS, label=f"Labels (commas or new lines, at most {MAX_LABELS})",
+                                        lines=2)
+                    templates = gr.Textbox(DEFAULT_TEMPLATES, lines=3, label="Templates, one per line, each with "
+                                           "{label}; several are averaged (prompt ensembling)",
+                                           info="For OpenAI's CLIP try 'a photo of a {label}.'")
+                    # Declared from 0, so that the API's old "0 = learned" is still accepted; the page starts at the
+                    # lowest real scale (fit_on_open below). The switch sits above its slider (a row would squeeze
+                    # its label on a phone).
+                    scale_learned = gr.Checkbox(True, label=LEARNED, elem_id="clip-scale-learned")
+                    scale = gr.Slider(0, SCALE_SLIDER_MAX, value=100, step=0.5, label="Logit scale (1 / temperature)",
+                                      info=SCALE_INFO, interactive=False, elem_id="clip-scale")
+            gr.Examples(example_paths(), inputs=image, label="Examples (drawn shapes first, then photos)",
+                        examples_per_page=8)
+            photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="clip-photo-note")
+            zero_btn = gr.Button("Rank the labels", variant="primary", elem_id="clip-zero-btn")
+            zero_summary = gr.Markdown()
+            zero_plot = gr.Plot(label="Zero-shot probabilities", elem_id="clip-zero-plot")
+            zero_file = gr.File(label="Download the numbers (JSON)")
 
-    with gr.Tab("Contrastive batch"):
-        first_items, first_captions = gallery_view(0)
-        with gr.Row():
-            seed = gr.Number(0, precision=0, minimum=0, maximum=9999, label="Batch (seed)", scale=0, min_width=120)
-            batch = gr.Gallery(first_items, label="Pictures 0..N-1", columns=8, height=150, allow_preview=False)
-        captions = gr.Textbox(first_captions, lines=8, label="Captions, one per line: caption i belongs to picture i "
-                              "(edit them; fewer lines use fewer pictures)")
-        # τ = 0.2 rather than the learned value: the embedded CLIP separates its own batch so well that at its
-        # learned τ (0.033) the loss reads 0.0000; at 0.2 it is 0.18 against log 8 = 2.08 by chance.
-        temperature_learned = gr.Checkbox(False, label=LEARNED, elem_id="clip-temperature-learned")
-        temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.001, label="Temperature τ",
-                                info=TEMPERATURE_INFO, elem_id="clip-temperature")
-        contrastive_btn = gr.Button("Compute the batch loss", variant="primary", elem_id="clip-contrastive-btn")
-        losses = gr.Markdown(elem_id="clip-losses")
-        similarity_plot = gr.Plot(label="Similarity matrix", elem_id="clip-similarity-plot")
-        with gr.Row():
-            rows_plot = gr.Plot(label="Row softmax")
-            cols_plot = gr.Plot(label="Column softmax")
-        contrastive_file = gr.File(label="Download the numbers (JSON)")
+        with gr.Tab("Contrastive batch"):
+            first_items, first_captions = gallery_view(0)
+            with gr.Row():
+                seed = gr.Number(0, precision=0, minimum=0, maximum=9999, label="Batch (seed)", scale=0, min_width=120)
+                batch = gr.Gallery(first_items, label="Pictures 0..N-1", columns=8, height=150, allow_preview=False)
+            captions = gr.Textbox(first_captions, lines=8, label="Captions, one per line: caption i belongs to picture i "
+                                  "(edit them; fewer lines use fewer pictures)")
+            # τ = 0.2 rather than the learned value: the embedded CLIP separates its own batch so well that at its
+            # learned τ (0.033) the loss reads 0.0000; at 0.2 it is 0.18 against log 8 = 2.08 by chance.
+            temperature_learned = gr.Checkbox(False, label=LEARNED, elem_id="clip-temperature-learned")
+            temperature = gr.Slider(0, 1, value=DEFAULT_TEMPERATURE, step=0.001, label="Temperature τ",
+                                    info=TEMPERATURE_INFO, elem_id="clip-temperature")
+            contrastive_btn = gr.Button("Compute the batch loss", variant="primary", elem_id="clip-contrastive-btn")
+            losses = gr.Markdown(elem_id="clip-losses")
+            similarity_plot = gr.Plot(label="Similarity matrix", elem_id="clip-similarity-plot")
+            with gr.Row():
+                rows_plot = gr.Plot(label="Row softmax")
+                cols_plot = gr.Plot(label="Column softmax")
+            contrastive_file = gr.File(label="Download the numbers (JSON)")
 
-    with gr.Tab("Search"):
-        with gr.Row():
-            query = gr.Textbox("a large red circle", label="Describe a picture", max_lines=1, scale=3)
-            search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="clip-search-btn")
-        results = gr.Gallery(label="Ranked pictures: rank · cosine similarity · probability at the learned scale · name",
-                             columns=6, height=460, elem_id="clip-search-gallery")
-        search_file = gr.File(label="Download the numbers (JSON)")
+        with gr.Tab("Search"):
+            with gr.Row():
+                query = gr.Textbox("a large red circle", label="Describe a picture", max_lines=1, scale=3)
+                search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="clip-search-btn")
+            results = gr.Gallery(label="Ranked pictures: rank · cosine similarity · probability at the learned scale · name",
+                                 columns=6, height=460, elem_id="clip-search-gallery")
+            search_file = gr.File(label="Download the numbers (JSON)")
 
-    with gr.Tab("Robustness"):
-        gr.Markdown("The picture from the Zero-shot view, and an edge sketch the app draws from it "
-                    "(find edges, invert), ranked with the same labels and templates.")
-        robust_btn = gr.Button("Compare photo and sketch", variant="primary", elem_id="clip-robust-btn")
-        with gr.Row():
-            drawing = gr.Image(label="Sketch", type="pil", format="png", interactive=False, height=300, scale=1)
-            robust_plot = gr.Plot(label="Photo vs sketch", elem_id="clip-robust-plot", scale=3)
-        robust_file = gr.File(label="Download the numbers (JSON)")
-        robustness_view.build(image)
+        with gr.Tab("Robustness"):
+            gr.Markdown("The picture from the Zero-shot view, and an edge sketch the app draws from it "
+                        "(find edges, invert), ranked with the same labels and templates.")
+            robust_btn = gr.Button("Compare photo and sketch", variant="primary", elem_id="clip-robust-btn")
+            with gr.Row():
+                drawing = gr.Image(label="Sketch", type="pil", format="png", interactive=False, height=300, scale=1)
+                robust_plot = gr.Plot(label="Photo vs sketch", elem_id="clip-robust-plot", scale=3)
+            robust_file = gr.File(label="Download the numbers (JSON)")
+            robustness_view.build(image)
 
-    with gr.Tab("Relevance"):
-        gr.Markdown("Which patches make the picture from the Zero-shot view match a caption, and which words of "
-                    "the caption match the picture: gradient-weighted relevance (Chefer et al., 2021), with "
-                    "attention rollout beside it.", elem_classes=["tab-intro"])
-        with gr.Row():
-            caption = gr.Textbox(DEFAULT_CAPTION, label="Caption", max_lines=1, scale=3, elem_id="clip-caption")
-            show_rollout = gr.Checkbox(True, label="Rollout beside it", scale=1, elem_id="clip-show-rollout")
-        relevance_btn = gr.Button("Explain the match", variant="primary", elem_id="clip-relevance-btn")
-        relevance_summary = gr.Markdown(elem_id="clip-relevance-summary")
-        with gr.Row():
-            relevance_plot = gr.Plot(label="Gradient relevance of the picture", elem_id="clip-relevance-plot")
-            rollout_plot = gr.Plot(label="Attention rollout of the picture", elem_id="clip-rollout-plot")
-        words_plot = gr.Plot(label="Caption words", elem_id="clip-words-plot")
-        relevance_file = gr.File(label="Download the numbers (JSON)")
+        with gr.Tab("Relevance"):
+            gr.Markdown("Which patches make the picture from the Zero-shot view match a caption, and which words of "
+                        "the caption match the picture: gradient-weighted relevance (Chefer et al., 2021), with "
+                        "attention rollout beside it.", elem_classes=["tab-intro"])
+            with gr.Row():
+                caption = gr.Textbox(DEFAULT_CAPTION, label="Caption", max_lines=1, scale=3, elem_id="clip-caption")
+                show_rollout = gr.Checkbox(True, label="Rollout beside it", scale=1, elem_id="clip-show-rollout")
+            relevance_btn = gr.Button("Explain the match", variant="primary", elem_id="clip-relevance-btn")
+            relevance_summary = gr.Markdown(elem_id="clip-relevance-summary")
+            with gr.Row():
+                relevance_plot = gr.Plot(label="Gradient relevance of the picture", elem_id="clip-relevance-plot")
+                rollout_plot = gr.Plot(label="Attention rollout of the picture", elem_id="clip-rollout-plot")
+            words_plot = gr.Plot(label="Caption words", elem_id="clip-words-plot")
+            relevance_file = gr.File(label="Download the numbers (JSON)")
 
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in

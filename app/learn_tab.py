@@ -201,6 +201,73 @@ def learn_clip(n_pairs=8, seed=0, max_steps=CAPS["clip"]):
         yield matrix, losses, temperature, summary
 
 
+# The Pythia replay's bounds: each revision is a load of a 70 M model (and, online, a 166 MB download).
+MAX_REVISIONS = 8
+MAX_PYTHIA_TEXT_CHARS = 600
+MAX_PYTHIA_PROMPT_CHARS = 200
+TOKENS_PER_STEP = 1024 * 2048  # Pythia's batch: 1,024 sequences of 2,048 tokens
+PYTHIA_STEP_RULE = "0, 1, 2, 4, 8 ... 512, or a multiple of 1000 up to 143000"
+
+
+def pythia_steps(value) -> list[int]:
+    """The training steps asked for, each one Pythia published, in increasing order, at most MAX_REVISIONS."""
+    steps = set()
+    for item in inputs.lines(value, "training steps", max_items=MAX_REVISIONS, max_chars=12):
+        cleaned = item.replace("_", "").removeprefix("step")
+        if not cleaned.isdigit() or int(cleaned) not in learn.PYTHIA_STEPS:
+            raise gr.Error(f"{item[:12]!r} is not a step Pythia published: use {PYTHIA_STEP_RULE}.")
+        steps.add(int(cleaned))
+    return sorted(steps)
+
+
+def pythia_loss_figure(points: list, steps: list[int]) -> go.Figure:
+    """Loss against the training step on a log axis; step 0 sits at 1 (each step is drawn at step + 1)."""
+    fig = go.Figure(go.Scatter(x=[p.step + 1 for p in points], y=[p.loss for p in points], mode="lines+markers",
+                               name="loss", line=dict(color="#0072b2", width=3), marker=dict(size=9)))
+    fig.update_xaxes(type="log", title="training step (log scale)", tickvals=[s + 1 for s in steps],
+                     ticktext=[f"{s:,}" for s in steps])
+    fig.update_yaxes(title="cross-entropy per token (nats)")
+    return _layout(fig, "pythia-70m's loss on the text, checkpoint by checkpoint", 360)
+
+
+def pythia_table(points: list, prompt: str) -> str:
+    rows = "\n".join(f"| {p.step:,} | {p.step * TOKENS_PER_STEP / 1e9:,.1f} B | {p.loss:.3f} | "
+                     f"{html.escape(p.continuation).replace('|', '&#124;').replace(chr(10), ' ')} |" for p in points)
+    return (f"| step | tokens seen | loss | greedy continuation of “{html.escape(prompt)}” |\n"
+            f"| ---: | ---: | ---: | --- |\n{rows}")
+
+
+@handler
+def learn_pythia_replay(steps=", ".join(map(str, learn.PYTHIA_DEFAULT_STEPS)), text=learn.PYTHIA_TEXT,
+                        prompt=learn.PYTHIA_PROMPT):
+    """pythia-70m's own training, replayed from EleutherAI's published checkpoints: for each chosen step, its
+    loss on the text and its greedy continuation of the prompt, streamed as each checkpoint loads."""
+    chosen = pythia_steps(steps)
+    text = inputs.text(text, "text", MAX_PYTHIA_TEXT_CHARS)
+    prompt = inputs.text(prompt, "prompt", MAX_PYTHIA_PROMPT_CHARS)
+    missing = learn.unavailable_steps(chosen)
+    available = [step for step in chosen if step not in missing]
+    notes = []
+    if missing:
+        notes.append(f"Not in the local Hugging Face cache, and the Hub cannot be reached (offline): "
+                     f"{', '.join(f'step{s}' for s in missing)} of {learn.PYTHIA_REPO}. Fetch them while online "
+                     f"(`load_model(\"{learn.PYTHIA_REPO}@step1000\")`, or the GPT tab's training-step picker).")
+    if not available:
+        yield pythia_loss_figure([], chosen), "  \n".join(notes), ""
+        return
+    points = []
+    yield (pythia_loss_figure(points, available),
+           "  \n".join([f"**Loading step {available[0]:,}** (1 of {len(available)})…", *notes]), "")
+    for done, point in enumerate(learn.replay_revisions(available, text, prompt), start=1):
+        if isinstance(point, Exception):
+            notes.append(str(point))
+        else:
+            points.append(point)
+        state = (f"**Loading step {available[done]:,}** ({done + 1} of {len(available)})…" if done < len(available)
+                 else f"**Done: {len(points)} checkpoint(s) of {learn.PYTHIA_REPO}.**")
+        yield pythia_loss_figure(points, available), "  \n".join([state, *notes]), pythia_table(points, prompt)
+
+
 def _snapshot_count(name: str = "tiny-vit") -> int:
     try:
         return len(learn.read_replay(EMBEDDED_DIR / name)["steps"])
@@ -311,6 +378,28 @@ def build() -> None:
             with gr.Row():
                 clip_loss = gr.Plot(label="Loss")
                 clip_temperature = gr.Plot(label="Temperature")
+        with gr.Tab("A real model's training", elem_id="learn-view-pythia"):
+            gr.Markdown("EleutherAI trained **pythia-70m** on the Pile and published it at 154 points of its "
+                        "training (Biderman et al., 2023): step 0 (random weights), steps 1, 2, 4 … 512, then every "
+                        "1,000 steps to 143,000, each step 2 M tokens. Each checkpoint chosen below is loaded in "
+                        "turn (one at a time; online, 166 MB each) and reads the same text and prompt: its loss "
+                        "falls fast, then slowly, as the log axis shows, and its continuation goes from noise to "
+                        "repeated words to English.")
+            with gr.Row():
+                py_steps = gr.Textbox(", ".join(map(str, learn.PYTHIA_DEFAULT_STEPS)),
+                                      label=f"Training steps (at most {MAX_REVISIONS}: {PYTHIA_STEP_RULE})",
+                                      elem_id="learn-pythia-steps")
+                py_prompt = gr.Textbox(learn.PYTHIA_PROMPT, label="Prompt to continue", max_length=MAX_PYTHIA_PROMPT_CHARS,
+                                       elem_id="learn-pythia-prompt")
+            py_text = gr.Textbox(learn.PYTHIA_TEXT, label="Text to score (loss per token)", lines=2,
+                                 max_length=MAX_PYTHIA_TEXT_CHARS, elem_id="learn-pythia-text")
+            with gr.Row():
+                py_run = gr.Button("Replay", variant="primary", elem_id="learn-pythia-run")
+                py_stop = gr.Button("Stop", variant="stop", elem_id="learn-pythia-stop")
+            py_status = gr.Markdown(elem_id="learn-pythia-status")
+            # Stacked, not side by side: the continuations need the page's width.
+            py_curve = gr.Plot(label="Loss by checkpoint", elem_id="learn-pythia-curve")
+            py_table = gr.Markdown(elem_id="learn-pythia-table")
         with gr.Tab("Scaling", elem_id="learn-view-scaling"):
             scaling_view.build()
 
@@ -321,6 +410,8 @@ def build() -> None:
          vit_status),
         (clip_run, clip_stop, learn_clip, [clip_n, clip_seed, clip_cap],
          [clip_matrix, clip_loss, clip_temperature, clip_status], clip_status),
+        (py_run, py_stop, learn_pythia_replay, [py_steps, py_text, py_prompt], [py_curve, py_status, py_table],
+         py_status),
     ]
     for run, stop, function, ins, outs, status in runs:
         event = run.click(function, ins, outs, api_name=function.__name__, **LEARN)

@@ -122,6 +122,9 @@ LINK_JS = """(query) => {
 PRESENTER_TICKS, PRESENTER_TITLE = 18, 22  # px: plot text in presenter mode, readable from the back row
 PRESENTER_TEXT = 1.3  # text that a trace sizes itself (box labels, bar values) grows by this much
 PRESENTER_TALLER = 1.3  # plots grow by this much around their larger text (PAGE_JS: within the window)
+# Token axes in presenter mode (PAGE_JS, labelEveryToken): every label is shown on an axis of up to this many
+# tokens, shrunk when needed to fit one line per token of LINE_HEIGHT x its size, but never below TOKEN_TICK_MIN px.
+TOKEN_AXIS_MAX, TOKEN_TICK_MIN, LINE_HEIGHT = 48, 12, 1.05
 PRESENTER_JS = """(on) => {
   document.body.classList.toggle('presenter', !!on);
   if (window.__presentPlots) window.__presentPlots();
@@ -213,6 +216,10 @@ PAGE_JS = """() => {
       const o = plot.__original || {};
       update = {'height': o.height ?? null, 'font.size': o.font ?? null, 'title.font.size': o.title ?? null,
         'margin.t': o.top ?? null, 'xaxis.automargin': o.xAuto ?? null, 'yaxis.automargin': o.yAuto ?? null};
+      Object.entries(o.ticks || {}).forEach(([key, t]) => Object.assign(update, {[`${key}.tickmode`]: t.tickmode ?? null,
+        [`${key}.tick0`]: t.tick0 ?? null, [`${key}.dtick`]: t.dtick ?? null, [`${key}.tickangle`]: t.tickangle ?? null,
+        [`${key}.tickfont.size`]: t.size ?? null}));
+      plot.classList.remove('ticks-fitted');
     }
     // Text drawn by traces (labels in boxes, numbers on bars) sets its own size: it grows by the same factor,
     // and so do the square boxes that hold it (the BERT token strip).
@@ -229,10 +236,39 @@ PAGE_JS = """() => {
     });
     const restyled = traces.length
       ? window.Plotly.restyle(plot, {'textfont.size': fonts, 'marker.size': boxes}, traces) : Promise.resolve();
-    restyled.then(() => window.Plotly.relayout(plot, update)).finally(() => {
+    // The x axes first: upright labels take more of the height, which the y axes' labels then share.
+    restyled.then(() => window.Plotly.relayout(plot, update)).then(() => (on ? labelEveryToken(plot, 'x') : null))
+      .then(() => (on ? labelEveryToken(plot, 'y') : null)).finally(() => {
       plot.__presentedLayout = on ? plot.layout : null;
       plot.__presenting = false;
     });
+  };
+  // At 18 px plotly shows only every other label of a token axis that is short for them (a 24-token heatmap at
+  // 1280x720). Run after presenter mode's relayout, when the axes have their final lengths: each category axis of
+  // up to TOKEN_AXIS_MAX labels gets one tick per token; x labels stand upright when slanted ones would overlap;
+  // an axis still too short for 18 px lines gets the largest size that fits, down to TOKEN_TICK_MIN px. Longer axes
+  // (long inputs, downsampled) keep plotly's thinning: labels that small would not be read.
+  const labelEveryToken = (plot, letter) => {
+    const full = plot._fullLayout, update = {}, saved = plot.__original.ticks = plot.__original.ticks || {};
+    Object.keys(full).filter((key) => new RegExp(`^${letter}axis[0-9]*$`).test(key)).forEach((key) => {
+      const axis = full[key], count = (axis._categories || []).length;
+      if (axis.type !== 'category' || count < 2 || count > TOKEN_AXIS_MAX) return;
+      const pitch = axis._length / count;  // px from one label to the next
+      const slanted = key[0] === 'x' && Math.abs(axis.tickangle) === 45;
+      const upright = slanted && pitch * Math.SQRT1_2 < LINE_HEIGHT * PRESENTER_TICKS;
+      const gap = slanted && !upright ? pitch * Math.SQRT1_2 : pitch;  // room across neighbouring labels
+      const size = Math.min(PRESENTER_TICKS, Math.floor(gap / LINE_HEIGHT));
+      if (size < TOKEN_TICK_MIN) return;
+      const own = plot.layout[key] || {};
+      saved[key] = {tickmode: own.tickmode, tick0: own.tick0, dtick: own.dtick, tickangle: own.tickangle,
+        size: own.tickfont && own.tickfont.size};
+      Object.assign(update, {[`${key}.tickmode`]: 'linear', [`${key}.tick0`]: 0, [`${key}.dtick`]: 1,
+        [`${key}.tickfont.size`]: size});
+      if (upright) update[`${key}.tickangle`] = -90;
+    });
+    if (!Object.keys(update).length) return null;
+    plot.classList.add('ticks-fitted');  // the page's 18 px rule for tick text steps aside for these sizes
+    return window.Plotly.relayout(plot, update);
   };
   window.__presentPlots = () => document.querySelectorAll('.js-plotly-plot').forEach((plot) => {
     if (!plot.__watched && typeof plot.on === 'function') {
@@ -249,7 +285,8 @@ PAGE_JS = """() => {
     }
   });
 }""".replace("HEAD_GRID", HEAD_GRID).replace("PRESENTER_TICKS", str(PRESENTER_TICKS)).replace(
-    "PRESENTER_TITLE", str(PRESENTER_TITLE)).replace("PRESENTER_TALLER", str(PRESENTER_TALLER)).replace("PRESENTER_TEXT", str(PRESENTER_TEXT)).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
+    "PRESENTER_TITLE", str(PRESENTER_TITLE)).replace("TOKEN_AXIS_MAX", str(TOKEN_AXIS_MAX)).replace(
+    "TOKEN_TICK_MIN", str(TOKEN_TICK_MIN)).replace("LINE_HEIGHT", str(LINE_HEIGHT)).replace("PRESENTER_TALLER", str(PRESENTER_TALLER)).replace("PRESENTER_TEXT", str(PRESENTER_TEXT)).replace("PICK_LAYER", PICK_LAYER).replace("PICK_HEAD", PICK_HEAD)
 
 
 def presenter_pace(on: bool) -> float:
@@ -304,7 +341,8 @@ body.presenter [data-testid="block-info"], body.presenter [data-testid="block-la
 body.presenter .label-wrap span, body.presenter .options .item { font-size: 20px !important; }
 body.presenter .intro-text, body.presenter .tab-intro { display: none !important; }
 body.presenter #intro h1 { font-size: 26px !important; margin: 0 !important; }
-body.presenter .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle, .colorbar) text,
+body.presenter .js-plotly-plot:not(.ticks-fitted) :is(.xtick, .ytick) text,
+body.presenter .js-plotly-plot :is(.g-xtitle, .g-ytitle, .colorbar) text,
 body.presenter .js-plotly-plot :is(text.legendtext, text.annotation-text) { font-size: 18px !important; }
 body.presenter .js-plotly-plot text.gtitle { font-size: 22px !important; }
 body.presenter:not(.dark) .js-plotly-plot :is(.xtick, .ytick, .g-xtitle, .g-ytitle) text,

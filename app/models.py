@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import CheckpointError, load_model
+from core import hub_cache
 from core.hub import PLAN_FILES, cached_folder, hub_folder, hub_reachable, is_repo_id, split_revision
 from core.tokenizer import load_tokenizer
 
@@ -285,6 +286,7 @@ class ModelCache:
         # Outside the lock: a download must not block other tabs. Hub ids resolve to their snapshot folder
         # (config.json and the weights' index alone; the rest follows once the model is checked), so that a
         # user-typed id is never read as a local path.
+        folder = None
         try:
             folder = Path(source) if embedded else hub_folder(split_revision(source)[0], PLAN_FILES, revision)
             flight.loaded = _open(folder, name, family)
@@ -295,9 +297,17 @@ class ModelCache:
             with self._lock:
                 del self._loading[key]
             flight.done.set()
+        if flight.loaded is None and folder is not None and not embedded:
+            # Now that this load no longer protects it: what a refused model brought does not stay on disk.
+            hub_cache.discard(folder)
         if flight.loaded is None:
             raise CheckpointError(flight.error)  # fresh: no frame of the failed load comes with it
         return flight.loaded, note
+
+    def sources_in_use(self) -> list[str]:
+        """The Hub sources of the models loaded or loading (their downloads are never evicted: core.hub_cache)."""
+        with self._lock:
+            return [source for _, source in [*self._entries, *self._loading]]  # an embedded folder's path: no match
 
     def _store(self, key: tuple[str, str], loaded: Loaded) -> None:
         size = loaded_bytes(loaded)
@@ -311,6 +321,10 @@ class ModelCache:
 
 
 MODELS = ModelCache()
+# The Hub cache's budget never evicts a model in use, nor a preset: a visitor's typed repo ids make room only
+# among themselves, and the presets fetched for an offline lecture (`--download`) stay.
+hub_cache.protect(MODELS.sources_in_use)
+hub_cache.protect(hub_presets)
 
 
 def download_presets() -> list[str]:

@@ -29,14 +29,18 @@ from app.gpt_tab import FINISH_WORDS, Sampling, join_notes, sampling
 from app.lecture import live
 from app.models import MODELS, PRESETS
 from core import t5_analysis
-from core.embedded import grammar, t5_tasks
+from core.embedded import grammar, t5_tasks, world
 from core.generate import generate, sampling_distribution
 
 TITLE = "T5"
 FAMILY = "t5"
 EMBEDDED = PRESETS[FAMILY][0].name
 DEFAULT_TEXT = "translate English to Toy: the small dog that the children like sees the red box ."
+# A free sentence of the grammar (its words drawn at random: a hidden one has many right answers) and a
+# held-out sentence of the toy world (`core.embedded.world`), whose facts decide the hidden words. The world
+# sentence becomes the default once a tiny-t5 trained on the world (issue #16) is shipped.
 DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
+WORLD_SENTENCE = "every big brown farmer dances behind the new chair ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
@@ -250,24 +254,44 @@ def t5_generate(choice, custom, text, max_new_tokens, temperature, top_k, top_p,
     choice_heads = heads(loaded.model, layer, head, average)
     notes = join_notes(note, cut, choice_heads.note, "; ".join(settings.notes))
     steps: list[dict] = []
+    # What the layer, head and average controls redraw from after (and during) the stream, with no model run.
+    written = dict(input_tokens=input_tokens, steps=steps, alignment=None)
     stream = write(loaded, input_ids, settings, max_new)
     try:
         for summary in stream:
             steps.append(summary)
-            alignment = alignment_for(loaded, source, input_tokens, written_tokens(steps))
-            figs = step_views(steps, len(steps), input_tokens, choice_heads, alignment)
+            written["alignment"] = alignment_for(loaded, source, input_tokens, written_tokens(steps))
+            figs = step_views(steps, len(steps), input_tokens, choice_heads, written["alignment"])
             status = f"Token {len(steps)} of at most {max_new} · {settings.describe()}."
             if summary["finished"]:
                 status += f" Stopped: {T5_FINISH_WORDS.get(summary['finished'], summary['finished'])}."
                 break
-            yield (output_text(loaded.tokenizer, steps), *figs, status, model_note(loaded, notes), None)
+            yield (output_text(loaded.tokenizer, steps), *figs, status, model_note(loaded, notes), None, written)
     finally:
         stream.close()
     data = dict(model=loaded.name, input=source, input_ids=input_ids, input_tokens=input_tokens,
                 settings=dict(settings.as_dict(), max_new_tokens=max_new), output=output_text(loaded.tokenizer, steps), steps=steps,
                 attention_rows="self_row: (layers, heads, tokens so far); cross_row: (layers, heads, input tokens)")
     yield (output_text(loaded.tokenizer, steps), *figs, status, model_note(loaded, notes),
-           export.json_file(data, "t5-generate"))
+           export.json_file(data, "t5-generate"), written)
+
+
+def stored_heads(steps: list[dict], layer, head, average) -> Heads:
+    """The layer and head to show from stored steps, clamped to the decoder's rows they hold (no model needed)."""
+    layers, n_heads = np.asarray(steps[0]["cross_row"]).shape[:2]
+    layer_n = inputs.integer(layer, "Layer", 1, layers, 1)
+    head_n = inputs.integer(head, "Head", 1, n_heads, 1)
+    return Heads(layer_n, layer_n, head_n, bool(average), "")
+
+
+def t5_write_redraw(layer, head, average, written):
+    """The Write view's last step again with the layer and head just chosen, from the rows the stream kept;
+    nothing to redraw before a first Write."""
+    steps = (written or {}).get("steps") or []
+    if not steps:
+        return (gr.skip(),) * 4
+    choice_heads = stored_heads(steps, layer, head, average)
+    return step_views(steps, len(steps), written["input_tokens"], choice_heads, written.get("alignment"))
 
 
 # ----- step mode ----------------------------------------------------------------------------------------------
@@ -334,10 +358,7 @@ def t5_step_view(number, layer, head, average, history):
     if not steps:
         raise gr.Error("There are no steps yet: press “Next token” first.")
     n = inputs.integer(number, "Step", 1, len(steps), len(steps))
-    layers, n_heads = np.asarray(steps[0]["cross_row"]).shape[:2]
-    layer_n = inputs.integer(layer, "Layer", 1, layers, 1)
-    head_n = inputs.integer(head, "Head", 1, n_heads, 1)
-    choice_heads = Heads(layer_n, layer_n, head_n, bool(average), "")
+    choice_heads = stored_heads(steps, layer, head, average)
     summary = steps[n - 1]
     status = f"Step {n} of {len(steps)}: {gfig.shown(summary['token'])} was written with p={summary['probability']:.3f}."
     return (*step_views(steps, n, history.get("input_tokens") or [], choice_heads), status)
@@ -467,26 +488,37 @@ def t5_span_corruption(choice, custom, sentence, seed):
         steps.append(summary)
     tokens = written_tokens(steps)
     spans = t5_analysis.sentinel_spans(tokens)
+    in_world = world.find(corruption.sentence)
+    reasons = world.explain(in_world, corruption.spans) if in_world else ["free sentence: many words fit"] * len(
+        corruption.spans)
     rows, infills = [], []
-    for k, hidden in enumerate(corruption.hidden):
+    for k, (hidden, reason) in enumerate(zip(corruption.hidden, reasons)):
         positions = spans.get(k, [])
         guess = loaded.tokenizer.decode([steps[p]["token_id"] for p in positions]).strip() if positions else ""
         probabilities = [steps[p]["model_probability"] for p in positions]
         joint = float(np.prod(probabilities)) if probabilities else 0.0
         rows.append([t5_tasks.sentinel(k), " ".join(hidden), guess or "(not written)",
                      ", ".join(f"{gfig.shown(steps[p]['token'])} {steps[p]['model_probability']:.2f}" for p in positions),
-                     round(joint, 4), "✓" if guess.split() == hidden else ""])
-        infills.append(dict(sentinel=t5_tasks.sentinel(k), hidden=hidden, infill=guess, probabilities=probabilities))
+                     round(joint, 4), "✓" if guess.split() == hidden else "", reason])
+        infills.append(dict(sentinel=t5_tasks.sentinel(k), hidden=hidden, infill=guess, probabilities=probabilities,
+                            decided_by=reason if in_world else None))
     shown_input = [(t, "sentinel" if t.strip().startswith("<extra_id_") else None) for t in input_tokens]
     written = loaded.tokenizer.decode([s["token_id"] for s in steps if s["finished"] != "eos"])
     summary = (f"**Encoder input:** `{source}`  \n**Target (what T5 learns to write):** `{corruption.target}`  \n"
                f"**The model wrote:** `{written}`  \n{sum(e - s for s, e in corruption.spans)} of {len(words)} "
                f"words hidden in {len(corruption.spans)} span(s), seed {seed}. Each sentinel stands for a whole "
-               "span, so the model also decides how many words to write back.")
-    table = dict(headers=["sentinel", "hidden words", "model's infill", "token probabilities", "joint p", "exact"],
-                 data=rows)
+               "span, so the model also decides how many words to write back.  \n")
+    if in_world:
+        summary += (f"**A sentence of the toy world**, where {world.description(in_world.noun)}: the world's "
+                    "facts decide the hidden words (last column); a model that read the world's sentences with "
+                    "spans cut out learns them.")
+    else:
+        summary += ("**A free sentence** of the toy grammar: its nouns, adjectives and verbs were drawn at random, so "
+                    "a hidden one has many right answers; the model can only keep the sentence grammatical.")
+    table = dict(headers=["sentinel", "hidden words", "model's infill", "token probabilities", "joint p", "exact",
+                          "what decides it"], data=rows)
     data = dict(model=loaded.name, sentence=corruption.sentence, spans=corruption.spans, input=source,
-                target=corruption.target, output=written, infills=infills)
+                target=corruption.target, output=written, infills=infills, world_sentence=in_world is not None)
     return (shown_input, summary, table, model_note(loaded, join_notes(note, cut)),
             export.json_file(data, "t5-span-corruption"))
 
@@ -571,9 +603,11 @@ def build() -> None:
             out_text = gr.Textbox(label="Output so far", lines=2, interactive=False)
             out_status = gr.Markdown()
             out_bars, out_cross_row, out_self_row, out_grid = plot_rows(
-                ("This step's next-token probabilities", "t5-bars"), "This step's cross-attention over the input",
+                ("This step's next-token probabilities", "t5-bars"),
+                ("This step's cross-attention over the input", "t5-write-cross"),
                 "This step's decoder self-attention", "Cross-attention so far")
             out_note, out_file = note_and_file("Download the steps (JSON)")
+            written = gr.State(None)
         with gr.Tab("Step by step", id="t5-step"):
             gr.Markdown("One token per click: the encoder's reading stays fixed, the decoder adds a row. Any "
                         "earlier step can be shown again, with any layer or head.")
@@ -596,10 +630,14 @@ def build() -> None:
             attention_note, attention_file = note_and_file("Attention numbers (JSON)")
         with gr.Tab("Span corruption", id="t5-spans"):
             gr.Markdown("T5's pre-training: about 15% of the words, in short spans, are replaced by sentinels "
-                        "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides.")
+                        "`<extra_id_0>`, `<extra_id_1>`, …; the target lists each sentinel and the words it hides. "
+                        "In a sentence of the toy world every noun has fixed facts (one colour, one size, one "
+                        "habit, one place), which decide the hidden words; in a free sentence of the grammar a "
+                        "hidden word has many right answers.")
             with gr.Row():
                 sentence = gr.Textbox(DEFAULT_SENTENCE, label="Sentence", max_lines=2, scale=3)
                 span_seed = gr.Number(0, label="Seed (which spans)", precision=0, minimum=0, maximum=MAX_SEED, scale=1)
+            gr.Examples([[WORLD_SENTENCE], [DEFAULT_SENTENCE]], [sentence], label="A world sentence, a free sentence")
             span_button = gr.Button("Corrupt and let the model fill in", variant="primary", elem_id="t5-spans-btn")
             span_input = gr.HighlightedText(label="Encoder input", show_legend=False,
                                             color_map={"sentinel": "#fdbf6f"})
@@ -615,8 +653,8 @@ def build() -> None:
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in
               (t5_step, t5_attention, t5_span_corruption)}
-    run = go_button.click(t5_generate, [*model_inputs, max_new, *sampling_inputs, *view_inputs], write_outputs,
-                          api_name="t5_generate", **STREAMS)
+    run = go_button.click(t5_generate, [*model_inputs, max_new, *sampling_inputs, *view_inputs],
+                          [*write_outputs, written], api_name="t5_generate", **STREAMS)
     stop_button.click(None, None, None, cancels=[run], api_visibility="private")
     step_outputs = [step_text, step_bars_plot, step_self_row, step_cross_row, step_grid, history, browse,
                     step_status, step_note]
@@ -624,8 +662,10 @@ def build() -> None:
                       api_name="t5_step", **VIEWS)
     browse.release(t5_step_view, [browse, *view_inputs, history],
                    [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status], api_name="t5_step_view")
-    # The layer, head and average controls redraw the step and attention views from what they computed: the
-    # step history holds every step's attention rows, the attention maps are cached (no new forward).
+    # The layer, head and average controls redraw the Write, step and attention views from what they computed:
+    # the written steps and the step history hold every step's attention rows, the attention maps are cached
+    # (no new forward).
+    live(view_inputs, t5_write_redraw, [*view_inputs, written], [out_bars, out_self_row, out_cross_row, out_grid])
     live(view_inputs, t5_step_redraw, [browse, *view_inputs, history],
          [step_bars_plot, step_self_row, step_cross_row, step_grid, step_status])
     reset_button.click(t5_step_reset, [text], step_outputs, api_name="t5_step_reset")

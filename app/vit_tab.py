@@ -319,60 +319,62 @@ def build() -> Shared:
             photos = gr.Markdown(photo_note(FAMILY, model.value), elem_id="vit-photo-note")
     note = gr.Markdown(elem_classes="note-box")
 
-    with gr.Tab("Patches"):
-        patches_btn = gr.Button("Cut into patches", variant="primary", elem_id="vit-patches-btn")
-        with gr.Row():
-            with gr.Column():
-                grid_picture = gr.Image(label="As the model sees it: patch grid (click a patch)", type="pil",
-                                        format="png", interactive=False, height=420, elem_id="vit-grid")
-                patch_caption = gr.Markdown("Click a patch of the grid to see where it looks.",
-                                            elem_id="vit-patch-caption")
-            shapes = gr.Markdown(elem_id="vit-shapes")
-        strip = gr.Image(label="Flattened into a sequence: [CLS], then the patches in reading order (numbers: position in the sequence)", type="pil",
-                         format="png", interactive=False, height=110)
+    # The inner tabs wrap onto a second line on a phone, rather than hiding behind a "…" menu.
+    with gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tab("Patches"):
+            patches_btn = gr.Button("Cut into patches", variant="primary", elem_id="vit-patches-btn")
+            with gr.Row():
+                with gr.Column():
+                    grid_picture = gr.Image(label="As the model sees it: patch grid (click a patch)", type="pil",
+                                            format="png", interactive=False, height=420, elem_id="vit-grid")
+                    patch_caption = gr.Markdown("Click a patch of the grid to see where it looks.",
+                                                elem_id="vit-patch-caption")
+                shapes = gr.Markdown(elem_id="vit-shapes")
+            strip = gr.Image(label="Flattened into a sequence: [CLS], then the patches in reading order (numbers: position in the sequence)", type="pil",
+                             format="png", interactive=False, height=110)
 
-    with gr.Tab("Attention"):
-        with gr.Row():
-            # Declared for the API up to any model's size (the handler clamps); the page shows its model's.
-            layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="vit-layer")
-            head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="vit-head")
-            patch = gr.Slider(1, API_MAX_POSITIONS, value=1, step=1,
-                              label="Patch (or click one in the Patches view)", elem_id="vit-patch")
-        attention_btn = gr.Button("Show attention", variant="primary", elem_id="vit-attention-btn")
-        with gr.Row():
-            cls_plot = gr.Plot(label="[CLS] attention", elem_id="vit-cls-plot")
-            patch_plot = gr.Plot(label="One patch's attention", elem_id="vit-patch-plot")
-        heads_plot = gr.Plot(label="All heads of the layer")
-        attention_file = gr.File(label="Download the numbers (JSON)")
+        with gr.Tab("Attention"):
+            with gr.Row():
+                # Declared for the API up to any model's size (the handler clamps); the page shows its model's.
+                layer = gr.Slider(1, API_MAX_LAYERS, value=1, step=1, label="Layer", elem_id="vit-layer")
+                head = gr.Slider(1, API_MAX_HEADS, value=1, step=1, label="Head", elem_id="vit-head")
+                patch = gr.Slider(1, API_MAX_POSITIONS, value=1, step=1,
+                                  label="Patch (or click one in the Patches view)", elem_id="vit-patch")
+            attention_btn = gr.Button("Show attention", variant="primary", elem_id="vit-attention-btn")
+            with gr.Row():
+                cls_plot = gr.Plot(label="[CLS] attention", elem_id="vit-cls-plot")
+                patch_plot = gr.Plot(label="One patch's attention", elem_id="vit-patch-plot")
+            heads_plot = gr.Plot(label="All heads of the layer")
+            attention_file = gr.File(label="Download the numbers (JSON)")
 
-    with gr.Tab("Rollout"):
-        with gr.Row():
-            fusion = gr.Radio(list(analysis.HEAD_FUSIONS), value="mean", label="Head fusion")
-            discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="Discard ratio (lowest weights dropped)")
-            show_relevance = gr.Checkbox(True, label="Gradient relevance beside it", elem_id="vit-show-relevance",
-                                         info="Chefer et al. 2021: attention weighted by its gradient")
-            target = gr.Dropdown([PREDICTED], value=PREDICTED, label="Relevance for the class",
-                                 allow_custom_value=True, elem_id="vit-relevance-class")
-        rollout_btn = gr.Button("Roll out attention", variant="primary", elem_id="vit-rollout-btn")
-        with gr.Row():
-            rollout_plot = gr.Plot(label="Attention rollout", elem_id="vit-rollout-plot")
-            relevance_plot = gr.Plot(label="Gradient relevance", elem_id="vit-relevance-plot")
-        with gr.Row():
-            rollout_file = gr.File(label="Download the numbers (JSON)")
-            relevance_file = gr.File(label="Download the relevance (JSON)")
+        with gr.Tab("Rollout"):
+            with gr.Row():
+                fusion = gr.Radio(list(analysis.HEAD_FUSIONS), value="mean", label="Head fusion")
+                discard = gr.Slider(0.0, 0.95, value=0.0, step=0.05, label="Discard ratio (lowest weights dropped)")
+                show_relevance = gr.Checkbox(True, label="Gradient relevance beside it", elem_id="vit-show-relevance",
+                                             info="Chefer et al. 2021: attention weighted by its gradient")
+                target = gr.Dropdown([PREDICTED], value=PREDICTED, label="Relevance for the class",
+                                     allow_custom_value=True, elem_id="vit-relevance-class")
+            rollout_btn = gr.Button("Roll out attention", variant="primary", elem_id="vit-rollout-btn")
+            with gr.Row():
+                rollout_plot = gr.Plot(label="Attention rollout", elem_id="vit-rollout-plot")
+                relevance_plot = gr.Plot(label="Gradient relevance", elem_id="vit-relevance-plot")
+            with gr.Row():
+                rollout_file = gr.File(label="Download the numbers (JSON)")
+                relevance_file = gr.File(label="Download the relevance (JSON)")
 
-    with gr.Tab("Classify"):
-        classify_btn = gr.Button("Classify", variant="primary", elem_id="vit-classify-btn")
-        classes_plot = gr.Plot(label="Top-5 classes", elem_id="vit-classes-plot")
-        classes_file = gr.File(label="Download the numbers (JSON)")
+        with gr.Tab("Classify"):
+            classify_btn = gr.Button("Classify", variant="primary", elem_id="vit-classify-btn")
+            classes_plot = gr.Plot(label="Top-5 classes", elem_id="vit-classes-plot")
+            classes_file = gr.File(label="Download the numbers (JSON)")
 
-    with gr.Tab("Positions & distance"):
-        positions_btn = gr.Button("Show position embeddings and attention distance", variant="primary",
-                                  elem_id="vit-positions-btn")
-        with gr.Row():
-            similarity_plot = gr.Plot(label="Position embedding similarity", elem_id="vit-similarity-plot")
-            distance_plot = gr.Plot(label="Mean attention distance", elem_id="vit-distance-plot")
-        positions_file = gr.File(label="Download the numbers (JSON)")
+        with gr.Tab("Positions & distance"):
+            positions_btn = gr.Button("Show position embeddings and attention distance", variant="primary",
+                                      elem_id="vit-positions-btn")
+            with gr.Row():
+                similarity_plot = gr.Plot(label="Position embedding similarity", elem_id="vit-similarity-plot")
+                distance_plot = gr.Plot(label="Mean attention distance", elem_id="vit-distance-plot")
+            positions_file = gr.File(label="Download the numbers (JSON)")
 
     common = [image, model, custom]
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.

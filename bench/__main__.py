@@ -6,8 +6,9 @@ and noisy. The load-peak rows load GPT-2 and BERT, each in a fresh process, and 
 with the weights' bytes. `--quick` runs a seconds-long smoke version on tiny configs (CI runs it); `--skip-app`
 leaves out the app-level figures; `--long` measures only the long inputs (BERT-base at 512 tokens, GPT-2 at 1024,
 attention views, request to result); `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
-run); `--large` only gpt2-xl and Qwen2.5-0.5B as the app holds them (bf16), against fp32. Needs the test
-dependencies (transformers is the reference).
+run); `--large` only gpt2-xl and Qwen2.5-0.5B as the app holds them (bf16), against fp32, and the scaling
+ladders' memory with every GPT-2 shape loaded. SmolLM2-135M's decode against transformers and the ladders'
+memory per model are in bench/modern_bench.py (`--modern`: only those). Needs the test dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import torch  # noqa: E402
 
 from core import generate, load_model  # noqa: E402
 from core.runtime import configure_threads  # noqa: E402
+
+from bench.modern_bench import bench_ladder_memory, bench_llama_decode  # noqa: E402
 
 
 @dataclass
@@ -300,6 +303,8 @@ def main(argv=None) -> int:
                         help="only the long-input rows: BERT-base at 512 tokens, GPT-2 at 1024, attention views")
     parser.add_argument("--large", action="store_true",
                         help="only the largest presets as the app holds them, in bf16 (bench/large_bench.py)")
+    parser.add_argument("--modern", action="store_true",
+                        help="only SmolLM2-135M's decode and the ladders' memory (bench/modern_bench.py)")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     threads = configure_threads()
@@ -313,7 +318,11 @@ def main(argv=None) -> int:
     if args.large:
         from bench.large_bench import bench_large
 
-        print_table(bench_large(Row, args.quick))
+        print_table(bench_large(Row, args.quick) + bench_ladder_memory(Row, args.quick, large=True))
+        return 0
+    if args.modern:
+        print_table(bench_llama_decode(Row, alternate, median_time, reps, args.quick)
+                    + bench_ladder_memory(Row, args.quick, large=False))
         return 0
     if args.long:
         from bench.app_bench import bench_long_inputs
@@ -330,12 +339,14 @@ def main(argv=None) -> int:
         bandwidth = memory_bandwidth(64 if args.quick else 1024)
         rows += bench_decode(*pairs["gpt2"], reps, bandwidth, args.quick)
         rows += bench_decode_seq2seq(*pairs["t5"], reps)
+        rows += bench_llama_decode(Row, alternate, median_time, reps, args.quick)
         for family in SEQ2SEQ:
             del pairs[family]
         rows += bench_forward(pairs, cfgs, reps, args.quick)
         folders = {family: os.path.join(tmp, family) for family in cfgs if family not in SEQ2SEQ}
         del pairs
         rows += bench_load_peak(folders, args.quick)
+        rows += bench_ladder_memory(Row, args.quick, large=False)
         rows.append(Row("peak RSS, 4 models loaded (MB)", peak_rss_with_models(list(folders.values())), None, "MB",
                         "report", None, ["GPT-2 small, BERT-base, ViT-B/16, CLIP B/32" if not args.quick else "tiny"]))
         if not args.skip_app:

@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 from .config import EncoderDecoderConfig, ModelSpec, read_config
 from .hub import (CHECKPOINT_FILES, PLAN_FILES, CheckpointError, display_name, fetch_files, local_folder, megabytes,
                   snapshot_repo)
+from .hub_cache import discard
 from .model import CLIP, EncoderDecoder, Transformer
 
 log = logging.getLogger(__name__)
@@ -647,25 +648,34 @@ def load_model(source, device=None, dtype=None, check_spec=None, max_bytes=None)
     (`max_bytes`, default `max_model_bytes()`); the weight files' sizes (the Hub's metadata before fetching
     them) likewise; then every tensor's name and shape from the safetensors headers; only then are tensors
     read, one at a time. Errors name the problem and the checkpoint by repo id or folder name, never by path.
-    A failed load keeps nothing alive: the error raised is a fresh one, holding no frame with a tensor in it.
+    A failed load keeps nothing alive: the error raised is a fresh one, holding no frame with a tensor in it; nor
+    does it keep what it downloaded, unless something else uses that revision (`core.hub_cache.discard`).
     """
+    folder = None
     try:
-        return _load_model(source, device, dtype, check_spec, max_bytes)
+        folder = local_folder(source, PLAN_FILES)
+        return _load_model(folder, device, dtype, check_spec, max_bytes)
     except CheckpointError as error:
         message = str(error)
     except BaseException as error:
         traceback.clear_frames(error.__traceback__)  # the frames' locals (tensors) go; the lines stay for logs
         raise
+    if folder is not None:
+        discard(folder)
     raise CheckpointError(message)
 
 
 def fetch_checkpoint(source, check_spec=None, max_bytes=None) -> Path:
     """Every check of `load_model` and every file it needs in the local cache, without reading a tensor; the
     folder (`python app.py --download` fetches the presets so)."""
+    folder = None
     try:
-        return _plan_load(source, None, check_spec, max_bytes)[0]
+        folder = local_folder(source, PLAN_FILES)
+        return _plan_load(folder, None, check_spec, max_bytes)[0]
     except CheckpointError as error:
         message = str(error)
+    if folder is not None:
+        discard(folder)
     raise CheckpointError(message)
 
 

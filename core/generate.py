@@ -94,13 +94,17 @@ def _choose(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: 
             num_candidates: int) -> dict:
     """The next token from the last position's logits (V,), with the fields of its `Step`."""
     model_probs = logits.float().softmax(dim=-1)
-    probs = sampling_distribution(logits, temperature, top_k, top_p)
+    model_candidates = _top(model_probs, num_candidates)
     if temperature == 0:
-        token = int(probs.argmax())
-    else:
-        token = int(torch.multinomial(probs.cpu(), 1, generator=generator))
+        # Greedy: the sampling distribution is all on the first most probable token (argmax of the logits, as
+        # sampling_distribution would put it); building it to rank it again would only say so.
+        token = int(logits.argmax())
+        return dict(token_id=token, probability=1.0, model_probability=float(model_probs[token]),
+                    candidates=((token, 1.0),), model_candidates=model_candidates)
+    probs = sampling_distribution(logits, temperature, top_k, top_p)
+    token = int(torch.multinomial(probs.cpu(), 1, generator=generator))
     return dict(token_id=token, probability=float(probs[token]), model_probability=float(model_probs[token]),
-                candidates=_top(probs, num_candidates), model_candidates=_top(model_probs, num_candidates))
+                candidates=_top(probs, num_candidates), model_candidates=model_candidates)
 
 
 @torch.inference_mode()

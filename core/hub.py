@@ -8,8 +8,9 @@ A repository is fetched in stages, so that nothing large arrives before it is kn
 config.json and the weights' index alone (`hub_folder` with `PLAN_FILES`), then, once `core.checkpoint` has
 checked the config against the caller's needs and the size cap, only the root weight files the index names,
 whose sizes the Hub's file metadata states before anything is downloaded, with the tokenizer's small files
-(`fetch_files`). Messages name the repo id (or a local
-folder's own name) and file names, never a path of the server.
+(`fetch_files`). Every download first reserves room in the app's share of the cache (`core.hub_cache`), so that
+typed repo ids cannot fill the disk. Messages name the repo id (or a local folder's own name) and file names, never
+a path of the server.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 from urllib.parse import urlparse
+
+from .hub_cache import CacheFull, discard, room_for, touch
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +193,17 @@ def fetch_files(folder: Path, names: list[str], max_total_bytes: int | None = No
         raise CheckpointError(f"{repo_id!r}: its {what} take {megabytes(total)}; this server fetches at most "
                               f"{megabytes(max_total_bytes)} of {what} for a model (PLAYGROUND_MAX_MODEL_MB).")
     small = [name for name in lacking if 0 < sizes.get(name, 0) <= MAX_SMALL_FILE_BYTES]
-    for name in missing + small:
-        log.info("downloading %s of %s (%d bytes)", name, repo_id, sizes[name])
-        _download(repo_id, name, commit)
+    fetched = missing + small
+    if not fetched:
+        return
+    try:
+        with room_for(repo_id, commit, sum(sizes[name] for name in fetched), repr(repo_id)) as arrived:
+            for name in fetched:
+                log.info("downloading %s of %s (%d bytes)", name, repo_id, sizes[name])
+                _download(repo_id, name, commit)
+                arrived(sizes[name])
+    except CacheFull as error:
+        raise CheckpointError(str(error)) from None
 
 
 def cached_folder(repo_id: str, patterns: list[str] | None = None, revision: str | None = None) -> Path | None:
@@ -236,6 +247,7 @@ def hub_folder(repo_id: str, patterns: list[str] | None = None, revision: str | 
         raise CheckpointError(f"{revision[:60]!r} is not a revision this app opens: use main, stepN or a commit id.")
     folder = cached_folder(repo_id, patterns, revision)
     if folder is not None:
+        touch(folder)  # used now: the last to be evicted
         return folder
     at = f" at {revision}" if revision else ""
     if not hub_reachable():
@@ -243,7 +255,7 @@ def hub_folder(repo_id: str, patterns: list[str] | None = None, revision: str | 
             f"{repo_id!r}{at} is not in the local Hugging Face cache and the Hub cannot be reached (offline). "
             "Run `python app.py --download` while online, or use an embedded model."
         )
-    _, sizes = remote_files(repo_id, revision)
+    commit, sizes = remote_files(repo_id, revision)
     if not any(name.endswith(".safetensors") and "/" not in name for name in sizes):
         raise CheckpointError(
             f"Hub repository {repo_id!r} has no safetensors weights; pickle files are never loaded for safety."
@@ -257,9 +269,20 @@ def hub_folder(repo_id: str, patterns: list[str] | None = None, revision: str | 
     if "config.json" not in wanted:
         raise CheckpointError(f"Hub repository {repo_id!r} has no config.json")
     log.info("downloading the small files of %s", repo_id)
-    # By branch, not commit, so that the cache records where the branch points and finds the snapshot offline.
-    folder = _download(repo_id, "config.json", revision).parent
-    for name in wanted:
-        if name != "config.json":
-            _download(repo_id, name, snapshot_repo(folder)[1])
+    folder = None
+    try:
+        with room_for(repo_id, commit, sum(sizes[name] for name in wanted), f"{repo_id!r}{at}") as arrived:
+            # By branch, not commit, so that the cache records where the branch points and finds it offline.
+            folder = _download(repo_id, "config.json", revision).parent
+            arrived(sizes["config.json"])
+            for name in wanted:
+                if name != "config.json":
+                    _download(repo_id, name, snapshot_repo(folder)[1])
+                    arrived(sizes[name])
+    except CacheFull as error:
+        raise CheckpointError(str(error)) from None
+    except CheckpointError:
+        if folder is not None:
+            discard(folder)  # half a set of small files is of no use to a later load
+        raise
     return folder

@@ -15,6 +15,10 @@ the same curve: the data, the weights' draw and the batches all come from seeded
                     emerging from a 1D sequence (Dosovitskiy et al., 2021, Fig. 7).
     ClipLesson      contrastive training on N picture-caption pairs: the N x N similarity matrix, the InfoNCE
                     loss in both directions and the learned temperature (Radford et al., 2021).
+
+`replay_revisions` replays a real model's training instead: Pythia's published checkpoints (Biderman et al.,
+2023), one Hub branch per training step, each loaded by the core's loader, its loss on a fixed text and its
+greedy continuation of a fixed prompt.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from .embedded.heads import TASKS, batch_loss, head_model
 from .embedded.pixels import pixel_values, read_processor_config, vit_processor_config
 from .embedded.train import (BERT_SPECIALS, REPLAY_FILE, Recipe, TrainingLoop, bert_config, clip_config, gpt_config, mask_tokens,
                              new_model, pack_sentences, render_set, shift_batch, vit_config)
+from .checkpoint import load_model, weight_files
 from .generate import generate
+from .hub import CheckpointError, PLAN_FILES, cached_folder, hub_reachable
+from .scaling import token_losses
 from .tokenizer import load_tokenizer
 
 MAX_SECONDS = 60.0
@@ -405,3 +412,72 @@ class ClipLesson(Lesson):
         return self.curves, {"similarity": similarity, "captions": list(self.captions),
                              "temperature": 1 / float(self.model.logit_scale.exp()),
                              "diagonal_wins": float((similarity.argmax(1) == np.arange(len(similarity))).mean())}
+
+
+# ----- a published model's own training: Pythia's checkpoints ----------------------------------------------------------
+
+# EleutherAI published every Pythia model at 154 points of its training (Biderman et al., 2023), one Hub branch
+# each ("step1000"): step 0, the log-spaced steps 1, 2, 4 ... 512, then every 1,000 steps up to 143,000 (about
+# 300 billion tokens of the Pile, 2 M tokens a step).
+PYTHIA_REPO = "EleutherAI/pythia-70m"
+PYTHIA_STEPS = (0, *(2**i for i in range(10)), *range(1000, 143_001, 1000))
+# Spread over the log of the step, as the changes are: most happen early.
+PYTHIA_DEFAULT_STEPS = (0, 64, 512, 2000, 8000, 32000, 143000)
+PYTHIA_TEXT = ("The cat sat on the mat. It was a warm afternoon, and the children were playing in the garden "
+               "while their mother read a book.")
+PYTHIA_PROMPT = "The capital of France is"
+PYTHIA_NEW_TOKENS = 12
+
+
+@dataclass(frozen=True)
+class RevisionPoint:
+    """One checkpoint of a training run: its step, its loss on the text, its continuation of the prompt."""
+
+    step: int
+    loss: float  # mean next-token cross-entropy of the text's tokens, nats (`core.scaling.token_losses`)
+    continuation: str  # the greedy continuation, without the prompt
+    written: tuple[int, ...] = ()  # its token ids
+
+
+def revision_cached(repo_id: str, revision: str) -> bool:
+    """Whether the checkpoint at `revision` is in the local Hugging Face cache with its weights (no network)."""
+    folder = cached_folder(repo_id, PLAN_FILES, revision)
+    if folder is None:
+        return False
+    try:
+        return all((folder / name).is_file() for name in weight_files(folder, repo_id))
+    except CheckpointError:
+        return False
+
+
+def unavailable_steps(steps, repo_id: str = PYTHIA_REPO) -> list[int]:
+    """The steps whose checkpoint cannot be had now: none when the Hub answers (they download), else the ones
+    not in the local cache. Quick either way: HF_HUB_OFFLINE, or a 2-second connection check, then disk only."""
+    if hub_reachable():
+        return []
+    return [step for step in steps if not revision_cached(repo_id, f"step{step}")]
+
+
+def replay_revisions(steps, text: str = PYTHIA_TEXT, prompt: str = PYTHIA_PROMPT,
+                     new_tokens: int = PYTHIA_NEW_TOKENS, repo_id: str = PYTHIA_REPO,
+                     max_bytes: int | None = None) -> Iterator[RevisionPoint | CheckpointError]:
+    """For each training step, in the order given: the checkpoint "repo@stepN" loaded by `load_model` (its
+    size cap and checks; one model in memory at a time), its loss on `text` and its greedy continuation of
+    `prompt`. A checkpoint that cannot be opened yields its CheckpointError in its place, and the rest go on."""
+    for step in steps:
+        try:
+            model = load_model(f"{repo_id}@step{step}", max_bytes=max_bytes)
+        except CheckpointError as error:
+            yield CheckpointError(f"step {step}: {error}")
+            continue
+        tokenizer = load_tokenizer(model.folder)  # from the snapshot just loaded: no second lookup
+        loss = token_losses(model, tokenizer, text).mean
+        prompt_ids = tokenizer.encode(prompt)
+        written = [s.token_id for s in generate(model, prompt_ids, new_tokens, temperature=0, eos_token_id=None,
+                                                num_candidates=1)]
+        full = tokenizer.decode(prompt_ids + written)
+        prefix = tokenizer.decode(prompt_ids)
+        # Decoded with the prompt, so that a word the continuation finishes reads whole; then the prompt cut off.
+        continuation = full[len(prefix):] if full.startswith(prefix) else tokenizer.decode(written)
+        del model
+        yield RevisionPoint(step, loss, continuation, tuple(written))

@@ -127,3 +127,19 @@ def fill_cache(cache: Path, built: Path) -> None:
     (repo_folder / "refs" / "step1000").write_text(STEP_COMMIT)
     shutil.copytree(checkpoint("pythia", str(built), seed=1), repo_folder / "snapshots" / STEP_COMMIT)
     assert (repo_folder / "snapshots" / COMMIT).is_dir()
+
+
+def add_pythia_revisions(cache: Path, root: Path, steps) -> dict[int, Path]:
+    """pythia-70m's "stepN" branches in the stand-in cache, each a tiny random GPT-NeoX of its own seed at a commit
+    of its own: the Learn tab's replay of Pythia's training loads them as it would the published ones."""
+    from core.learn import PYTHIA_REPO
+
+    repo = Path(cache) / f"models--{PYTHIA_REPO.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    folders = {}
+    for i, step in enumerate(steps):
+        folders[step] = checkpoint("pythia", str(root), seed=10 + i)
+        commit = f"{step:040d}"
+        (repo / "refs" / f"step{step}").write_text(commit)
+        shutil.copytree(folders[step], repo / "snapshots" / commit, dirs_exist_ok=True)
+    return folders

@@ -20,12 +20,19 @@ def test_bench_quick_prints_the_table():
     for row in ("decode fp32 (tokens/s)", "decode bf16 weights", "decode T5 fp32 (tokens/s)", "forward+attentions bert",
                 "forward+attentions vit", "forward+attentions clip", "peak RSS", "load peak / weights, gpt2",
                 "load peak / weights, bert", "app cold start", "first streamed token (s)",
-                "default /bert_attention (s)"):
+                "default /bert_attention (s)", "decode SmolLM2-135M shape fp32 (tokens/s)",
+                "ladder distilgpt2: MB held / resident added", "ladder gpt2: MB held / resident added",
+                "ladder tiny-gpt gpt-128x4: MB held / resident added"):
         assert row in out, out
-    for row in ("decode fp32 (tokens/s)", "decode T5 fp32 (tokens/s)"):
+    for row in ("decode fp32 (tokens/s)", "decode T5 fp32 (tokens/s)", "decode SmolLM2-135M shape fp32 (tokens/s)"):
         line = next(line for line in out.splitlines() if line.startswith(row))
         assert "greedy tokens identical: True" in line, line
     assert "failed:" not in out, out
+    smollm2 = next(line for line in out.splitlines() if line.startswith("decode SmolLM2-135M"))
+    assert re.search(r"transformers (eager|sdpa) \((sdpa|eager): \d+\.\d tok/s\)", smollm2), smollm2
+    # Held bytes from the config alone, and the resident memory a load added, both as numbers.
+    for line in (line for line in out.splitlines() if line.startswith("ladder ")):
+        assert re.search(r"resident added\s+\d+\.\d+\s+\d+\.\d+\s", line), line
     # Each preset served from the built cache answered its view with a time, not an error.
     for row in ("/bert_attention, bert-base-uncased", "/gpt_step, gpt2", "/clip_zero_shot, openai/clip-vit-base-patch32",
                 "/vit_rollout, google/vit-base-patch16-224", "first streamed token, gpt2"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import SCREENSHOTS
+from tests.decoders import add_pythia_revisions
+from tests.hub_cache import use_cache
 
 TIMEOUT = 120_000
 
@@ -48,5 +50,25 @@ def test_scaling_view_measures_the_embedded_ladder(page, app_url):
     assert "not disclosed" in page.locator("#learn-view-scaling").inner_text()
     page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENSHOTS / "learn-scaling.png"), full_page=True)
+    assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
+    assert page.console_errors == [] and page.outside_requests == []
+
+
+def test_pythias_training_replayed_from_stand_in_checkpoints(page, app_url, tmp_path, monkeypatch):
+    """Tiny random GPT-NeoX checkpoints stand in for pythia-70m's step0, step64 and step512 (the app runs in this
+    process, so it reads the stand-in cache); step2000 is not cached, and offline the page says so."""
+    add_pythia_revisions(use_cache(monkeypatch, tmp_path / "hub"), tmp_path / "built", (0, 64, 512))
+    _open(page, app_url, "A real model's training")
+    page.locator("#learn-pythia-steps textarea").fill("0, 64, 512, 2000")
+    page.click("#learn-pythia-run")
+    page.wait_for_selector("#learn-pythia-status:has-text('Done: 3 checkpoint(s)')", timeout=TIMEOUT)
+    page.wait_for_selector("#learn-pythia-curve .js-plotly-plot", state="visible", timeout=TIMEOUT)
+    status = page.locator("#learn-pythia-status").inner_text()
+    assert "step2000 of EleutherAI/pythia-70m" in status and "offline" in status
+    table = page.locator("#learn-pythia-table").inner_text()
+    assert all(step in table for step in ("0", "64", "512")) and "2,000" not in table
+    page.locator("#learn-pythia-table").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "learn-pythia-replay.png"), full_page=True)
     assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
     assert page.console_errors == [] and page.outside_requests == []

@@ -238,6 +238,28 @@ def test_t5_attention_redraws_on_slider_release_without_a_click(page, app_url):
     page.screenshot(path=str(SCREENSHOTS / "lecture-live-t5-attention.png"), full_page=True)
 
 
+def test_t5_write_view_redraws_on_slider_release_after_the_stream(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.get_by_role("tab", name="T5", exact=True).click()
+    page.wait_for_timeout(1500)  # the sliders are refitted to the model when the page opens
+    page.click("#t5-generate-btn")
+    title = "(document.querySelector('#t5-write-cross .gtitle') || {}).textContent"
+    page.wait_for_function(f"{title}?.includes('mean of heads')", timeout=TIMEOUT)
+    page.wait_for_function("!document.querySelector('#t5-generate-btn').disabled", timeout=TIMEOUT)
+    page.wait_for_timeout(1000)  # the stream's last update
+    heads = int(page.locator("#t5-head input[type=range]").get_attribute("max"))
+    page.locator("#t5-average input[type=checkbox]").uncheck()
+    page.wait_for_function(f"{title}.includes('head 1')", timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-head", 0.999)
+    page.wait_for_function(f"{title}.includes('head {heads}')", timeout=TIMEOUT)
+    _click_slider_at(page, "#t5-layer", 0.001)
+    page.wait_for_function(f"{title}.includes('layer 1, head {heads}')", timeout=TIMEOUT)
+    assert page.locator(TOAST).count() == 0
+    page.locator("#t5-write-cross").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "lecture-live-t5-write.png"))
+
+
 def _plot_state(page, selector):
     return page.evaluate(f"""(() => {{
       const plot = document.querySelector('{selector} .js-plotly-plot');
@@ -281,6 +303,53 @@ def test_presenter_mode_draws_plots_taller_with_larger_type_and_titles_unclipped
     page.wait_for_function("document.querySelector('#bert-attention-grid .js-plotly-plot')._fullLayout.font.size"
                            f" == {before['font']}", timeout=TIMEOUT)
     assert _plot_state(page, "#bert-attention-grid")["height"] == before["height"]
+    assert page.locator(TOAST).count() == 0
+
+
+TWENTY_FOUR_TOKENS = "the keys to the old cabinet are on the table near the window and the children like the red box ."
+
+
+def _token_labels(page, selector) -> dict:
+    """Per axis of the plot: the category count, the tick labels drawn, their smallest font and whether any two
+    neighbours overlap (their boxes, shrunk by a pixel for anti-aliasing, intersect)."""
+    return page.evaluate("""selector => {
+      const plot = document.querySelector(selector + ' .js-plotly-plot'), out = {};
+      for (const axis of ['x', 'y']) {
+        const texts = [...plot.querySelectorAll(`.${axis}tick text`)].filter((t) => t.textContent.trim());
+        const boxes = texts.map((t) => t.getBoundingClientRect());
+        const overlap = boxes.slice(1).some((b, i) => { const a = boxes[i];
+          return Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1
+              && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1; });
+        out[axis] = {categories: plot._fullLayout[axis + 'axis']._categories.length, drawn: texts.length,
+                     smallest: Math.min(...texts.map((t) => parseFloat(getComputedStyle(t).fontSize))), overlap,
+                     tickmode: plot.layout[axis + 'axis'].tickmode || null};
+      }
+      return out;
+    }""", selector)
+
+
+def test_presenter_mode_labels_every_token_of_a_24_token_heatmap_at_1280x720(presenter_page, app_url):
+    page = presenter_page
+    page.goto(app_url + "?presenter=1")
+    page.wait_for_selector("text=Transformer Playground", timeout=30_000)
+    page.wait_for_function("window.__lectureReady === true", timeout=TIMEOUT)
+    page.get_by_role("tab", name="Attention", exact=True).first.click()
+    page.locator("#bert-view-attention textarea").first.fill(TWENTY_FOUR_TOKENS)
+    page.click("#bert-attention-button")
+    page.wait_for_selector("#bert-attention-head .js-plotly-plot.ticks-fitted", timeout=TIMEOUT)
+    page.wait_for_timeout(500)
+    labels = _token_labels(page, "#bert-attention-head")
+    for axis, state in labels.items():
+        # Plotly alone draws every other label here (12 of 24) at presenter mode's 18 px.
+        assert state["categories"] == 24 and state["drawn"] == 24, (axis, state)
+        assert state["smallest"] >= 12 and not state["overlap"], (axis, state)
+    page.locator("#bert-attention-head").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "lecture-presenter-24-tokens-1280x720.png"))
+    # Presenter mode off: the figure's own ticks again.
+    page.locator("#presenter-toggle input[type=checkbox]").uncheck()
+    page.wait_for_selector("#bert-attention-head .js-plotly-plot:not(.ticks-fitted)", timeout=TIMEOUT)
+    page.wait_for_timeout(500)
+    assert all(state["tickmode"] is None for state in _token_labels(page, "#bert-attention-head").values())
     assert page.locator(TOAST).count() == 0
 
 

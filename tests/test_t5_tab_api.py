@@ -8,7 +8,7 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from app.models import PRESETS
-from app.t5_tab import DEFAULT_SENTENCE, DEFAULT_TEXT, MAX_NEW_TOKENS, TASKS
+from app.t5_tab import DEFAULT_SENTENCE, DEFAULT_TEXT, MAX_NEW_TOKENS, TASKS, WORLD_SENTENCE
 
 T5 = PRESETS["t5"][0].name
 BERT = PRESETS["bert"][0].name
@@ -78,6 +78,14 @@ def test_span_corruption_lists_every_sentinel(client):
     assert [row[0] for row in table["data"]] == [f"<extra_id_{k}>" for k in range(len(data["spans"]))]
     assert any(label == "sentinel" for _, label in [(h["token"], h["class_or_confidence"]) for h in highlighted])
     assert data["target"].startswith("<extra_id_0>")
+    # The default is a free sentence: its words were drawn at random, nothing decides them.
+    assert not data["world_sentence"] and "free sentence" in summary
+    assert all(row[-1].startswith("free sentence") for row in table["data"])
+    # A toy-world sentence: each row says which fact of the world decides its hidden words.
+    _, summary, table, _, path = client.predict(T5, "", WORLD_SENTENCE, 3, api_name="/t5_span_corruption")
+    assert json.loads(Path(path).read_text())["world_sentence"] and "toy world" in summary
+    assert table["headers"][-1] == "what decides it"
+    assert all(row[-1] and not row[-1].startswith("free sentence") for row in table["data"]), table["data"]
 
 
 def test_task_presets_fill_the_input(client):

@@ -440,3 +440,34 @@ def test_compare_predictions_score_the_chosen_word():
     assert data["bert"]["p_actual"] == pytest.approx(float(bert_probs[bert.tokenizer.token_to_id(word)]), abs=ATOL)
     target = gpt.tokenizer.encode(" " + word)[0]
     assert data["gpt"]["p_actual"] == pytest.approx(float(gpt_probs[target]), abs=ATOL)
+
+
+# ----- T5 ---------------------------------------------------------------------------------------------------------
+
+
+def test_t5_write_view_redraws_the_chosen_layer_and_head_from_its_stored_steps(monkeypatch):
+    """After Write, moving layer/head/average redraws the Write view from the rows the stream kept: the same
+    figures as a Write run with those controls from the start (greedy: the same tokens), and no model run."""
+    from app import t5_tab
+
+    model, text = PRESETS["t5"][0].name, t5_tab.DEFAULT_TEXT
+    write = dict(max_new_tokens=6, temperature=0.0, top_k=0, top_p=1.0, seed=0, greedy=True)
+    *_, first = t5_tab.t5_generate(model, "", text, *write.values(), 3, 1, True)
+    written = first[-1]
+    assert len(written["steps"]) >= 2
+    *_, fresh = t5_tab.t5_generate(model, "", text, *write.values(), 2, 3, False)
+    monkeypatch.setattr(t5_tab, "load", lambda *args: pytest.fail("a redraw must not load or run the model"))
+    redrawn = t5_tab.t5_write_redraw(2, 3, False, written)
+    expected = fresh[1:5]  # bars, self-attention row, cross-attention row, cross-attention so far
+    assert "layer 2, head 3" in redrawn[2].layout.title.text
+    for got, want in zip(redrawn, expected):
+        assert got.layout.title.text == want.layout.title.text
+        for got_trace, want_trace in zip(got.data, want.data):
+            for axis in ("x", "y", "z"):
+                got_values, want_values = getattr(got_trace, axis, None), getattr(want_trace, axis, None)
+                assert (got_values is None) == (want_values is None)
+                if got_values is not None:
+                    np.testing.assert_array_equal(np.asarray(got_values), np.asarray(want_values))
+    # The layer-3 mean drawn first differs from the layer-2 head-3 row: the redraw really changed the numbers.
+    assert not np.array_equal(heat(first[4]), heat(redrawn[3]))
+    assert t5_tab.t5_write_redraw(2, 3, False, None) == (t5_tab.gr.skip(),) * 4

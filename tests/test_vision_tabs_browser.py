@@ -107,3 +107,24 @@ def test_clip_tab_views(page, app_url):
     _report(timings)
     assert page.console_errors == []
     assert page.outside_requests == []
+
+
+INNER_TABS = {"ViT": ["Patches", "Attention", "Rollout", "Classify", "Positions & distance"],
+              "CLIP": ["Zero-shot", "Contrastive batch", "Search", "Robustness", "Relevance"]}
+
+
+def test_every_inner_tab_is_in_sight_on_a_phone(page, app_url):
+    """At 390x844 the inner tab bars wrap: each tab is shown whole within the screen's width and opens with a
+    tap (Gradio's default folds the ones that do not fit into a "…" menu)."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    for title, names in INNER_TABS.items():
+        _open_tab(page, app_url, title)
+        for name in names:
+            tab = page.get_by_role("tab", name=name, exact=True)
+            assert tab.is_visible(), (title, name)
+            box = tab.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (title, name, box)
+        page.get_by_role("tab", name=names[-1], exact=True).click()
+        assert page.get_by_role("tab", name=names[-1], exact=True).get_attribute("aria-selected") == "true"
+        page.get_by_role("tab", name=names[0], exact=True).scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / f"phone-{title.lower()}-inner-tabs.png"))

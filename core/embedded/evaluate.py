@@ -26,12 +26,15 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
                "a {colour} {shape}" for all 48 combinations; unseen_combo_accuracy: the same for pictures of
                `HELD_OUT_COMBOS`, which training never showed.
     tiny-t5    translation_exact_match: held-out English sentences translated into Toy by greedy decoding,
-               counted right only when the whole output equals the reference. infill_accuracy: in held-out
-               span-corruption examples, the share of hidden words the model writes back exactly (greedy,
-               compared word by word after each sentinel); infill_grammatical_rate: how often the sentence
-               with the model's infill put back is grammatical. The toy grammar draws nouns, adjectives and
-               verbs uniformly, so a hidden content word often has many right answers and the exact figure
-               has a ceiling well below 1; the grammatical rate is what the model can be held to.
+               counted right only when the whole output equals the reference. infill_accuracy: span
+               corruption of the toy world's held-out sentences (`world`: fixed facts, sentences not trained
+               on), the share of hidden words the model writes back exactly (greedy, compared word by word
+               after each sentinel); infill_oracle: the share of those hidden words that the world's facts
+               determine at all (`world.oracle`), the ceiling of infill_accuracy. free_infill_accuracy and
+               free_infill_grammatical_rate (reported): the same on free-grammar held-out sentences, and how
+               often the sentence with the model's infill put back is grammatical. The free grammar draws
+               nouns, adjectives and verbs uniformly, so there a hidden content word has many right answers
+               and the exact figure has a ceiling well below 1; the grammatical rate is what it is held to.
                alignment_hit_rate (reported, no threshold): teacher-forced on the reference translation,
                the last decoder layer's cross-attention averaged over heads, at the step that writes each
                Toy word: how often its argmax over the source tokens is that word's true English word.
@@ -63,7 +66,7 @@ import torch.nn.functional as F
 from ..checkpoint import load_model
 from ..generate import generate
 from ..tokenizer import load_tokenizer
-from . import grammar, shapes, t5_tasks
+from . import grammar, shapes, t5_tasks, world
 from .chat_model import evaluate_chat
 from .pixels import pixel_values, read_processor_config
 from .train import DEFAULT_ROOT, END_OF_TEXT, HEAD_NAMES
@@ -277,7 +280,11 @@ def evaluate_t5(folder: Path, n: int) -> dict:
     translations = [t5_tasks.translate(s) for s in sentences]
     rng = random.Random("t5-evaluate")
     corruptions = [t5_tasks.corrupt(s, rng) for s in sentences]
-    exact, hit, aligned, right, hidden, grammatical = 0, 0, 0, 0, 0, 0
+    # n span-corruption examples over the world's held-out sentences, each in turn, with fresh spans.
+    held_out_world = world.split("held_out")
+    world_rng = random.Random("t5-evaluate-world")
+    world_corruptions = [t5_tasks.corrupt(held_out_world[i % len(held_out_world)].text, world_rng) for i in range(n)]
+    exact, hit, aligned = 0, 0, 0
     examples = []
     for start in range(0, n, 100):
         batch = translations[start:start + 100]
@@ -304,7 +311,19 @@ def evaluate_t5(folder: Path, n: int) -> dict:
             argmax = cross[row, : len(t.alignment), : len(sources[row])].argmax(-1).tolist()
             hit += sum(a == prefix + j for a, j in zip(argmax, t.alignment))
             aligned += len(t.alignment)
-    for start in range(0, n, 100):
+    world_right, world_hidden = infill_scores(model, tokenizer, world_corruptions)[:2]
+    free_right, free_hidden, grammatical = infill_scores(model, tokenizer, corruptions)
+    return {"translation_exact_match": round(exact / n, 4), "infill_accuracy": round(world_right / world_hidden, 4),
+            "infill_oracle": round(world.oracle(world_corruptions), 4),
+            "free_infill_accuracy": round(free_right / free_hidden, 4),
+            "free_infill_grammatical_rate": round(grammatical / n, 4), "alignment_hit_rate": round(hit / aligned, 4),
+            "sentences": n, "world_sentences": len(held_out_world), "examples": examples}
+
+
+def infill_scores(model, tokenizer, corruptions: list) -> tuple[int, int, int]:
+    """(hidden words written back exactly, hidden words, sentences made grammatical by the infill), greedy."""
+    right, hidden, grammatical = 0, 0, 0
+    for start in range(0, len(corruptions), 100):
         batch = corruptions[start:start + 100]
         written = greedy_batch(model, [tokenizer.encode(c.source) for c in batch], 16)
         for c, ids in zip(batch, written):
@@ -317,9 +336,7 @@ def evaluate_t5(folder: Path, n: int) -> dict:
                 rebuilt += words[cursor:a] + guess
                 cursor = b
             grammatical += grammar.is_grammatical(" ".join(rebuilt + words[cursor:]))
-    return {"translation_exact_match": round(exact / n, 4), "infill_accuracy": round(right / hidden, 4),
-            "infill_grammatical_rate": round(grammatical / n, 4), "alignment_hit_rate": round(hit / aligned, 4),
-            "sentences": n, "examples": examples}
+    return right, hidden, grammatical
 
 
 @torch.inference_mode()

@@ -24,6 +24,7 @@ plural one, as a student can check in the table shown in the app. "a" and "an" a
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -209,11 +210,17 @@ class Pair:
     target: str
 
 
-def pairs(n: int, seed: int, split: str = "train") -> list[Pair]:
-    """`n` examples, alternating translation and span corruption, from `grammar.corpus(..., split)`.
+def pairs(n: int, seed: int, split: str = "train", world_share: float = 0.0) -> list[Pair]:
+    """`n` examples, alternating translation and span corruption.
 
-    Each sentence is used once, for one task; the seed also draws the spans."""
+    Translation reads `grammar.corpus(..., split)`, and so does span corruption, except that a share
+    `world_share` of the denoise examples, spread evenly, reads sentences of the toy world (`world`) instead,
+    whose hidden words follow from its facts and so can be learnt. Each free sentence is used once, for one
+    task; the seed also draws the spans. world_share=0 gives the examples the shipped tiny-t5 was trained on."""
+    from . import world
+
     sentences = grammar.corpus(n, seed, split=split)
+    world_sentences = iter(world.corpus(n // 2 + 1, seed, split) if world_share else [])
     rng = random.Random(f"t5-spans-{seed}")
     out = []
     for i, sentence in enumerate(sentences):
@@ -221,6 +228,8 @@ def pairs(n: int, seed: int, split: str = "train") -> list[Pair]:
             t = translate(sentence)
             out.append(Pair("translate", t.source, t.toy))
         else:
-            c = corrupt(sentence, rng)
+            k = i // 2  # the k-th denoise example is a world one when the running share steps up
+            from_world = math.ceil((k + 1) * world_share) > math.ceil(k * world_share)
+            c = corrupt(next(world_sentences) if from_world else sentence, rng)
             out.append(Pair("denoise", c.source, c.target))
     return out
