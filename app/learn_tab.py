@@ -250,8 +250,8 @@ def learn_pythia_replay(steps=", ".join(map(str, learn.PYTHIA_DEFAULT_STEPS)), t
     notes = []
     if missing:
         notes.append(f"Not in the local Hugging Face cache, and the Hub cannot be reached (offline): "
-                     f"{', '.join(f'step{s}' for s in missing)} of {learn.PYTHIA_REPO}. Fetch them while online "
-                     f"(`load_model(\"{learn.PYTHIA_REPO}@step1000\")`, or the GPT tab's training-step picker).")
+                     f"{', '.join(f'step{s}' for s in missing)} of {learn.PYTHIA_REPO}. While online, run this view once, or open "
+                     f"`{learn.PYTHIA_REPO}@step{missing[0]}` in the GPT tab; each step is cached after that.")
     if not available:
         yield pythia_loss_figure([], chosen), "  \n".join(notes), ""
         return

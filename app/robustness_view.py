@@ -27,6 +27,7 @@ from app.components import VIEWS, get_model, handler
 from app.export import json_file
 from app.figures import BASE, HIGHLIGHT, NEUTRAL_TEXT, _layout
 from app.models import PRESETS
+from app.result_cache import cached_view
 from app.vision_common import load_picture, notes_markdown, picture_file
 from core.distortions import KINDS, distort
 from core.embedded import robustness
@@ -45,6 +46,11 @@ MODEL_COLOURS = {"tiny-vit": BASE, "tiny-clip": HIGHLIGHT}
 def _embedded(family: str):
     loaded, _ = get_model(family, PRESETS[family][0].name)
     return loaded
+
+
+def _embedded_models(arguments: dict) -> tuple:
+    """For the result cache: the two embedded models every robustness answer comes from."""
+    return _embedded("vit").model, _embedded("clip").model
 
 
 def _pixels(loaded):
@@ -205,7 +211,8 @@ def build(image: gr.Image) -> None:
     picture_note = gr.Markdown(elem_classes="note-box")
     picture_file = gr.File(label="Download the numbers (JSON)")
 
-    table_btn.click(robustness_table, [per_kind, seed], [table_plot, table_md, table_note, table_file],
+    # The same table for a whole hall: computed once, and only once when asked for at the same moment.
+    table_btn.click(cached_view(robustness_table, _embedded_models), [per_kind, seed], [table_plot, table_md, table_note, table_file],
                     api_name="robustness_table", **VIEWS)
     picture_btn.click(robustness_picture, [image, picture_seed],
                       [versions, picture_plot, picture_md, picture_note, picture_file],
