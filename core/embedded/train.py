@@ -469,7 +469,7 @@ def train_bert(folder: Path, steps: int | None = None) -> dict:
         logits = model(inputs, attention_mask=attention).logits
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
 
-    recorder = ReplayRecorder(model, steps, bert_fill_ins(tokenizer),
+    recorder = ReplayRecorder(model, "tiny-bert", steps, bert_fill_ins(tokenizer),
                               "tiny-bert's fill-ins of fixed masked sentences during training", REPLAY_MASKED)
     loss = run_loop(model, recipe, steps, loss_fn, "tiny-bert", on_step=recorder)
     save_model(model, folder, config)
@@ -520,7 +520,7 @@ def train_gpt(folder: Path, steps: int | None = None) -> dict:
         logits = model(inputs[rows]).logits
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels[rows].view(-1), ignore_index=-100)
 
-    recorder = ReplayRecorder(model, steps, gpt_continuations(tokenizer, eos),
+    recorder = ReplayRecorder(model, "tiny-gpt", steps, gpt_continuations(tokenizer, eos),
                               "tiny-gpt's greedy continuations of fixed prompts during training", REPLAY_PROMPTS)
     loss = run_loop(model, recipe, steps, loss_fn, "tiny-gpt", on_step=recorder)
     save_model(model, folder, config)
@@ -588,7 +588,8 @@ def train_vit(folder: Path, steps: int | None = None) -> dict:
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         return F.cross_entropy(model(pixel_values=batch).logits, targets[rows], label_smoothing=0.05)
 
-    recorder = ReplayRecorder(model, steps, vit_positions, "tiny-vit position embeddings (patches only) during training")
+    recorder = ReplayRecorder(model, "tiny-vit", steps, vit_positions,
+                              "tiny-vit position embeddings (patches only) during training")
     loss = run_loop(model, recipe, steps, loss_fn, "tiny-vit", on_step=recorder)
     save_model(model, folder, config)
     (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
@@ -617,6 +618,14 @@ def snapshot_steps(steps: int, count: int = 12) -> list[int]:
     return sorted({0, *geometric, *(steps * i // 8 for i in range(1, 9))})
 
 
+def replay_run(name: str, steps: int) -> str:
+    """What a replay says of its run (the page shows it): the full recipe, or a shortened one, said as such."""
+    full = RECIPES[name].steps
+    if steps == full:
+        return f"{steps} steps, the full {name} recipe"
+    return f"{steps} steps, a shortened run (the {name} recipe has {full})"
+
+
 class ReplayRecorder:
     """`on_step` hook of a trainer: every step's loss, and at `snapshot_steps` what `probe(model)` returns:
     tensors (ViT's patch position embeddings, fp16) and/or texts (BERT's fill-ins, GPT's continuations).
@@ -625,9 +634,9 @@ class ReplayRecorder:
     A probe runs in eval mode without gradients and draws no random numbers, so recording leaves the
     training, hence the weights, exactly as without it."""
 
-    def __init__(self, model: nn.Module, steps: int, probe, what: str, inputs: tuple[str, ...] = ()):
+    def __init__(self, model: nn.Module, name: str, steps: int, probe, what: str, inputs: tuple[str, ...] = ()):
         self.model, self.probe, self.wanted = model, probe, set(snapshot_steps(steps))
-        self.about = {"what": what, "run": f"{steps} steps", "inputs": json.dumps(list(inputs))}
+        self.about = {"what": what, "run": replay_run(name, steps), "inputs": json.dumps(list(inputs))}
         self.steps, self.losses, self.tensors, self.texts = [], [], {}, []
         self(0, None)
 
