@@ -38,8 +38,9 @@ TITLE = "CLIP"
 FAMILY = "clip"
 DEFAULT_IMAGE = "shape-red-circle.png"
 DEFAULT_LABELS = ", ".join(SHAPES)
-# The embedded CLIP was trained on captions like "a large red circle on the left"; for OpenAI's CLIP the
-# paper's "a photo of a {label}." is the usual single template.
+# The embedded CLIP was trained on captions like "a large red circle on the left", "a large circle" and "a sketch
+# of a circle", so these templates are forms it has read; for OpenAI's CLIP the paper's "a photo of a {label}." is
+# the usual single template.
 DEFAULT_TEMPLATES = "a {label}\na large {label}\na small {label}"
 MAX_LABELS = 32
 MAX_TEMPLATES = 8
