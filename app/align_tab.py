@@ -26,6 +26,7 @@ from plotly.subplots import make_subplots
 from app import inputs, lecture
 from app.components import STREAMS, VIEWS, get_model, handler
 from app.models import EMBEDDED_DIR, PRESETS
+from app.result_cache import cached_view
 from core.alignment import DEFAULT_BETA, score_answers
 from core.chat import ChatTemplateError, load_chat_template, render_chat
 from core.generate import generate
@@ -123,6 +124,15 @@ def _load(pair: Pair, which: str):
         raise gr.Error(f"{source} is not downloaded and the Hub cannot be reached. Pick the embedded pair, or run "
                        "`python app.py --download` while online.")
     return get_model(FAMILY, "", source)[0]
+
+
+def _models_of(arguments: dict):
+    """For the result cache: the pair's two loaded models (a pair that cannot load raises its message)."""
+    try:
+        pair = _pair(arguments["pair_name"])
+    except Exception:  # not a pair: the handler refuses it with its own message
+        return None
+    return _load(pair, "aligned").model, _load(pair, "base").model
 
 
 def _template_of(pair: Pair):
@@ -421,19 +431,22 @@ def build() -> lecture.Shared:
         gr.Markdown(PIPELINE)
 
     # The named events first: a private event of the same function registered earlier would take its name.
-    step.release(align_next_token, [pair, prompt, follow, step], [next_plot, next_note], api_name="align_next_token",
+    # Deterministic views (greedy, no sampling) answer a hall from the result cache.
+    next_token, template, rank = (cached_view(function, _models_of) for function in
+                                  (align_next_token, align_template, align_rank))
+    step.release(next_token, [pair, prompt, follow, step], [next_plot, next_note], api_name="align_next_token",
                  **VIEWS)
-    run = answer_button.click(align_template, [pair, prompt], [aligned_tokens, base_tokens], api_name="align_template",
+    run = answer_button.click(template, [pair, prompt], [aligned_tokens, base_tokens], api_name="align_template",
                               **VIEWS)
     run.then(align_generate, [pair, prompt, max_new], [aligned_answer, base_answer, status], api_name="align_generate",
              **STREAMS).then(lambda text: (text, 1), aligned_answer, [follow, step], api_visibility="private",
-                             queue=False).then(align_next_token, [pair, prompt, follow, step], [next_plot, next_note],
+                             queue=False).then(next_token, [pair, prompt, follow, step], [next_plot, next_note],
                                                api_visibility="private", **VIEWS)
-    template_button.click(align_template, [pair, prompt], [aligned_tokens, base_tokens], api_visibility="private",
+    template_button.click(template, [pair, prompt], [aligned_tokens, base_tokens], api_visibility="private",
                           **VIEWS)
-    follow.submit(align_next_token, [pair, prompt, follow, step], [next_plot, next_note], api_visibility="private",
+    follow.submit(next_token, [pair, prompt, follow, step], [next_plot, next_note], api_visibility="private",
                   **VIEWS)
-    rank_button.click(align_rank, [pair, prompt, candidates, beta], [table, reward_plot, rank_note, rank_details],
+    rank_button.click(rank, [pair, prompt, candidates, beta], [table, reward_plot, rank_note, rank_details],
                       api_name="align_rank", **VIEWS)
     pair.change(pair_examples, pair, [prompt, candidates], api_name="align_examples", queue=False)
     return lecture.Shared(inputs={"pair": pair, "prompt": prompt, "candidates": candidates})

@@ -23,6 +23,7 @@ from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, g
                             model_picker, served_from_cache)
 from app.lecture import HEAD_GRID, PICK_HEAD, PICK_LAYER, Shared, live
 from app.models import PRESETS, availability
+from app.result_cache import cached_view
 from app.export import json_file
 from app.figures import (block_means, block_spans, downsample, grid_of_heatmaps, heatmap, message_figure,
                          token_maps, unique_labels)
@@ -597,6 +598,19 @@ def sentiment_model(choice: str, custom: str):
                                 f"{stand_in.name}'s sentiment instead.")
 
 
+def relevance_models(arguments: dict):
+    """For the result cache: the picked model and the sentence classifier the relevance view explains (the
+    same one, or its stand-in), so that a cached answer never outlives either of them."""
+    try:
+        picked, _ = get_model(FAMILY, arguments["choice"], arguments["custom"] or "")
+        explained, _, _ = sentiment_model(arguments["choice"], arguments["custom"] or "")
+    except gr.Error:
+        raise
+    except Exception:  # odd input types: the handler refuses them with its own message
+        return None
+    return picked.model, explained.model
+
+
 def compute_relevance(loaded, text, target=PREDICTED, show_rollout=True) -> View:
     """Which tokens drive the label: [CLS]'s row of the gradient-weighted relevance for that label's logit
     (Chefer et al., 2021), and of attention rollout, over the tokens between [CLS] and the last [SEP]."""
@@ -886,9 +900,10 @@ def build() -> Shared:
     head_button.click(served["heads_view"], picked + [head_text, head_question, head_context],
                       [head_highlight, head_plot, head_file, head_note], api_name="bert_heads", **VIEWS)
     relevance_inputs = picked + [rel_text, rel_target, rel_rollout]
-    rel_button.click(relevance_view, relevance_inputs, [rel_plot, rel_file, rel_note], api_name="bert_relevance",
+    relevance_served = cached_view(relevance_view, relevance_models)
+    rel_button.click(relevance_served, relevance_inputs, [rel_plot, rel_file, rel_note], api_name="bert_relevance",
                      **VIEWS)
-    live([rel_target, rel_rollout], relevance_view, relevance_inputs, [rel_plot, rel_file, rel_note])
+    live([rel_target, rel_rollout], relevance_served, relevance_inputs, [rel_plot, rel_file, rel_note])
     # Keep the pickers in step with the text and the model; not part of the public API.
     for trigger in (mlm_text.change, model.change, custom.submit):
         trigger(refresh_positions, picked + [mlm_text], mlm_position, api_visibility="private",

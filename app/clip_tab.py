@@ -38,8 +38,9 @@ TITLE = "CLIP"
 FAMILY = "clip"
 DEFAULT_IMAGE = "shape-red-circle.png"
 DEFAULT_LABELS = ", ".join(SHAPES)
-# The embedded CLIP was trained on captions like "a large red circle on the left"; for OpenAI's CLIP the
-# paper's "a photo of a {label}." is the usual single template.
+# The embedded CLIP was trained on captions like "a large red circle on the left", "a large circle" and "a sketch
+# of a circle", so these templates are forms it has read; for OpenAI's CLIP the paper's "a photo of a {label}." is
+# the usual single template.
 DEFAULT_TEMPLATES = "a {label}\na large {label}\na small {label}"
 MAX_LABELS = 32
 MAX_TEMPLATES = 8
@@ -511,7 +512,7 @@ def build() -> Shared:
 
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in
-              (clip_zero_shot, clip_contrastive, clip_search, clip_robustness)}
+              (clip_zero_shot, clip_contrastive, clip_search, clip_robustness, clip_relevance)}
     zero_inputs = [image, model, custom, labels, templates, scale, scale_learned]
     zero_outputs = [zero_plot, zero_summary, note, zero_file]
     zero_btn.click(served["clip_zero_shot"], zero_inputs, zero_outputs, api_name="clip_zero_shot", **VIEWS)
@@ -534,15 +535,15 @@ def build() -> Shared:
     model.change(lambda choice: photo_note(FAMILY, choice), model, photos, api_visibility="private", queue=False)
     seed.change(gallery_view, seed, [batch, captions], api_visibility="private")
     search_btn.click(served["clip_search"], [query, model, custom], [results, note, search_file], api_name="clip_search", **VIEWS)
-    query.submit(clip_search, [query, model, custom], [results, note, search_file], api_visibility="private",
+    query.submit(served["clip_search"], [query, model, custom], [results, note, search_file], api_visibility="private",
                  **VIEWS)
     robust_btn.click(served["clip_robustness"], [image, model, custom, labels, templates],
                      [drawing, robust_plot, note, robust_file], api_name="clip_robustness", **VIEWS)
     relevance_inputs = [image, model, custom, caption, show_rollout]
     relevance_outputs = [relevance_plot, rollout_plot, words_plot, relevance_summary, note, relevance_file]
-    relevance_btn.click(clip_relevance, relevance_inputs, relevance_outputs, api_name="clip_relevance", **VIEWS)
-    caption.submit(clip_relevance, relevance_inputs, relevance_outputs, api_visibility="private", **VIEWS)
-    live([show_rollout], clip_relevance, relevance_inputs, relevance_outputs)
+    relevance_btn.click(served["clip_relevance"], relevance_inputs, relevance_outputs, api_name="clip_relevance", **VIEWS)
+    caption.submit(served["clip_relevance"], relevance_inputs, relevance_outputs, api_visibility="private", **VIEWS)
+    live([show_rollout], served["clip_relevance"], relevance_inputs, relevance_outputs)
     show_rollout.change(lambda shown: gr.update(visible=shown), show_rollout, rollout_plot,
                         api_visibility="private", queue=False)
     return Shared(inputs={"model": model, "custom": custom, "labels": labels, "templates": templates,

@@ -20,7 +20,7 @@ from app import export, inputs, t5_tab
 from app import gpt_figures as gfig
 from app import t5_figures as tfig
 from app.components import (API_MAX_HEADS, API_MAX_LAYERS, VIEWS, fit_on_open, get_model, handler, model_note,
-                            model_picker, note_and_file, plot_rows)
+                            model_picker, note_and_file, plot_rows, served_from_cache)
 from app.gpt_tab import attention_maps, head_name, join_notes, layer_head, pick_head, token_text
 from app.lecture import Shared, live
 from app.models import PRESETS
@@ -76,7 +76,7 @@ def compare_attention(bert_choice, bert_custom, gpt_choice, gpt_custom, text, la
         ids, tokens, cut_note = model_tokens(loaded, text)
         causal = loaded.model.config.causal
         layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
-        maps = attention_maps(loaded.model, ids)  # (L, nh, T, T), cached: the sliders only slice it
+        maps = attention_maps(loaded.model, ids)  # (L, nh, R, R) blocks, cached: the sliders only slice it
         matrix = pick_head(maps, layer_n, head_n, average)
         visible = gpt_analysis.can_see(len(ids), causal=causal).numpy()
         kind = "causal: i sees 0…i" if causal else "bidirectional: all see all"
@@ -438,21 +438,26 @@ def build() -> Shared:
                 objective_t5 = gr.Plot(label="Span corruption (T5)")
             objectives_note, objectives_file = note_and_file("Objectives (JSON)")
 
-    attention_button.click(compare_attention, [*models, layer, head, average],
+    # Pure functions of the models and inputs: a hall asking the same comparison computes it once.
+    served = {function.__name__: served_from_cache(function, *families) for function, families in
+              ((compare_attention, ("bert", "gpt")), (compare_predictions, ("bert", "gpt")),
+               (compare_tokenizers, ("bert", "gpt")), (compare_families, ("bert", "gpt", "t5")),
+               (compare_objectives, ("bert", "gpt", "t5")))}
+    attention_button.click(served["compare_attention"], [*models, layer, head, average],
                            [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file],
                            api_name="compare_attention", **VIEWS)
-    live([layer, head, average], compare_attention, [*models, layer, head, average],
+    live([layer, head, average], served["compare_attention"], [*models, layer, head, average],
          [bert_mask, gpt_mask, bert_attention, gpt_attention, attention_note, attention_file])
-    predict_button.click(compare_predictions, [*models, word],
+    predict_button.click(served["compare_predictions"], [*models, word],
                          [bert_bars, gpt_bars, explanation, predict_note, predict_file],
                          api_name="compare_predictions", **VIEWS)
     three = [bert_choice, bert_custom, gpt_choice, gpt_custom, t5_choice, t5_custom, text]
-    families_button.click(compare_families, [*three, family_layer, family_head, family_average],
+    families_button.click(served["compare_families"], [*three, family_layer, family_head, family_average],
                           [*family_plots, families_note, families_file], api_name="compare_families", **VIEWS)
-    objectives_button.click(compare_objectives, [*three, objective_word],
+    objectives_button.click(served["compare_objectives"], [*three, objective_word],
                             [objective_bert, objective_gpt, objective_t5, objectives_text, objectives_note,
                              objectives_file], api_name="compare_objectives", **VIEWS)
-    tokenize_button.click(compare_tokenizers, models,
+    tokenize_button.click(served["compare_tokenizers"], models,
                           [bert_pieces, gpt_pieces, clip_pieces, counts, tokenize_note, tokenize_file],
                           api_name="compare_tokenizers", **VIEWS)
     pickers = [bert_choice, bert_custom, gpt_choice, gpt_custom]

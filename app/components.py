@@ -136,22 +136,31 @@ def model_note(loaded: Loaded, note: str) -> str:
     return f"{line}  \n⚠️ {note}" if note else line
 
 
-def served_from_cache(function, family: str):
+def served_from_cache(function, family: str, *more_families: str):
     """`function` as the page and the API call it: its results kept in the process-wide result cache, keyed by
     the loaded model and every input (app.result_cache), so that a hall asking for the same view computes it
     once. Only for handlers that are pure functions of their inputs (sampling ones always have a seed).
-    Tests call the plain handlers, which return plotly figures; this one returns them serialized."""
+    Tests call the plain handlers, which return plotly figures; this one returns them serialized.
+
+    A view of one family reads its model from the `choice`/`model_choice` and `custom`/`custom_repo` inputs;
+    a view that runs several families (the Compare tab) names them all, and reads each from `<family>_choice`
+    and `<family>_custom`."""
     names = list(inspect.signature(function).parameters)
-    choice = next(name for name in names if name in ("choice", "model_choice"))
-    custom = next(name for name in names if name in ("custom", "custom_repo"))
+    if more_families:
+        pickers = [(name, f"{name}_choice", f"{name}_custom") for name in (family, *more_families)]
+    else:
+        pickers = [(family, next(n for n in names if n in ("choice", "model_choice")),
+                    next(n for n in names if n in ("custom", "custom_repo")))]
 
     def model_of(arguments: dict):
         try:
-            return get_model(family, arguments[choice], arguments[custom] or "")[0].model
+            models = tuple(get_model(name, arguments[choice], arguments[custom] or "")[0].model
+                           for name, choice, custom in pickers)
         except gr.Error:
             raise
         except Exception:  # odd input types: the handler refuses them with its own message
             return None
+        return models if more_families else models[0]
 
     return cached_view(function, model_of)
 

@@ -55,20 +55,36 @@ def step_bars(candidates: Sequence[tuple[str, float]], sampled: str, sampled_pro
     return figures.bars(labels, values, title, highlight=highlight, x_title=x_title)
 
 
+def token_axis(tokens: Sequence[str], size: int) -> tuple[list[str], int]:
+    """Labels of a map's axis of `size` cells over `tokens`, and the tokens per cell: one cell per token, or,
+    for a map already averaged over blocks (`figures.block_spans`), one per block, named by its range."""
+    labels = figures.unique_labels([shown(t) for t in tokens])
+    if size == len(tokens):
+        return labels, 1
+    spans = figures.block_spans(len(tokens))
+    if len(spans) != size:
+        raise ValueError(f"a map of {size} cells does not fit {len(tokens)} tokens in blocks of {spans[0][1]}")
+    return figures.block_names(labels, spans), spans[0][1]
+
+
 def causal_attention(matrix: np.ndarray, tokens: Sequence[str], title: str, written_from: int | None = None
                      ) -> go.Figure:
     """Attention (query rows x key columns) with the future (upper triangle) drawn as masked; with `written_from`,
-    dashed lines part the prompt from the tokens the model wrote (positions `written_from` on)."""
+    dashed lines part the prompt from the tokens the model wrote (positions `written_from` on). The matrix may
+    be per token or averaged over blocks of tokens; a block that holds a future cell is drawn masked."""
     n = len(tokens)
-    labels = figures.unique_labels([shown(t) for t in tokens])
-    future = ~np.tril(np.ones((n, n), dtype=bool))
+    labels, block = token_axis(tokens, len(matrix))
+    starts = np.arange(len(labels)) * block
+    last = np.minimum(starts + block, n) - 1
+    future = last[None, :] > starts[:, None]  # a key block's last token after a query block's first
     fig = figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
-                          y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n))
+                          y_title="query (attending)", zmin=0.0, zmax=1.0, masked=future, height=square_height(n),
+                          mark_masked=block == 1)  # a map of blocks is drawn without a marker in every cell
     if written_from is not None and 0 < written_from < n:
         # Category axes place category i at i: the boundary lies half a cell before the first written token.
         line = dict(color=figures.HIGHLIGHT, width=2, dash="dash")
-        fig.add_vline(x=written_from - 0.5, line=line)
-        fig.add_hline(y=written_from - 0.5, line=line)
+        fig.add_vline(x=written_from / block - 0.5, line=line)
+        fig.add_hline(y=written_from / block - 0.5, line=line)
     return fig
 
 
@@ -76,7 +92,7 @@ def attention(matrix: np.ndarray, tokens: Sequence[str], title: str, causal: boo
     """Attention of a causal or a bidirectional model; only a causal model has masked cells."""
     if causal:
         return causal_attention(matrix, tokens, title)
-    labels = figures.unique_labels([shown(t) for t in tokens])
+    labels, _ = token_axis(tokens, len(matrix))
     return figures.heatmap(matrix, labels, labels, title, x_title="key (attended to)",
                            y_title="query (attending)", zmin=0.0, zmax=1.0, height=square_height(len(tokens)))
 

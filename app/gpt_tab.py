@@ -383,22 +383,25 @@ def layer_head(model, layer, head) -> tuple[int, int, str]:
     return layer_n, head_n, note
 
 
-# Forward passes kept for the attention view's sliders, bounded by bytes: GPT-2's maps of a whole 1024-token
-# context take 604 MB (12 layers x 12 heads x 1024 x 1024 floats), four small prompts' a few MB.
-ATTENTION_MAPS = ResultCache(640_000_000)
+# Forward passes kept for the attention view's sliders, bounded by bytes. The maps are kept at the resolution
+# the figures draw (at most figures.MAX_CELLS a side): GPT-2's of a whole 1024-token context take 15 MB (12 layers
+# x 12 heads x 147 x 147 blocks), where the per-token maps took 604 MB; four small prompts' take a few MB.
+ATTENTION_MAPS = ResultCache(160_000_000)
 
 
-def attention_maps(model, ids) -> np.ndarray:
-    """Every layer's attention (L, nh, T, T), cached per (model, ids): moving the layer or head slider, or
-    switching the head average, redraws from one forward pass. The array is shared: read it, never write."""
+def attention_maps(model, ids) -> gpt_analysis.AttentionBlocks:
+    """Every layer's attention (L, nh, R, R) over blocks of tokens (one token each up to figures.MAX_CELLS
+    tokens) and each head's first-token share, cached per (model, ids): moving the layer or head slider, or
+    switching the head average, redraws from one forward pass. The arrays are shared: read them, never write."""
     key = (model_serial(model), tuple(ids))
-    return ATTENTION_MAPS.get_or_compute(key, lambda: gpt_analysis.attention_maps(model, list(ids)).numpy(),
-                                         size=lambda maps: maps.nbytes)
+    block = figures.block_spans(len(ids))[0][1]
+    return ATTENTION_MAPS.get_or_compute(key, lambda: gpt_analysis.attention_blocks(model, list(ids), block),
+                                         size=lambda maps: maps.means.nbytes + maps.first_token_share.nbytes)
 
 
-def pick_head(maps: np.ndarray, layer: int, head: int, average: bool = False) -> np.ndarray:
-    """One layer's attention (T, T): one head (1-based), or the mean over its heads when `average` is on."""
-    per_layer = maps[layer - 1]  # (nh, T, T)
+def pick_head(maps: gpt_analysis.AttentionBlocks, layer: int, head: int, average: bool = False) -> np.ndarray:
+    """One layer's attention (R, R): one head (1-based), or the mean over its heads when `average` is on."""
+    per_layer = maps.means[layer - 1].numpy()  # (nh, R, R)
     return per_layer.mean(axis=0) if average else per_layer[head - 1]
 
 
@@ -461,18 +464,20 @@ def gpt_attention(choice, custom, prompt, layer=1, head=1, average=False, genera
                    "model in the Generate view." if shown_new else "")
     layer_n, head_n, clamp = layer_head(loaded.model, layer, head)
     average = bool(average)
-    maps = attention_maps(loaded.model, ids)  # (L, nh, T, T)
+    maps = attention_maps(loaded.model, ids)  # (L, nh, R, R): blocks of tokens past figures.MAX_CELLS
     matrix = pick_head(maps, layer_n, head_n, average)
     visible = gpt_analysis.can_see(len(ids), causal=True).numpy()
+    # Past figures.MAX_CELLS tokens the map is drawn in blocks, with the future left grey instead of marked.
+    masked_mark = "×" if len(ids) <= figures.MAX_CELLS else "grey"
     attention = gfig.causal_attention(matrix, tokens,
-                                      f"Layer {layer_n}, {head_name(head_n, average)} (× = future, masked)",
+                                      f"Layer {layer_n}, {head_name(head_n, average)} ({masked_mark} = future, masked)",
                                       written_from)
     table = gfig.can_see(visible, tokens, "Token i sees tokens 0…i, never a later one")
-    shares = gpt_analysis.first_token_share(maps).numpy() if len(ids) > 1 else np.zeros((0, 0))
+    shares = maps.first_token_share.numpy() if len(ids) > 1 else np.zeros((0, 0))
     sink = sink_note(shares, tokens[0]) if shares.size else ""
     # The download holds what the figures draw: past figures.MAX_CELLS tokens, block averages named by range.
     data = dict(model=loaded.name, tokens=tokens, ids=ids, layer=layer_n, head=None if average else head_n,
-                average_over_heads=average, attention=figures.block_means(matrix),
+                average_over_heads=average, attention=matrix,
                 can_see=figures.block_means(visible).round(3) if len(ids) > figures.MAX_CELLS else visible.astype(int),
                 written_from=written_from, first_token_share=shares,
                 heads_parked_on_first_token=int((shares > SINK_SHARE).sum()))

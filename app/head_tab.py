@@ -29,6 +29,7 @@ from app.export import json_file
 from app.figures import DIVERGING, FONT, HIGHLIGHT, MAGNITUDE, TITLE_ROOM, heatmap, message_figure, unique_labels
 from app.lecture import Shared, live
 from app.models import classic_preset_names
+from app.result_cache import cached_view
 from app.vision_common import default_image, fingerprint, load_picture, notes_markdown
 from app.vision_figures import patch_grid_picture
 from core import t5_analysis
@@ -58,6 +59,17 @@ def _model_choice(family: str, choice) -> str:
     """The picked preset where it belongs to this family, else the family's first (embedded) one."""
     names = classic_preset_names(family)
     return choice if choice in names else names[0]
+
+
+def _model_of(arguments: dict):
+    """For the result cache: the model a request will look into (the family its source names)."""
+    try:
+        family, _ = _source(arguments["source"])
+        return get_model(family, _model_choice(family, arguments["model_choice"]))[0].model
+    except gr.Error:
+        raise
+    except Exception:  # odd input types: the handler refuses them with its own message
+        return None
 
 
 def _tower(loaded, tower: str | None):
@@ -365,14 +377,16 @@ def build() -> Shared:
     download = gr.File(label="JSON")
     fields = [source, model, text, image, layer, head, query, every]
     outputs = [plot, heads_plot, table, note, download]
-    button.click(head_arithmetic, fields, outputs, api_name="head_arithmetic", **VIEWS).then(
+    # A hall asking for the same head and query computes it once (app.result_cache).
+    served = cached_view(head_arithmetic, _model_of)
+    button.click(served, fields, outputs, api_name="head_arithmetic", **VIEWS).then(
         _fit_sliders, fields[:4], [layer, head, query], api_visibility="private", show_progress="hidden")
-    live([layer, head, query, every], head_arithmetic, fields, outputs)
+    live([layer, head, query, every], served, fields, outputs)
     source.input(_switch_source, [source, text], [model, text, image, grid, query], api_visibility="private")
     gr.on([source.input, image.change, model.input], head_patches, [source, model, image], grid,
           api_visibility="private", show_progress="hidden")
     grid.select(query_from_click, [grid, source, model], query, api_visibility="private").then(
-        head_arithmetic, fields, outputs, api_visibility="private", **VIEWS)
+        served, fields, outputs, api_visibility="private", **VIEWS)
     gr.on([source.input, model.input], _fit_sliders, fields[:4], [layer, head, query], api_visibility="private",
           show_progress="hidden")
     fit_on_open(lambda: _fit_sliders("BERT", classic_preset_names("bert")[0], DEFAULT_TEXT, None), [layer, head, query])

@@ -137,6 +137,7 @@ def learn_vit_replay(snapshot=-1, patch=27):
     losses = replay["losses"]
     curve = lines(list(range(1, len(losses) + 1)), {"loss": losses}, "tiny-vit's training loss (the marker: this "
                   "snapshot)", x_title="step", height=300)
+    curve.update_traces(mode="lines", line_width=1.5)  # 2,000 steps: markers would merge into a band
     curve.add_vline(x=max(step, 1), line=dict(color="#e66101", width=2, dash="dash"))
     note = (f"Snapshot {index + 1} of {count}: step {step} of {replay['steps'][-1]}. Saved by "
             f"`python -m core.embedded train tiny-vit`" + (f"; {replay['about']}." if replay["about"] else "."))
@@ -249,8 +250,8 @@ def learn_pythia_replay(steps=", ".join(map(str, learn.PYTHIA_DEFAULT_STEPS)), t
     notes = []
     if missing:
         notes.append(f"Not in the local Hugging Face cache, and the Hub cannot be reached (offline): "
-                     f"{', '.join(f'step{s}' for s in missing)} of {learn.PYTHIA_REPO}. Fetch them while online "
-                     f"(`load_model(\"{learn.PYTHIA_REPO}@step1000\")`, or the GPT tab's training-step picker).")
+                     f"{', '.join(f'step{s}' for s in missing)} of {learn.PYTHIA_REPO}. While online, run this view once, or open "
+                     f"`{learn.PYTHIA_REPO}@step{missing[0]}` in the GPT tab; each step is cached after that.")
     if not available:
         yield pythia_loss_figure([], chosen), "  \n".join(notes), ""
         return
@@ -329,11 +330,11 @@ def build() -> None:
             with gr.Row():
                 pt_plot = gr.Plot(label="Loss", elem_id="learn-pretrain-plot")
                 pt_samples = gr.Markdown(elem_id="learn-pretrain-samples")
-            gr.Markdown("### Replay: tiny-gpt's (and tiny-bert's, once recorded) own training, full length\n"
+            gr.Markdown("### Replay: tiny-bert's and tiny-gpt's own training, full length\n"
                         "Recorded while `python -m core.embedded train` trains them (the full recipes: 4,000 and 2,500 "
                         "steps of the 4-layer models): every step's loss, and at steps spaced geometrically (dense "
-                        "early, when most changes) the fill-ins of fixed masked sentences or the continuations of "
-                        "fixed prompts. The objective above chooses the model.")
+                        "early, when most changes) tiny-bert's fill-ins of fixed masked sentences or tiny-gpt's "
+                        "continuations of fixed prompts. The objective above chooses the model.")
             with gr.Row():
                 text_replay_index = gr.Slider(-1, max(_snapshot_count("tiny-bert"), _snapshot_count("tiny-gpt")) - 1,
                                               value=-1, step=1, label="Snapshot (-1: the last)",
@@ -416,8 +417,11 @@ def build() -> None:
         event = run.click(function, ins, outs, api_name=function.__name__, **LEARN)
         stop.click(stopped, None, status, cancels=[event], api_visibility="private")
     # A replay redraws when the slider is let go, or on the button (one event, one endpoint).
-    gr.on([text_replay_button.click, text_replay_index.release], learn_text_replay, [pt_objective, text_replay_index],
-          [text_replay_curve, text_replay_table], api_name="learn_text_replay", **VIEWS)
+    # The objective chooses the replayed model too: switching it shows the other model's replay at once. A click
+    # or release while that answer is pending must still run after it ("always_last"), not be dropped.
+    gr.on([text_replay_button.click, text_replay_index.release, pt_objective.change], learn_text_replay,
+          [pt_objective, text_replay_index], [text_replay_curve, text_replay_table], api_name="learn_text_replay",
+          trigger_mode="always_last", **VIEWS)
     gr.on([replay_button.click, replay_index.release], learn_vit_replay, [replay_index, vit_patch],
           [replay_mosaic, replay_one, replay_curve, replay_note], api_name="learn_vit_replay",
           **VIEWS)  # a replay only draws saved snapshots: a short view like the others

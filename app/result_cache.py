@@ -243,8 +243,9 @@ def cached_view(function, model_of: Callable[[dict], object], skip: Callable[[di
     """`function` answering from `cache` (RESULTS) for repeated identical inputs on the same loaded model.
 
     `model_of(arguments)` returns the loaded model the request will use (the process-wide model cache answers
-    it at once), raises the message for one that cannot load, or returns None for inputs that `function` will
-    refuse with its own message (it then runs uncached). `skip(arguments)`
+    it at once), or a tuple of them for a view that runs several (the Compare tab), raises the message for one
+    that cannot load, or returns None for inputs that `function` will refuse with its own message (it then runs
+    uncached). `skip(arguments)`
     returns True for requests whose result must not be reused (by default: sampling without a seed).
     """
     signature = inspect.signature(function)
@@ -258,9 +259,10 @@ def cached_view(function, model_of: Callable[[dict], object], skip: Callable[[di
         if skip(arguments):
             return function(*args, **kwargs)
         model = model_of(arguments)  # a model that cannot load raises its message here, as the handler would
-        if model is None:  # inputs the handler will refuse with its own message
+        if model is None or (isinstance(model, tuple) and None in model):  # inputs the handler will refuse
             return function(*args, **kwargs)
-        key = (function.__module__, function.__qualname__, model_serial(model),
+        serials = tuple(model_serial(m) for m in model) if isinstance(model, tuple) else model_serial(model)
+        key = (function.__module__, function.__qualname__, serials,
                tuple((name, input_key(value)) for name, value in arguments.items()))
 
         def compute():

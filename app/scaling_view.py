@@ -20,6 +20,7 @@ from app import inputs
 from app.components import VIEWS, handler
 from app.figures import _layout, unique_labels
 from app.models import EMBEDDED_DIR, MODELS
+from app.result_cache import cached_view
 from core import CheckpointError, load_model, load_tokenizer, scaling
 from core.embedded.ladder import LADDER_NAME, RUNGS, read_curve
 from core.hub import PLAN_FILES, cached_folder, hub_folder, hub_reachable
@@ -41,6 +42,14 @@ def embedded_rung(name: str) -> tuple:
             folder = EMBEDDED_DIR / LADDER_NAME / name
             _embedded[name] = (load_model(folder), load_tokenizer(folder))
         return _embedded[name]
+
+
+def embedded_ladder(arguments: dict):
+    """For the result cache: the embedded ladder's models, which alone decide its answer; None (not cached) for
+    the GPT-2 ladder, whose members depend on what is downloaded and on the free memory at the time."""
+    if arguments["ladder"] != LADDERS[0]:
+        return None
+    return tuple(embedded_rung(name)[0] for name, *_ in RUNGS)
 
 
 def gpt2_rung(repo: str) -> tuple[tuple | None, str]:
@@ -179,5 +188,5 @@ def build() -> None:
         by_compute = gr.Plot(label="Loss against compute", elem_id="scaling-compute")
     per_token = gr.Plot(label="Loss per token", elem_id="scaling-tokens")
     gr.Markdown("#### The GPT family, as published\n" + family_table())
-    run.click(scaling_ladder, [ladder, text], [per_token, by_size, by_compute, summary], api_name="scaling_ladder",
+    run.click(cached_view(scaling_ladder, embedded_ladder), [ladder, text], [per_token, by_size, by_compute, summary], api_name="scaling_ladder",
               **VIEWS)

@@ -32,6 +32,7 @@ models always work offline; Hub checkpoints are used when they are downloaded (`
 # page shows as "This application is currently busy. Please try again." (gradio_client raises QueueError
 # "Queue is full! Please try again."): a clear answer instead of a long wait that ends in a timeout.
 QUEUE_SIZE = 48
+STATUS_UPDATE_SECONDS = 1.0
 
 
 def queue_size() -> int:
@@ -65,7 +66,11 @@ def build_demo(max_queue: int | None = None) -> gr.Blocks:
     # answer beyond it. Each visitor has a share of it (app.fair_queue), and no event may skip it: with
     # api_open Gradio would also run them from a direct POST to /run/<endpoint>, outside the queue and its limits
     # (a Space closes that by default, any other server only when told).
-    demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2, api_open=False)
+    # The waiting visitors' places and times are sent once a second (`status_update_rate`), not to every waiting
+    # visitor each time any event starts: with 30 waiting, that was 30 messages per event for the server to send
+    # and each client to read, most of a cheap request's cost under the 30-user load test.
+    demo.queue(max_size=max_queue or queue_size(), default_concurrency_limit=2, api_open=False,
+               status_update_rate=STATUS_UPDATE_SECONDS)
     return demo
 
 

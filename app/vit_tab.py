@@ -379,7 +379,7 @@ def build() -> Shared:
     common = [image, model, custom]
     # Repeated identical requests (a lecture hall on one example) are answered from the result cache.
     served = {function.__name__: served_from_cache(function, FAMILY) for function in
-              (vit_patches, vit_attention, vit_rollout, vit_classify, vit_positions)}
+              (vit_patches, vit_attention, vit_rollout, vit_relevance, vit_classify, vit_positions)}
     patches_btn.click(served["vit_patches"], common, [grid_picture, strip, shapes, note], api_name="vit_patches", **VIEWS)
     attention_inputs = [*common, layer, head, patch]
     attention_outputs = [cls_plot, heads_plot, patch_plot, note, attention_file]
@@ -392,7 +392,7 @@ def build() -> Shared:
     # The relevance follows the rollout when switched on; its own endpoint serves the API.
     rollout_event.then(vit_relevance_if_shown, [show_relevance, *common, target], relevance_outputs,
                        api_visibility="private", **VIEWS)
-    gr.Button(visible=False).click(vit_relevance, [*common, target], relevance_outputs, api_name="vit_relevance",
+    gr.Button(visible=False).click(served["vit_relevance"], [*common, target], relevance_outputs, api_name="vit_relevance",
                                    **VIEWS)
     live([target], vit_relevance_if_shown, [show_relevance, *common, target], relevance_outputs)
     show_relevance.input(vit_relevance_if_shown, [show_relevance, *common, target], relevance_outputs,

@@ -230,6 +230,39 @@ def bench_decode_seq2seq(reference, model, reps: int) -> list[Row]:
                  f"with attention rows streamed {new / with_rows_s:.1f} tok/s"])]
 
 
+def bench_long_attention(pairs, reps: int, quick: bool) -> list[Row]:
+    """The model's side of the long-input views, in this process: GPT-2 at its whole context with every layer's
+    and head's attention as the attention view computes it (averaged over the blocks the figure draws), and
+    BERT-base at 512 tokens with every map; transformers computes every map (eager attention) on both."""
+    from app.figures import block_spans
+    from core import gpt_analysis
+
+    rows = []
+    for family, length in (("gpt2", 1024), ("bert", 512)):
+        reference, model = pairs[family]
+        length = min(128 if quick else length, model.config.max_length)
+        ids = torch.randint(0, 400, (1, length), generator=torch.Generator().manual_seed(2))
+        if family == "gpt2":
+            block = block_spans(length)[0][1]
+
+            def run_core():
+                gpt_analysis.attention_blocks(model, ids, block)
+        else:
+            def run_core():
+                with torch.inference_mode():
+                    model(ids, output_attentions=True)
+
+        def run_reference():
+            with torch.inference_mode():
+                reference(ids, output_attentions=True)
+
+        core_s, reference_s = alternate(run_core, run_reference, reps)
+        what = "blocks of every head" if family == "gpt2" else "every map"
+        rows.append(Row(f"long input {family} {length} tokens, all attention (s)", core_s, reference_s, "s",
+                        "report", None, [f"core: {what}", f"speed-up {reference_s / core_s:.2f}x"]))
+    return rows
+
+
 def peak_rss_with_models(folders: list[str]) -> float:
     """Peak resident memory (MB) of a fresh process that loads the given core models."""
     import subprocess
@@ -343,6 +376,7 @@ def main(argv=None) -> int:
         for family in SEQ2SEQ:
             del pairs[family]
         rows += bench_forward(pairs, cfgs, reps, args.quick)
+        rows += bench_long_attention(pairs, reps, args.quick)
         folders = {family: os.path.join(tmp, family) for family in cfgs if family not in SEQ2SEQ}
         del pairs
         rows += bench_load_peak(folders, args.quick)

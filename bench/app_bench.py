@@ -37,11 +37,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, **extra_env: str) -> tuple[subprocess.Popen, float]:
+def start_app(port: int, root: Path | None = None, **extra_env: str) -> tuple[subprocess.Popen, float]:
+    """The app of checkout `root` (default: this one) on `port`, offline; returns it and its start time."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1",
                **extra_env)
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=root or ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     while time.perf_counter() - start < 300:  # a shared, busy machine can take minutes

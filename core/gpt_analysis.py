@@ -6,6 +6,8 @@
   and the unembedding (lm_head) to each intermediate hidden state (nostalgebraist, 2020, "interpreting GPT:
   the logit lens", LessWrong). Layer 0 is the embedding layer, before any block.
 - `first_token_share`: how much attention each head parks on the first token (the attention sink).
+- `attention_blocks`: every head's attention averaged over blocks of tokens, with the first token's share, from
+  one pass that never holds a whole map: a 1024-token GPT-2's maps would take 604 MB.
 - `can_see`: which positions each position may attend to; causal (Radford et al., 2018/2019, GPT) versus
   bidirectional (Devlin et al., 2019, BERT).
 - `next_logits` / `masked_logits` and `top_predictions`: next-token prediction from the left context (GPT)
@@ -21,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .model import LAST_HIDDEN_STATE_NORMED
 
@@ -126,6 +129,53 @@ def attention_maps(model, input_ids, attention_mask=None) -> torch.Tensor:
     # every position onto the 50k-token vocabulary, which this view never reads.
     _, _, attentions, _ = model.encode(ids, attention_mask, None, True, False, None)
     return torch.stack([a[0] for a in attentions]).float()  # L x (nh, T, T)
+
+
+@dataclass(frozen=True)
+class AttentionBlocks:
+    """Every layer's and head's attention at the resolution of blocks of `block` tokens.
+
+    `means` (L, nh, R, R): the mean probability in each block of queries x keys, R = ceil(T / block), the last
+    block of each axis holding the remaining tokens; `first_token_share` (L, nh) as `first_token_share`
+    computes it from the whole maps.
+    """
+
+    means: torch.Tensor
+    first_token_share: torch.Tensor
+    block: int
+
+
+@torch.inference_mode()
+def attention_blocks(model, input_ids, block: int, attention_mask=None) -> AttentionBlocks:
+    """Attention of every layer and head averaged over blocks of `block` x `block` tokens (1: the whole maps).
+
+    The model hands over each block of query rows as it computes it; their columns are summed here at once,
+    so the pass keeps (nh, T, T / block) numbers per layer, not (nh, T, T).
+    """
+    ids = as_batch(input_ids)
+    length = ids.shape[1]
+    count = -(-length // block)  # blocks a side
+
+    def first_key_and_column_sums(rows: torch.Tensor) -> torch.Tensor:  # (1, nh, rows, keys) -> (1, nh, rows, 1 + R)
+        keys = rows.shape[-1]  # a causal block of rows stops at its last visible key: the sums after it are 0
+        whole = keys // block
+        summary = rows.new_zeros(*rows.shape[:-1], 1 + count)
+        summary[..., 0] = rows[..., 0]
+        if whole:
+            summary[..., 1:1 + whole] = rows.unfold(-1, block, block).sum(dim=-1)  # windows are views: no copy
+        if keys > whole * block:
+            summary[..., 1 + whole] = rows[..., whole * block:].sum(dim=-1)
+        return summary
+
+    _, _, attentions, _ = model.encode(ids, attention_mask, None, first_key_and_column_sums, False, None)
+    reduced = torch.stack([a[0] for a in attentions]).float()  # (L, nh, T, 1 + R)
+    first_key, column_sums = reduced[..., 0], reduced[..., 1:]
+    padded = F.pad(column_sums, (0, 0, 0, count * block - length))
+    sums = padded.view(*padded.shape[:2], count, block, count).sum(dim=3)  # (L, nh, R, R)
+    sizes = torch.full((count,), float(block))
+    sizes[-1] = length - block * (count - 1)
+    means = sums / (sizes[:, None] * sizes[None, :])
+    return AttentionBlocks(means=means, first_token_share=first_key[..., 1:].mean(dim=-1), block=block)
 
 
 def first_token_share(maps: torch.Tensor) -> torch.Tensor:

@@ -100,6 +100,11 @@ class CLIPOutput:
     vision_attentions: tuple[torch.Tensor, ...] | None = None
 
 
+# Elements of one block of attention scores (B x heads x query rows x keys): 8 MB of fp32, which the
+# allocator reuses from block to block rather than asking the system for fresh pages.
+ATTENTION_BLOCK_ELEMENTS = 1 << 21
+
+
 class Linear(nn.Linear):
     """`nn.Linear` whose one-row case, a decoding step, reads the weight with every thread.
 
@@ -117,19 +122,27 @@ class Linear(nn.Linear):
         out_features = weight.shape[0]
         threads = torch.get_num_threads()
         one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
-        if threads < 2 or not one_cpu_row or not weight.is_contiguous():
+        # The products below write into one output (`out=`), which autograd cannot follow: a decoding step only.
+        if threads < 2 or not one_cpu_row or not weight.is_contiguous() or torch.is_grad_enabled():
             return F.linear(x, weight, bias)
         rows = out_features - out_features % threads  # a remainder (GPT-2's 50257) is done apart
         # (threads, 1, in) @ (threads, in, rows / threads): each block is x @ W_block^T, as nn.Linear computes.
         blocks = weight[:rows].view(threads, rows // threads, self.in_features).transpose(1, 2)
         row = x.reshape(1, 1, -1).expand(threads, -1, -1)
+        # Both parts are written in place into one output: joining them after (torch.cat) would copy GPT-2's
+        # 50257 logits in a parallel region of its own, one more wake-up of the sleeping threads per token.
+        y = torch.empty(1, out_features, dtype=x.dtype)
+        batched = y[:, :rows].view(threads, 1, rows // threads)
         if bias is None:
-            y = torch.bmm(row, blocks).view(1, rows)
+            torch.bmm(row, blocks, out=batched)
         else:
-            y = torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks).view(1, rows)
+            torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks, out=batched)
         if rows < out_features:
-            rest = bias[rows:] if bias is not None else None
-            y = torch.cat([y, F.linear(x.reshape(1, -1), weight[rows:], rest)], dim=1)
+            rest = weight[rows:].t()
+            if bias is None:
+                torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
+            else:
+                torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
         return y.view(x.shape[:-1] + (out_features,))
 
 
@@ -242,7 +255,8 @@ class Attention(nn.Module):
         self.queries, self.keys_values = slice(0, width), slice(width, width + 2 * kv_width)
 
     def forward(self, x, mask, is_causal, output_attentions, cache: KVCache | None, memory=None, rotary=None):
-        """`rotary`: the (cos, sin) of the new positions (T, 1, hs), which rotate queries and keys before caching."""
+        """`is_causal`: the mask (given or not) hides later keys and nothing else. `rotary`: the (cos, sin) of the
+        new positions (T, 1, hs), which rotate queries and keys before caching."""
         B, T, _ = x.shape
         nh, nkv, hs = self.num_heads, self.num_kv_heads, self.head_size
         if self.is_cross:
@@ -281,17 +295,55 @@ class Attention(nn.Module):
         if output_attentions:
             if groups > 1:
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-            scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, Tk)
-            if mask is not None:
-                scores = scores + mask
-            # In fp32 whatever the model's dtype: a bf16 model's reported rows still sum to 1.
-            probs = scores.softmax(dim=-1, dtype=torch.float32)
-            y = probs.to(v.dtype) @ v
+            y, probs = self.explicit_attention(q, k, v, mask, is_causal, output_attentions)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale,
+            # `is_causal` says the mask is causal only; the kernel's flag aligns it top-left, which is right
+            # when queries and keys are the same positions, which a missing mask and several queries mean.
+            top_left_causal = is_causal and mask is None and T > 1
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=top_left_causal, scale=self.scale,
                                                enable_gqa=groups > 1)
         y = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, nh, T, hs) -> (B, T, A)
         return self.out(y), probs
+
+    def explicit_attention(self, q, k, v, mask, is_causal, output_attentions):
+        """Attention through its probabilities, computed a block of query rows at a time.
+
+        A whole (B, nh, T, Tk) score matrix of a long input (GPT-2's 1024 tokens: 50 MB per layer) is a fresh
+        allocation at each of scores, mask and softmax, and the page faults of those cost more than the
+        arithmetic; blocks of about ATTENTION_BLOCK_ELEMENTS reuse memory. With a purely causal mask
+        (`is_causal`) a block of rows reads only the keys up to its last query; the later ones are zeros.
+        `output_attentions` True reports the probabilities (B, nh, T, Tk); a function reports what it makes
+        of each block of rows (B, nh, rows, keys) -> (B, nh, rows, S), the blocks stacked along the rows:
+        a view that needs a summary of every head never holds every head's whole map.
+        """
+        B, nh, T, _ = q.shape
+        Tk, past = k.shape[2], k.shape[2] - T
+        summarise = None if output_attentions is True else output_attentions
+        # Under autograd (relevance maps) the probabilities are one piece of the graph: one block.
+        rows = T if torch.is_grad_enabled() else max(1, ATTENTION_BLOCK_ELEMENTS // (B * nh * Tk))
+        outputs, reported = [], []
+        probs = None
+        if summarise is None and rows < T:
+            probs = torch.zeros(B, nh, T, Tk, dtype=torch.float32, device=q.device)
+        for start in range(0, T, rows):
+            end = min(start + rows, T)
+            keys = past + end if is_causal else Tk
+            scores = (q[:, :, start:end] @ k[:, :, :keys].transpose(-2, -1)).mul_(self.scale)  # (B, nh, rows, keys)
+            if mask is not None:
+                scores.add_(mask[..., start:end, :keys])
+            # In fp32 whatever the model's dtype: a bf16 model's reported rows still sum to 1.
+            block = scores.softmax(dim=-1, dtype=torch.float32)
+            outputs.append(block.to(v.dtype) @ v[:, :, :keys])
+            if summarise is not None:
+                reported.append(summarise(block))
+            elif probs is not None:
+                probs[:, :, start:end, :keys] = block
+            else:  # one block: every key was read
+                probs = block
+        y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+        if summarise is not None:
+            probs = reported[0] if len(reported) == 1 else torch.cat(reported, dim=2)
+        return y, probs
 
 
 class MLP(nn.Module):
@@ -567,8 +619,8 @@ class Transformer(nn.Module):
             x = self.pre_norm(x)
         T = x.shape[1]
         # The fused kernel's own causal flag is exact and fastest when there is nothing else to mask or add.
-        simple_causal = (config.causal and attention_mask is None and past == 0 and not output_attentions
-                         and self.position_bias is None)
+        causal_only = config.causal and attention_mask is None and self.position_bias is None
+        simple_causal = causal_only and past == 0 and not output_attentions
         decode_step = config.causal and attention_mask is None and T == 1  # one new query sees every key
         mask = None
         if not (simple_causal or decode_step):
@@ -583,7 +635,7 @@ class Transformer(nn.Module):
         rotary = self.rotary(past, T, x.dtype, x.device) if self.rotary is not None else None
         hidden_states, attentions, cross_attentions = [x], [], []
         for block in self.layers:
-            x, probs, cross_probs = block(x, mask, simple_causal, output_attentions, cache, memory, memory_mask,
+            x, probs, cross_probs = block(x, mask, causal_only, output_attentions, cache, memory, memory_mask,
                                           rotary)
             hidden_states.append(x)
             attentions.append(probs)

@@ -22,7 +22,8 @@ def test_bench_quick_prints_the_table():
                 "load peak / weights, bert", "app cold start", "first streamed token (s)",
                 "default /bert_attention (s)", "decode SmolLM2-135M shape fp32 (tokens/s)",
                 "ladder distilgpt2: MB held / resident added", "ladder gpt2: MB held / resident added",
-                "ladder tiny-gpt gpt-128x4: MB held / resident added"):
+                "ladder tiny-gpt gpt-128x4: MB held / resident added", "long input gpt2 128 tokens, all attention (s)",
+                "long input bert 128 tokens, all attention (s)"):
         assert row in out, out
     for row in ("decode fp32 (tokens/s)", "decode T5 fp32 (tokens/s)", "decode SmolLM2-135M shape fp32 (tokens/s)"):
         line = next(line for line in out.splitlines() if line.startswith(row))

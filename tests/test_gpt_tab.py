@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from app import gpt_figures, gpt_tab
+from app import figures, gpt_figures, gpt_tab
 from core import gpt_analysis, load_model
+from core import model as core_model
 
 MODEL = gpt_tab.DEFAULT_MODEL
 PROMPT = gpt_tab.DEFAULT_PROMPT
@@ -97,6 +98,48 @@ def test_attention_maps_never_look_ahead(tiny):
     assert maps.shape == (2, 2, len(IDS), len(IDS))
     assert maps.triu(1).abs().max() == 0
     assert torch.allclose(maps.sum(-1), torch.ones(2, 2, len(IDS)), atol=1e-5)
+
+
+def test_attention_blocks_average_transformers_maps_computed_a_few_rows_at_a_time(tiny, monkeypatch):
+    core, reference = tiny
+    ids = [3, 17, 4, 42, 8, 8, 21, 9, 30, 2, 11, 11, 5, 40, 7]  # 15 tokens: blocks of 4, the last of 3
+    reference.config._attn_implementation = "eager"
+    with torch.no_grad():
+        expected = reference(torch.tensor([ids]), output_attentions=True)
+    # 2 heads x 15 keys x 3 rows: the attention is computed in five blocks of query rows, each reading only
+    # the keys up to its last query.
+    monkeypatch.setattr(core_model, "ATTENTION_BLOCK_ELEMENTS", 90)
+    with torch.inference_mode():
+        out = core(torch.tensor([ids]), output_attentions=True)
+    assert (out.logits - expected.logits).abs().max() < 1e-4
+    for mine, theirs in zip(out.attentions, expected.attentions, strict=True):
+        assert (mine - theirs).abs().max() < 1e-5
+    maps = torch.stack([a[0] for a in expected.attentions]).numpy()  # (L, nh, T, T)
+    blocks = gpt_analysis.attention_blocks(core, ids, 4)
+    assert blocks.means.shape == (2, 2, 4, 4)
+    assert np.abs(blocks.means.numpy() - figures.block_means(maps, max_cells=4)).max() < 1e-6
+    assert np.abs(blocks.first_token_share.numpy() - maps[..., 1:, 0].mean(-1)).max() < 1e-6
+    whole = gpt_analysis.attention_blocks(core, ids, 1)  # blocks of one token: the maps themselves
+    assert np.abs(whole.means.numpy() - maps).max() < 1e-5
+
+
+def test_a_causal_map_drawn_from_block_means_is_the_map_drawn_from_every_token():
+    n = figures.MAX_CELLS + 45  # blocks of 2 tokens, the last holding one
+    generator = np.random.default_rng(0)
+    weights = np.tril(generator.random((n, n)))
+    matrix = (weights / weights.sum(1, keepdims=True)).astype(np.float32)
+    tokens = [f"t{i % 7}" for i in range(n)]
+    from_tokens = gpt_figures.causal_attention(matrix, tokens, "x", written_from=101).data[0]
+    block = figures.block_spans(n)[0][1]
+    from_blocks = gpt_figures.causal_attention(figures.block_means(matrix), tokens, "x", written_from=101)
+    z_tokens, z_blocks = np.array(from_tokens.z, dtype=float), np.array(from_blocks.data[0].z, dtype=float)
+    assert block == 2 and z_blocks.shape == z_tokens.shape == (103, 103)
+    assert np.array_equal(np.isnan(z_tokens), np.isnan(z_blocks))  # a block holding a future cell is masked
+    assert np.nanmax(np.abs(z_tokens - z_blocks)) < 1e-6
+    assert list(from_blocks.data[0].x) == list(from_tokens.x) and from_blocks.data[0].x[-1] == "204 t1"
+    assert [shape.x0 for shape in from_blocks.layout.shapes if shape.x0 == shape.x1] == [101 / 2 - 0.5]
+    assert [trace.type for trace in from_blocks.data] == ["heatmap"]  # no marker per masked block
+    assert len(from_blocks.to_json()) < 1.1 * len(gpt_figures.causal_attention(matrix, tokens, "x").to_json())
 
 
 def test_next_and_masked_logits_read_the_right_position(tiny):

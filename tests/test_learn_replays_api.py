@@ -16,17 +16,19 @@ def _plot(value) -> dict:
     return json.loads(value["plot"])
 
 
-def test_tiny_gpt_replay_at_a_snapshot_and_at_the_end(client):
-    replay = learn.read_replay(EMBEDDED_DIR / "tiny-gpt")
-    curve, table = client.predict("next-token", 3, api_name="/learn_text_replay")
+@pytest.mark.parametrize("objective, name", [("next-token", "tiny-gpt"), ("mlm", "tiny-bert")])
+def test_text_replay_at_a_snapshot_and_at_the_end(client, objective, name):
+    replay = learn.read_replay(EMBEDDED_DIR / name)
+    curve, table = client.predict(objective, 3, api_name="/learn_text_replay")
     step = replay["steps"][3]
     assert f"Snapshot 4 of {len(replay['steps'])}: step {step} of {replay['steps'][-1]}" in table
+    assert f"What {name} " in table and replay["about"] in table
     for prompt, then, last in zip(replay["inputs"], replay["texts"][3], replay["texts"][-1]):
         assert f"| `{prompt}` | {then} | {last} |" in table.replace("&#x27;", "'")
     figure = _plot(curve)
     assert len(figure["data"][0]["y"]) == len(replay["losses"])
     assert figure["layout"]["shapes"][0]["x0"] == max(step, 1)
-    _, last = client.predict("next-token", -1, api_name="/learn_text_replay")
+    _, last = client.predict(objective, -1, api_name="/learn_text_replay")
     assert f"Snapshot {len(replay['steps'])} of {len(replay['steps'])}" in last
 
 

@@ -29,6 +29,14 @@ def test_text_replays_beside_the_live_pretraining(page, app_url):
     page.locator("#learn-text-replay-table").scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENSHOTS / "learn-replay-gpt.png"), full_page=True)
+    # Switching the objective replays the other model at once: tiny-bert's fill-ins, at the last snapshot.
+    page.get_by_label("mlm").check()
+    page.wait_for_selector("#learn-text-replay-table:has-text('the keys to the old [MASK] [MASK] on the table')",
+                           timeout=TIMEOUT)
+    table = page.locator("#learn-text-replay-table").inner_text()
+    assert "What tiny-bert fills in" in table and "4000 steps, the full tiny-bert recipe" in table
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "learn-replay-bert.png"), full_page=True)
     assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
     assert page.console_errors == [] and page.outside_requests == []
 

@@ -18,6 +18,10 @@ def test_load_test_smoke():
     out = run("tools.load_test", "--users", "4", "--seconds", "8")
     assert "p50_s" in out and "p95_s" in out and "queue_full: 0" in out
     assert "'ok'" in out  # some requests succeeded; the exit code says none failed unhandled
+    figures = dict(line.strip().split(": ", 1) for line in out.splitlines() if "cpu_ms_per_request" in line)
+    # The app it started did work for its requests, and so did the clients.
+    assert float(figures["server_cpu_ms_per_request"]) > 0
+    assert float(figures["clients_cpu_ms_per_request"]) > 0
 
 
 def test_soak_smoke():

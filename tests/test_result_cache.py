@@ -74,6 +74,27 @@ def test_a_reloaded_model_at_the_same_name_is_never_answered_from_the_old_one():
     assert len(calls) == 2
 
 
+def test_a_view_of_several_models_computes_again_when_any_one_of_them_is_another():
+    calls = []
+    loaded = {"bert": Model(), "gpt": Model()}
+    view = cached_view(counting_view(calls), lambda args: (loaded["bert"], loaded["gpt"]),
+                       cache=ResultCache(10_000_000))
+    view("a", "", "the dog")
+    view("a", "", "the dog")
+    assert len(calls) == 1
+    loaded["gpt"] = Model()  # the second model reloaded, the first unchanged
+    view("a", "", "the dog")
+    assert len(calls) == 2
+
+
+def test_a_view_whose_model_list_holds_an_unusable_input_runs_uncached():
+    calls = []
+    view = cached_view(counting_view(calls), lambda args: (Model(), None), cache=ResultCache(10_000_000))
+    view("a", "", "the dog")
+    view("a", "", "the dog")
+    assert len(calls) == 2
+
+
 def test_uploaded_files_are_keyed_by_their_content_not_their_name(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     calls = []

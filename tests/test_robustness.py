@@ -111,3 +111,32 @@ def test_held_out_sets_are_the_same_shapes_in_each_kind():
     assert np.array_equal(rotated, robustness.held_out_set("rotation", 12)[0])
     with pytest.raises(ValueError):
         robustness.held_out_set("cartoon", 4)
+
+
+def test_tiny_clip_captions_make_the_shape_necessary():
+    """tiny-clip's caption forms (`train.CAPTION_FORMS`): a sketch's captions never name a colour, the robustness
+    table's and the CLIP tab's zero-shot prompts ("a {shape}", "a large {shape}") are forms seen in training, and a
+    shape-only caption is a positive for every picture of that shape, whatever its colour or style, and for no
+    other shape; a caption that names a colour describes no sketch."""
+    from core.embedded.train import CAPTION_FORMS, CAPTION_WEIGHTS, caption_variants, clip_targets
+
+    sketch = ShapeSpec("star", "red", "large", "left", style="sketch")
+    filled = ShapeSpec("star", "red", "small", "top")
+    assert all("red" not in text for text in caption_variants(sketch))
+    assert robustness.PROMPT.format(label="star") in caption_variants(filled)
+    assert "a large star" in caption_variants(sketch) and "a sketch of a star" in caption_variants(sketch)
+    assert "a red star" in caption_variants(filled)
+    assert abs(float(CAPTION_WEIGHTS.sum()) - 1) < 1e-6
+    shape_only = sum(w for words, w in CAPTION_FORMS if "colour" not in words)
+    assert shape_only >= 0.4  # no colour to lean on in almost half the captions
+
+    forms = [words for words, _ in CAPTION_FORMS]
+    specs = [sketch, filled, ShapeSpec("heart", "red", "large", "left")]
+    only_shape = forms.index(("shape",))
+    with_colour = forms.index(("colour", "shape"))
+    # Text j is picture j's caption: the red sketch's in the shape-only form, the red star's and the red heart's
+    # with their colour.
+    match = clip_targets(specs, torch.tensor([only_shape, with_colour, with_colour]))
+    assert match.tolist() == [[1, 0, 0],   # the sketch: "a star" only; "a red star" names a colour it does not show
+                              [1, 1, 0],   # the red star: "a star" and "a red star"
+                              [0, 0, 1]]   # the red heart: its own caption only

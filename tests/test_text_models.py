@@ -348,6 +348,9 @@ def test_one_row_linear_split_across_threads_equals_plain_linear(threads, bias):
             expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
             assert got.shape == expected.shape
             assert max_difference(got, expected) < 1e-5
+        x = torch.randn(1, 48, requires_grad=True)  # with autograd (one-row training, relevance): gradients flow
+        layer(x).sum().backward()
+        assert max_difference(x.grad[0], layer.weight.sum(0)) < 1e-5
     finally:
         torch.set_num_threads(before)
 

@@ -1,10 +1,14 @@
 """Load test: N concurrent gradio_client users for a fixed time, mixing every tab's default actions.
 
-    python -m tools.load_test [--users 30] [--seconds 120] [--url URL]
+    python -m tools.load_test [--users 30] [--seconds 120] [--url URL | --app-root DIR]
 
-Without --url it starts the app itself (offline, embedded models) on a free localhost port. Every request is
-bounded in time and the run stops by itself. Reports p50/p95 latency, errors by kind, and the number of
-requests refused because the queue was full (the "busy, try again" answer).
+Without --url it starts the app itself (offline, embedded models) on a free localhost port: this checkout's,
+or with --app-root another checkout's (an older commit in a second worktree), so two versions can be measured
+back to back by the same clients. Every request is bounded in time and the run stops by itself. Reports
+p50/p95 latency, errors by kind, the number of requests refused because the queue was full (the "busy, try
+again" answer) and, for an app it started, the CPU seconds the server and the clients each spent per request:
+on one small machine the 30 clients share the cores with the server, so requests per second alone can be
+bounded by the clients rather than by the server.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import random
 import re
 import shutil
 import statistics
+import os
 import tempfile
 import threading
 import time
@@ -100,6 +105,15 @@ def run(url: str, users: int, seconds: float) -> dict:
             "examples": examples, "clear_messages": dict(messages.most_common())}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds process `pid` has used so far (Linux /proc), None where that can't be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
 def quantile(values: list[float], q: float) -> float:
     """The q-quantile of sorted values (nearest rank), NaN for none."""
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -119,17 +133,26 @@ def main(argv=None) -> int:
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--url", default=None, help="an app already running on localhost")
+    parser.add_argument("--app-root", default=None, help="start the app of this checkout instead of this one")
     args = parser.parse_args(argv)
+    if args.url and args.app_root:
+        parser.error("--url and --app-root exclude each other")
     process = None
     url = args.url
     uploads = Path(tempfile.mkdtemp(prefix="load-test-gradio-"))
     if url is None:
         port = free_port()
         # A cache folder of its own: the app's size sweep then never deletes another process's files.
-        process, _ = start_app(port, GRADIO_TEMP_DIR=str(uploads))
+        process, _ = start_app(port, Path(args.app_root) if args.app_root else None, GRADIO_TEMP_DIR=str(uploads))
         url = f"http://127.0.0.1:{port}/"
+    server_before = cpu_seconds(process.pid) if process else None
+    clients_before = time.process_time()
     try:
         report = run(url, args.users, args.seconds)
+        served = max(1, report["requests"])
+        if server_before is not None and (server_after := cpu_seconds(process.pid)) is not None:
+            report["server_cpu_ms_per_request"] = 1000 * (server_after - server_before) / served
+        report["clients_cpu_ms_per_request"] = 1000 * (time.process_time() - clients_before) / served
     finally:
         if process is not None:
             process.terminate()

@@ -40,7 +40,9 @@ trainer never saw: the EVAL seed, and for text only sentences in `grammar`'s hel
                Toy word: how often its argmax over the source tokens is that word's true English word.
     robustness  the course's robustness table (`robustness.py`): for each kind of held-out picture (photo-like
                filled, sketch, noise, blur, rotation, occlusion), the shape accuracy of tiny-vit's classifier
-               and of tiny-clip zero-shot ("a {shape}") on the same pictures.
+               and of tiny-clip zero-shot ("a {shape}") on the same pictures. Shipped, 1,000 per kind:
+               tiny-vit 0.999, 0.226, 0.677, 0.720, 0.285, 0.456; tiny-clip 0.991, 0.969, 0.878, 0.653, 0.277,
+               0.520 (in that order). Bars (tests): tiny-clip's sketch accuracy >= 0.80 and >= 0.3 above tiny-vit's.
     tiny-bert-sentiment  accuracy on held-out sentences with a polarity (`grammar.sentiment_examples`).
     tiny-bert-ner        entity-level F1 (span and type exact, CoNLL) and per-word accuracy on held-out
                          sentences with people and places; each word's label is read from its first piece.

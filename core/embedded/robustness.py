@@ -8,8 +8,10 @@
 
 Both models answer the same question on the same pictures: which of the 8 shapes is it? tiny-vit by the
 argmax of its classifier; tiny-clip zero-shot, by the nearest of the prompts "a {shape}" (Radford et al.,
-2021, section 3.1.2), with no training on this task. Neither shipped model saw a sketch, blur, rotation or
-occlusion in training (a tiny-clip retrained on the captioned styles of `shapes` is still to come).
+2021, section 3.1.2), with no training on this task. tiny-vit learned from clean filled shapes only; tiny-clip
+started from tiny-vit's encoder and learned from pictures in four styles whose captions say them (filled,
+sketch, textured, noisy: `core.embedded.train.CAPTION_FORMS`), other pencil sketches than these held-out ones.
+Neither saw blur, rotation or occlusion in training.
 """
 
 from __future__ import annotations
