@@ -36,11 +36,11 @@ TITLE = "T5"
 FAMILY = "t5"
 EMBEDDED = PRESETS[FAMILY][0].name
 DEFAULT_TEXT = "translate English to Toy: the small dog that the children like sees the red box ."
-# A free sentence of the grammar (its words drawn at random: a hidden one has many right answers) and a
-# held-out sentence of the toy world (`core.embedded.world`), whose facts decide the hidden words. The world
-# sentence becomes the default once a tiny-t5 trained on the world (issue #16) is shipped.
-DEFAULT_SENTENCE = "the keys to the old cabinet are on the table ."
-WORLD_SENTENCE = "every big brown farmer dances behind the new chair ."
+# The default is a held-out sentence of the toy world (`core.embedded.world`), whose facts decide the hidden
+# words, so tiny-t5 (trained on the world's sentences) shows confident, right infill; a free sentence of the
+# grammar (its words drawn at random: a hidden one has many right answers) is the other example.
+DEFAULT_SENTENCE = "every big brown farmer dances behind the new chair ."
+FREE_SENTENCE = "the keys to the old cabinet are on the table ."
 
 MAX_NEW_TOKENS = 64
 # GPT's words for why writing stopped, except that a T5 decoder ends its output with </s>.
@@ -637,7 +637,7 @@ def build() -> None:
             with gr.Row():
                 sentence = gr.Textbox(DEFAULT_SENTENCE, label="Sentence", max_lines=2, scale=3)
                 span_seed = gr.Number(0, label="Seed (which spans)", precision=0, minimum=0, maximum=MAX_SEED, scale=1)
-            gr.Examples([[WORLD_SENTENCE], [DEFAULT_SENTENCE]], [sentence], label="A world sentence, a free sentence")
+            gr.Examples([[DEFAULT_SENTENCE], [FREE_SENTENCE]], [sentence], label="A world sentence, a free sentence")
             span_button = gr.Button("Corrupt and let the model fill in", variant="primary", elem_id="t5-spans-btn")
             span_input = gr.HighlightedText(label="Encoder input", show_legend=False,
                                             color_map={"sentinel": "#fdbf6f"})

@@ -210,8 +210,10 @@ class Pair:
     target: str
 
 
-def pairs(n: int, seed: int, split: str = "train", world_share: float = 0.0) -> list[Pair]:
-    """`n` examples, alternating translation and span corruption.
+def pairs(n: int, seed: int, split: str = "train", world_share: float = 0.0,
+          translate_share: float = 0.5) -> list[Pair]:
+    """`n` examples, translation and span corruption interleaved evenly, a share `translate_share` of them
+    translation (0.5: alternating).
 
     Translation reads `grammar.corpus(..., split)`, and so does span corruption, except that a share
     `world_share` of the denoise examples, spread evenly, reads sentences of the toy world (`world`) instead,
@@ -220,16 +222,19 @@ def pairs(n: int, seed: int, split: str = "train", world_share: float = 0.0) -> 
     from . import world
 
     sentences = grammar.corpus(n, seed, split=split)
-    world_sentences = iter(world.corpus(n // 2 + 1, seed, split) if world_share else [])
+    world_sentences = iter(world.corpus(n - int(n * translate_share) + 1, seed, split) if world_share else [])
     rng = random.Random(f"t5-spans-{seed}")
     out = []
+    k = 0  # denoise examples so far
     for i, sentence in enumerate(sentences):
-        if i % 2 == 0:
+        # Example i is a translation when the running share steps up: i even for 0.5, as the first models had.
+        if math.ceil((i + 1) * translate_share) > math.ceil(i * translate_share):
             t = translate(sentence)
             out.append(Pair("translate", t.source, t.toy))
         else:
-            k = i // 2  # the k-th denoise example is a world one when the running share steps up
+            # The k-th denoise example is a world one when the running world share steps up.
             from_world = math.ceil((k + 1) * world_share) > math.ceil(k * world_share)
+            k += 1
             c = corrupt(next(world_sentences) if from_world else sentence, rng)
             out.append(Pair("denoise", c.source, c.target))
     return out
