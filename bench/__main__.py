@@ -8,7 +8,8 @@ leaves out the app-level figures; `--long` measures only the long inputs (BERT-b
 attention views, request to result); `--learn` measures only the Learn tab's trainers (with `--quick`, a smoke
 run); `--large` only gpt2-xl and Qwen2.5-0.5B as the app holds them (bf16), against fp32, and the scaling
 ladders' memory with every GPT-2 shape loaded. SmolLM2-135M's decode against transformers and the ladders'
-memory per model are in bench/modern_bench.py (`--modern`: only those). Needs the test dependencies (transformers is the reference).
+memory per model are in bench/modern_bench.py (`--modern`: only those). `--decode`: only the three decode rows
+(GPT-2, T5, SmolLM2-size), to run once per OpenMP wait policy. Needs the test dependencies (transformers is the reference).
 """
 
 from __future__ import annotations
@@ -338,6 +339,8 @@ def main(argv=None) -> int:
                         help="only the largest presets as the app holds them, in bf16 (bench/large_bench.py)")
     parser.add_argument("--modern", action="store_true",
                         help="only SmolLM2-135M's decode and the ladders' memory (bench/modern_bench.py)")
+    parser.add_argument("--decode", action="store_true",
+                        help="only the decode rows (GPT-2, T5, SmolLM2-size), e.g. once per OpenMP wait policy")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     threads = configure_threads()
@@ -373,6 +376,9 @@ def main(argv=None) -> int:
         rows += bench_decode(*pairs["gpt2"], reps, bandwidth, args.quick)
         rows += bench_decode_seq2seq(*pairs["t5"], reps)
         rows += bench_llama_decode(Row, alternate, median_time, reps, args.quick)
+        if args.decode:
+            print_table(rows)
+            return 0
         for family in SEQ2SEQ:
             del pairs[family]
         rows += bench_forward(pairs, cfgs, reps, args.quick)
