@@ -17,7 +17,6 @@ Exit status 1 when any request failed.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import threading
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.app_bench import HUB_PRESETS, fake_hub_cache, free_port, random_models, start_app, with_model
-from tools.load_test import quantile
+from tools.load_test import cpu_seconds, quantile
 
 FLOOR = "gpt_step_reset"
 # Each family's default view, and a view of the same tab that loads the same model without computing it.
@@ -33,18 +32,6 @@ DEFAULT_VIEWS = {"bert_attention": "bert_tokenize", "gpt_step": "gpt_surprisal",
                  "clip_zero_shot": "clip_search", "t5_step": "t5_span_corruption", "t5_attention": "t5_span_corruption"}
 FAMILIES = {"bert_attention": "bert", "gpt_step": "gpt2", "vit_rollout": "vit", "clip_zero_shot": "clip"}
 TARGET_RATIO = 1.5
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds the server process has used so far (Linux /proc), NaN when unknown. On a busy
-    shared machine, wall times stretch with everyone's load; the server's own CPU per burst does not."""
-    if pid is None:
-        return float("nan")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list[float], list[str]]:

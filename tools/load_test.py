@@ -14,11 +14,12 @@ bounded by the clients rather than by the server.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import random
 import re
 import shutil
 import statistics
-import os
 import tempfile
 import threading
 import time
@@ -105,12 +106,15 @@ def run(url: str, users: int, seconds: float) -> dict:
             "examples": examples, "clear_messages": dict(messages.most_common())}
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds process `pid` has used so far (Linux /proc), None where that can't be read."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds process `pid` has used so far (Linux /proc), NaN when unknown. On a busy
+    shared machine, wall times stretch with everyone's load; a process's own CPU per request does not."""
+    if pid is None:
+        return float("nan")
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return None
+        return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
 
 
@@ -145,13 +149,15 @@ def main(argv=None) -> int:
         # A cache folder of its own: the app's size sweep then never deletes another process's files.
         process, _ = start_app(port, Path(args.app_root) if args.app_root else None, GRADIO_TEMP_DIR=str(uploads))
         url = f"http://127.0.0.1:{port}/"
-    server_before = cpu_seconds(process.pid) if process else None
+    server_pid = process.pid if process else None
+    server_before = cpu_seconds(server_pid)
     clients_before = time.process_time()
     try:
         report = run(url, args.users, args.seconds)
         served = max(1, report["requests"])
-        if server_before is not None and (server_after := cpu_seconds(process.pid)) is not None:
-            report["server_cpu_ms_per_request"] = 1000 * (server_after - server_before) / served
+        server_cpu = cpu_seconds(server_pid) - server_before
+        if math.isfinite(server_cpu):  # only for an app this run started, on Linux
+            report["server_cpu_ms_per_request"] = 1000 * server_cpu / served
         report["clients_cpu_ms_per_request"] = 1000 * (time.process_time() - clients_before) / served
     finally:
         if process is not None:
