@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import re
 import traceback
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from safetensors.torch import save_file
 
 from .config import EncoderDecoderConfig, ModelSpec, read_config
 from .hub import (CHECKPOINT_FILES, PLAN_FILES, CheckpointError, display_name, fetch_files, local_folder, megabytes,
-                  snapshot_repo)
+                  megabytes_setting, snapshot_repo)
 from .hub_cache import discard
 from .model import CLIP, EncoderDecoder, Transformer
 
@@ -354,24 +353,15 @@ COMPACT_ABOVE_MB = 1600
 WEIGHT_FILE = re.compile(r"^model[\w.-]*\.safetensors$")
 
 
-def _megabytes_setting(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default * 1_000_000
-    if not text.isdigit() or int(text) == 0:
-        raise ValueError(f"{name} must be a whole number of megabytes above 0, not {text!r}")
-    return int(text) * 1_000_000
-
-
 def max_model_bytes() -> int:
     """The size cap on a model's weights in bytes: PLAYGROUND_MAX_MODEL_MB if set, else MAX_MODEL_MB."""
-    return _megabytes_setting("PLAYGROUND_MAX_MODEL_MB", MAX_MODEL_MB)
+    return megabytes_setting("PLAYGROUND_MAX_MODEL_MB", MAX_MODEL_MB)
 
 
 def compact_above_bytes() -> int:
     """Float weights above this many bytes in fp32 are held in bf16: PLAYGROUND_COMPACT_ABOVE_MB, else
     COMPACT_ABOVE_MB."""
-    return _megabytes_setting("PLAYGROUND_COMPACT_ABOVE_MB", COMPACT_ABOVE_MB)
+    return megabytes_setting("PLAYGROUND_COMPACT_ABOVE_MB", COMPACT_ABOVE_MB)
 
 
 @dataclass(frozen=True)

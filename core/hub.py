@@ -119,6 +119,17 @@ def _connect(endpoint_url: str, timeout: float) -> bool:
         return False
 
 
+def megabytes_setting(name: str, default: int) -> int:
+    """A byte limit from the environment variable `name` in megabytes, else `default` megabytes; anything but a
+    whole number above 0 stops with a clear message rather than running unbounded."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default * 1_000_000
+    if not text.isdigit() or int(text) == 0:
+        raise ValueError(f"{name} must be a whole number of megabytes above 0, not {text!r}")
+    return int(text) * 1_000_000
+
+
 def megabytes(size: float) -> str:
     """A size for messages: whole megabytes, with one decimal below 10 MB."""
     return f"{size / 1e6:,.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"

@@ -44,12 +44,9 @@ class CacheFull(RuntimeError):
 
 def budget_bytes() -> int:
     """The budget for the app's downloads in bytes: PLAYGROUND_HUB_CACHE_MB if set, else HUB_CACHE_MB."""
-    value = os.environ.get("PLAYGROUND_HUB_CACHE_MB", "").strip()
-    if not value:
-        return HUB_CACHE_MB * 1_000_000
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"PLAYGROUND_HUB_CACHE_MB must be a whole number of at least 1, not {value!r}")
-    return int(value) * 1_000_000
+    from .hub import megabytes_setting  # hub imports this module
+
+    return megabytes_setting("PLAYGROUND_HUB_CACHE_MB", HUB_CACHE_MB)
 
 
 def cache_root() -> Path:
