@@ -642,8 +642,10 @@ def build() -> None:
             span_input = gr.HighlightedText(label="Encoder input", show_legend=False,
                                             color_map={"sentinel": "#fdbf6f"})
             span_summary = gr.Markdown()
+            # Widths set so "exact" fits on one line and the fact behind each span wraps inside the page
+            # instead of running off its right edge (seen at 1280x720 in presenter mode).
             span_table = gr.Dataframe(label="Each sentinel: hidden words and the model's infill", interactive=False,
-                                      wrap=True)
+                                      wrap=True, column_widths=["15%", "11%", "11%", "17%", "9%", "9%", "28%"])
             span_note, span_file = note_and_file("Span corruption (JSON)")
 
     model_inputs = [choice, custom, text]
