@@ -78,6 +78,15 @@ def test_load_test_http_client(tmp_path):
     assert "Could not preprocess" in tally.examples["error:AppError"]
     assert len(tally.latencies) == 2
 
+
+def test_burst_http_clients():
+    out = run("tools.burst", "--users", "3", "--client", "http", "--endpoints", "bert_attention")
+    assert out.startswith("3 http clients at once")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"gpt_step_reset", "bert_attention"} and "failed:" not in out
+    seconds = [float(value) for value in rows["bert_attention"][2:4]]  # p50, p95: every request answered in time
+    assert 0 < seconds[0] <= seconds[1] < 60
+
 def test_soak_smoke():
     out = run("tools.soak", "--requests", "30")
     assert "RSS slope over the last" in out
