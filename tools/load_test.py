@@ -17,7 +17,8 @@ and waits for its answer. Two clients can play the users:
 
 The default is the HTTP client because the requests per second of this test should say what the server
 serves: with it the users cost a fraction of the server's CPU per request (both are printed), so the figure
-moves with the server's cost. The same requests reach the server either way, uploads included.
+moves with the server's cost. Either way the same views are asked for with the same inputs, uploads included;
+`gradio_client` also downloads every file an answer names, which the server serves as well.
 
 Without --url it starts the app itself (offline, embedded models) on a free localhost port: this checkout's,
 or with --app-root another checkout's (an older commit in a second worktree), so two versions can be measured
