@@ -666,7 +666,10 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_attentions=False,
                 output_hidden_states=False, pixel_values=None, cache: KVCache | None = None,
-                track_gradients=False) -> ModelOutput:
+                track_gradients=False, logits_to_keep: int = 0) -> ModelOutput:
+        """`logits_to_keep` > 0: a causal LM's logits of the last that many positions only (transformers' name),
+        all of them with 0. A prompt's pass before generating needs the last: projecting each of 1024 positions
+        onto GPT-2's 50k-token vocabulary would take longer than the rest of the pass."""
         inputs = pixel_values if self.config.patch_size else input_ids
         x, hidden_states, attentions, _ = self.encode(inputs, attention_mask, token_type_ids, output_attentions,
                                                       output_hidden_states, cache, track_gradients=track_gradients)
@@ -690,7 +693,7 @@ class Transformer(nn.Module):
             h = self.mlm_norm(ACTIVATION_FUNCTIONS[self.config.activation](self.mlm_dense(x)))
             out.logits = self.lm_head(h)
         elif task == "causal_lm":
-            out.logits = self.lm_head(x)
+            out.logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         elif task == "sequence_classification":
             if self.config.family == "distilbert":
                 summary = F.relu(self.pre_classifier(x[:, 0]))

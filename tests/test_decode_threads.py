@@ -45,14 +45,15 @@ def every_product_on_one_thread(monkeypatch):
 
 def test_gpt2_greedy_decoding_on_one_thread_equals_transformers(tmp_path, every_product_on_one_thread):
     test_text_models.test_greedy_generate_equals_transformers(tmp_path)
-    # After the prompt, 29 steps of 3 layers x (qkv, out, fc, proj, attention) and the output layer.
-    assert every_product_on_one_thread[0] == 29 * (3 * 5 + 1)
+    # The prompt's last position through the output layer, then 29 steps of 3 layers x (qkv, out, fc, proj,
+    # attention) and the output layer.
+    assert every_product_on_one_thread[0] == 1 + 29 * (3 * 5 + 1)
 
 
 def test_llama_greedy_decoding_on_one_thread_equals_transformers(tmp_path, every_product_on_one_thread):
     test_llama.test_greedy_tokens_match_transformers(tmp_path, "qwen2-tied")
     layers = test_llama.llama_config(True).num_hidden_layers
-    assert every_product_on_one_thread[0] == 19 * (layers * 5 + 1)
+    assert every_product_on_one_thread[0] == 1 + 19 * (layers * 5 + 1)
 
 
 def test_t5_steps_and_attention_rows_on_one_thread_equal_transformers(tmp_path, every_product_on_one_thread):
