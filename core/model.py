@@ -146,10 +146,11 @@ class Linear(nn.Linear):
             torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks, out=batched)
         if rows < out_features:
             rest = weight[rows:].t()
-            if bias is None:
-                torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
-            else:
-                torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
+            with one_thread():  # a row or two: not worth waking the other threads again
+                if bias is None:
+                    torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
+                else:
+                    torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
         return y.view(x.shape[:-1] + (out_features,))
 
 
