@@ -44,7 +44,10 @@ def cpu_quota() -> int:
 # product, two threads against one: 0.5 MB 162 vs 52 us, 2 MB 296 vs 204, 4 MB 353 vs 411, 8 MB 528 vs 752).
 # Spinning threads (torch's default policy) wake at once, and two threads win from about 1 MB up: there
 # nothing moves to one thread.
-ONE_THREAD_BELOW_BYTES = 4 << 20 if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" else 0
+# (GOMP_SPINCOUNT, when set, makes threads spin that long before sleeping, whatever the policy says.)
+_SLEEPING_THREADS = (os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+                     and os.environ.get("GOMP_SPINCOUNT", "0").strip() in ("", "0"))
+ONE_THREAD_BELOW_BYTES = 4 << 20 if _SLEEPING_THREADS else 0
 
 _configured_threads: int | None = None
 

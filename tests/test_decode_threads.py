@@ -91,11 +91,13 @@ def test_a_thread_started_inside_one_thread_gets_the_configured_count_back(tmp_p
     assert seen == {"at start": 1, "after a forward": 2}
 
 
-@pytest.mark.parametrize("policy, expected", [("PASSIVE", 4 << 20), ("passive", 4 << 20), ("ACTIVE", 0), (None, 0)])
-def test_only_passive_waiting_moves_products_to_one_thread(policy, expected):
-    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if policy is not None:
-        environment["OMP_WAIT_POLICY"] = policy
+@pytest.mark.parametrize("policy, spin, expected", [("PASSIVE", None, 4 << 20), ("passive", "0", 4 << 20),
+                                                   ("PASSIVE", "30000", 0), ("ACTIVE", None, 0), (None, None, 0)])
+def test_only_sleeping_threads_move_products_to_one_thread(policy, spin, expected):
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    for name, value in (("OMP_WAIT_POLICY", policy), ("GOMP_SPINCOUNT", spin)):
+        if value is not None:
+            environment[name] = value
     printed = subprocess.run([sys.executable, "-c", "import core.runtime as r; print(r.ONE_THREAD_BELOW_BYTES)"],
                              cwd=ROOT, env=environment, capture_output=True, text=True, check=True).stdout
     assert int(printed) == expected
