@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+import torch
 
 MAGNITUDE = "Viridis"
 ALTERNATE = "Cividis"
@@ -97,16 +98,18 @@ def block_spans(n: int, max_cells: int = MAX_CELLS) -> list[tuple[int, int]]:
 
 def block_means(array: np.ndarray, max_cells: int = MAX_CELLS) -> np.ndarray:
     """The last two axes averaged in blocks (`block_spans`) so that neither exceeds max_cells; any leading axes
-    (layers, heads) are kept. Vectorised: a Python loop over 160 x 160 blocks took most of a long input's view."""
+    (layers, heads) are kept. Average pooling with the blocks as windows: the last, shorter block of a side is
+    averaged over the cells it has (no padding counted), and a block holding a NaN (a masked cell) stays NaN.
+    torch's pooling runs on every thread; numpy's reduceat, before, took 0.2 s of BERT-base's 512-token view."""
     array = np.asarray(array, dtype=np.float32)
     rows, cols = array.shape[-2:]
     if rows <= max_cells and cols <= max_cells:
         return array
-    row_spans, col_spans = block_spans(rows, max_cells), block_spans(cols, max_cells)
-    row_starts, col_starts = [a for a, _ in row_spans], [c for c, _ in col_spans]
-    sums = np.add.reduceat(np.add.reduceat(array.astype(np.float64), row_starts, axis=-2), col_starts, axis=-1)
-    counts = np.outer([b - a for a, b in row_spans], [d - c for c, d in col_spans])
-    return (sums / counts).astype(np.float32)  # a block holding a NaN (a masked cell) stays NaN, as its mean
+    window = (block_spans(rows, max_cells)[0][1], block_spans(cols, max_cells)[0][1])
+    maps = torch.from_numpy(np.ascontiguousarray(array)).reshape(-1, 1, rows, cols)
+    with torch.inference_mode():
+        pooled = torch.nn.functional.avg_pool2d(maps, window, ceil_mode=True)
+    return pooled.reshape(array.shape[:-2] + pooled.shape[-2:]).numpy()
 
 
 def block_names(labels: Sequence[str], spans: list[tuple[int, int]]) -> list[str]:

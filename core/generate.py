@@ -139,7 +139,7 @@ def generate(model, input_ids, max_new_tokens: int, temperature: float = 1.0, to
     total = min(config.max_length, prompt_length + max(0, int(max_new_tokens)))
     parameter = next(model.parameters())
     cache = KVCache(config, 1, total, device=parameter.device, dtype=parameter.dtype)
-    logits = model(ids.to(parameter.device), cache=cache).logits[0, -1]
+    logits = model(ids.to(parameter.device), cache=cache, logits_to_keep=1).logits[0, -1]
     for index in range(total - prompt_length):
         chosen = _choose(logits, temperature, top_k, top_p, generator, num_candidates)
         token = chosen["token_id"]
@@ -151,7 +151,7 @@ def generate(model, input_ids, max_new_tokens: int, temperature: float = 1.0, to
         yield Step(index=index, finished=finished, **chosen)
         if finished:
             return
-        logits = model(torch.tensor([[token]], device=parameter.device), cache=cache).logits[0, -1]
+        logits = model(torch.tensor([[token]], device=parameter.device), cache=cache, logits_to_keep=1).logits[0, -1]
 
 
 def _generate_seq2seq(model, input_ids, max_new_tokens: int, eos: int | None, attentions: bool, choose):

@@ -17,8 +17,9 @@ Parameter names here are the core's own: `core.checkpoint` maps each checkpoint'
 
 from __future__ import annotations
 
-import math
+import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CLIPConfig, EncoderDecoderConfig, TransformerConfig
+from .runtime import ONE_THREAD_BELOW_BYTES, one_thread, restore_threads
 
 
 def quick_gelu(x: torch.Tensor) -> torch.Tensor:
@@ -112,6 +114,8 @@ class Linear(nn.Linear):
     thread (about 12 GB/s on the 2-core machine this was measured on, where a plain read reaches ~30).
     Viewed as one block of rows per thread, the weight multiplies as a batch, and the batched kernel gives
     each thread its own block: about 20 GB/s. The view shares the weight's storage; nothing is copied.
+    A weight too small to repay waking the other threads (`core.runtime.ONE_THREAD_BELOW_BYTES`) is read by
+    the calling thread alone.
     """
 
     def forward(self, x: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
@@ -121,9 +125,12 @@ class Linear(nn.Linear):
             weight, bias = weight[outputs], bias[outputs] if bias is not None else None
         out_features = weight.shape[0]
         threads = torch.get_num_threads()
-        one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
+        one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and not torch.is_grad_enabled()
+        if one_cpu_row and weight.numel() * weight.element_size() < ONE_THREAD_BELOW_BYTES:
+            with one_thread():  # waking the other threads would cost more than they save
+                return F.linear(x, weight, bias)
         # The products below write into one output (`out=`), which autograd cannot follow: a decoding step only.
-        if threads < 2 or not one_cpu_row or not weight.is_contiguous() or torch.is_grad_enabled():
+        if threads < 2 or not one_cpu_row or x.dtype != torch.float32 or not weight.is_contiguous():
             return F.linear(x, weight, bias)
         rows = out_features - out_features % threads  # a remainder (GPT-2's 50257) is done apart
         # (threads, 1, in) @ (threads, in, rows / threads): each block is x @ W_block^T, as nn.Linear computes.
@@ -139,10 +146,11 @@ class Linear(nn.Linear):
             torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks, out=batched)
         if rows < out_features:
             rest = weight[rows:].t()
-            if bias is None:
-                torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
-            else:
-                torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
+            with one_thread():  # a row or two: not worth waking the other threads again
+                if bias is None:
+                    torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
+                else:
+                    torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
         return y.view(x.shape[:-1] + (out_features,))
 
 
@@ -290,20 +298,26 @@ class Attention(nn.Module):
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.view(B, T, nkv, hs).transpose(1, 2)
             if cache is not None:
                 k, v = cache.update(self.layer_index, k, v)
-        probs = None
-        groups = nh // nkv
+        # A decoding step's one query over a short cache: a few small products, each a parallel region.
+        small_step = T == 1 and cache is not None and 2 * k.numel() * k.element_size() < ONE_THREAD_BELOW_BYTES
+        with one_thread() if small_step else contextlib.nullcontext():
+            y, probs = self.attend(q, k, v, mask, is_causal, output_attentions)
+        y = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, nh, T, hs) -> (B, T, A)
+        return self.out(y), probs
+
+    def attend(self, q, k, v, mask, is_causal, output_attentions):
+        """(output (B, nh, T, hs), probabilities or what `explicit_attention` reports of them, or None)."""
+        groups = self.num_heads // self.num_kv_heads
         if output_attentions:
             if groups > 1:
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-            y, probs = self.explicit_attention(q, k, v, mask, is_causal, output_attentions)
-        else:
-            # `is_causal` says the mask is causal only; the kernel's flag aligns it top-left, which is right
-            # when queries and keys are the same positions, which a missing mask and several queries mean.
-            top_left_causal = is_causal and mask is None and T > 1
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=top_left_causal, scale=self.scale,
-                                               enable_gqa=groups > 1)
-        y = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, nh, T, hs) -> (B, T, A)
-        return self.out(y), probs
+            return self.explicit_attention(q, k, v, mask, is_causal, output_attentions)
+        # `is_causal` says the mask is causal only; the kernel's flag aligns it top-left, which is right when
+        # queries and keys are the same positions, which a missing mask and several queries mean.
+        top_left_causal = is_causal and mask is None and q.shape[2] > 1
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=top_left_causal, scale=self.scale,
+                                           enable_gqa=groups > 1)
+        return y, None
 
     def explicit_attention(self, q, k, v, mask, is_causal, output_attentions):
         """Attention through its probabilities, computed a block of query rows at a time.
@@ -607,6 +621,7 @@ class Transformer(nn.Module):
         `track_gradients` records the graph from the embeddings on, so that gradients reach the attentions
         (relevance maps, `core.analysis`) although the loaded weights require none.
         """
+        restore_threads()
         config = self.config
         past = cache.length if cache is not None else 0
         if config.patch_size:
@@ -652,7 +667,10 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_attentions=False,
                 output_hidden_states=False, pixel_values=None, cache: KVCache | None = None,
-                track_gradients=False) -> ModelOutput:
+                track_gradients=False, logits_to_keep: int = 0) -> ModelOutput:
+        """`logits_to_keep` > 0: a causal LM's logits of the last that many positions only (transformers' name),
+        all of them with 0. A prompt's pass before generating needs the last: projecting each of 1024 positions
+        onto GPT-2's 50k-token vocabulary would take longer than the rest of the pass."""
         inputs = pixel_values if self.config.patch_size else input_ids
         x, hidden_states, attentions, _ = self.encode(inputs, attention_mask, token_type_ids, output_attentions,
                                                       output_hidden_states, cache, track_gradients=track_gradients)
@@ -676,7 +694,7 @@ class Transformer(nn.Module):
             h = self.mlm_norm(ACTIVATION_FUNCTIONS[self.config.activation](self.mlm_dense(x)))
             out.logits = self.lm_head(h)
         elif task == "causal_lm":
-            out.logits = self.lm_head(x)
+            out.logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         elif task == "sequence_classification":
             if self.config.family == "distilbert":
                 summary = F.relu(self.pre_classifier(x[:, 0]))

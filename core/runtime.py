@@ -1,4 +1,5 @@
-"""Process-wide runtime settings: torch's thread count follows the CPU quota of the container.
+"""Process-wide runtime settings: torch's thread count follows the CPU quota of the container, and small
+one-row products run on the calling thread alone.
 
 On a 2-vCPU Space, `os.cpu_count()` reports the host's cores; oversubscribed threads then slow every
 request. The cgroup quota (cpu.max) says how many cores the process may really use.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -35,8 +37,48 @@ def cpu_quota() -> int:
     return max(1, available)
 
 
+# Every parallel region of an op (one per matrix product, even a small one) has to wake the other OpenMP
+# threads. Under OMP_WAIT_POLICY=PASSIVE, the app's, they sleep between regions, and waking one took about
+# 0.1-0.15 ms on the 2-vCPU machines this was measured on: longer than reading a 2 MB weight. There a one-row
+# product of a decoding step reading less than this many bytes is faster on the calling thread alone (per
+# product, two threads against one: 0.5 MB 162 vs 52 us, 2 MB 296 vs 204, 4 MB 353 vs 411, 8 MB 528 vs 752).
+# Spinning threads (torch's default policy) wake at once, and two threads win from about 1 MB up: there
+# nothing moves to one thread.
+# (GOMP_SPINCOUNT, when set, makes threads spin that long before sleeping, whatever the policy says.)
+_SLEEPING_THREADS = (os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+                     and os.environ.get("GOMP_SPINCOUNT", "0").strip() in ("", "0"))
+ONE_THREAD_BELOW_BYTES = 4 << 20 if _SLEEPING_THREADS else 0
+
+_configured_threads: int | None = None
+
+
 def configure_threads() -> int:
-    threads = cpu_quota()
+    global _configured_threads
+    threads = _configured_threads = cpu_quota()
     torch.set_num_threads(threads)
     log.info("torch uses %d threads", threads)
     return threads
+
+
+@contextmanager
+def one_thread():
+    """Run the ops inside on the calling thread only (see ONE_THREAD_BELOW_BYTES).
+
+    torch's count is per thread once a thread has run an op, but a thread's first op copies the process-wide
+    one, which this briefly lowers: `restore_threads` undoes that for a thread that started meanwhile.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def restore_threads() -> None:
+    """Give this thread the count `configure_threads` chose, if it began inside another thread's `one_thread`."""
+    if _configured_threads is not None and torch.get_num_threads() != _configured_threads:
+        torch.set_num_threads(_configured_threads)

@@ -413,3 +413,19 @@ def test_mask_shapes_draws_three_masks():
     fig = gpt_figures.mask_shapes(5, 3)
     shapes = [np.array(trace.z) for trace in fig.data]
     assert shapes[0].all() and np.array_equal(shapes[1], np.tril(np.ones((5, 5)))) and shapes[2].shape == (3, 5)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1000, 7), (50, 1000), (3, 1025, 999), (figures.MAX_CELLS + 1, 40)])
+def test_block_means_are_each_blocks_own_mean_with_a_shorter_last_block_and_nan_kept(shape):
+    array = np.random.default_rng(1).random(shape, dtype=np.float32)
+    array[(0,) * (len(shape) - 2) + (4, 5)] = np.nan  # a masked cell: its block stays NaN
+    means = figures.block_means(array)
+    row_spans, col_spans = figures.block_spans(shape[-2]), figures.block_spans(shape[-1])
+    assert means.shape == shape[:-2] + (len(row_spans), len(col_spans))
+    assert max(means.shape[-2:]) <= figures.MAX_CELLS
+    for lead in np.ndindex(*shape[:-2]):
+        for i, (a, b) in enumerate(row_spans):
+            for j, (c, d) in enumerate(col_spans):
+                expected = array[lead + (slice(a, b), slice(c, d))].astype(np.float64).mean()
+                np.testing.assert_allclose(means[lead + (i, j)], expected, rtol=1e-5, equal_nan=True)
+    assert np.isnan(means).sum() == 1

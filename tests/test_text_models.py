@@ -414,3 +414,19 @@ def test_damaged_safetensors_are_refused_clearly(damage, tmp_path):
     path.write_bytes(prefix + encoded + body)
     with pytest.raises(CheckpointError):
         read_safetensors_file(path)
+
+
+def test_logits_of_the_last_positions_only_and_generation_projects_one_row(tmp_path):
+    model = load_model(save(build(transformers.GPT2LMHeadModel, gpt2_config()), tmp_path))
+    ids = torch.tensor([[5, 17, 99, 240, 3, 8, 8]])
+    with torch.no_grad():
+        full = model(ids).logits
+        for keep in (1, 3):
+            kept = model(ids, logits_to_keep=keep).logits
+            assert kept.shape == (1, keep, 331) and max_difference(kept, full[:, -keep:]) < 1e-5
+    rows = []
+    hook = model.lm_head.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[1]))
+    steps = list(generate(model, ids, max_new_tokens=4, temperature=0, eos_token_id=None))
+    hook.remove()
+    assert rows == [1, 1, 1, 1]  # the prompt's pass and three steps: the last position each time
+    assert steps[0].token_id == int(full[0, -1].argmax())
