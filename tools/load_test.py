@@ -10,7 +10,7 @@ and waits for its answer. Two clients can play the users:
   Curl"): POST /gradio_api/call/<endpoint> with the inputs, then read the answer's server-sent events from
   GET /gradio_api/call/<endpoint>/<event_id>, over one kept-alive connection per user. It leaves the export
   files a view writes on the server (a visitor downloads one only when asking for it).
-- `--client gradio`: one `gradio_client.Client` per user, as the benchmarks use. It costs the machine about
+- `--client gradio`: one `gradio_client.Client` per user, as the benchmarks use. It costs the machine two to
   four times the server's own CPU per request (threads that poll every waiting job, each result's files
   downloaded), so when the users share the server's cores, as on the 2-core development machine, it measures
   mostly itself.
