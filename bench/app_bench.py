@@ -118,7 +118,11 @@ def is_trainer(name: str) -> bool:
 
 
 def endpoint_names(client) -> list[str]:
-    info = client.view_api(return_format="dict", print_info=False)
+    return named_endpoints(client.view_api(return_format="dict", print_info=False))
+
+
+def named_endpoints(info: dict) -> list[str]:
+    """The named endpoints of an app's API description (`/gradio_api/info`), the Learn trainers left out."""
     return sorted(name.lstrip("/") for name in info["named_endpoints"] if not is_trainer(name))
 
 

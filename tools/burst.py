@@ -12,6 +12,9 @@ versions where wall times cannot. So are the clients' (this process): on one mac
 the server, and a view whose clients do more (a picture's upload) is slower for that alone.
 Without --url the app is started offline with the embedded models; `--real-size` serves random-weight models of
 real size (BERT-base, GPT-2 small, ViT-B/16, CLIP B/32) under the presets' repo ids, as `python -m bench` does.
+`--client http` has plain HTTP users press the button instead of `gradio_client` clients (as `tools.load_test`
+does by default): on a small machine that also runs the clients, a burst of 100 `gradio_client` clients spends
+more CPU on the clients than on the server, so the absolute p95 of a hall of that size is measured with them.
 Exit status 1 when any request failed.
 """
 
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.app_bench import HUB_PRESETS, fake_hub_cache, free_port, random_models, start_app, with_model
-from tools.load_test import cpu_seconds, quantile
+from tools.load_test import REQUEST_TIMEOUT, HttpUser, cpu_seconds, default_inputs, example_files, quantile
 
 FLOOR = "gpt_step_reset"
 # Each family's default view, and a view of the same tab that loads the same model without computing it.
@@ -33,6 +36,56 @@ DEFAULT_VIEWS = {"bert_attention": "bert_tokenize", "gpt_step": "gpt_surprisal",
                  "clip_zero_shot": "clip_search", "t5_step": "t5_span_corruption", "t5_attention": "t5_span_corruption"}
 FAMILIES = {"bert_attention": "bert", "gpt_step": "gpt2", "vit_rollout": "vit", "clip_zero_shot": "clip"}
 TARGET_RATIO = 1.5
+
+
+class GradioPresser:
+    """A warmed `gradio_client` client that presses a button: endpoint `name` with some inputs set by name."""
+
+    def __init__(self, url: str):
+        from gradio_client import Client
+
+        self.client = Client(url, verbose=False)
+
+    def press(self, name: str, kwargs: dict, timeout: float = 120.0):
+        return self.client.submit(api_name=f"/{name}", **kwargs).result(timeout=timeout)
+
+    def with_model(self, name: str, repo: str) -> dict:
+        return with_model(self.client, name, repo)
+
+
+class HttpPresser:
+    """The same with plain HTTP requests (`tools.load_test`'s HTTP user, its own kept-alive connection): the
+    page's default inputs, those named in `kwargs` replaced."""
+
+    def __init__(self, url: str, info: dict, files: dict[str, bytes]):
+        import httpx
+
+        self.user = HttpUser(httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT), files)
+        self.info = info
+        self.defaults = default_inputs(info, [name.lstrip("/") for name in info["named_endpoints"]])
+
+    def parameters(self, name: str) -> list[str]:
+        return [p["parameter_name"] for p in self.info["named_endpoints"][f"/{name}"]["parameters"]]
+
+    def press(self, name: str, kwargs: dict, timeout: float = 120.0):
+        data = list(self.defaults[name])
+        for key, value in kwargs.items():
+            data[self.parameters(name).index(key)] = value
+        return self.user.call(name, data)
+
+    def with_model(self, name: str, repo: str) -> dict:
+        return {next(p for p in self.parameters(name) if p in ("choice", "model_choice")): repo}
+
+
+def pressers(url: str, users: int, client: str) -> list:
+    if client == "gradio":
+        return [GradioPresser(url) for _ in range(users)]
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as http:
+        info = http.get("gradio_api/info").raise_for_status().json()
+        files = example_files(http, default_inputs(info, [name.lstrip("/") for name in info["named_endpoints"]]))
+    return [HttpPresser(url, info, files) for _ in range(users)]
 
 
 def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list[float], list[str]]:
@@ -46,7 +99,7 @@ def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list
         barrier.wait()
         start = time.perf_counter()
         try:
-            client.submit(api_name=f"/{name}", **kwargs).result(timeout=timeout)
+            client.press(name, kwargs, timeout)
             with lock:
                 seconds.append(time.perf_counter() - start)
         except Exception as error:  # a failure is a result to report
@@ -62,19 +115,17 @@ def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list
 
 
 def run(url: str, users: int, endpoints: list[str], rounds: int = 1, real_size: bool = False,
-        server_pid: int | None = None) -> list[dict]:
-    from gradio_client import Client
-
-    clients = [Client(url, verbose=False) for _ in range(users)]
-    for client in clients:  # warm: a session, a connection, and one answered request each
-        client.predict(api_name=f"/{FLOOR}")
+        server_pid: int | None = None, client: str = "gradio") -> list[dict]:
+    clients = pressers(url, users, client)
+    for presser in clients:  # warm: a session, a connection, and one answered request each
+        presser.press(FLOOR, {})
     options = {}
     for name in endpoints:
-        options[name] = with_model(clients[0], name, HUB_PRESETS[FAMILIES[name]]) if real_size else {}
+        options[name] = clients[0].with_model(name, HUB_PRESETS[FAMILIES[name]]) if real_size else {}
         loader = DEFAULT_VIEWS.get(name)
         if loader:  # the model is loaded, the view's own result is not computed yet
-            loader_options = (with_model(clients[0], loader, HUB_PRESETS[FAMILIES[name]]) if real_size else {})
-            clients[0].predict(api_name=f"/{loader}", **loader_options)
+            loader_options = (clients[0].with_model(loader, HUB_PRESETS[FAMILIES[name]]) if real_size else {})
+            clients[0].press(loader, loader_options)
     rows = []
 
     def burst(name: str, kwargs: dict, round_number: int) -> None:
@@ -107,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--server-pid", type=int, default=None,
                         help="with --url: the server's process id, to report its CPU seconds per burst")
     parser.add_argument("--endpoints", default=",".join(DEFAULT_VIEWS))
+    parser.add_argument("--client", choices=("gradio", "http"), default="gradio",
+                        help="who presses: gradio_client clients (default) or plain HTTP users")
     parser.add_argument("--real-size", action="store_true",
                         help="random-weight models of real size for bert_attention, gpt_step, vit_rollout, clip_zero_shot")
     args = parser.parse_args(argv)
@@ -124,13 +177,13 @@ def main(argv=None) -> int:
             port = free_port()
             process, _ = start_app(port, **extra)
             url, pid = f"http://127.0.0.1:{port}/", process.pid
-        rows = run(url, args.users, endpoints, args.rounds, args.real_size, pid)
+        rows = run(url, args.users, endpoints, args.rounds, args.real_size, pid, args.client)
     finally:
         if process is not None:
             process.terminate()
             process.wait(timeout=30)
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"{args.users} clients at once; ratio = p95 / mean p95 of the floor (/{FLOOR}, first and last)")
+    print(f"{args.users} {args.client} clients at once; ratio = p95 / mean p95 of the floor (/{FLOOR}, first and last)")
     print(f"{'endpoint':<34} {'round':>5} {'p50 s':>7} {'p95 s':>7} {'ratio':>6} {'server CPU s':>12} "
           f"{'clients CPU s':>13}  target <= {TARGET_RATIO:g}x")
     failed = False
