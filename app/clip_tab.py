@@ -166,14 +166,19 @@ def scale_value(value, loaded: Loaded, use_learned=None) -> tuple[float, bool]:
     return scale, math.isclose(scale, learned, rel_tol=1e-6)
 
 
-def _zero_shot(loaded: Loaded, picture, labels: list[str], templates: list[str], scale: float):
+def _zero_shot_embeddings(loaded: Loaded, pictures: list, labels: list[str], templates: list[str]):
+    """(each picture's embedding (N, D), each label's ensembled prompt embedding (K, D), the prompts cut to the
+    text encoder's limit). Ranking at another logit scale reuses them: the towers run once."""
     prompts = prompts_for(labels, templates)
     flat = [prompt for row in prompts for prompt in row]
     embeds, truncated = text_embeddings(loaded, flat)
     per_template = embeds.view(len(templates), len(labels), -1)  # (M, K, D)
     classes = analysis.ensemble_text_embeddings(per_template)  # (K, D)
-    image = image_embeddings(loaded, [picture])[0]
-    return analysis.zero_shot_ranking(image, classes, scale).numpy(), truncated
+    return image_embeddings(loaded, pictures), classes, truncated
+
+
+def _ranking(image, classes, scale: float) -> np.ndarray:
+    return analysis.zero_shot_ranking(image, classes, scale).numpy()
 
 
 def _truncation_notes(truncated: list[str]) -> list[str]:
@@ -198,8 +203,9 @@ def clip_zero_shot(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, t
     labels, templates = parse_labels(labels), parse_templates(templates)
     scale, is_learned = scale_value(logit_scale, loaded, use_learned)
     learned = learned_scale(loaded)
-    probs, truncated = _zero_shot(loaded, picture, labels, templates, scale)
-    reference = None if is_learned else _zero_shot(loaded, picture, labels, templates, learned)[0]
+    (image,), classes, truncated = _zero_shot_embeddings(loaded, [picture], labels, templates)
+    probs = _ranking(image, classes, scale)
+    reference = None if is_learned else _ranking(image, classes, learned)
     fig = zero_shot_figure(labels, probs, scale, reference, None if is_learned else learned,
                            f"Zero-shot: {len(labels)} labels, {len(templates)} template(s) ensembled")
     top = int(np.argmax(probs))
@@ -321,8 +327,8 @@ def clip_robustness(image, model_choice, custom_repo="", labels=DEFAULT_LABELS, 
     labels, templates = parse_labels(labels), parse_templates(templates)
     drawing = sketch(picture)
     scale = learned_scale(loaded)
-    photo_probs, truncated = _zero_shot(loaded, picture, labels, templates, scale)
-    sketch_probs, _ = _zero_shot(loaded, drawing, labels, templates, scale)
+    (photo, drawn), classes, truncated = _zero_shot_embeddings(loaded, [picture, drawing], labels, templates)
+    photo_probs, sketch_probs = _ranking(photo, classes, scale), _ranking(drawn, classes, scale)
     same = int(np.argmax(photo_probs)) == int(np.argmax(sketch_probs))
     fig = side_by_side_figure(labels, photo_probs, sketch_probs, ("photo", "sketch (edges)"),
                               "Photo vs sketch: " + ("same top label" if same else "the top label changes"))
