@@ -4,11 +4,8 @@ thread count comes back after each product, and a thread that starts meanwhile g
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import importlib
 import threading
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +15,6 @@ import core.model
 from core import load_model, runtime
 from tests import test_llama, test_t5, test_text_models
 from tests.reference import build, gpt2_config, save
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -93,11 +88,15 @@ def test_a_thread_started_inside_one_thread_gets_the_configured_count_back(tmp_p
 
 @pytest.mark.parametrize("policy, spin, expected", [("PASSIVE", None, 4 << 20), ("passive", "0", 4 << 20),
                                                    ("PASSIVE", "30000", 0), ("ACTIVE", None, 0), (None, None, 0)])
-def test_only_sleeping_threads_move_products_to_one_thread(policy, spin, expected):
-    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+def test_only_sleeping_threads_move_products_to_one_thread(policy, spin, expected, monkeypatch):
     for name, value in (("OMP_WAIT_POLICY", policy), ("GOMP_SPINCOUNT", spin)):
-        if value is not None:
-            environment[name] = value
-    printed = subprocess.run([sys.executable, "-c", "import core.runtime as r; print(r.ONE_THREAD_BELOW_BYTES)"],
-                             cwd=ROOT, env=environment, capture_output=True, text=True, check=True).stdout
-    assert int(printed) == expected
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    configured = runtime._configured_threads
+    try:
+        assert importlib.reload(runtime).ONE_THREAD_BELOW_BYTES == expected  # read once, as the module loads
+    finally:
+        monkeypatch.undo()
+        importlib.reload(runtime)._configured_threads = configured

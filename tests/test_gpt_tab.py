@@ -415,7 +415,7 @@ def test_mask_shapes_draws_three_masks():
     assert shapes[0].all() and np.array_equal(shapes[1], np.tril(np.ones((5, 5)))) and shapes[2].shape == (3, 5)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 1000, 7), (50, 1000), (3, 1025, 999), (figures.MAX_CELLS + 1, 40)])
+@pytest.mark.parametrize("shape", [(2, 3, 1000, 7), (50, 1000), (1025, 999), (figures.MAX_CELLS + 1, 40)])
 def test_block_means_are_each_blocks_own_mean_with_a_shorter_last_block_and_nan_kept(shape):
     array = np.random.default_rng(1).random(shape, dtype=np.float32)
     array[(0,) * (len(shape) - 2) + (4, 5)] = np.nan  # a masked cell: its block stays NaN
