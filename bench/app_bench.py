@@ -89,10 +89,14 @@ def parameter_names(client, name: str) -> list[str]:
     return [p["parameter_name"] for p in info["parameters"]]
 
 
+def model_picker(parameters: list[str]) -> str:
+    """Which of an endpoint's parameters picks its model (the tabs call it `choice` or `model_choice`)."""
+    return next(p for p in parameters if p in ("choice", "model_choice"))
+
+
 def with_model(client, name: str, repo: str) -> dict:
     """Keyword arguments that pick the preset `repo` in endpoint `name`'s model dropdown."""
-    choice = next(p for p in parameter_names(client, name) if p in ("choice", "model_choice"))
-    return {choice: repo}
+    return {model_picker(parameter_names(client, name)): repo}
 
 
 def first_token_seconds(client, reps: int, **kwargs) -> float:

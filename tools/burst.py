@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.app_bench import HUB_PRESETS, fake_hub_cache, free_port, random_models, start_app, with_model
+from bench.app_bench import HUB_PRESETS, fake_hub_cache, free_port, model_picker, random_models, start_app, with_model
 from tools.load_test import REQUEST_TIMEOUT, HttpUser, cpu_seconds, default_inputs, example_files, quantile
 
 FLOOR = "gpt_step_reset"
@@ -57,12 +57,12 @@ class HttpPresser:
     """The same with plain HTTP requests (`tools.load_test`'s HTTP user, its own kept-alive connection): the
     page's default inputs, those named in `kwargs` replaced."""
 
-    def __init__(self, url: str, info: dict, files: dict[str, bytes]):
+    def __init__(self, url: str, info: dict, defaults: dict[str, list], files: dict[str, bytes]):
         import httpx
 
         self.user = HttpUser(httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT), files)
         self.info = info
-        self.defaults = default_inputs(info, [name.lstrip("/") for name in info["named_endpoints"]])
+        self.defaults = defaults
 
     def parameters(self, name: str) -> list[str]:
         return [p["parameter_name"] for p in self.info["named_endpoints"][f"/{name}"]["parameters"]]
@@ -74,7 +74,7 @@ class HttpPresser:
         return self.user.call(name, data)
 
     def with_model(self, name: str, repo: str) -> dict:
-        return {next(p for p in self.parameters(name) if p in ("choice", "model_choice")): repo}
+        return {model_picker(self.parameters(name)): repo}
 
 
 def pressers(url: str, users: int, client: str) -> list:
@@ -84,8 +84,9 @@ def pressers(url: str, users: int, client: str) -> list:
 
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as http:
         info = http.get("gradio_api/info").raise_for_status().json()
-        files = example_files(http, default_inputs(info, [name.lstrip("/") for name in info["named_endpoints"]]))
-    return [HttpPresser(url, info, files) for _ in range(users)]
+        defaults = default_inputs(info, [name.lstrip("/") for name in info["named_endpoints"]])
+        files = example_files(http, defaults)
+    return [HttpPresser(url, info, defaults, files) for _ in range(users)]
 
 
 def fire(clients, name: str, kwargs: dict, timeout: float = 120.0) -> tuple[list[float], list[str]]:
