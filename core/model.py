@@ -108,50 +108,19 @@ ATTENTION_BLOCK_ELEMENTS = 1 << 21
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` whose one-row case, a decoding step, reads the weight with every thread.
-
-    One row makes the product a matrix-vector one, bound by memory bandwidth, and torch runs it on a single
-    thread (about 12 GB/s on the 2-core machine this was measured on, where a plain read reaches ~30).
-    Viewed as one block of rows per thread, the weight multiplies as a batch, and the batched kernel gives
-    each thread its own block: about 20 GB/s. The view shares the weight's storage; nothing is copied.
-    A weight too small to repay waking the other threads (`core.runtime.ONE_THREAD_BELOW_BYTES`) is read by
-    the calling thread alone.
-    """
+    """`nn.Linear` that can compute some of its output features only, and whose one-row product (a decoding
+    step) runs on the calling thread alone when its weight is too small to repay waking the other threads
+    (`core.runtime.ONE_THREAD_BELOW_BYTES`). A larger one-row product torch already splits between threads."""
 
     def forward(self, x: torch.Tensor, outputs: slice | None = None) -> torch.Tensor:
         """`outputs` computes only those output features: a cross-attention's query, or its keys and values."""
         weight, bias = self.weight, self.bias
         if outputs is not None:
             weight, bias = weight[outputs], bias[outputs] if bias is not None else None
-        out_features = weight.shape[0]
-        threads = torch.get_num_threads()
-        one_cpu_row = x.numel() == x.shape[-1] and x.device.type == "cpu" and not torch.is_grad_enabled()
-        if one_cpu_row and weight.numel() * weight.element_size() < ONE_THREAD_BELOW_BYTES:
-            with one_thread():  # waking the other threads would cost more than they save
+        if x.numel() == x.shape[-1] and weight.numel() * weight.element_size() < ONE_THREAD_BELOW_BYTES:
+            with one_thread():
                 return F.linear(x, weight, bias)
-        # The products below write into one output (`out=`), which autograd cannot follow: a decoding step only.
-        if threads < 2 or not one_cpu_row or x.dtype != torch.float32 or not weight.is_contiguous():
-            return F.linear(x, weight, bias)
-        rows = out_features - out_features % threads  # a remainder (GPT-2's 50257) is done apart
-        # (threads, 1, in) @ (threads, in, rows / threads): each block is x @ W_block^T, as nn.Linear computes.
-        blocks = weight[:rows].view(threads, rows // threads, self.in_features).transpose(1, 2)
-        row = x.reshape(1, 1, -1).expand(threads, -1, -1)
-        # Both parts are written in place into one output: joining them after (torch.cat) would copy GPT-2's
-        # 50257 logits in a parallel region of its own, one more wake-up of the sleeping threads per token.
-        y = torch.empty(1, out_features, dtype=x.dtype)
-        batched = y[:, :rows].view(threads, 1, rows // threads)
-        if bias is None:
-            torch.bmm(row, blocks, out=batched)
-        else:
-            torch.baddbmm(bias[:rows].view(threads, 1, -1), row, blocks, out=batched)
-        if rows < out_features:
-            rest = weight[rows:].t()
-            with one_thread():  # a row or two: not worth waking the other threads again
-                if bias is None:
-                    torch.mm(x.reshape(1, -1), rest, out=y[:, rows:])
-                else:
-                    torch.addmm(bias[rows:], x.reshape(1, -1), rest, out=y[:, rows:])
-        return y.view(x.shape[:-1] + (out_features,))
+        return F.linear(x, weight, bias)
 
 
 class KVCache:
@@ -166,14 +135,17 @@ class KVCache:
         shape = (config.num_layers, batch, config.key_value_heads, max_length, config.head_size)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
+        self._layers = list(zip(self.keys.unbind(0), self.values.unbind(0)))  # each layer's views, made once
         self.length = 0  # positions already stored; advanced by the model after each forward
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * config.num_layers
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.length + k.shape[2]
-        self.keys[layer, :, :, self.length:end] = k
-        self.values[layer, :, :, self.length:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        # narrow() rather than indexing with slices: a decoding step calls this once per layer, and each
+        # slice of an index dispatches an op of its own.
+        (keys, values), new = self._layers[layer], k.shape[2]
+        keys.narrow(2, self.length, new).copy_(k)
+        values.narrow(2, self.length, new).copy_(v)
+        return keys.narrow(2, 0, self.length + new), values.narrow(2, 0, self.length + new)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -280,12 +252,13 @@ class Attention(nn.Module):
                 k, v = stored
         else:
             qkv = self.qkv(x)  # (B, T, A + 2 kv)
+            # split_with_sizes: `split`'s own work without its Python wrapper, once per layer and token
             if rotary is None:
-                q, k, v = qkv.split(self.widths, dim=-1)
+                q, k, v = qkv.split_with_sizes(self.widths, dim=-1)
                 q, k = q.view(B, T, nh, hs), k.view(B, T, nkv, hs)
             else:
                 # Queries and keys are rotated alike, so together: (B, T, nh + nkv, hs).
-                qk, v = qkv.split((self.widths[0] + self.widths[1], self.widths[2]), dim=-1)
+                qk, v = qkv.split_with_sizes((self.widths[0] + self.widths[1], self.widths[2]), dim=-1)
                 qk = qk.view(B, T, nh + nkv, hs)
                 cos, sin = rotary
                 turned = cos.shape[-1]  # GPT-NeoX turns the first features of each head, keeps the rest
@@ -293,7 +266,7 @@ class Attention(nn.Module):
                     qk = torch.cat((apply_rotary(qk[..., :turned], cos, sin), qk[..., turned:]), dim=-1)
                 else:
                     qk = apply_rotary(qk, cos, sin)
-                q, k = qk.split((nh, nkv), dim=2)
+                q, k = qk.split_with_sizes((nh, nkv), dim=2)
             # (B, T, heads, hs) -> (B, nh, T, hs), 2 x (B, nkv, T, hs)
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.view(B, T, nkv, hs).transpose(1, 2)
             if cache is not None:
@@ -395,8 +368,14 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # torch's rms_norm: one call where the formula spelled out dispatches five ops from Python (a decoding
-        # step's small tensors cost mostly per op: about a third less time per norm at SmolLM2's width).
+        if x.numel() == x.shape[-1] and x.dtype == torch.float32 and x.device.type == "cpu" \
+                and not torch.is_grad_enabled():
+            # One row, a decoding step: its mean square as a Python number, then two products. torch's
+            # rms_norm runs six kernels, and right after a weight has streamed through the caches each small
+            # kernel starts cold: 47 us against 22 for this, at SmolLM2's width, 61 norms per token.
+            mean_square = float(torch.linalg.vector_norm(x)) ** 2 / x.shape[-1]
+            return (x * self.weight).mul_(1.0 / math.sqrt(mean_square + self.eps))
+        # torch's rms_norm: one call where the formula spelled out dispatches five ops from Python.
         if x.dtype == torch.float32:  # the weight inside: the same products in the same order
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,16 +37,16 @@ def cpu_quota() -> int:
 
 
 # Every parallel region of an op (one per matrix product, even a small one) has to wake the other OpenMP
-# threads. Under OMP_WAIT_POLICY=PASSIVE, the app's, they sleep between regions, and waking one took about
-# 0.1-0.15 ms on the 2-vCPU machines this was measured on: longer than reading a 2 MB weight. There a one-row
+# threads. Under OMP_WAIT_POLICY=PASSIVE, the app's, they sleep between regions, and waking one costs about
+# 0.1 ms on the 2-vCPU machines this was measured on: as long as reading a megabyte or two. There a one-row
 # product of a decoding step reading less than this many bytes is faster on the calling thread alone (per
-# product, two threads against one: 0.5 MB 162 vs 52 us, 2 MB 296 vs 204, 4 MB 353 vs 411, 8 MB 528 vs 752).
-# Spinning threads (torch's default policy) wake at once, and two threads win from about 1 MB up: there
-# nothing moves to one thread.
-# (GOMP_SPINCOUNT, when set, makes threads spin that long before sleeping, whatever the policy says.)
+# product, a few small ops between products as in a layer, two threads against one: 0.5 MB 89 vs 37 us,
+# 1.5 MB 149 vs 105, 2 MB 166 vs 140, 3 MB 185 vs 206, 4 MB 220 vs 293, 8 MB 393 vs 696).
+# Spinning threads (torch's default policy) wake at once and win at every size: there nothing moves to one
+# thread. (GOMP_SPINCOUNT, when set, makes threads spin that long before sleeping, whatever the policy says.)
 _SLEEPING_THREADS = (os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
                      and os.environ.get("GOMP_SPINCOUNT", "0").strip() in ("", "0"))
-ONE_THREAD_BELOW_BYTES = 4 << 20 if _SLEEPING_THREADS else 0
+ONE_THREAD_BELOW_BYTES = 5 << 19 if _SLEEPING_THREADS else 0  # 2.5 MiB
 
 _configured_threads: int | None = None
 
@@ -60,22 +59,24 @@ def configure_threads() -> int:
     return threads
 
 
-@contextmanager
-def one_thread():
+class one_thread:
     """Run the ops inside on the calling thread only (see ONE_THREAD_BELOW_BYTES).
 
     torch's count is per thread once a thread has run an op, but a thread's first op copies the process-wide
     one, which this briefly lowers: `restore_threads` undoes that for a thread that started meanwhile.
+    A class rather than a generator-based context manager: a decoding step enters one a hundred times.
     """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+
+    __slots__ = ("threads",)
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        if self.threads != 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exception):
+        if self.threads != 1:
+            torch.set_num_threads(self.threads)
 
 
 def restore_threads() -> None:

@@ -86,7 +86,7 @@ def test_a_thread_started_inside_one_thread_gets_the_configured_count_back(tmp_p
     assert seen == {"at start": 1, "after a forward": 2}
 
 
-@pytest.mark.parametrize("policy, spin, expected", [("PASSIVE", None, 4 << 20), ("passive", "0", 4 << 20),
+@pytest.mark.parametrize("policy, spin, expected", [("PASSIVE", None, 5 << 19), ("passive", "0", 5 << 19),
                                                    ("PASSIVE", "30000", 0), ("ACTIVE", None, 0), (None, None, 0)])
 def test_only_sleeping_threads_move_products_to_one_thread(policy, spin, expected, monkeypatch):
     for name, value in (("OMP_WAIT_POLICY", policy), ("GOMP_SPINCOUNT", spin)):
