@@ -87,7 +87,7 @@ def sampling_distribution(logits: torch.Tensor, temperature: float, top_k: int |
 
 def _top(probs: torch.Tensor, k: int) -> tuple[tuple[int, float], ...]:
     values, ids = torch.topk(probs, min(k, probs.numel()))
-    return tuple((int(i), float(v)) for i, v in zip(ids, values) if v > 0)
+    return tuple((i, v) for i, v in zip(ids.tolist(), values.tolist()) if v > 0)
 
 
 def _choose(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None, generator,
