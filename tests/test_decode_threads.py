@@ -100,3 +100,18 @@ def test_only_sleeping_threads_move_products_to_one_thread(policy, spin, expecte
     finally:
         monkeypatch.undo()
         importlib.reload(runtime)._configured_threads = configured
+
+
+def test_one_row_rms_norm_equals_the_batched_one():
+    """A decoding step's RMS norm (one row: its norm taken as a number) against torch's, which normalises every
+    row of a batch, on rows of several scales and a zero row (where only eps keeps the division finite)."""
+    norm = core.model.RMSNorm(576, 1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(576, generator=torch.Generator().manual_seed(0)))
+        rows = torch.randn(4, 576, generator=torch.Generator().manual_seed(1)) * torch.tensor([[1e-3], [1.0], [30.0],
+                                                                                              [0.0]])
+        batched = norm(rows[None])[0]  # several rows: torch's rms_norm
+        for row, expected in zip(rows, batched):
+            one_row = norm(row.view(1, 1, -1))[0, 0]
+            assert torch.allclose(one_row, expected, rtol=1e-5, atol=1e-6)
+    assert batched[-1].abs().max() == 0
