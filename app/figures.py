@@ -64,7 +64,7 @@ def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
     # Plotly reads tags in titles: a token such as T5's "</s>" would vanish; only the line breaks are markup.
     title = re.sub(r"<(?!br>)", "&lt;", title)
     extra = TITLE_LINE_HEIGHT * title.count("<br>")
-    look = dict(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30)), font=FONT,
+    look = dict(title=dict(text=title, x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=30 + extra)), font=FONT,
                 margin=dict(l=10, r=10, t=TITLE_ROOM + extra, b=10),
                 height=height + TITLE_ROOM + extra - 48 if height else None)
     layout = fig.layout
