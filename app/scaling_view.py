@@ -115,7 +115,11 @@ def size_figure(results: list[dict]) -> go.Figure:
     # Room on both sides for the names (plotly's log axes take the range as log10).
     fig.update_xaxes(type="log", title="non-embedding parameters (log)",
                      range=[math.log10(min(sizes)) - 0.3, math.log10(max(sizes)) + 0.3] if sizes else None)
-    fig.update_yaxes(type="log", title="mean loss on the text (nats, log)")
+    # Headroom above the highest point for its name, which the plot area would otherwise cut.
+    low, high = (math.log10(min(means)), math.log10(max(means))) if means else (0.0, 0.0)
+    span = high - low or 0.05
+    fig.update_yaxes(type="log", title="mean loss on the text (nats, log)",
+                     range=[low - 0.1 * span, high + 0.25 * span] if means else None)
     slope = scaling.loglog_slope(sizes, means)
     title = "Mean loss against model size" + (f": slope {slope:.3f} (loss ∝ N^{slope:.3f})"
                                               if not math.isnan(slope) else "")
@@ -136,7 +140,8 @@ def compute_figure() -> go.Figure:
         fig.add_trace(go.Scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines",
                                  name=f"{name} ({curve['non_embedding_parameters']:,} N)",
                                  line=dict(color=PALETTE[i % len(PALETTE)], width=2)))
-    fig.update_xaxes(type="log", title="training compute so far (FLOPs, log)")
+    # A label per decade only: the minor ones (2, 5) run into the decades' in a half-width plot.
+    fig.update_xaxes(type="log", title="training compute so far (FLOPs, log)", dtick=1)
     fig.update_yaxes(type="log", title="training loss (mean of 10 steps, log)")
     return _layout(fig, "tiny-gpt ladder: training loss against compute (C ≈ 6·N·tokens + attention)", 380)
 
