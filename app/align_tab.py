@@ -25,6 +25,7 @@ from plotly.subplots import make_subplots
 
 from app import inputs, lecture
 from app.components import STREAMS, VIEWS, get_model, handler
+from app.figures import _layout
 from app.models import EMBEDDED_DIR, PRESETS
 from app.result_cache import cached_view
 from core.alignment import DEFAULT_BETA, score_answers
@@ -195,17 +196,21 @@ def tokens_html(tokenizer, ids: list[int], title: str) -> str:
 
 
 def next_token_figure(labels_a, probs_a, labels_b, probs_b, title_a: str, title_b: str) -> go.Figure:
-    """Two horizontal bar charts side by side: each model's most probable next tokens."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=(title_a, title_b), horizontal_spacing=0.18)
-    for col, (labels, probs, colour) in enumerate(((labels_a, probs_a, "#1f77b4"), (labels_b, probs_b, "#ff7f0e")), 1):
+    """Two horizontal bar charts side by side: each model's most probable next tokens, its colour named in the
+    legend (titles over each chart ran into each other on a phone; a legend's entries wrap)."""
+    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.18)
+    bars = ((labels_a, probs_a, "#1f77b4", title_a), (labels_b, probs_b, "#ff7f0e", title_b))
+    for col, (labels, probs, colour, name) in enumerate(bars, 1):
         # Plotly merges equal category labels: each label carries its rank.
         shown = [f"{rank + 1}. {_visible(label)}" for rank, label in enumerate(labels)]
         figure.add_trace(go.Bar(x=list(probs)[::-1], y=shown[::-1], orientation="h", marker_color=colour,
-                                text=[f"{p:.3f}" for p in list(probs)[::-1]], textposition="auto",
-                                showlegend=False), row=1, col=col)
+                                text=[f"{p:.3f}" for p in list(probs)[::-1]], textposition="auto", name=name),
+                         row=1, col=col)
         figure.update_xaxes(range=[0, 1], title_text="probability", row=1, col=col)
-    figure.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=40))
-    return figure
+    figure.update_layout(legend=dict(orientation="h", x=0, y=-0.2, yanchor="top"))
+    # The shared layout leaves room above the plots for the component's label, which gradio draws over the
+    # figure's top-left corner.
+    return _layout(figure, "Both models' next tokens after the same prefix", 380)
 
 
 def token_reward_figure(scored) -> go.Figure:
@@ -220,9 +225,7 @@ def token_reward_figure(scored) -> go.Figure:
                                 marker_color=["#2e7d32" if v >= 0 else "#c62828" for v in values],
                                 hovertemplate="%{x}<br>β·Δlog p = %{y:.3f}<extra></extra>"), row=row, col=1)
         figure.update_yaxes(title_text="β·Δlog p", row=row, col=1)
-    figure.update_layout(height=150 + 170 * len(scored), margin=dict(l=10, r=10, t=50, b=30),
-                         title="Implicit reward per token: β·(log p_aligned − log p_base)")
-    return figure
+    return _layout(figure, "Implicit reward per token: β·(log p_aligned − log p_base)", 150 + 170 * len(scored))
 
 
 # ----- handlers ------------------------------------------------------------------------------------------------
