@@ -7,6 +7,13 @@ from tests.decoders import add_pythia_revisions
 from tests.hub_cache import use_cache
 
 TIMEOUT = 120_000
+# A plot's title lines and the pixels between the title's bottom and the top of the plot area.
+TITLE_LINES_AND_GAP = """(selector) => {
+    const root = document.querySelector(selector);
+    const title = root.querySelector('.gtitle'), area = root.querySelector('.nsewdrag');
+    return [title.querySelectorAll('tspan.line').length || 1,
+            area.getBoundingClientRect().top - title.getBoundingClientRect().bottom];
+}"""
 
 
 def _open(page, app_url, view):
@@ -49,6 +56,10 @@ def test_scaling_view_measures_the_embedded_ladder(page, app_url):
         page.wait_for_selector(f"{plot} .js-plotly-plot", state="visible", timeout=TIMEOUT)
     assert "not disclosed" in page.locator("#learn-view-scaling").inner_text()
     page.wait_for_timeout(500)
+    # Both titles wrap onto two lines at this width; each stays clear of its plot area.
+    for plot in ("#scaling-size", "#scaling-compute"):
+        lines, gap = page.evaluate(TITLE_LINES_AND_GAP, plot)
+        assert lines == 2 and gap >= 15, (plot, lines, gap)
     page.screenshot(path=str(SCREENSHOTS / "learn-scaling.png"), full_page=True)
     assert page.locator(".toast-body.error").count() == 0, page.locator(".toast-body").all_inner_texts()
     assert page.console_errors == [] and page.outside_requests == []
