@@ -116,10 +116,11 @@ def size_figure(results: list[dict]) -> go.Figure:
     fig.update_xaxes(type="log", title="non-embedding parameters (log)",
                      range=[math.log10(min(sizes)) - 0.3, math.log10(max(sizes)) + 0.3] if sizes else None)
     # Headroom above the highest point for its name, which the plot area would otherwise cut.
-    low, high = (math.log10(min(means)), math.log10(max(means))) if means else (0.0, 0.0)
+    shown = [mean for mean in means if mean > 0]  # a log axis has no place for a loss of 0
+    low, high = (math.log10(min(shown)), math.log10(max(shown))) if shown else (0.0, 0.0)
     span = high - low or 0.05
     fig.update_yaxes(type="log", title="mean loss on the text (nats, log)",
-                     range=[low - 0.1 * span, high + 0.25 * span] if means else None)
+                     range=[low - 0.1 * span, high + 0.25 * span] if shown else None)
     slope = scaling.loglog_slope(sizes, means)
     title = "Mean loss against model size" + (f": slope {slope:.3f} (loss ∝ N^{slope:.3f})"
                                               if not math.isnan(slope) else "")

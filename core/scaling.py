@@ -117,10 +117,12 @@ def memory_refusal(name: str, weight_bytes: int, free: int | None = None, cap: i
 
 
 def loglog_slope(sizes: list[float], losses: list[float]) -> float:
-    """Least-squares slope of log(loss) against log(size): the exponent of a power law loss ∝ size^slope."""
-    if len(sizes) < 2:
+    """Least-squares slope of log(loss) against log(size): the exponent of a power law loss ∝ size^slope.
+    A pair with a size or loss of 0 (no logarithm) is left out; under two pairs there is no slope."""
+    pairs = [(s, v) for s, v in zip(sizes, losses) if s > 0 and v > 0]
+    if len(pairs) < 2:
         return math.nan
-    xs, ys = [math.log(s) for s in sizes], [math.log(v) for v in losses]
+    xs, ys = [math.log(s) for s, _ in pairs], [math.log(v) for _, v in pairs]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     spread = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / spread if spread else math.nan

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -124,3 +125,16 @@ def test_the_ladder_trains_deterministically(tmp_path):
     for name, *_ in RUNGS:
         for file in ("model.safetensors", CURVE_FILE):
             assert (first / name / file).read_bytes() == (second / name / file).read_bytes(), (name, file)
+
+
+def test_the_slope_is_the_power_laws_exponent_and_leaves_out_zeros():
+    sizes = [1e4, 1e5, 1e6]
+    assert abs(scaling.loglog_slope(sizes, [8 * s ** -0.1 for s in sizes]) + 0.1) < 1e-12
+    # A loss of 0 (every token certain) has no logarithm: that pair is left out, and the figure still draws.
+    assert abs(scaling.loglog_slope([*sizes, 1e7], [8 * s ** -0.1 for s in sizes] + [0.0]) + 0.1) < 1e-12
+    assert math.isnan(scaling.loglog_slope([1e4, 1e5], [2.0, 0.0]))
+    from app.scaling_view import size_figure
+
+    rung = [{"name": f"r{i}", "non_embedding": s, "losses": SimpleNamespace(mean=m)}
+            for i, (s, m) in enumerate(zip([1e4, 1e5], [0.0, 1.5]))]
+    assert "slope" not in size_figure(rung).layout.title.text
