@@ -171,6 +171,5 @@ def mask_shapes(n: int = 6, m: int = 4) -> go.Figure:
         fig.update_xaxes(title_text=x_title, showticklabels=False, showgrid=False, zeroline=False, row=1, col=col)
         fig.update_yaxes(title_text=y_title, showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x" if col == 1 else f"x{col}",
                          row=1, col=col)
-    fig.update_layout(title=dict(text="Who can attend to whom (filled = allowed)", x=0.01), font=figures.FONT,
-                      height=320, margin=dict(l=10, r=10, t=80, b=10))
-    return fig
+    # The shared layout: with a margin of its own the title sat against gradio's label over the corner.
+    return figures._layout(fig, "Who can attend to whom (filled = allowed)", 300)
